@@ -1,0 +1,171 @@
+"""peewee models of the span store (DESIGN §5; every column is documented in docs/contracts/db.md).
+
+Timestamps are integer epoch milliseconds; durations integer milliseconds. The rows that lists and
+counts scan (``llm_calls``) stay small: the large text of a call (messages, request parameters, the
+rest of the span's attributes) lives in ``llm_call_bodies``, keyed by ``call_id``.
+
+The database is chosen late (``db.initialize(...)``, see ``exporter.database``).
+"""
+
+from __future__ import annotations
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    CompositeKey,
+    DatabaseProxy,
+    FloatField,
+    IntegerField,
+    Model,
+    SQL,
+    TextField,
+)
+
+db = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class LLMCall(BaseModel):
+    """One row per LLM call, written when queued and updated as the call progresses."""
+
+    call_id = TextField(primary_key=True)
+    trace_id = TextField(null=True)
+    span_id = TextField(null=True)
+    parent_span_id = TextField(null=True)
+    parent_task_id = TextField(null=True)
+    parent_task_name = TextField(null=True)
+    status = TextField()  # queued | running | succeeded | failed | cancelled
+    operation = TextField(null=True)
+    provider = TextField(null=True)
+    api_type = TextField(null=True)
+    model = TextField(null=True)
+    response_model = TextField(null=True)
+    response_id = TextField(null=True)
+    source = TextField(null=True)
+    requested_by = TextField(null=True)
+    stream = BooleanField(default=False)
+    enqueued_at = IntegerField()
+    started_at = IntegerField(null=True)
+    first_token_at = IntegerField(null=True)
+    ended_at = IntegerField(null=True)
+    wait_ms = IntegerField(null=True)
+    first_token_ms = IntegerField(null=True)
+    duration_ms = IntegerField(null=True)
+    retry_count = IntegerField(default=0)
+    input_tokens = IntegerField(null=True)
+    output_tokens = IntegerField(null=True)
+    cached_tokens = IntegerField(null=True)
+    reasoning_tokens = IntegerField(null=True)
+    finish_reasons = TextField(null=True)  # JSON list
+    error_type = TextField(null=True)
+    error_message = TextField(null=True)
+    prompt_preview = TextField(null=True)
+    response_preview = TextField(null=True)
+    server_address = TextField(null=True)
+    process = TextField(null=True)  # host:pid
+    updated_at = IntegerField()
+
+    class Meta:
+        table_name = "llm_calls"
+        # Each list filter is an equality on one column, then newest first: a composite index per
+        # filter answers a page and its exact count from the index alone.
+        indexes = (
+            (("enqueued_at", "call_id"), False),
+            (("status", "enqueued_at"), False),
+            (("source", "enqueued_at"), False),
+            (("requested_by", "enqueued_at"), False),
+            (("model", "enqueued_at"), False),
+            (("parent_task_id", "enqueued_at"), False),
+            (("process", "status"), False),
+        )
+
+
+class LLMCallBody(BaseModel):
+    """The large text of a call, apart from the row lists scan."""
+
+    call_id = TextField(primary_key=True)
+    request_params = TextField(null=True)  # JSON object
+    system_instructions = TextField(null=True)  # JSON list of parts
+    input_messages = TextField(null=True)  # JSON list of semconv messages
+    output_messages = TextField(null=True)  # JSON list of semconv messages
+    attributes = TextField(null=True)  # JSON object: the span's other attributes
+
+    class Meta:
+        table_name = "llm_call_bodies"
+
+
+class LLMCallEvent(BaseModel):
+    """Append-only feed of call changes; ``id`` is monotonic so a client can resume after it."""
+
+    id = AutoField()
+    call_id = TextField()
+    kind = TextField()  # queued | dispatched | first_token | retry | succeeded | failed | cancelled
+    at = IntegerField()
+    data = TextField(null=True)  # JSON object
+
+    class Meta:
+        table_name = "llm_call_events"
+        indexes = (
+            (("call_id", "id"), False),
+            (("at",), False),
+        )
+
+
+class LLMTask(BaseModel):
+    """A task span made by ``llm_otel.task()``: what the calls inside it link to."""
+
+    task_id = TextField(primary_key=True)
+    name = TextField()
+    trace_id = TextField(null=True)
+    span_id = TextField(null=True)
+    status = TextField()  # running | succeeded | failed
+    started_at = IntegerField()
+    ended_at = IntegerField(null=True)
+    duration_ms = IntegerField(null=True)
+    attributes = TextField(null=True)  # JSON object
+    process = TextField(null=True)
+
+    class Meta:
+        table_name = "llm_tasks"
+        indexes = ((("started_at",), False),)
+
+
+class SchedulerSnapshot(BaseModel):
+    """The latest state of one scheduler in one process, refreshed as a heartbeat."""
+
+    process = TextField()  # host:pid
+    scheduler = TextField()
+    queue_depth = IntegerField(default=0)
+    in_flight = IntegerField(default=0)
+    max_concurrency = IntegerField(null=True)
+    min_interval = FloatField(default=0.0)  # seconds
+    max_queue = IntegerField(null=True)
+    dispatched_total = IntegerField(default=0)
+    last_dispatch_at = IntegerField(null=True)
+    oldest_wait_ms = IntegerField(null=True)
+    waiting = TextField(null=True)  # JSON list of {call_id, source, since}
+    store_dropped = IntegerField(default=0)
+    store_last_error = TextField(null=True)
+    heartbeat_at = IntegerField()
+
+    class Meta:
+        table_name = "llm_scheduler_snapshots"
+        primary_key = CompositeKey("process", "scheduler")
+
+
+class SchemaVersion(BaseModel):
+    """Forward-only migrations applied to this store, one row each."""
+
+    version = IntegerField(primary_key=True)
+    applied_at = IntegerField(constraints=[SQL("DEFAULT 0")])
+
+    class Meta:
+        table_name = "llm_otel_schema"
+
+
+ALL_MODELS = (LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, SchemaVersion)

@@ -53,6 +53,8 @@ PROCESS = "llm_otel.process"
 # Set on task spans (not on call spans): marks a span made by ``llm_otel.task()``.
 TASK_KIND = "llm_otel.span.kind"
 TASK_KIND_VALUE = "task"
+# Set on task spans: each extra keyword of ``task(name, **attrs)`` as ``llm_otel.task.attr.<key>``.
+TASK_ATTR_PREFIX = "llm_otel.task.attr."
 
 # Span events
 EVENT_DISPATCHED = "llm_otel.dispatched"

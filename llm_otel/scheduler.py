@@ -213,7 +213,7 @@ class _Section:
         traceback: TracebackType | None,
     ) -> None:
         try:
-            if self.depth == 1:
+            if self.depth == 1 and self._scheduler._deferred_releases:
                 self._scheduler._apply_deferred_releases_locked()
         finally:
             self.depth -= 1
@@ -411,7 +411,7 @@ class Scheduler:
         if self._queue or not self._has_free_slot_locked():
             return None
         now = time.monotonic()
-        if self._throttled_until_locked(now) is not None:
+        if self._min_interval and self._throttled_until_locked(now) is not None:
             return None
         dispatched_at = time.time()
         self._record_dispatch_locked(now, dispatched_at)
@@ -483,7 +483,8 @@ class Scheduler:
             return
         permit._released = True
         self._in_flight -= 1
-        self._pump_locked()
+        if self._queue:
+            self._pump_locked()
 
     def _apply_deferred_releases_locked(self) -> None:
         while self._deferred_releases:

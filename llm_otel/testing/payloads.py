@@ -229,10 +229,13 @@ def _chat_chunks(
         return [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
     indexes = range(len(calls))
-    events = [
-        chunk(choice(i, {"role": "assistant", "content": "" if text is not None else None, "refusal": None}))
-        for i in indexes
-    ]
+    # As recorded: a text reply opens with content "" and refusal null, a tool-call-only one
+    # with content null alone.
+    if text is None:
+        role_delta: dict[str, Any] = {"role": "assistant", "content": None}
+    else:
+        role_delta = {"role": "assistant", "content": "", "refusal": None}
+    events = [chunk(choice(i, role_delta)) for i in indexes]
     events += [
         chunk(choice(i, {"content": piece}), True) for piece in split_words(text or "") for i in indexes
     ]
@@ -325,6 +328,7 @@ def _response_object(body: Mapping[str, Any], response_id: str, created: int) ->
         "presence_penalty": 0.0,
         "previous_response_id": body.get("previous_response_id"),
         "prompt_cache_key": body.get("prompt_cache_key"),
+        "prompt_cache_retention": "in_memory",
         "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
         "safety_identifier": None,
         "service_tier": "default",

@@ -1,0 +1,40 @@
+"""llm-otel: every OpenAI SDK call of a Python app as an OpenTelemetry span, stored and browsable.
+
+Usage::
+
+    import llm_otel
+
+    llm_otel.setup(db="sqlite:///llm_calls.db")      # spans + the SQLite span store
+
+    with llm_otel.task("nightly-report", task_id="job-42"), llm_otel.labels(source="reports"):
+        client.chat.completions.create(...)          # a span linked to the task, tagged "reports"
+
+Configuration (environment):
+
+- ``LLM_OTEL_DB``: the store's database URL when ``setup(db=None)``.
+- ``LLM_OTEL_RETENTION_DAYS``: how long the store keeps calls (default 7).
+- ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=no_content``: record no prompt or response.
+- ``OTEL_EXPORTER_OTLP_ENDPOINT``: also send the spans by OTLP when setup() makes the provider.
+
+API: ``setup`` / ``shutdown``, ``task``, ``labels``, ``Scheduler`` and its errors; the
+instrumentor alone is ``llm_otel.instrumentation.OpenAIInstrumentor``; the fake OpenAI server for
+tests and demos is ``llm_otel.testing.FakeOpenAI``. See docs/quickstart.md.
+"""
+
+from llm_otel._exceptions import ConfigurationError, LLMOtelError, SchedulerFull, SchedulerTimeout
+from llm_otel._setup import LLMOtel, setup, shutdown
+from llm_otel.context import labels, task
+from llm_otel.scheduler import Scheduler
+
+__all__ = [
+    "ConfigurationError",
+    "LLMOtel",
+    "LLMOtelError",
+    "Scheduler",
+    "SchedulerFull",
+    "SchedulerTimeout",
+    "labels",
+    "setup",
+    "shutdown",
+    "task",
+]

@@ -1,0 +1,88 @@
+"""What the instrumentation needs to know about one OpenAI endpoint, and helpers they share.
+
+Each endpoint (``chat.py``, ``responses.py``, ``embeddings.py``) supplies an :class:`API`: the
+operation name, the request → attributes mapping, the content it sends and receives, and a stream
+accumulator. ``patch.py`` drives all of them the same way. Pure functions: no OTel, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from llm_otel import attributes as attr
+from llm_otel.instrumentation.messages import Message
+
+# Request keywords that are never recorded as parameters: content is recorded apart (when
+# capture is on) and transport settings may carry secrets (extra_headers) or are not request data.
+_NOT_PARAMS = frozenset(
+    {"messages", "input", "instructions", "extra_headers", "extra_query", "extra_body", "timeout"}
+)
+
+
+def is_given(value: Any) -> bool:
+    """The SDK marks omitted keywords with ``NOT_GIVEN`` / ``omit`` sentinels."""
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+
+
+def given(kwargs: Mapping[str, Any], name: str) -> Any:
+    value = kwargs.get(name)
+    return value if is_given(value) else None
+
+
+def request_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's non-content parameters, as sent (model, temperature, tools, …)."""
+    return {key: value for key, value in kwargs.items() if key not in _NOT_PARAMS and is_given(value)}
+
+
+def set_if_given(attributes: dict[str, Any], key: str, value: Any) -> None:
+    if is_given(value):
+        attributes[key] = value
+
+
+def usage_attributes(
+    input_tokens: Any, output_tokens: Any, cached_tokens: Any = None, reasoning_tokens: Any = None
+) -> dict[str, int]:
+    attributes: dict[str, int] = {}
+    for key, value in (
+        (attr.USAGE_INPUT_TOKENS, input_tokens),
+        (attr.USAGE_OUTPUT_TOKENS, output_tokens),
+        (attr.USAGE_CACHE_READ_INPUT_TOKENS, cached_tokens),
+        (attr.USAGE_REASONING_OUTPUT_TOKENS, reasoning_tokens),
+    ):
+        if isinstance(value, int):
+            attributes[key] = value
+    return attributes
+
+
+class StreamAccumulator(Protocol):
+    """Collects a stream's chunks into what a finished response would have said."""
+
+    def add(self, chunk: Any) -> bool:
+        """Take one chunk; True when it carries output (content or a tool call): a first token."""
+
+    def is_usage_only(self, chunk: Any) -> bool:
+        """True for the usage-only chunk that the instrumentation asked for and hides."""
+
+    def attributes(self) -> dict[str, Any]:
+        """Response attributes so far (id, model, finish reasons, usage)."""
+
+    def output_messages(self) -> list[Message]:
+        """Output so far, partial when the stream ended early."""
+
+
+class API(Protocol):
+    operation: str
+    api_type: str | None
+    supports_stream_usage: bool
+
+    def request_attributes(self, kwargs: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def input_content(self, kwargs: Mapping[str, Any]) -> tuple[list[dict] | None, list[Message]]:
+        """(system instructions parts or None, input messages)."""
+
+    def response_attributes(self, result: Any) -> dict[str, Any]: ...
+
+    def output_messages(self, result: Any) -> list[Message]: ...
+
+    def new_accumulator(self) -> StreamAccumulator: ...

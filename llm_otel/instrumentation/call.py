@@ -1,0 +1,292 @@
+"""One logical LLM call: its span, its scheduler permit, and the moments in between.
+
+A call starts ``queued`` (span start), is ``dispatched`` when the scheduler grants a permit, may
+retry, may see a first token, and ends ``succeeded``, ``failed`` or ``cancelled``. Each moment is
+a span event and a live notice (``llm_otel.lifecycle``). The permit is released when the span
+ends, so a streaming call holds it until its stream ends.
+
+Nothing here may break the app: every method that runs on the app's path catches and logs its own
+errors, and ``end()`` runs at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from llm_otel import attributes as attr
+from llm_otel import lifecycle
+from llm_otel.context import current_labels, current_task
+from llm_otel.instrumentation.api import API, StreamAccumulator, given, request_params
+from llm_otel.instrumentation.messages import Redact, apply_redaction, to_json
+from llm_otel.scheduler import Permit, Scheduler
+
+logger = logging.getLogger(__name__)
+
+_HOSTNAME = socket.gethostname()
+_ERROR_MESSAGE_LIMIT = 4000
+
+current_call: ContextVar[LLMCall | None] = ContextVar("llm_otel_current_call", default=None)
+"""The call whose SDK request is running in this context; the retry hook finds it here."""
+
+
+@dataclass(frozen=True)
+class InstrumentationConfig:
+    """What the wrappers receive through their closure (they read no globals)."""
+
+    tracer: Tracer
+    scheduler: Scheduler
+    capture_content: bool
+    redact: Redact | None
+    stream_usage: bool  # ask for usage in streams whose caller did not, and hide that chunk
+
+
+def _server_attributes(instance: Any) -> dict[str, Any]:
+    base_url = getattr(getattr(instance, "_client", None), "base_url", None)
+    host = getattr(base_url, "host", None)
+    if not host:
+        return {}
+    port = getattr(base_url, "port", None) or (443 if getattr(base_url, "scheme", "") == "https" else 80)
+    return {attr.SERVER_ADDRESS: host, attr.SERVER_PORT: port}
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, TimeoutError)) and (
+        type(exc).__name__ != "APITimeoutError"
+    )
+
+
+class LLMCall:
+    """A call in flight. Created by ``LLMCall.start``; ended exactly once."""
+
+    def __init__(self, config: InstrumentationConfig, api: API, kwargs: Mapping[str, Any], instance: Any):
+        self.config = config
+        self.api = api
+        self.call_id = uuid.uuid4().hex
+        self.stream = bool(given(kwargs, "stream"))
+        self.hide_usage_chunk = False
+        self.ended = False
+        self.retries = 0
+        self.permit: Permit | None = None
+        self._dispatched_at: float | None = None  # perf_counter
+        self._first_token_seen = False
+        self._accumulator: StreamAccumulator | None = None
+
+        labels = current_labels()
+        task = current_task()
+        self.source = labels.source
+        model = given(kwargs, "model") or "unknown"
+        attributes: dict[str, Any] = {
+            attr.OPERATION_NAME: api.operation,
+            attr.PROVIDER_NAME: "openai",
+            attr.REQUEST_MODEL: model,
+            attr.REQUEST_STREAM: self.stream,
+            attr.CALL_ID: self.call_id,
+            attr.PROCESS: f"{_HOSTNAME}:{os.getpid()}",
+        }
+        if api.api_type:
+            attributes[attr.OPENAI_API_TYPE] = api.api_type
+        if labels.source is not None:
+            attributes[attr.SOURCE] = labels.source
+        if labels.requested_by is not None:
+            attributes[attr.REQUESTED_BY] = labels.requested_by
+        if task is not None:
+            attributes[attr.TASK_ID] = task.task_id
+            attributes[attr.TASK_NAME] = task.name
+        attributes.update(_server_attributes(instance))
+        attributes.update(api.request_attributes(kwargs))
+        attributes[attr.REQUEST_PARAMS] = to_json(request_params(kwargs))
+        if config.capture_content:
+            system, messages = api.input_content(kwargs)
+            if system:
+                redacted = apply_redaction([{"role": "system", "parts": system}], config.redact)
+                attributes[attr.SYSTEM_INSTRUCTIONS] = to_json(redacted[0].get("parts", []))
+            attributes[attr.INPUT_MESSAGES] = to_json(apply_redaction(messages, config.redact))
+
+        now = time.time_ns()
+        self.span = config.tracer.start_span(
+            f"{api.operation} {model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=now
+        )
+        lifecycle.emit(lifecycle.QUEUED, self.span, now, {})
+
+    @classmethod
+    def start(
+        cls, config: InstrumentationConfig, api: API, kwargs: Mapping[str, Any], instance: Any
+    ) -> LLMCall | None:
+        """A new call, or None (logged) if the instrumentation itself failed: the SDK call goes on."""
+        try:
+            return cls(config, api, kwargs, instance)
+        except Exception:
+            logger.exception("llm_otel could not start a span for an OpenAI call; the call goes on")
+            return None
+
+    def request_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The kwargs to send: a stream that did not ask for usage asks for it (then hides it)."""
+        if not (self.stream and self.config.stream_usage and self.api.supports_stream_usage):
+            return kwargs
+        options = given(kwargs, "stream_options")
+        if isinstance(options, Mapping) and options.get("include_usage"):
+            return kwargs
+        self.hide_usage_chunk = True
+        return {**kwargs, "stream_options": {**(options or {}), "include_usage": True}}
+
+    # -- scheduling -------------------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Wait for a permit on this thread; a refusal ends the call and is raised to the caller."""
+        try:
+            permit = self.config.scheduler.acquire(self.call_id, self.source)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        self._dispatched(permit)
+
+    async def acquire_async(self) -> None:
+        try:
+            permit = await self.config.scheduler.acquire_async(self.call_id, self.source)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        self._dispatched(permit)
+
+    def _dispatched(self, permit: Permit) -> None:
+        self.permit = permit
+        self._dispatched_at = time.perf_counter()
+        try:
+            now = time.time_ns()
+            event = {attr.QUEUE_WAIT: permit.wait}
+            self.span.set_attribute(attr.QUEUE_WAIT, permit.wait)
+            self.span.add_event(attr.EVENT_DISPATCHED, event, timestamp=now)
+            lifecycle.emit(lifecycle.DISPATCHED, self.span, now, event)
+        except Exception:
+            logger.exception("llm_otel failed to record a dispatch")
+
+    # -- progress ---------------------------------------------------------------------------------
+
+    def record_retry(self, cause: BaseException | None, backoff: float) -> None:
+        """The SDK decided to retry: ``cause`` is the error it is handling (a status error or not)."""
+        try:
+            self.retries += 1
+            event: dict[str, Any] = {attr.RETRY_ATTEMPT: self.retries, attr.RETRY_BACKOFF: float(backoff)}
+            status_code = getattr(getattr(cause, "response", None), "status_code", None)
+            if isinstance(status_code, int):
+                event[attr.RETRY_STATUS_CODE] = status_code
+            elif cause is not None:
+                event[attr.RETRY_ERROR] = type(cause).__qualname__
+            now = time.time_ns()
+            self.span.add_event(attr.EVENT_RETRY, event, timestamp=now)
+            lifecycle.emit(lifecycle.RETRY, self.span, now, event)
+        except Exception:
+            logger.exception("llm_otel failed to record a retry")
+
+    def on_chunk(self, chunk: Any) -> bool:
+        """Take one stream chunk; True when it is the usage chunk we asked for and must hide."""
+        try:
+            if self._accumulator is None:
+                self._accumulator = self.api.new_accumulator()
+            hidden = self.hide_usage_chunk and self._accumulator.is_usage_only(chunk)
+            if self._accumulator.add(chunk) and not self._first_token_seen:
+                self._first_token()
+            return hidden
+        except Exception:
+            logger.exception("llm_otel failed to read a stream chunk")
+            return False
+
+    def _first_token(self) -> None:
+        self._first_token_seen = True
+        started = self._dispatched_at if self._dispatched_at is not None else time.perf_counter()
+        ttft = time.perf_counter() - started
+        now = time.time_ns()
+        event = {attr.RESPONSE_TIME_TO_FIRST_CHUNK: ttft}
+        self.span.set_attribute(attr.RESPONSE_TIME_TO_FIRST_CHUNK, ttft)
+        self.span.add_event(attr.EVENT_FIRST_TOKEN, event, timestamp=now)
+        lifecycle.emit(lifecycle.FIRST_TOKEN, self.span, now, event)
+
+    # -- ending -----------------------------------------------------------------------------------
+
+    def succeed(self, result: Any) -> None:
+        """A complete (non-streaming) response."""
+        if self.ended:
+            return
+        try:
+            attributes = self.api.response_attributes(result)
+            outputs = self.api.output_messages(result) if self.config.capture_content else None
+        except Exception:
+            logger.exception("llm_otel failed to read an OpenAI response")
+            attributes, outputs = {}, None
+        self._end(attr.SUCCEEDED, attributes, outputs)
+
+    def stream_exhausted(self) -> None:
+        self._end_stream(attr.SUCCEEDED)
+
+    def stream_closed(self) -> None:
+        """Closed (or left by ``with``) before the end: cancelled, partial output kept."""
+        self._end_stream(attr.CANCELLED)
+
+    def stream_failed(self, exc: BaseException) -> None:
+        if _is_cancellation(exc):
+            self._end_stream(attr.CANCELLED)
+        else:
+            self._end_stream(attr.FAILED, exc)
+
+    def _end_stream(self, status: str, error: BaseException | None = None) -> None:
+        if self.ended:
+            return
+        attributes: dict[str, Any] = {}
+        outputs = None
+        if self._accumulator is not None:
+            try:
+                attributes = self._accumulator.attributes()
+                if self.config.capture_content:
+                    outputs = self._accumulator.output_messages()
+            except Exception:
+                logger.exception("llm_otel failed to summarise a stream")
+        self._end(status, attributes, outputs, error)
+
+    def fail(self, exc: BaseException) -> None:
+        """The call raised before any result: failed, or cancelled if it was cancelled."""
+        self._end(attr.CANCELLED if _is_cancellation(exc) else attr.FAILED, {}, None, exc)
+
+    def _end(
+        self,
+        status: str,
+        attributes: dict[str, Any],
+        outputs: list[dict] | None,
+        error: BaseException | None = None,
+    ) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            span = self.span
+            if outputs is not None:
+                attributes[attr.OUTPUT_MESSAGES] = to_json(apply_redaction(outputs, self.config.redact))
+            attributes[attr.STATUS] = status
+            attributes[attr.HTTP_RESEND_COUNT] = self.retries
+            if error is not None:
+                attributes[attr.ERROR_TYPE] = type(error).__qualname__
+                attributes[attr.ERROR_MESSAGE] = str(error)[:_ERROR_MESSAGE_LIMIT]
+                status_code = getattr(error, "status_code", None)
+                if isinstance(status_code, int):
+                    attributes["http.response.status_code"] = status_code
+            span.set_attributes(attributes)
+            if error is not None:
+                span.record_exception(error)
+                if status == attr.FAILED:
+                    span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
+            span.end()
+        except Exception:
+            logger.exception("llm_otel failed to end a span")
+        finally:
+            if self.permit is not None:
+                self.permit.release()

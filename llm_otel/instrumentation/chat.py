@@ -1,0 +1,157 @@
+"""The Chat Completions endpoint (``client.chat.completions.create``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llm_otel import attributes as attr
+from llm_otel.instrumentation.api import given, set_if_given, usage_attributes
+from llm_otel.instrumentation.messages import (
+    Message,
+    chat_input_messages,
+    chat_output_message,
+    text_part,
+    tool_call_part,
+)
+
+
+def _usage(usage: Any) -> dict[str, int]:
+    if usage is None:
+        return {}
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    return usage_attributes(
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        getattr(prompt_details, "cached_tokens", None),
+        getattr(completion_details, "reasoning_tokens", None),
+    )
+
+
+def _response_header_attributes(response: Any) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    set_if_given(attributes, attr.RESPONSE_ID, getattr(response, "id", None))
+    set_if_given(attributes, attr.RESPONSE_MODEL, getattr(response, "model", None))
+    set_if_given(attributes, attr.OPENAI_SERVICE_TIER, getattr(response, "service_tier", None))
+    return attributes
+
+
+class ChatCompletionsAPI:
+    operation = "chat"
+    api_type = "chat_completions"
+    supports_stream_usage = True
+
+    def request_attributes(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        attributes: dict[str, Any] = {}
+        for key, name in (
+            (attr.REQUEST_TEMPERATURE, "temperature"),
+            (attr.REQUEST_TOP_P, "top_p"),
+            (attr.REQUEST_SEED, "seed"),
+            (attr.REQUEST_FREQUENCY_PENALTY, "frequency_penalty"),
+            (attr.REQUEST_PRESENCE_PENALTY, "presence_penalty"),
+        ):
+            set_if_given(attributes, key, given(kwargs, name))
+        max_tokens = given(kwargs, "max_completion_tokens") or given(kwargs, "max_tokens")
+        set_if_given(attributes, attr.REQUEST_MAX_TOKENS, max_tokens)
+        stop = given(kwargs, "stop")
+        if stop:
+            attributes[attr.REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else list(stop)
+        choices = given(kwargs, "n")
+        if choices and choices != 1:
+            attributes[attr.REQUEST_CHOICE_COUNT] = choices
+        response_format = given(kwargs, "response_format")
+        if isinstance(response_format, Mapping) and response_format.get("type"):
+            attributes[attr.OUTPUT_TYPE] = "json" if "json" in response_format["type"] else "text"
+        return attributes
+
+    def input_content(self, kwargs: Mapping[str, Any]) -> tuple[list[dict] | None, list[Message]]:
+        return None, chat_input_messages(given(kwargs, "messages") or ())
+
+    def response_attributes(self, result: Any) -> dict[str, Any]:
+        attributes = _response_header_attributes(result)
+        attributes[attr.RESPONSE_FINISH_REASONS] = [
+            choice.finish_reason or "unknown" for choice in result.choices or ()
+        ]
+        attributes.update(_usage(getattr(result, "usage", None)))
+        return attributes
+
+    def output_messages(self, result: Any) -> list[Message]:
+        return [chat_output_message(choice.message, choice.finish_reason) for choice in result.choices or ()]
+
+    def new_accumulator(self) -> ChatStreamAccumulator:
+        return ChatStreamAccumulator()
+
+
+class _ChoiceBuffer:
+    __slots__ = ("finish_reason", "role", "text", "tool_calls")
+
+    def __init__(self) -> None:
+        self.role = "assistant"
+        self.text: list[str] = []
+        self.tool_calls: dict[int, list[Any]] = {}  # index → [id, name, argument pieces]
+        self.finish_reason: str | None = None
+
+
+class ChatStreamAccumulator:
+    """Rebuilds the completion from ``chat.completion.chunk`` objects."""
+
+    def __init__(self) -> None:
+        self._header: Any = None
+        self._usage: Any = None
+        self._choices: dict[int, _ChoiceBuffer] = {}
+
+    def is_usage_only(self, chunk: Any) -> bool:
+        return not chunk.choices and getattr(chunk, "usage", None) is not None
+
+    def add(self, chunk: Any) -> bool:
+        if self._header is None:
+            self._header = chunk
+        if getattr(chunk, "usage", None) is not None:
+            self._usage = chunk.usage
+        has_output = False
+        for choice in chunk.choices or ():
+            buffer = self._choices.setdefault(choice.index, _ChoiceBuffer())
+            delta = choice.delta
+            if delta is not None:
+                if delta.role:
+                    buffer.role = delta.role
+                if delta.content:
+                    buffer.text.append(delta.content)
+                    has_output = True
+                if getattr(delta, "refusal", None):
+                    buffer.text.append(delta.refusal)
+                    has_output = True
+                for tool_call in delta.tool_calls or ():
+                    has_output = True
+                    entry = buffer.tool_calls.setdefault(tool_call.index, [None, None, []])
+                    if tool_call.id:
+                        entry[0] = tool_call.id
+                    function = tool_call.function
+                    if function is not None:
+                        if function.name:
+                            entry[1] = function.name
+                        if function.arguments:
+                            entry[2].append(function.arguments)
+            if choice.finish_reason:
+                buffer.finish_reason = choice.finish_reason
+        return has_output
+
+    def attributes(self) -> dict[str, Any]:
+        attributes = _response_header_attributes(self._header) if self._header is not None else {}
+        finish_reasons = [self._choices[i].finish_reason for i in sorted(self._choices)]
+        if any(finish_reasons):
+            attributes[attr.RESPONSE_FINISH_REASONS] = [reason or "unknown" for reason in finish_reasons]
+        attributes.update(_usage(self._usage))
+        return attributes
+
+    def output_messages(self) -> list[Message]:
+        messages = []
+        for index in sorted(self._choices):
+            buffer = self._choices[index]
+            parts = [text_part("".join(buffer.text))] if buffer.text else []
+            for call_index in sorted(buffer.tool_calls):
+                call_id, name, pieces = buffer.tool_calls[call_index]
+                parts.append(tool_call_part(call_id, name, "".join(pieces)))
+            messages.append({"role": buffer.role, "parts": parts, "finish_reason": buffer.finish_reason})
+        return messages

@@ -1,0 +1,192 @@
+"""Request and response content → GenAI semantic-convention messages.
+
+Every message becomes ``{"role": ..., "parts": [...]}`` with parts of type ``text``,
+``tool_call`` (id, name, arguments), ``tool_call_response`` (id, response), ``reasoning``, ``uri``
+or ``blob`` (inline data is never copied: only its size is kept). Output messages also carry
+their ``finish_reason``. These are pure functions over SDK objects or plain dicts: no OTel, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+Message = dict[str, Any]
+Redact = Callable[[Message], Message]
+
+
+def as_dict(value: Any) -> Any:
+    """A pydantic SDK object (or anything with ``model_dump``) as plain data; others unchanged."""
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        return dump(exclude_none=True)
+    return value
+
+
+def parse_arguments(arguments: Any) -> Any:
+    """Tool-call arguments arrive as a JSON string; record them as data when they parse."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return arguments
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "content": text}
+
+
+def tool_call_part(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    return {"type": "tool_call", "id": call_id, "name": name, "arguments": parse_arguments(arguments)}
+
+
+def _inline_data_part(modality: str, data: str, mime_type: str | None = None) -> dict[str, Any]:
+    part: dict[str, Any] = {"type": "blob", "modality": modality, "content": f"<{len(data)} bytes omitted>"}
+    if mime_type:
+        part["mime_type"] = mime_type
+    return part
+
+
+def _uri_or_blob(modality: str, url: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        mime_type = url[5:].split(";", 1)[0] or None
+        return _inline_data_part(modality, url, mime_type)
+    return {"type": "uri", "modality": modality, "uri": url}
+
+
+def content_parts(content: Any) -> list[dict[str, Any]]:
+    """Chat Completions and Responses content (a string or a list of typed parts) → parts."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [text_part(content)]
+    parts = []
+    for raw in content:
+        part = as_dict(raw)
+        if isinstance(part, str):
+            parts.append(text_part(part))
+            continue
+        kind = part.get("type")
+        if kind in ("text", "input_text", "output_text"):
+            parts.append(text_part(part.get("text", "")))
+        elif kind == "refusal":
+            parts.append(text_part(part.get("refusal", "")))
+        elif kind == "image_url":
+            image = part.get("image_url") or {}
+            parts.append(_uri_or_blob("image", image.get("url", "") if isinstance(image, Mapping) else ""))
+        elif kind == "input_image":
+            parts.append(_uri_or_blob("image", part.get("image_url") or part.get("file_id") or ""))
+        elif kind == "input_audio":
+            audio = part.get("input_audio") or {}
+            parts.append(_inline_data_part("audio", audio.get("data", ""), audio.get("format")))
+        elif kind in ("file", "input_file"):
+            parts.append({"type": "file", "modality": "file"})
+        else:
+            parts.append({"type": kind or "unknown"})
+    return parts
+
+
+def chat_input_messages(messages: Iterable[Any]) -> list[Message]:
+    """The ``messages`` of a Chat Completions request, system and developer messages included."""
+    converted = []
+    for raw in messages:
+        message = as_dict(raw)
+        role = message.get("role", "user")
+        if role in ("tool", "function"):
+            response_part: dict[str, Any] = {
+                "type": "tool_call_response",
+                "id": message.get("tool_call_id"),
+                "response": message.get("content"),
+            }
+            if role == "function":
+                response_part["name"] = message.get("name")
+            converted.append({"role": "tool", "parts": [response_part]})
+            continue
+        parts = content_parts(message.get("content"))
+        for tool_call in message.get("tool_calls") or ():
+            function = tool_call.get("function") or {}
+            parts.append(tool_call_part(tool_call.get("id"), function.get("name"), function.get("arguments")))
+        function_call = message.get("function_call")
+        if function_call:
+            parts.append(tool_call_part(None, function_call.get("name"), function_call.get("arguments")))
+        entry: Message = {"role": role, "parts": parts}
+        if message.get("name"):
+            entry["name"] = message["name"]
+        converted.append(entry)
+    return converted
+
+
+def chat_output_message(message: Any, finish_reason: str | None) -> Message:
+    """One choice of a chat completion (a message object or a dict) → an output message."""
+    message = as_dict(message) or {}
+    parts = []
+    if message.get("content"):
+        parts.append(text_part(message["content"]))
+    if message.get("refusal"):
+        parts.append(text_part(message["refusal"]))
+    for tool_call in message.get("tool_calls") or ():
+        function = tool_call.get("function") or {}
+        parts.append(tool_call_part(tool_call.get("id"), function.get("name"), function.get("arguments")))
+    return {"role": message.get("role") or "assistant", "parts": parts, "finish_reason": finish_reason}
+
+
+def responses_input_messages(input_value: Any) -> list[Message]:
+    """The ``input`` of a Responses API request: a string or a list of input items."""
+    if input_value is None:
+        return []
+    if isinstance(input_value, str):
+        return [{"role": "user", "parts": [text_part(input_value)]}]
+    converted = []
+    for raw in input_value:
+        item = as_dict(raw)
+        kind = item.get("type", "message")
+        if kind == "message":
+            converted.append({"role": item.get("role", "user"), "parts": content_parts(item.get("content"))})
+        elif kind == "function_call":
+            part = tool_call_part(item.get("call_id"), item.get("name"), item.get("arguments"))
+            converted.append({"role": "assistant", "parts": [part]})
+        elif kind == "function_call_output":
+            part = {"type": "tool_call_response", "id": item.get("call_id"), "response": item.get("output")}
+            converted.append({"role": "tool", "parts": [part]})
+        else:
+            converted.append({"role": item.get("role", "user"), "parts": [{"type": kind}]})
+    return converted
+
+
+def responses_output_messages(output: Iterable[Any], finish_reason: str) -> list[Message]:
+    """The ``output`` items of a Response → one assistant message holding every part."""
+    parts = []
+    for raw in output or ():
+        item = as_dict(raw)
+        kind = item.get("type")
+        if kind == "message":
+            parts.extend(content_parts(item.get("content")))
+        elif kind == "function_call":
+            parts.append(tool_call_part(item.get("call_id"), item.get("name"), item.get("arguments")))
+        elif kind == "reasoning":
+            summary = " ".join(s.get("text", "") for s in item.get("summary") or ())
+            if summary:  # reasoning items usually come with no visible summary
+                parts.append({"type": "reasoning", "content": summary})
+        elif kind:
+            parts.append({"type": kind})
+    return [{"role": "assistant", "parts": parts, "finish_reason": finish_reason}]
+
+
+def apply_redaction(messages: list[Message], redact: Redact | None) -> list[Message]:
+    """Let the user's ``redact`` hook see and change every message; a failing hook hides the message."""
+    if redact is None:
+        return messages
+    redacted = []
+    for message in messages:
+        try:
+            redacted.append(redact(message))
+        except Exception:
+            redacted.append({"role": message.get("role"), "parts": [text_part("[redaction failed]")]})
+    return redacted
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON for span attributes; anything not JSON-native is recorded as its string."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)

@@ -1,0 +1,105 @@
+"""Proxies around the SDK's ``Stream`` / ``AsyncStream`` that end the call's span.
+
+The proxy behaves as the stream it wraps (``isinstance`` included) and ends the span once: when
+the stream is exhausted (succeeded), on an error mid-stream (failed, partial output kept), on
+``close()`` or ``with``/``async with`` exit before the end (cancelled), and when garbage-collected
+unconsumed (cancelled; a sync stream's connection is closed then too). It hides the
+usage-only chunk that the instrumentation asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import wrapt
+
+from llm_otel.instrumentation.call import LLMCall
+
+
+class StreamProxy(wrapt.ObjectProxy):
+    def __init__(self, stream: Any, call: LLMCall) -> None:
+        super().__init__(stream)
+        self._self_call = call
+
+    def __iter__(self) -> StreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        call = self._self_call
+        while True:
+            try:
+                chunk = self.__wrapped__.__next__()
+            except StopIteration:
+                call.stream_exhausted()
+                raise
+            except BaseException as exc:
+                call.stream_failed(exc)
+                raise
+            if not call.on_chunk(chunk):
+                return chunk
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_call.stream_closed()
+
+    def __enter__(self) -> StreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, traceback)
+        finally:
+            self._self_call.stream_closed()
+
+    def __del__(self) -> None:
+        # The SDK's stream sits in a reference cycle (its generator refers back to it), so its
+        # connection would wait for the cyclic GC: give it back to the pool now.
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_call.stream_closed()
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):
+    def __init__(self, stream: Any, call: LLMCall) -> None:
+        super().__init__(stream)
+        self._self_call = call
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        call = self._self_call
+        while True:
+            try:
+                chunk = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                call.stream_exhausted()
+                raise
+            except BaseException as exc:
+                call.stream_failed(exc)
+                raise
+            if not call.on_chunk(chunk):
+                return chunk
+
+    async def close(self) -> None:
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_call.stream_closed()
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, traceback: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._self_call.stream_closed()
+
+    def __del__(self) -> None:
+        self._self_call.stream_closed()

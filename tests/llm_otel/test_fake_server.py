@@ -22,16 +22,28 @@ USER_PROMPT_TOKENS = 12
 ECHO = "Echo: Say hello world"
 
 
-@pytest.fixture
-def fake_openai():
+@pytest.fixture(scope="module")
+def shared_server():
+    """One server for the module (a fresh one per test costs more than the test itself)."""
     with FakeOpenAI() as server:
         yield server
 
 
 @pytest.fixture
-def client(fake_openai: FakeOpenAI):
-    with openai.OpenAI(base_url=fake_openai.base_url, api_key="test-key", max_retries=2) as client:
+def fake_openai(shared_server: FakeOpenAI):
+    shared_server.reset()
+    return shared_server
+
+
+@pytest.fixture(scope="module")
+def shared_client(shared_server: FakeOpenAI):
+    with openai.OpenAI(base_url=shared_server.base_url, api_key="test-key", max_retries=2) as client:
         yield client
+
+
+@pytest.fixture
+def client(fake_openai: FakeOpenAI, shared_client: openai.OpenAI):
+    return shared_client
 
 
 @pytest.fixture
@@ -313,14 +325,11 @@ def test_500_past_max_retries_raises(fake_openai: FakeOpenAI, client: openai.Ope
     }
 
 
-def test_error_body_and_headers(fake_openai: FakeOpenAI):
+def test_error_body_and_headers(fake_openai: FakeOpenAI, client: openai.OpenAI):
     fake_openai.script(Behavior(status=429, retry_after_ms=1500, error_message="Slow down."))
 
-    with (
-        openai.OpenAI(base_url=fake_openai.base_url, api_key="k", max_retries=0) as client,
-        pytest.raises(openai.RateLimitError) as raised,
-    ):
-        client.embeddings.create(model="text-embedding-3-small", input="x")
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.with_options(max_retries=0).embeddings.create(model="text-embedding-3-small", input="x")
 
     assert raised.value.response.headers["retry-after-ms"] == "1500"
     assert raised.value.body == {
@@ -389,27 +398,25 @@ def test_first_chunk_delay(fake_openai: FakeOpenAI, client: openai.OpenAI):
 # --- Behaviour selection and control endpoints --------------------------------------------------
 
 
-def test_scripts_by_model_and_defaults(fake_openai: FakeOpenAI):
+def test_scripts_by_model_and_defaults(fake_openai: FakeOpenAI, client: openai.OpenAI):
     fake_openai.script(Behavior(content="for a"), model="model-a")
     fake_openai.script(Behavior(content="for any"))
     fake_openai.set_default(Behavior(content="default b"), model="model-b")
     fake_openai.set_default(Behavior(content="default"))
 
-    with openai.OpenAI(base_url=fake_openai.base_url, api_key="k", max_retries=0) as client:
+    def ask(model: str) -> str:
+        return client.chat.completions.create(model=model, messages=USER).choices[0].message.content
 
-        def ask(model: str) -> str:
-            return client.chat.completions.create(model=model, messages=USER).choices[0].message.content
-
-        answers = [ask("model-b"), ask("model-a"), ask("model-a"), ask("model-b"), ask("model-c")]
-        fake_openai.reset()
-        after_reset = ask("model-b")
+    answers = [ask("model-b"), ask("model-a"), ask("model-a"), ask("model-b"), ask("model-c")]
+    fake_openai.reset()
+    after_reset = ask("model-b")
 
     assert answers == ["for any", "for a", "default", "default b", "default"]
     assert after_reset == ECHO
     assert len(fake_openai.calls) == 1
 
 
-def test_control_endpoints(fake_openai: FakeOpenAI):
+def test_control_endpoints(fake_openai: FakeOpenAI, client: openai.OpenAI):
     script = {
         "model": "gpt-4o-mini",
         "behaviors": [{"status": 503, "retry_after_ms": 1}, {"content": "scripted"}],
@@ -417,9 +424,8 @@ def test_control_endpoints(fake_openai: FakeOpenAI):
     assert _http(fake_openai, "POST", "/_fake/script", script) == (200, json.dumps({"queued": 2}))
     assert _http(fake_openai, "POST", "/_fake/default", {"behavior": {"content": "by default"}})[0] == 200
 
-    with openai.OpenAI(base_url=fake_openai.base_url, api_key="k", max_retries=1) as client:
-        first = client.chat.completions.create(model="gpt-4o-mini", messages=USER)
-        second = client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    first = client.chat.completions.create(model="gpt-4o-mini", messages=USER)
+    second = client.chat.completions.create(model="gpt-4o-mini", messages=USER)
 
     status, text = _http(fake_openai, "GET", "/_fake/calls")
     calls = json.loads(text)["calls"]

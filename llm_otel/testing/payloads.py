@@ -48,6 +48,8 @@ MODELS = ("gpt-4o-mini", "gpt-4o", "o4-mini", "text-embedding-3-small")
 _MODELS_CREATED = 1_700_000_000
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 _ARGUMENT_FRAGMENT = 6
+# Chat finish reasons that end a Responses API response as "incomplete", with its reason.
+_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "The request was invalid."),
@@ -287,12 +289,9 @@ def responses_reply(body: Mapping[str, Any], behavior: Behavior) -> Reply:
         }
         for call in behavior.tool_calls
     ]
-    usage = TokenCounts.compute(
-        behavior, prompt_words(items), _output_words(behavior, text)
-    ).responses_usage()
-    incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(
-        behavior.finish_reason or ""
-    )
+    counts = TokenCounts.compute(behavior, prompt_words(items), _output_words(behavior, text))
+    usage = counts.responses_usage()
+    incomplete = _INCOMPLETE_REASONS.get(behavior.finish_reason or "")
     created = int(time.time())
     final = _response_object(body, new_id("resp_", 50), created)
     final.update(

@@ -266,6 +266,18 @@ def test_responses_stream_tool_call(fake_openai: FakeOpenAI, client: openai.Open
     assert events[-1].response.output[0].name == "lookup"
 
 
+def test_finish_reason_length(fake_openai: FakeOpenAI, client: openai.OpenAI):
+    fake_openai.set_default(Behavior(finish_reason="length"))
+
+    choice = client.chat.completions.create(model="gpt-4o-mini", messages=USER).choices[0]
+    events = list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))
+    response = client.responses.create(model="gpt-4o-mini", input="hi")
+
+    assert choice.finish_reason == "length"
+    assert events[-1].type == "response.incomplete"
+    assert (response.status, response.incomplete_details.reason) == ("incomplete", "max_output_tokens")
+
+
 # --- Embeddings and models ----------------------------------------------------------------------
 
 

@@ -40,8 +40,8 @@ class EmbeddingsAPI:
             attributes[attr.EMBEDDINGS_DIMENSION_COUNT] = len(data[0].embedding)
         return attributes
 
-    def output_messages(self, result: Any) -> list[Message]:
-        return []
+    def output_messages(self, result: Any) -> None:
+        return None  # vectors are not content worth recording
 
     def new_accumulator(self) -> Any:
         raise TypeError("the embeddings endpoint does not stream")

@@ -1,0 +1,463 @@
+"""The store's background writer: one thread per process, a bounded queue, batched transactions.
+
+The app's threads only hand records over (``put``: a size check and a ``SimpleQueue.put``, a
+microsecond, never a lock held by the database, never a wait). The writer thread takes up to
+``BATCH_MAX`` records at a time, maps them to rows (``exporter.mapping.RowBatch``) and writes each
+batch in one ``BEGIN IMMEDIATE`` transaction with ``executemany`` (``exporter._sql``). Records
+become visible in the database a few milliseconds after ``put``.
+
+Usage (``exporter.store.SpanStore`` does this for you)::
+
+    writer = StoreWriter(lambda: ready_database(url), jobs=[Job("retention", 3600, retention)])
+    writer.put((RowBatch.add_ended_span, span))     # any (function, *args); function(batch, *args)
+    writer.add_status_source(scheduler.status)
+    writer.flush(timeout=5)                         # True once everything put before is written
+    writer.shutdown(timeout=5)
+
+Faults. Any failure of the database (locked past ``busy_timeout``, read-only file, disk full,
+deleted file or directory, ...) keeps the batch in hand and retries it with exponential backoff
+(``BACKOFF_MIN`` to ``BACKOFF_MAX``), reopening the database each time (``connect()`` again, so a
+deleted directory or file is created anew and migrated). Meanwhile ``put`` keeps accepting until
+the queue holds ``queue_size`` records, then drops and counts. Each distinct error is logged once
+at WARNING and kept in ``stats()["last_error"]`` and in the scheduler snapshot rows; the writer
+logs at INFO when writing resumes. A record the database refuses as such (a constraint or binding
+error) is dropped and counted alone, so it cannot block the others.
+
+Heartbeat. Every ``HEARTBEAT_S`` (and at each ``flush``) the thread upserts one
+``llm_scheduler_snapshots`` row per status source (a callable returning a dict shaped like
+``llm_otel.Scheduler.status()``), keyed by (``host:pid``, scheduler name), with the writer's
+dropped count, last error and the time; with no source it writes one row under the scheduler name
+``""`` so that other processes still see this one alive. ``shutdown`` deletes this process's rows.
+
+Jobs. Periodic maintenance (retention, closing calls of lost processes) runs on a short-lived
+helper thread with its own connection, so the writer keeps writing between the job's batches: each
+``Job`` runs when the writer starts and then every ``interval_s``; a failed job is retried after
+``JOB_RETRY_S``.
+
+After ``os.fork()`` the child starts with an empty queue and starts its own writer thread on its
+first ``put`` (the parent's thread and connection do not exist in the child).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from exporter import _sql
+from exporter.mapping import RowBatch, to_json
+
+logger = logging.getLogger(__name__)
+
+BATCH_MAX = 500
+"""Most records written in one transaction."""
+HEARTBEAT_S = 1.0
+"""Seconds between two scheduler snapshot upserts."""
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 5.0
+"""Seconds to wait before retrying a failed batch: doubled per failure, between these bounds."""
+JOB_RETRY_S = 60.0
+"""Seconds after which a failed maintenance job runs again."""
+WAITING_MAX = 100
+"""Most waiting callers listed in a snapshot row's ``waiting``."""
+
+Record = tuple[Any, ...]
+"""``(function, *args)``: the writer thread calls ``function(batch, *args)`` to add its rows."""
+StatusSource = Callable[[], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A maintenance function run on its own connection at start, then every ``interval_s``."""
+
+    name: str
+    interval_s: float
+    run: Callable[[peewee.Database], object]
+
+
+def current_process() -> str:
+    """``host:pid``, as ``llm_otel.process`` spells it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Flush:
+    """A marker in the queue: set once every record before it is written."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class _DropWarning:
+    """Logs once when records start being dropped; again only after the queue has drained."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.warned = False
+
+    def check(self, dropped: int, queued: int, queue_size: int) -> None:
+        if dropped > self.seen:
+            if not self.warned:
+                logger.warning(
+                    "llm-otel store: the writer queue is full (%d records); new records are dropped "
+                    "and counted until the database takes writes again",
+                    queue_size,
+                )
+                self.warned = True
+            self.seen = dropped
+        elif self.warned and queued == 0:
+            self.warned = False
+
+
+class StoreWriter:
+    """One background writer thread with a bounded queue; see the module docstring."""
+
+    def __init__(
+        self,
+        connect: Callable[[], peewee.SqliteDatabase],
+        *,
+        queue_size: int = 10_000,
+        jobs: Sequence[Job] = (),
+    ) -> None:
+        """``connect()`` returns an open, migrated database; it is called on the writer's threads."""
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        self._connect = connect
+        self._queue_size = queue_size
+        self._jobs = tuple(jobs)
+        self._sources: tuple[StatusSource, ...] = ()
+        self._reset()
+        self._thread.start()
+        os.register_at_fork(after_in_child=functools.partial(_reset_after_fork, weakref.ref(self)))
+
+    def _reset(self) -> None:
+        """Fresh state for this process: an empty queue, zero counters, an unstarted thread."""
+        self.process = current_process()
+        self._lock = threading.Lock()  # guards the counters below; never held during I/O
+        self._queue: queue.SimpleQueue[Record | _Flush | None] = queue.SimpleQueue()
+        self._dropped = 0
+        self._written = 0
+        self._in_hand = 0
+        self._last_error: str | None = None
+        self._logged: set[str] = set()
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llm-otel-store-writer", daemon=True)
+        self._forked = False
+
+    def _start_in_child(self) -> None:
+        with self._lock:
+            if self._forked:
+                self._forked = False
+                self._thread.start()
+
+    # -- the app's side: never blocks --------------------------------------------------------------
+
+    def put(self, record: Record) -> bool:
+        """Hand ``record`` to the writer; False (and counted as dropped) when the queue is full."""
+        if self._forked:
+            self._start_in_child()
+        if self._closed or self._queue.qsize() >= self._queue_size:
+            with self._lock:
+                self._dropped += 1
+            return False
+        self._queue.put(record)
+        return True
+
+    def add_status_source(self, source: StatusSource) -> None:
+        """Write ``source()`` as a scheduler snapshot row with every heartbeat."""
+        with self._lock:
+            if source not in self._sources:
+                self._sources = (*self._sources, source)
+
+    def stats(self) -> dict[str, Any]:
+        """``queued`` (waiting to be written), ``written``, ``dropped`` and ``last_error``."""
+        with self._lock:
+            return {
+                "queued": self._queue.qsize() + self._in_hand,
+                "written": self._written,
+                "dropped": self._dropped,
+                "last_error": self._last_error,
+            }
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every record put before this call is written; False if ``timeout`` ran out."""
+        if self._forked:
+            self._start_in_child()
+        if self._closed or not self._thread.is_alive():
+            return self._queue.empty() and self._in_hand == 0
+        marker = _Flush()
+        self._queue.put(marker)
+        return marker.done.wait(timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Flush (up to ``timeout``), then stop the thread; records still unwritten are dropped."""
+        if self._closed:
+            return
+        deadline = time.monotonic() + timeout
+        self.flush(timeout)
+        self._closed = True
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- the writer thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        store = _sql.StoreFile(self._connect)
+        pending: list[Record] = []
+        markers: list[_Flush] = []
+        backoff = 0.0
+        failing_since: float | None = None
+        next_heartbeat = 0.0
+        job_due = dict.fromkeys(self._jobs, 0.0)
+        job_thread: threading.Thread | None = None
+        stopping = False
+        drops = _DropWarning()
+
+        while not stopping:
+            if not pending and not markers:
+                stopping = self._take(pending, markers, max(0.0, next_heartbeat - time.monotonic()))
+            drops.check(self._dropped, self._queue.qsize(), self._queue_size)
+            heartbeat = bool(markers) or time.monotonic() >= next_heartbeat
+            if pending or heartbeat:
+                try:
+                    self._write(store, pending, heartbeat)
+                except Exception as exc:  # the database is unavailable: keep the batch, back off
+                    self._note_error(exc)
+                    failing_since = failing_since or time.monotonic()
+                    backoff = min(max(backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
+                    stopping = self._stop.wait(backoff)
+                    continue
+                if failing_since is not None:
+                    self._note_recovery(time.monotonic() - failing_since)
+                failing_since, backoff = None, 0.0
+                self._written_out(pending, markers)
+                if heartbeat:
+                    next_heartbeat = time.monotonic() + HEARTBEAT_S
+            if job_thread is None or not job_thread.is_alive():
+                try:
+                    job_thread = self._start_due_jobs(job_due)
+                except RuntimeError:  # no new threads while the interpreter shuts down
+                    job_thread = None
+
+        if failing_since is None:
+            self._forget_process(store)
+        store.close()
+        with self._lock:
+            self._dropped += len(pending) + self._queue.qsize()
+            self._in_hand = 0
+
+    def _written_out(self, pending: list[Record], markers: list[_Flush]) -> None:
+        with self._lock:
+            self._written += len(pending)
+            self._in_hand = 0
+        pending.clear()
+        for marker in markers:
+            marker.done.set()
+        markers.clear()
+
+    def _note_recovery(self, failed_for: float) -> None:
+        with self._lock:
+            self._logged.clear()
+            dropped = self._dropped
+        logger.info(
+            "llm-otel store: writing resumed after %.1f s (%d records dropped so far)", failed_for, dropped
+        )
+
+    def _take(self, pending: list[Record], markers: list[_Flush], timeout: float) -> bool:
+        """Block until a record arrives (or ``timeout``), then take up to ``BATCH_MAX`` of them.
+
+        Stops after a flush marker so that ``flush`` waits only for what was put before it.
+        Returns True when the stop sentinel was taken.
+        """
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        while True:
+            if item is None:
+                return True
+            if isinstance(item, _Flush):
+                markers.append(item)
+                break
+            pending.append(item)
+            if len(pending) >= BATCH_MAX:
+                break
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        with self._lock:
+            self._in_hand = len(pending)
+        return False
+
+    def _write(self, store: _sql.StoreFile, pending: list[Record], heartbeat: bool) -> None:
+        """Write ``pending`` (and a heartbeat) in one transaction; raises when the database fails.
+
+        Records whose mapping fails, or that the database refuses, are dropped from ``pending``.
+        """
+        batch = self._map(pending)
+        if heartbeat:
+            batch.snapshots = self._snapshot_rows()
+        try:
+            store.write(batch)
+        except Exception as exc:
+            if _sql.is_fault(exc):
+                raise
+            self._note_error(exc, "the database refused a batch; writing its records one by one")
+            self._write_one_by_one(store, pending)
+            if heartbeat:
+                store.write(RowBatch(snapshots=self._snapshot_rows()))
+
+    def _write_one_by_one(self, store: _sql.StoreFile, pending: list[Record]) -> None:
+        kept = []
+        for record in pending:
+            try:
+                store.write(self._map([record]))
+            except Exception as exc:
+                if _sql.is_fault(exc):
+                    raise
+                self._drop(exc)
+                continue
+            kept.append(record)
+        pending[:] = kept
+
+    def _map(self, pending: list[Record]) -> RowBatch:
+        batch = RowBatch()
+        kept = []
+        for record in pending:
+            try:
+                record[0](batch, *record[1:])
+            except Exception as exc:
+                self._drop(exc)
+                continue
+            kept.append(record)
+        pending[:] = kept
+        return batch
+
+    def _drop(self, exc: Exception) -> None:
+        self._note_error(exc, "a record could not be written and was dropped")
+        with self._lock:
+            self._dropped += 1
+
+    def _note_error(self, exc: BaseException, what: str = "writing failed; retrying with backoff") -> None:
+        """Keep ``exc`` as the last error; log each distinct error once until writing recovers."""
+        message = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._last_error = message
+            first = message not in self._logged
+            self._logged.add(message)
+        if first:
+            logger.warning("llm-otel store: %s (%s)", what, message)
+
+    def _snapshot_rows(self) -> list[dict[str, Any]]:
+        stats = self.stats()
+        now_ms = time.time_ns() // 1_000_000
+        common = {
+            "process": self.process,
+            "store_dropped": stats["dropped"],
+            "store_last_error": stats["last_error"],
+            "heartbeat_at": now_ms,
+        }
+        rows = []
+        for source in self._sources:
+            try:
+                rows.append({**_snapshot_fields(source()), **common})
+            except Exception as exc:
+                self._note_error(exc, f"the status source {source!r} failed")
+        return rows or [{**_snapshot_fields({"name": ""}), **common}]
+
+    def _forget_process(self, store: _sql.StoreFile) -> None:
+        """On shutdown: remove this process's snapshot rows (it no longer runs a scheduler)."""
+        try:
+            with store.transaction() as cursor:
+                cursor.execute("DELETE FROM llm_scheduler_snapshots WHERE process = ?", (self.process,))
+        except Exception as exc:
+            self._note_error(exc, "could not remove this process's scheduler snapshots")
+
+    def _start_due_jobs(self, job_due: dict[Job, float]) -> threading.Thread | None:
+        now = time.monotonic()
+        due = [job for job, at in job_due.items() if at <= now]
+        if not due:
+            return None
+        for job in due:
+            job_due[job] = now + job.interval_s
+        thread = threading.Thread(
+            target=self._run_jobs, args=(due, job_due), name="llm-otel-store-maintenance", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _run_jobs(self, jobs: list[Job], job_due: dict[Job, float]) -> None:
+        database = None
+        try:
+            database = self._connect()
+            for job in jobs:
+                if self._stop.is_set():
+                    return
+                try:
+                    job.run(database)
+                except Exception as exc:
+                    job_due[job] = time.monotonic() + min(job.interval_s, JOB_RETRY_S)
+                    logger.warning(
+                        "llm-otel store: %s failed (%s: %s); retrying later",
+                        job.name,
+                        type(exc).__name__,
+                        exc,
+                    )
+        except Exception as exc:
+            for job in jobs:
+                job_due[job] = time.monotonic() + min(job.interval_s, JOB_RETRY_S)
+            logger.warning(
+                "llm-otel store: maintenance could not open the database (%s: %s)", type(exc).__name__, exc
+            )
+        finally:
+            _sql.close_quietly(database)
+
+
+def _snapshot_fields(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A scheduler's ``status()`` dict as snapshot columns (seconds become milliseconds)."""
+    waiting = [
+        {
+            "call_id": waiter.get("call_id"),
+            "source": waiter.get("source"),
+            "since": _s_to_ms(waiter.get("since")),
+        }
+        for waiter in list(status.get("waiting") or ())[:WAITING_MAX]
+    ]
+    return {
+        "scheduler": str(status.get("name") or ""),
+        "queue_depth": int(status.get("queue_depth") or 0),
+        "in_flight": int(status.get("in_flight") or 0),
+        "max_concurrency": status.get("max_concurrency"),
+        "min_interval": float(status.get("min_interval") or 0.0),
+        "max_queue": status.get("max_queue"),
+        "dispatched_total": int(status.get("dispatched_total") or 0),
+        "last_dispatch_at": _s_to_ms(status.get("last_dispatch_at")),
+        "oldest_wait_ms": _s_to_ms(status.get("oldest_wait")),
+        "waiting": to_json(waiting),
+    }
+
+
+def _s_to_ms(value: Any) -> int | None:
+    return round(value * 1000) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _reset_after_fork(ref: weakref.ReferenceType[StoreWriter]) -> None:
+    """In a forked child: drop the parent's queue and connection; start a thread on first use."""
+    writer = ref()
+    if writer is not None and not writer._closed:
+        writer._reset()
+        writer._forked = True

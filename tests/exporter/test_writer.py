@@ -1,0 +1,253 @@
+"""The background writer (exporter.writer.StoreWriter) over a real SQLite file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import peewee
+import pytest
+from opentelemetry.sdk.trace import Tracer, TracerProvider
+
+from exporter import migrate, open_database
+from exporter.mapping import RowBatch
+from exporter.writer import Job, StoreWriter, current_process
+from tests.exporter.call_spans import finish, full_call, start_call
+
+
+def opener(path: Path) -> Callable[[], peewee.SqliteDatabase]:
+    def connect() -> peewee.SqliteDatabase:
+        database = open_database(str(path))
+        migrate(database)
+        return database
+
+    return connect
+
+
+@pytest.fixture
+def tracer() -> Iterator[Tracer]:
+    provider = TracerProvider()
+    yield provider.get_tracer("tests")
+    provider.shutdown()
+
+
+@pytest.fixture
+def db_path(store: peewee.Database) -> Path:
+    return Path(store.database)
+
+
+@pytest.fixture
+def make_writer(db_path: Path) -> Iterator[Callable[..., StoreWriter]]:
+    writers: list[StoreWriter] = []
+
+    def make(**options: Any) -> StoreWriter:
+        options.setdefault("connect", opener(db_path))
+        writer = StoreWriter(options.pop("connect"), **options)
+        writers.append(writer)
+        return writer
+
+    yield make
+    for writer in writers:
+        writer.shutdown(5)
+
+
+def ended(tracer: Tracer, call_id: str) -> tuple[Any, ...]:
+    span = start_call(tracer, call_id)
+    finish(span, at_ms=100)
+    return (RowBatch.add_ended_span, span, None)
+
+
+def count(store: peewee.Database, sql: str, *params: Any) -> int:
+    return store.execute_sql(sql, params).fetchone()[0]
+
+
+def test_flush_waits_until_every_record_is_written(
+    tracer: Tracer, store: peewee.Database, make_writer: Callable[..., StoreWriter]
+) -> None:
+    writer = make_writer()
+    records = [ended(tracer, f"c{i}") for i in range(1200)]
+
+    accepted = [writer.put(record) for record in records]
+    flushed = writer.flush(10)
+
+    assert all(accepted) and flushed
+    assert count(store, "SELECT count(*) FROM llm_calls WHERE status = 'succeeded'") == 1200
+    assert count(store, "SELECT count(*) FROM llm_call_bodies") == 1200
+    assert count(store, "SELECT count(*) FROM llm_call_events") == 2400
+    assert writer.stats() == {"queued": 0, "written": 1200, "dropped": 0, "last_error": None}
+
+
+def test_a_record_is_visible_within_250_ms(
+    tracer: Tracer, store: peewee.Database, make_writer: Callable[..., StoreWriter]
+) -> None:
+    writer = make_writer()
+    assert writer.flush(5)  # connected and migrated
+    record = (RowBatch.add_ended_span, full_call(tracer, "visible"), None)
+    put_at = time.perf_counter()
+    writer.put(record)
+    latency = None
+    while time.perf_counter() - put_at < 2:
+        if count(store, "SELECT count(*) FROM llm_calls WHERE call_id = 'visible'"):
+            latency = time.perf_counter() - put_at
+            break
+        time.sleep(0.002)
+
+    print(f"put -> visible in the database: {latency and latency * 1000:.1f} ms")
+    assert latency is not None and latency < 1.0
+
+
+def test_a_full_queue_drops_and_counts_then_writes_the_rest(
+    tracer: Tracer, db_path: Path, store: peewee.Database, make_writer: Callable[..., StoreWriter]
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    connect = opener(db_path)
+
+    def slow_connect() -> peewee.SqliteDatabase:
+        entered.set()
+        release.wait(10)
+        return connect()
+
+    writer = make_writer(connect=slow_connect, queue_size=10)
+    assert entered.wait(5)  # the writer thread is held in connect(): nothing leaves the queue
+
+    accepted = [writer.put(ended(tracer, f"c{i}")) for i in range(15)]
+    stats = writer.stats()
+    release.set()
+
+    assert accepted == [True] * 10 + [False] * 5
+    assert stats["queued"] == 10 and stats["dropped"] == 5
+    assert writer.flush(5)
+    assert count(store, "SELECT count(*) FROM llm_calls") == 10
+    assert writer.stats()["dropped"] == 5
+
+
+def test_a_record_that_fails_is_dropped_alone(
+    tracer: Tracer,
+    store: peewee.Database,
+    make_writer: Callable[..., StoreWriter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    writer = make_writer()
+    assert writer.flush(5)
+
+    def unmappable(batch: RowBatch) -> None:
+        raise KeyError("no such attribute")
+
+    def refused(batch: RowBatch) -> None:  # llm_tasks.name is NOT NULL
+        batch.task_ends.append(
+            {"task_id": "t", "name": None, "trace_id": None, "span_id": None, "status": "succeeded"}
+            | {"started_at": 0, "ended_at": 1, "duration_ms": 1, "attributes": None, "process": None}
+        )
+
+    with caplog.at_level(logging.WARNING, logger="exporter.writer"):
+        for record in [ended(tracer, "a"), (unmappable,), ended(tracer, "b"), (refused,), ended(tracer, "c")]:
+            writer.put(record)
+        assert writer.flush(5)
+
+    assert count(store, "SELECT count(*) FROM llm_calls") == 3
+    stats = writer.stats()
+    assert (stats["written"], stats["dropped"]) == (3, 2)
+    assert "NOT NULL" in stats["last_error"]
+    assert any("no such attribute" in message for message in caplog.messages)
+
+
+def test_heartbeat_rows_come_from_the_status_sources_and_go_at_shutdown(
+    store: peewee.Database, make_writer: Callable[..., StoreWriter]
+) -> None:
+    writer = make_writer()
+    status = {
+        "name": "default",
+        "queue_depth": 2,
+        "in_flight": 1,
+        "max_concurrency": 1,
+        "min_interval": 0.5,
+        "max_queue": 1000,
+        "dispatched_total": 7,
+        "last_dispatch_at": 1_767_225_600.25,
+        "oldest_wait": 1.5,
+        "waiting": [{"call_id": "c1", "source": "billing", "since": 1_767_225_599.0}],
+    }
+    assert writer.flush(5)
+    assert store.execute_sql("SELECT process, scheduler FROM llm_scheduler_snapshots").fetchall() == [
+        (current_process(), "")
+    ]
+
+    writer.add_status_source(lambda: status)
+    assert writer.flush(5)
+
+    row = store.execute_sql(
+        "SELECT queue_depth, in_flight, max_concurrency, min_interval, max_queue, dispatched_total, "
+        "last_dispatch_at, oldest_wait_ms, waiting, store_dropped, store_last_error, heartbeat_at "
+        "FROM llm_scheduler_snapshots WHERE scheduler = 'default'"
+    ).fetchone()
+    assert row[:-1] == (
+        2,
+        1,
+        1,
+        0.5,
+        1000,
+        7,
+        1_767_225_600_250,
+        1500,
+        '[{"call_id":"c1","source":"billing","since":1767225599000}]',
+        0,
+        None,
+    )
+    assert abs(row[-1] - time.time() * 1000) < 10_000
+    writer.shutdown(5)
+    assert count(store, "SELECT count(*) FROM llm_scheduler_snapshots") == 0
+
+
+def test_jobs_run_at_start_on_their_own_connection_and_failures_are_logged(
+    tracer: Tracer,
+    store: peewee.Database,
+    make_writer: Callable[..., StoreWriter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ran = threading.Event()
+
+    def ok(database: peewee.Database) -> None:
+        assert database.execute_sql("SELECT count(*) FROM llm_calls").fetchone() is not None
+        ran.set()
+
+    def broken(database: peewee.Database) -> None:
+        raise RuntimeError("retention exploded")
+
+    with caplog.at_level(logging.WARNING, logger="exporter.writer"):
+        writer = make_writer(jobs=[Job("broken", 3600, broken), Job("ok", 3600, ok)])
+        assert ran.wait(5)
+    writer.put(ended(tracer, "after"))
+
+    assert writer.flush(5)
+    assert count(store, "SELECT count(*) FROM llm_calls") == 1
+    assert any("broken failed" in message and "retention exploded" in message for message in caplog.messages)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_writer_thread(
+    tracer: Tracer, store: peewee.Database, make_writer: Callable[..., StoreWriter]
+) -> None:
+    writer = make_writer()
+    writer.put(ended(tracer, "parent"))
+    assert writer.flush(5)
+
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread does not exist here
+        code = 1
+        try:
+            writer.put(ended(tracer, "child"))
+            code = 0 if writer.flush(5) and writer.process.endswith(f":{os.getpid()}") else 1
+            writer.shutdown(5)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert {row[0] for row in store.execute_sql("SELECT call_id FROM llm_calls")} == {"parent", "child"}
+    writer.put(ended(tracer, "parent-again"))
+    assert writer.flush(5)

@@ -61,9 +61,8 @@ def _server_attributes(instance: Any) -> dict[str, Any]:
 
 
 def _is_cancellation(exc: BaseException) -> bool:
-    return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, TimeoutError)) and (
-        type(exc).__name__ != "APITimeoutError"
-    )
+    """The caller gave up (cancelled, interrupted, its own wait timed out): not a failed call."""
+    return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, TimeoutError))
 
 
 class LLMCall:
@@ -215,8 +214,11 @@ class LLMCall:
     # -- ending -----------------------------------------------------------------------------------
 
     def succeed(self, result: Any) -> None:
-        """A complete (non-streaming) response."""
+        """A complete (non-streaming) response; None when the response is not ours to read."""
         if self.ended:
+            return
+        if result is None:
+            self._end(attr.SUCCEEDED, {}, None)
             return
         try:
             attributes = self.api.response_attributes(result)

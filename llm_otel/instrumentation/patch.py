@@ -28,20 +28,27 @@ def _is_raw_response(result: Any) -> bool:
     return type(result).__name__ == "LegacyAPIResponse"
 
 
+def _is_unread_response(result: Any) -> bool:
+    """``with_streaming_response`` returns the HTTP response with its body still to be read."""
+    return type(result).__name__ in ("APIResponse", "AsyncAPIResponse")
+
+
 def _deliver(call: LLMCall, result: Any, stream_proxy: type) -> Any:
     """Hand the SDK's result back to the caller, ending the call or wrapping its stream."""
     try:
-        if call.stream:
-            if _is_raw_response(result):
-                # parse() builds the stream once and caches it: cache our proxy in its place.
-                stream = result.parse()
-                result._parsed_by_type[result._cast_to] = stream_proxy(stream, call)
-                return result
-            if hasattr(result, "__next__") or hasattr(result, "__anext__"):
-                return stream_proxy(result, call)
-            call.succeed(None)  # with_streaming_response: the body is the caller's to read
-            return result
-        call.succeed(result.parse() if _is_raw_response(result) else result)
+        if _is_unread_response(result):
+            call.succeed(None)  # the body is the caller's to read: the call ends at its headers
+        elif _is_raw_response(result):
+            parsed = result.parse()  # parsed once and cached by the SDK
+            if call.stream:
+                # The caller's parse() returns the cached object: cache our proxy in its place.
+                result._parsed_by_type[result._cast_to] = stream_proxy(parsed, call)
+            else:
+                call.succeed(parsed)
+        elif call.stream:
+            return stream_proxy(result, call)
+        else:
+            call.succeed(result)
     except Exception:
         logger.exception("llm_otel failed to read an OpenAI result")
         call.succeed(None)

@@ -506,3 +506,12 @@ def test_calls_on_several_event_loops_each_get_a_span(instrumented, fake_openai,
     for thread in threads:
         thread.join()
     assert len(call_spans(span_exporter)) == 3
+
+
+def test_with_streaming_response_ends_at_the_headers(instrumented, client, span_exporter, caplog) -> None:
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES
+    ) as raw:
+        assert raw.parse().choices[0].message.content == "Echo: What is OpenTelemetry?"
+    assert only_call_span(span_exporter).attributes[attr.STATUS] == attr.SUCCEEDED
+    assert "llm_otel" not in caplog.text

@@ -13,7 +13,8 @@ writers, changes nothing the second time:
   ``status`` / ``retry_count``, and only while the stored status is ``queued`` or ``running``: a
   notice that arrives after the end never regresses a finished call;
 - an event is inserted unless the call already has one of that kind (retries: of that kind at
-  that millisecond), which makes live events and the span's own events the same rows.
+  that millisecond), which makes live events and the span's own events the same rows; a live
+  event is not inserted once the call has ended.
 
 ``StoreFile`` holds one writer's connection: it opens (and migrates) the file on first use,
 notices when the file was deleted or replaced under it (SQLite would go on writing to the unlinked
@@ -124,10 +125,14 @@ UPDATE_SQL = {
     ),
 }
 
+# ``live`` is 1 for an event from a live notice: it is not written once the call has ended (the
+# ended span carries every event of the call, so nothing is lost).
 EVENT_SQL = (
     "INSERT INTO llm_call_events (call_id, kind, at, data) SELECT :call_id, :kind, :at, :data "
     "WHERE NOT EXISTS (SELECT 1 FROM llm_call_events WHERE call_id = :call_id AND kind = :kind "
-    f"AND (:kind != '{n.RETRY}' OR at = :at))"
+    f"AND (:kind != '{n.RETRY}' OR at = :at)) "
+    "AND (:live = 0 OR NOT EXISTS "
+    f"(SELECT 1 FROM llm_calls WHERE call_id = :call_id AND status NOT IN {_LIVE}))"
 )
 
 TASK_START_SQL = f"{_insert('llm_tasks', TASK_COLUMNS)} ON CONFLICT(task_id) DO NOTHING"
@@ -208,7 +213,8 @@ class StoreFile:
                 self._file_id = _file_id(self._database)
             elif _file_id(self._database) != self._file_id:
                 raise StoreDatabaseError(
-                    f"the database file {self._database.database} was deleted or replaced while open"
+                    f"the database file {self._database.database} was deleted or replaced while open; "
+                    "it is opened again (and created anew if missing)"
                 )
             with transaction(self._database.connection()) as cursor:
                 yield cursor
@@ -258,7 +264,10 @@ def close_quietly(database: peewee.Database | None) -> None:
             database.dispose()
 
 
-def _file_id(database: peewee.SqliteDatabase) -> tuple[int, int]:
-    """The (device, inode) of the database file; raises OSError when it is gone."""
-    stat = os.stat(database.database)
+def _file_id(database: peewee.SqliteDatabase) -> tuple[int, int] | None:
+    """The (device, inode) of the database file; None when it is gone."""
+    try:
+        stat = os.stat(database.database)
+    except FileNotFoundError:
+        return None
     return stat.st_dev, stat.st_ino

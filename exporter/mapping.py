@@ -130,6 +130,7 @@ class RowBatch:
     updates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     finals: list[CallRows] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    """Event rows in arrival order, each with ``live`` (1 for a live notice's, 0 for an ended span's)."""
     task_starts: list[dict[str, Any]] = field(default_factory=list)
     task_ends: list[dict[str, Any]] = field(default_factory=list)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
@@ -147,14 +148,14 @@ class RowBatch:
         rows = span_to_rows(span)
         if rows is not None:
             self.finals.append(rows)
-            self.events.extend(rows.events)
+            self.events.extend({**event, "live": 0} for event in rows.events)
 
     def add_queued(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> None:
         """A call just queued; ``attributes`` is a copy of the live span's attributes."""
         rows = queued_rows(span, attributes)
         if rows is not None:
             self.queued.append(rows)
-            self.events.extend(rows.events)
+            self.events.extend({**event, "live": 1} for event in rows.events)
 
     def add_notice(
         self, kind: str, call_id: str, start_time_ns: int, timestamp_ns: int, attributes: Mapping[str, Any]
@@ -162,7 +163,7 @@ class RowBatch:
         """A live notice (dispatched, first_token, retry) of a call in flight; see ``call_update``."""
         update = call_update(kind, call_id, start_time_ns, timestamp_ns, attributes)
         self.updates.setdefault(kind, []).append(update.row)
-        self.events.append(update.event)
+        self.events.append({**update.event, "live": 1})
 
     def add_task_start(
         self, span: ReadableSpan, attributes: Mapping[str, Any], process: str | None = None

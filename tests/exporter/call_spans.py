@@ -1,7 +1,8 @@
 """Call and task spans made by hand with the span contract's attributes, events and fixed times.
 
 They are real SDK spans (``TracerProvider().get_tracer(...).start_span``), so the store sees what it
-sees from the instrumentation. ``T0`` is the start of every call unless told otherwise::
+sees from the instrumentation. ``T0`` (a recent whole second) is the start of every call unless told
+otherwise::
 
     span = start_call(tracer, "c1")                 # queued at T0
     dispatch(span, at_ms=250, wait=0.25)            # llm_otel.dispatched at T0 + 250 ms
@@ -13,12 +14,14 @@ sees from the instrumentation. ``T0`` is the start of every call unless told oth
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from opentelemetry.sdk.trace import Span, Tracer
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
+T0 = time.time_ns() // 1_000_000_000 * 1_000_000_000
+"""A whole second shortly before the tests run (recent, so that retention keeps these calls)."""
 T0_MS = T0 // 1_000_000
 SYSTEM = [{"type": "text", "content": "You are terse."}]
 MESSAGES = [

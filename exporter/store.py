@@ -1,0 +1,202 @@
+"""The live span store: every LLM call in SQLite from the moment it is queued.
+
+Usage (``llm_otel.setup(db=...)`` does exactly this)::
+
+    from exporter.store import SpanStore
+    from llm_otel import lifecycle
+
+    store = SpanStore("sqlite:///llm_calls.db")          # retention_days: env or 7
+    tracer_provider.add_span_processor(store.span_processor)
+    lifecycle.add_listener(store.on_call_event)          # queued / dispatched / first token / retry
+    store.add_status_source(scheduler.status)            # snapshot rows, once a second
+    ...
+    store.flush(timeout=5)                                # True once everything so far is written
+    store.shutdown(timeout=5)
+
+What is written, and when:
+
+- a call's row appears ``queued`` when the call is queued (``on_call_event("queued", ...)``, with
+  its body and the full-text row of its prompt), turns ``running`` at dispatch, gets its first
+  token and retries as they happen, and is overwritten with the final row when its span ends
+  (``span_processor.on_end``); each step appends an ``llm_call_events`` row;
+- a task span gets its ``llm_tasks`` row ``running`` when it starts and final when it ends;
+- every second, one ``llm_scheduler_snapshots`` row per status source (the heartbeat of this
+  process, with the writer's dropped count and last error).
+
+The app's thread only hands a record to the background writer (``exporter.writer``): no database
+work, no lock the database holds, no waiting, whatever state the database is in. Rows are visible
+a few milliseconds later (the bar is 250 ms). When the database fails (locked, read-only, full,
+deleted), records wait in a bounded queue (``queue_size``) while the writer retries with backoff;
+past that, they are dropped and counted in ``stats()``; writing resumes by itself.
+
+Maintenance runs on a helper thread with its own connection: retention (``retention_days``; None
+takes ``LLM_OTEL_RETENTION_DAYS``, else 7) when the store starts and then hourly, and every
+``heartbeat_timeout_s`` the calls left ``queued``/``running`` by a process whose heartbeat is
+older than that are closed as ``failed`` (``process_lost``).
+
+The store writes SQLite (``sqlite:///path`` or a plain path); the file and its directory are
+created when missing and migrated. A URL it cannot use raises ``StoreConfigurationError`` at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import peewee
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from exporter import _names as n
+from exporter._exceptions import StoreConfigurationError
+from exporter.database import is_sqlite, open_database
+from exporter.mapping import RowBatch
+from exporter.migrations import migrate
+from exporter.retention import close_lost_calls, retention_days_from_env, run_retention
+from exporter.writer import Job, StatusSource, StoreWriter
+
+logger = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_S = 3600.0
+"""Seconds between two retention runs (the first one runs when the store starts)."""
+EXIT_FLUSH_S = 2.0
+"""Seconds the interpreter's exit waits for the writer to write what is queued."""
+
+_NOTICE_KINDS = frozenset({n.DISPATCHED, n.FIRST_TOKEN, n.RETRY})
+
+
+class SpanStore:
+    """A SQLite span store fed live from call notices and ended spans; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retention_days: float | None = None,
+        queue_size: int = 10_000,
+        heartbeat_timeout_s: float = 60.0,
+    ) -> None:
+        if retention_days is None:
+            retention_days = retention_days_from_env()
+        elif not retention_days > 0:
+            raise StoreConfigurationError(
+                f"retention_days must be a positive number of days, got {retention_days!r}"
+            )
+        if queue_size < 1:
+            raise StoreConfigurationError(f"queue_size must be at least 1, got {queue_size}")
+        if heartbeat_timeout_s <= 0:
+            raise StoreConfigurationError(f"heartbeat_timeout_s must be positive, got {heartbeat_timeout_s}")
+        database = open_database(url)
+        if not is_sqlite(database):
+            raise StoreConfigurationError(
+                f"SpanStore writes SQLite files only, not {url!r}; give it 'sqlite:///path/to/llm_calls.db'"
+            )
+        self.url = url
+        # Absolute, so that a later chdir of the app cannot move the store.
+        self.path = os.path.abspath(database.database)
+        self.retention_days = float(retention_days)
+        heartbeat_timeout_ms = round(heartbeat_timeout_s * 1000)
+        jobs = [
+            Job(
+                "retention",
+                RETENTION_INTERVAL_S,
+                functools.partial(
+                    run_retention,
+                    retention_days=self.retention_days,
+                    heartbeat_timeout_ms=heartbeat_timeout_ms,
+                ),
+            ),
+            Job(
+                "closing the calls of lost processes",
+                heartbeat_timeout_s,
+                functools.partial(close_lost_calls, heartbeat_timeout_ms=heartbeat_timeout_ms),
+            ),
+        ]
+        self._writer = StoreWriter(self._open, queue_size=queue_size, jobs=jobs)
+        self.span_processor: SpanProcessor = _StoreSpanProcessor(self._writer)
+        """Add it to the TracerProvider: task rows at start, final call and task rows at end."""
+        atexit.register(_flush_at_exit, weakref.ref(self))
+
+    def _open(self) -> peewee.SqliteDatabase:
+        database = open_database(self.path)
+        migrate(database)
+        return database
+
+    def on_call_event(
+        self, kind: str, span: ReadableSpan, timestamp_ns: int, attributes: Mapping[str, Any]
+    ) -> None:
+        """The ``llm_otel.lifecycle`` listener: hand a call's live notice to the writer.
+
+        ``queued`` writes the row from a copy of the span's attributes as they are now;
+        ``dispatched``, ``first_token`` and ``retry`` advance it (``attributes`` are the notice's).
+        Other kinds and spans that are not calls are ignored. Never raises, never blocks.
+        """
+        try:
+            if kind == n.QUEUED:
+                self._writer.put((RowBatch.add_queued, span, dict(span.attributes)))
+            elif kind in _NOTICE_KINDS:
+                call_id = span.attributes.get(n.CALL_ID)
+                if call_id:
+                    self._writer.put(
+                        (RowBatch.add_notice, kind, call_id, span.start_time, timestamp_ns, attributes)
+                    )
+        except Exception:
+            logger.exception("llm-otel store: could not take a %s notice", kind)
+
+    def add_status_source(self, source: StatusSource) -> None:
+        """Write ``source()`` (a dict like ``llm_otel.Scheduler.status()``) as a snapshot row each second."""
+        self._writer.add_status_source(source)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything handed over before this call is written; False if ``timeout`` ran out."""
+        return self._writer.flush(timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Flush (up to ``timeout``) and stop the writer; later records are dropped. Idempotent."""
+        self._writer.shutdown(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """``queued`` (not yet written), ``written``, ``dropped`` (records lost) and ``last_error``."""
+        return self._writer.stats()
+
+
+class _StoreSpanProcessor(SpanProcessor):
+    """Hands task starts and ended call and task spans to the writer (``SpanStore.span_processor``)."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        try:
+            attributes = span.attributes
+            if attributes is not None and attributes.get(n.TASK_KIND) == n.TASK_KIND_VALUE:
+                self._writer.put((RowBatch.add_task_start, span, dict(attributes), self._writer.process))
+        except Exception:
+            logger.exception("llm-otel store: could not take a task start")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            attributes = span.attributes
+            if attributes is not None and (
+                n.CALL_ID in attributes or attributes.get(n.TASK_KIND) == n.TASK_KIND_VALUE
+            ):
+                self._writer.put((RowBatch.add_ended_span, span, self._writer.process))
+        except Exception:
+            logger.exception("llm-otel store: could not take an ended span")
+
+    def shutdown(self) -> None:
+        self._writer.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._writer.flush(timeout_millis / 1000)
+
+
+def _flush_at_exit(ref: weakref.ReferenceType[SpanStore]) -> None:
+    store = ref()
+    if store is not None:
+        store.flush(EXIT_FLUSH_S)

@@ -1,0 +1,285 @@
+"""Faults of the database under a running SpanStore: the app never waits and never sees an error.
+
+Each test injects one fault while the app keeps making calls, then checks: no exception reached the
+app, the calls all returned while the fault lasted, drops and the last error are visible in
+``stats()`` (and in the snapshot row once the database takes writes), and writing resumes by
+itself once the fault clears. No timing assertions: "never blocks" is shown by the app finishing
+its calls while the fault is still there.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import peewee
+import pytest
+from opentelemetry.sdk.trace import Tracer, TracerProvider
+
+import exporter.store
+from exporter import open_database
+from exporter.store import SpanStore
+from tests.exporter.call_spans import finish, ns, start_call
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def stores() -> Iterator[Callable[..., tuple[SpanStore, Tracer]]]:
+    made: list[SpanStore] = []
+
+    def make(url: str, **options: Any) -> tuple[SpanStore, Tracer]:
+        store = SpanStore(url, **options)
+        made.append(store)
+        provider = TracerProvider()
+        provider.add_span_processor(store.span_processor)
+        return store, provider.get_tracer("tests")
+
+    yield make
+    for store in made:
+        store.shutdown(2)
+
+
+def make_calls(store: SpanStore, tracer: Tracer, prefix: str, count: int, *, prompt_kb: int = 0) -> None:
+    """What the app does per call: a queued notice, then the span's end (both only enqueue)."""
+    extra = {
+        "gen_ai.input.messages": '[{"role":"user","parts":[{"type":"text","content":"%s"}]}]'
+        % ("x" * 1024 * prompt_kb)
+    }
+    for i in range(count):
+        span = start_call(tracer, f"{prefix}{i}", **(extra if prompt_kb else {}))
+        store.on_call_event("queued", span, ns(0), {})
+        finish(span, at_ms=10)
+
+
+def calls_in(path: Path, prefix: str = "") -> int:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT count(*) FROM llm_calls WHERE call_id LIKE ?", (prefix + "%",)
+        ).fetchone()[0]
+
+
+def snapshot(path: Path, scheduler: str = "") -> tuple[int, str | None]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT store_dropped, store_last_error FROM llm_scheduler_snapshots WHERE scheduler = ?",
+            (scheduler,),
+        ).fetchone()
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's connections wait 200 ms for a lock instead of 5 s, so that a 3 s lock shows what a
+    30 s one does: ``database is locked`` errors, retries with backoff, then recovery."""
+    monkeypatch.setattr(
+        exporter.store, "open_database", functools.partial(open_database, busy_timeout_ms=200)
+    )
+
+
+def test_a_locked_database_costs_the_app_nothing(
+    store: peewee.Database, stores: Callable[..., tuple[SpanStore, Tracer]], short_busy_timeout: None
+) -> None:
+    path = Path(store.database)
+    roomy, roomy_tracer = stores(str(path))
+    tight, tight_tracer = stores(str(path), queue_size=5)
+    roomy.add_status_source(lambda: {"name": "roomy"})
+    tight.add_status_source(lambda: {"name": "tight"})
+    assert roomy.flush(5) and tight.flush(5)
+    locked, released = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(3)  # 30 s behaves the same, only longer: the writers keep retrying with backoff
+        connection.execute("COMMIT")
+        connection.close()
+        released.set()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert locked.wait(5)
+    make_calls(roomy, roomy_tracer, "roomy-", 200)
+    make_calls(tight, tight_tracer, "tight-", 200)
+    returned_while_locked = not released.is_set()
+    stats_while_locked = roomy.stats(), tight.stats()
+    holder.join()
+
+    assert returned_while_locked
+    assert roomy.flush(10) and tight.flush(10)
+    assert stats_while_locked[0]["dropped"] == 0
+    assert stats_while_locked[1]["dropped"] > 0
+    assert roomy.stats()["dropped"] == 0 and calls_in(path, "roomy-") == 200
+    after = tight.stats()
+    assert after["written"] + after["dropped"] == 400
+    assert calls_in(path, "tight-") > 0
+    assert "database is locked" in roomy.stats()["last_error"]
+    assert snapshot(path, "tight") == (after["dropped"], after["last_error"])
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make ``path`` truly read-only for this process, as a wrong owner or mode would.
+
+    As a normal user, mode 0444 does it. Tests often run as root, whom the mode does not stop; the
+    immutable attribute (``chattr +i``) stops root too. Either way SQLite fails to open the file for
+    writing and falls back to read-only, exactly as in production; nothing in the store is faked.
+    """
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode
+    ):
+        pytest.skip("running as root without chattr +i: cannot make a file read-only for root")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_file_drops_and_counts_then_recovers(
+    store: peewee.Database, stores: Callable[..., tuple[SpanStore, Tracer]]
+) -> None:
+    path = Path(store.database)
+    with read_only(path):
+        span_store, tracer = stores(str(path), queue_size=10)
+        make_calls(span_store, tracer, "ro-", 100)
+        assert not span_store.flush(0.5)
+        during = span_store.stats()
+
+    assert "readonly" in during["last_error"]
+    assert during["dropped"] >= 100  # of 200 records (a queued notice and an end per call)
+    assert span_store.flush(10)
+    after = span_store.stats()
+    assert after["written"] + after["dropped"] == 200
+    assert calls_in(path, "ro-") > 0
+    assert snapshot(path) == (after["dropped"], after["last_error"])
+
+
+def test_a_full_disk_drops_and_counts_then_recovers(
+    store: peewee.Database, stores: Callable[..., tuple[SpanStore, Tracer]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLITE_FULL comes from ``PRAGMA max_page_count`` on the store's own connections (a few pages
+    above the file's size); lifting the limit is the disk getting space back."""
+    path = Path(store.database)
+    pages = store.execute_sql("PRAGMA page_count").fetchone()[0]
+    limit: dict[str, int | None] = {"pages": pages + 8}
+
+    def open_limited(url: str) -> peewee.Database:
+        database = open_database(url)
+        if limit["pages"] is not None:
+            database.pragma("max_page_count", limit["pages"])
+        return database
+
+    monkeypatch.setattr(exporter.store, "open_database", open_limited)
+    span_store, tracer = stores(str(path), queue_size=20)
+    assert span_store.flush(5)
+
+    make_calls(span_store, tracer, "full-", 100, prompt_kb=8)
+    assert not span_store.flush(1)
+    during = span_store.stats()
+    limit["pages"] = None
+
+    assert "database or disk is full" in during["last_error"]
+    assert during["dropped"] > 0
+    assert span_store.flush(10)
+    after = span_store.stats()
+    assert after["written"] + after["dropped"] == 200
+    assert calls_in(path, "full-") > 0
+    assert snapshot(path) == (after["dropped"], after["last_error"])
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_deleted_directory_is_created_again_and_writing_goes_on(
+    tmp_path: Path, stores: Callable[..., tuple[SpanStore, Tracer]]
+) -> None:
+    path = tmp_path / "data" / "calls.db"
+    span_store, tracer = stores(f"sqlite:///{path}")
+    make_calls(span_store, tracer, "before-", 5)
+    assert span_store.flush(5)
+
+    shutil.rmtree(path.parent)
+    make_calls(span_store, tracer, "after-", 5)
+    assert span_store.flush(10)
+
+    assert calls_in(path, "before-") == 0  # gone with the directory
+    assert calls_in(path, "after-") == 5
+    stats = span_store.stats()
+    assert stats["dropped"] == 0 and "was deleted or replaced while open" in stats["last_error"]
+
+
+_KILLED_WRITER = textwrap.dedent(
+    """
+    import sys
+    from opentelemetry.sdk.trace import TracerProvider
+    from exporter.store import SpanStore
+    from tests.exporter.call_spans import finish, ns, start_call
+
+    store = SpanStore(sys.argv[1])
+    provider = TracerProvider()
+    provider.add_span_processor(store.span_processor)
+    tracer = provider.get_tracer("killed")
+    store.flush(10)
+    print("ready", flush=True)
+    i = 0
+    while True:
+        span = start_call(tracer, f"k{i}")
+        store.on_call_event("queued", span, ns(0), {})
+        finish(span, at_ms=10)
+        i += 1
+    """
+)
+
+
+def test_sigkill_mid_batch_leaves_a_sound_database_without_half_written_calls(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 10
+        while calls_in(path) < 300 and time.monotonic() < deadline:  # writing in full swing
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        connection.execute("INSERT INTO llm_calls_fts (llm_calls_fts) VALUES ('integrity-check')")
+        assert connection.execute("SELECT count(*) FROM llm_calls").fetchone()[0] >= 300
+        assert connection.execute(
+            "SELECT count(*) FROM llm_calls LEFT JOIN llm_call_bodies USING (call_id) "
+            "WHERE llm_call_bodies.call_id IS NULL"
+        ).fetchone() == (0,)
+        assert connection.execute(
+            "SELECT count(*) FROM llm_calls WHERE NOT EXISTS "
+            "(SELECT 1 FROM llm_call_events e WHERE e.call_id = llm_calls.call_id AND e.kind = 'queued')"
+        ).fetchone() == (0,)

@@ -1,0 +1,223 @@
+"""SpanStore: live call rows from notices, final rows from ended spans, tasks, flush and shutdown."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import peewee
+import pytest
+from opentelemetry.sdk.trace import Tracer, TracerProvider
+
+from exporter import StoreConfigurationError
+from exporter.store import SpanStore
+from tests.exporter.call_spans import (
+    T0_MS,
+    dispatch,
+    dispatch_attributes,
+    finish,
+    first_token,
+    first_token_attributes,
+    ns,
+    retry,
+    retry_attributes,
+    start_call,
+    task_span,
+)
+
+
+@pytest.fixture
+def span_store(store: peewee.Database) -> Iterator[SpanStore]:
+    span_store = SpanStore(f"sqlite:///{store.database}")
+    yield span_store
+    span_store.shutdown(5)
+
+
+@pytest.fixture
+def tracer(span_store: SpanStore) -> Iterator[Tracer]:
+    provider = TracerProvider()
+    provider.add_span_processor(span_store.span_processor)
+    yield provider.get_tracer("tests")
+
+
+def poll(read: Callable[[], Any], expected: Any, deadline_s: float = 2.0) -> float:
+    """Seconds until ``read()`` returns ``expected``; fails after ``deadline_s``."""
+    started = time.perf_counter()
+    while (value := read()) != expected:
+        if time.perf_counter() - started > deadline_s:
+            pytest.fail(f"still {value!r} after {deadline_s} s, expected {expected!r}")
+        time.sleep(0.002)
+    return time.perf_counter() - started
+
+
+def call_row(store: peewee.Database, call_id: str, columns: str = "status") -> Any:
+    row = store.execute_sql(f"SELECT {columns} FROM llm_calls WHERE call_id = ?", (call_id,)).fetchone()
+    return row if row is None or len(row) > 1 else row[0]
+
+
+def event_kinds(store: peewee.Database, call_id: str) -> list[str]:
+    rows = store.execute_sql("SELECT kind FROM llm_call_events WHERE call_id = ? ORDER BY id", (call_id,))
+    return [kind for (kind,) in rows]
+
+
+def test_a_call_is_written_live_from_queued_to_succeeded(
+    span_store: SpanStore, tracer: Tracer, store: peewee.Database
+) -> None:
+    assert span_store.flush(5)  # the database is open and migrated
+    span = start_call(tracer, "live")
+    latencies = {}
+
+    span_store.on_call_event("queued", span, ns(0), {})
+    latencies["queued"] = poll(lambda: call_row(store, "live"), "queued")
+    assert store.execute_sql(
+        "SELECT call_id FROM llm_calls_fts WHERE llm_calls_fts MATCH ?", ('"weather"',)
+    ).fetchall() == [("live",)]
+
+    dispatch(span, at_ms=250, wait=0.25)
+    span_store.on_call_event("dispatched", span, ns(250), dispatch_attributes(0.25))
+    latencies["dispatched"] = poll(lambda: call_row(store, "live"), "running")
+    assert call_row(store, "live", "started_at, wait_ms") == (T0_MS + 250, 250)
+
+    retry(span, at_ms=300, attempt=1, status_code=429)
+    span_store.on_call_event("retry", span, ns(300), retry_attributes(1, status_code=429))
+    first_token(span, at_ms=900, ttft=0.65)
+    span_store.on_call_event("first_token", span, ns(900), first_token_attributes(0.65))
+    latencies["first_token"] = poll(
+        lambda: call_row(store, "live", "retry_count, first_token_at, first_token_ms"), (1, T0_MS + 900, 650)
+    )
+
+    finish(span, at_ms=1500, retries=1)
+    latencies["ended"] = poll(lambda: call_row(store, "live"), "succeeded")
+
+    print("notice -> visible:", {kind: f"{seconds * 1000:.1f} ms" for kind, seconds in latencies.items()})
+    assert max(latencies.values()) < 1.0
+    assert call_row(store, "live", "ended_at, duration_ms, output_tokens") == (T0_MS + 1500, 1250, 40)
+    assert event_kinds(store, "live") == ["queued", "dispatched", "retry", "first_token", "succeeded"]
+
+    # A notice that arrives after the end changes nothing.
+    span_store.on_call_event("dispatched", span, ns(2000), dispatch_attributes(9.0))
+    span_store.on_call_event("retry", span, ns(2100), retry_attributes(5))
+    assert span_store.flush(5)
+    assert call_row(store, "live", "status, started_at, wait_ms, retry_count") == (
+        "succeeded",
+        T0_MS + 250,
+        250,
+        1,
+    )
+    assert event_kinds(store, "live") == ["queued", "dispatched", "retry", "first_token", "succeeded"]
+    assert store.execute_sql(
+        "SELECT response FROM llm_calls_fts WHERE llm_calls_fts MATCH ?", ('"expected"',)
+    ).fetchall() == [("Rain   expected.",)]
+
+
+def test_an_ended_span_alone_writes_the_whole_call(
+    span_store: SpanStore, tracer: Tracer, store: peewee.Database
+) -> None:
+    span = start_call(tracer, "late")
+    dispatch(span, at_ms=10, wait=0.01)
+    finish(span, at_ms=50)
+
+    assert span_store.flush(5)
+    assert call_row(store, "late", "status, wait_ms, duration_ms") == ("succeeded", 10, 40)
+    assert event_kinds(store, "late") == ["queued", "dispatched", "succeeded"]
+    assert store.execute_sql("SELECT count(*) FROM llm_call_bodies WHERE call_id = 'late'").fetchone() == (1,)
+
+
+def test_task_spans_are_running_then_ended(
+    span_store: SpanStore, tracer: Tracer, store: peewee.Database
+) -> None:
+    span = task_span(tracer, "t1", customer="acme")
+    assert span_store.flush(5)
+    started = store.execute_sql("SELECT status, attributes, process FROM llm_tasks").fetchall()
+
+    span.end(end_time=ns(3000))
+    assert span_store.flush(5)
+
+    assert started == [("running", '{"customer":"acme"}', span_store._writer.process)]
+    assert store.execute_sql("SELECT status, duration_ms FROM llm_tasks").fetchall() == [("succeeded", 3000)]
+
+
+def test_other_spans_and_notices_are_ignored(
+    span_store: SpanStore, tracer: Tracer, store: peewee.Database
+) -> None:
+    with tracer.start_as_current_span("GET /"):
+        pass
+    plain = tracer.start_span("not a call")
+    span_store.on_call_event("dispatched", plain, ns(1), dispatch_attributes(0.1))
+    span_store.on_call_event("something_new", start_call(tracer, "c"), ns(1), {})
+
+    assert span_store.flush(5)
+    assert store.execute_sql("SELECT count(*) FROM llm_calls").fetchone() == (0,)
+    assert span_store.stats() == {"queued": 0, "written": 0, "dropped": 0, "last_error": None}
+
+
+def test_flush_and_shutdown_write_everything_then_later_records_are_dropped(
+    span_store: SpanStore, tracer: Tracer, store: peewee.Database
+) -> None:
+    spans = [start_call(tracer, f"c{i}") for i in range(1000)]
+    for span in spans:
+        span_store.on_call_event("queued", span, ns(0), {})
+        finish(span, at_ms=20)
+
+    started = time.perf_counter()
+    span_store.shutdown(10)
+    print(f"shutdown wrote 2000 records in {time.perf_counter() - started:.2f} s")
+
+    assert store.execute_sql("SELECT count(*) FROM llm_calls WHERE status = 'succeeded'").fetchone() == (
+        1000,
+    )
+    finish(start_call(tracer, "after"), at_ms=5)
+    assert span_store.stats() == {"queued": 0, "written": 2000, "dropped": 1, "last_error": None}
+    assert span_store.flush(1)
+
+
+def test_retention_and_lost_calls_run_when_the_store_starts(
+    store: peewee.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import exporter.store
+
+    calls: list[tuple[str, Any]] = []
+    monkeypatch.setattr(
+        exporter.store,
+        "run_retention",
+        lambda database, retention_days, heartbeat_timeout_ms: calls.append(
+            ("retention", retention_days, heartbeat_timeout_ms)
+        ),
+    )
+    monkeypatch.setattr(
+        exporter.store,
+        "close_lost_calls",
+        lambda database, heartbeat_timeout_ms: calls.append(("lost", heartbeat_timeout_ms)),
+    )
+    monkeypatch.setenv("LLM_OTEL_RETENTION_DAYS", "0.5")
+
+    span_store = SpanStore(str(store.database), heartbeat_timeout_s=30)
+    try:
+        poll(lambda: sorted(calls), [("lost", 30_000), ("retention", 0.5, 30_000)])
+    finally:
+        span_store.shutdown(5)
+    assert span_store.retention_days == 0.5
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("postgresql://u:p@localhost/db", {}, "SQLite files only"),
+        ("nope://x", {}, "unknown database scheme"),
+        ("sqlite:///{tmp}/x.db", {"retention_days": 0}, "positive number of days"),
+        ("sqlite:///{tmp}/x.db", {"queue_size": 0}, "queue_size"),
+        ("sqlite:///{tmp}/x.db", {"heartbeat_timeout_s": 0}, "heartbeat_timeout_s"),
+    ],
+)
+def test_misuse_is_refused_at_once(url: str, options: dict[str, Any], message: str, tmp_path: Path) -> None:
+    with pytest.raises(StoreConfigurationError, match=message):
+        SpanStore(url.format(tmp=tmp_path), **options)
+
+
+def test_a_bad_retention_env_var_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LLM_OTEL_RETENTION_DAYS", "a week")
+
+    with pytest.raises(StoreConfigurationError, match="LLM_OTEL_RETENTION_DAYS must be a positive number"):
+        SpanStore(str(tmp_path / "x.db"))

@@ -201,6 +201,13 @@ class StoreFile:
         self._database: peewee.SqliteDatabase | None = None
         self._file_id: tuple[int, int] | None = None
 
+    def database(self) -> peewee.SqliteDatabase:
+        """The open database (opened now if needed), e.g. for retention on the same thread."""
+        if self._database is None:
+            self._database = self._open()
+            self._file_id = _file_id(self._database)
+        return self._database
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """A ``BEGIN IMMEDIATE`` transaction on this thread's connection, (re)opened as needed.
@@ -208,15 +215,12 @@ class StoreFile:
         On a fault (``is_fault``) the connection is closed before the error propagates.
         """
         try:
-            if self._database is None:
-                self._database = self._open()
-                self._file_id = _file_id(self._database)
-            elif _file_id(self._database) != self._file_id:
+            if self._database is not None and _file_id(self._database) != self._file_id:
                 raise StoreDatabaseError(
                     f"the database file {self._database.database} was deleted or replaced while open; "
                     "it is opened again (and created anew if missing)"
                 )
-            with transaction(self._database.connection()) as cursor:
+            with transaction(self.database().connection()) as cursor:
                 yield cursor
         except Exception as exc:
             if is_fault(exc):

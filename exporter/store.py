@@ -81,12 +81,7 @@ class SpanStore:
         queue_size: int = 10_000,
         heartbeat_timeout_s: float = 60.0,
     ) -> None:
-        if retention_days is None:
-            retention_days = retention_days_from_env()
-        elif not retention_days > 0:
-            raise StoreConfigurationError(
-                f"retention_days must be a positive number of days, got {retention_days!r}"
-            )
+        retention = resolve_retention_days(retention_days)
         if queue_size < 1:
             raise StoreConfigurationError(f"queue_size must be at least 1, got {queue_size}")
         if heartbeat_timeout_s <= 0:
@@ -99,7 +94,7 @@ class SpanStore:
         self.url = url
         # Absolute, so that a later chdir of the app cannot move the store.
         self.path = os.path.abspath(database.database)
-        self.retention_days = float(retention_days)
+        self.retention_days = retention
         heartbeat_timeout_ms = round(heartbeat_timeout_s * 1000)
         jobs = [
             Job(
@@ -194,6 +189,21 @@ class _StoreSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._writer.flush(timeout_millis / 1000)
+
+
+def resolve_retention_days(retention_days: float | None) -> float:
+    """``retention_days``, or ``LLM_OTEL_RETENTION_DAYS``, or 7; refuses what is not positive."""
+    if retention_days is None:
+        return retention_days_from_env()
+    if (
+        isinstance(retention_days, bool)
+        or not isinstance(retention_days, (int, float))
+        or not retention_days > 0
+    ):
+        raise StoreConfigurationError(
+            f"retention_days must be a positive number of days, got {retention_days!r}"
+        )
+    return float(retention_days)
 
 
 def _flush_at_exit(ref: weakref.ReferenceType[SpanStore]) -> None:

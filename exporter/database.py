@@ -17,10 +17,12 @@ Accepted URLs:
 - any other ``playhouse.db_url`` URL, e.g. ``postgresql://user:pass@host:5432/dbname``.
 
 SQLite connections are opened with ``busy_timeout`` (``busy_timeout_ms``, default 5000),
-``journal_mode=WAL``, ``synchronous=NORMAL`` and ``foreign_keys=OFF``; a new file also gets
-``auto_vacuum=INCREMENTAL`` (it only takes effect before the first table, so an existing file keeps
-its mode and keeps working). The parent directory is created when missing. peewee keeps one
-connection per thread (``thread_safe=True``).
+``journal_mode=WAL``, ``synchronous=NORMAL`` and ``foreign_keys=OFF``. ``open_database`` creates the
+parent directory when missing, gives a new file ``auto_vacuum=INCREMENTAL`` (it only takes effect
+before the first table, so an existing file keeps its mode and keeps working) and switches the file
+to WAL once, retrying while other processes open the same new file. peewee keeps one connection
+per thread (``thread_safe=True``). A file that is not an SQLite database raises
+``StoreDatabaseError``.
 
 ``immediate(database)`` opens a write transaction that takes SQLite's write lock at ``BEGIN``
 (``BEGIN IMMEDIATE``), so a reader never has to upgrade to a writer mid-transaction.
@@ -29,6 +31,8 @@ connection per thread (``thread_safe=True``).
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -36,7 +40,7 @@ from urllib.parse import urlparse
 import peewee
 from playhouse import db_url
 
-from exporter._exceptions import StoreConfigurationError
+from exporter._exceptions import StoreConfigurationError, StoreDatabaseError
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
@@ -85,13 +89,14 @@ def immediate(database: peewee.Database) -> AbstractContextManager[object]:
     return database.atomic("IMMEDIATE") if is_sqlite(database) else database.atomic()
 
 
-def sqlite_pragmas(busy_timeout_ms: int, *, new_file: bool) -> list[tuple[str, object]]:
-    """The pragmas set on every SQLite connection, in order (``auto_vacuum`` must precede WAL)."""
-    pragmas: list[tuple[str, object]] = [("busy_timeout", int(busy_timeout_ms))]
-    if new_file:
-        pragmas.append(("auto_vacuum", "INCREMENTAL"))
-    pragmas += [("journal_mode", "WAL"), ("synchronous", "NORMAL"), ("foreign_keys", "OFF")]
-    return pragmas
+def sqlite_pragmas(busy_timeout_ms: int) -> list[tuple[str, object]]:
+    """The pragmas set on every SQLite connection, in order (the busy timeout first)."""
+    return [
+        ("busy_timeout", int(busy_timeout_ms)),
+        ("journal_mode", "WAL"),
+        ("synchronous", "NORMAL"),
+        ("foreign_keys", "OFF"),
+    ]
 
 
 def _sqlite(
@@ -111,11 +116,50 @@ def _sqlite(
         file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreConfigurationError(f"cannot create the directory of the store {path!r}: {exc}") from exc
-    new_file = not file.exists() or file.stat().st_size == 0
+    _prepare_file(file, busy_timeout_ms)
     return database_class(
         str(file),
-        pragmas=sqlite_pragmas(busy_timeout_ms, new_file=new_file),
+        pragmas=sqlite_pragmas(busy_timeout_ms),
         timeout=busy_timeout_ms / 1000,
         thread_safe=True,
         **params,
     )
+
+
+def _prepare_file(file: Path, busy_timeout_ms: int) -> None:
+    """Give a new file ``auto_vacuum=INCREMENTAL`` and switch the file to WAL (both persist), once.
+
+    Switching to WAL takes an exclusive lock, and SQLite refuses it at once, without waiting
+    (``database is locked``, to avoid a deadlock), when other processes open the same new file at
+    the same moment: the switch is retried until ``busy_timeout_ms`` has passed.
+    """
+    if _is_wal(file):
+        return
+    new_file = not file.exists() or file.stat().st_size == 0
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            connection = sqlite3.connect(file, timeout=busy_timeout_ms / 1000, isolation_level=None)
+            try:
+                if new_file:  # only takes effect before the first table: an existing file keeps its mode
+                    connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                connection.execute("PRAGMA journal_mode = WAL").fetchall()
+            finally:
+                connection.close()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise StoreDatabaseError(f"preparing the SQLite file {str(file)!r} failed: {exc}") from exc
+            time.sleep(0.005)
+        except sqlite3.Error as exc:
+            raise StoreDatabaseError(f"preparing the SQLite file {str(file)!r} failed: {exc}") from exc
+
+
+def _is_wal(file: Path) -> bool:
+    """True when the file's header says WAL (file format bytes 18 and 19 are 2)."""
+    try:
+        with file.open("rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return header.startswith(b"SQLite format 3\x00") and header[18:20] == b"\x02\x02"

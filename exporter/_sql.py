@@ -21,8 +21,9 @@ notices when the file was deleted or replaced under it (SQLite would go on writi
 inode), and after any database error closes the connection so that the next write reopens it.
 
 Within a batch the statements run in this order: queued calls, live updates, final calls, bodies,
-full-text rows, events (in arrival order), tasks, scheduler snapshots. Because each merge is
-monotonic, the order of rows for one call inside a batch does not change the result.
+full-text rows, events (in arrival order), tasks, scheduler snapshots (which replace all of the
+process's snapshot rows). Because each merge is monotonic, the order of rows for one call inside a
+batch does not change the result.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import peewee
 
 from exporter import _names as n
 from exporter._exceptions import StoreDatabaseError, StoreError
-from exporter.mapping import LIVE_STATUSES, RowBatch
+from exporter.mapping import LIVE_STATUSES, RowBatch, to_json
 from exporter.migrations import FTS_DELETE_SQL, FTS_INSERT_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMTask, SchedulerSnapshot
 
@@ -138,6 +139,11 @@ EVENT_SQL = (
 TASK_START_SQL = f"{_insert('llm_tasks', TASK_COLUMNS)} ON CONFLICT(task_id) DO NOTHING"
 TASK_END_SQL = _overwrite("llm_tasks", TASK_COLUMNS, ["task_id"])
 SNAPSHOT_SQL = _overwrite("llm_scheduler_snapshots", SNAPSHOT_COLUMNS, ["process", "scheduler"])
+# After the upserts: this process's rows of schedulers it no longer reports (``names``: a JSON list).
+STALE_SNAPSHOTS_SQL = (
+    "DELETE FROM llm_scheduler_snapshots WHERE process = :process "
+    "AND scheduler NOT IN (SELECT value FROM json_each(:names))"
+)
 
 
 def write_batch(cursor: sqlite3.Cursor, batch: RowBatch) -> None:
@@ -169,6 +175,8 @@ def write_batch(cursor: sqlite3.Cursor, batch: RowBatch) -> None:
         cursor.executemany(TASK_END_SQL, batch.task_ends)
     if batch.snapshots:
         cursor.executemany(SNAPSHOT_SQL, batch.snapshots)
+        names = to_json([row["scheduler"] for row in batch.snapshots])
+        cursor.execute(STALE_SNAPSHOTS_SQL, {"process": batch.snapshots[0]["process"], "names": names})
 
 
 @contextmanager

@@ -179,6 +179,9 @@ def test_heartbeat_rows_come_from_the_status_sources_and_go_at_shutdown(
 
     writer.add_status_source(lambda: status)
     assert writer.flush(5)
+    assert store.execute_sql("SELECT process, scheduler FROM llm_scheduler_snapshots").fetchall() == [
+        (current_process(), "default")
+    ]
 
     row = store.execute_sql(
         "SELECT queue_depth, in_flight, max_concurrency, min_interval, max_queue, dispatched_total, "

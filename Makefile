@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +15,21 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[test,otlp]'
 	touch $(STAMP)
 
+# A Chromium for the browser tests: Debian's package where apt works (no browser download is
+# possible here), else Playwright's own download (machines with internet).
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "warning: apt-get could not install chromium"; \
+	fi; \
+	if [ ! -x $(CHROMIUM) ] && [ -x $(BIN)/playwright ]; then $(BIN)/playwright install chromium; fi; \
+	[ -x $(CHROMIUM) ] || echo "warning: no Chromium at $(CHROMIUM); browser tests will use Playwright's, if any"
+
 demo: $(STAMP)
 	$(BIN)/llm-otel demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

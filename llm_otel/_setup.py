@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from llm_otel import lifecycle
+from llm_otel import context, lifecycle
 from llm_otel._exceptions import ConfigurationError
 from llm_otel.instrumentation import OpenAIInstrumentor
 from llm_otel.instrumentation.messages import Redact
@@ -65,6 +65,7 @@ class LLMOtel:
                 lifecycle.remove_listener(self.store.on_call_event)
                 self.store.shutdown(timeout)
             if _active is self:
+                context.use_tracer_provider(None)
                 _active = None
 
 
@@ -147,6 +148,7 @@ def setup(
                 redact=redact,
                 stream_usage=stream_usage,
             )
+        context.use_tracer_provider(provider)
         _active = LLMOtel(provider, scheduler, store, instrumentor)
         return _active
 

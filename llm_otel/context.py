@@ -26,8 +26,8 @@ Usage
 ``llm_otel.task.attr.<key>`` (str, int, float and bool kept, anything else ``str()``'d). Calls
 inside are its descendants in the trace. If the body raises, the span gets status ERROR, an
 exception event and ``error.type``, and the exception propagates unchanged. The span comes from
-``trace.get_tracer("llm_otel")`` on the global TracerProvider at entry time (the one ``setup()``
-installed); pass ``tracer_provider=`` to use another one, e.g. in tests.
+``trace.get_tracer("llm_otel")`` at entry time, on the TracerProvider that ``setup()`` uses (the
+global one unless setup() was given another); pass ``tracer_provider=`` to use another one.
 
 Propagation into threads
 ------------------------
@@ -104,6 +104,14 @@ class Labels:
 
 _NO_LABELS = Labels()
 
+_setup_tracer_provider: TracerProvider | None = None
+
+
+def use_tracer_provider(provider: TracerProvider | None) -> None:
+    """Make task spans come from ``provider`` (``setup()`` calls this; None: the global one)."""
+    global _setup_tracer_provider
+    _setup_tracer_provider = provider
+
 
 def current_task() -> TaskInfo | None:
     """The innermost task of the current OTel context, or None outside any task."""
@@ -144,7 +152,7 @@ def task(
 
     Use it as ``with task(...) as t``, ``async with task(...) as t`` or ``@task(...)`` on a sync or
     async function. ``task_id`` defaults to a fresh uuid4 hex per entry (per call when decorating).
-    ``tracer_provider`` overrides the global TracerProvider; ``attrs`` become
+    ``tracer_provider`` overrides setup()'s (or the global) TracerProvider; ``attrs`` become
     ``llm_otel.task.attr.<key>`` span attributes.
     """
     if not isinstance(name, str) or not name:
@@ -184,7 +192,8 @@ class TaskScope:
                 f"task {self.name!r} is already running; call task() again for a second, nested task"
             )
         self.task_id = self._given_task_id or uuid.uuid4().hex
-        tracer = trace.get_tracer("llm_otel", tracer_provider=self._tracer_provider)
+        provider = self._tracer_provider or _setup_tracer_provider
+        tracer = trace.get_tracer("llm_otel", tracer_provider=provider)
         self.span = tracer.start_span(
             f"task {self.name}",
             kind=SpanKind.INTERNAL,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import threading
 import time
 
@@ -38,7 +39,7 @@ def test_serial_scheduler_never_overlaps_calls(instrument, client, fake_openai, 
     spans = call_spans(span_exporter)
     assert len(spans) == 5
     intervals = sorted(_dispatch_and_end(span) for span in spans)
-    for (_, previous_end), (next_start, _) in zip(intervals, intervals[1:], strict=False):
+    for (_, previous_end), (next_start, _) in itertools.pairwise(intervals):
         assert next_start >= previous_end
     waits = sorted(span.attributes[attr.QUEUE_WAIT] for span in spans)
     assert waits[-1] >= 0.15  # the last of five waited for at least three 50 ms calls
@@ -55,7 +56,7 @@ def test_min_interval_spaces_dispatches(instrument, client, span_exporter) -> No
     for thread in threads:
         thread.join()
     dispatches = sorted(_dispatch_and_end(span)[0] for span in call_spans(span_exporter))
-    gaps = [(later - earlier) / 1e9 for earlier, later in zip(dispatches, dispatches[1:], strict=False)]
+    gaps = [(later - earlier) / 1e9 for earlier, later in itertools.pairwise(dispatches)]
     assert len(gaps) == 2
     assert all(gap >= 0.2 - 0.002 for gap in gaps), gaps  # 2 ms: timestamp vs monotonic clock
 

@@ -1,0 +1,206 @@
+"""Fixtures of the store tests: ``store`` (a migrated SQLite file) and ``rows`` (a row factory).
+
+``rows`` writes what the writer would, directly with peewee, so read-side and retention tests (and
+write-side tests that need existing rows) do not depend on the span pipeline::
+
+    def test_something(rows):
+        call_id = rows.call(status="failed", source="billing", prompt="今天的天气预报说会下雨")
+        rows.calls(120, model="gpt-4o")            # newest last, one second apart
+        rows.each([{"status": "queued"}, {"status": "failed", "source": "billing"}])
+        rows.task(task_id="t1")
+        rows.snapshot(process="host:1", heartbeat_at=rows.now_ms)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import peewee
+import pytest
+
+from exporter import migrate, open_database
+from exporter.migrations import FTS_INSERT_SQL
+from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, db
+
+NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+"""The fixed "now" of the row factory: calls are enqueued one second apart, ending at this time."""
+
+_ENDED = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[peewee.Database]:
+    """A migrated SQLite store file under ``tmp_path``, bound to ``exporter.models.db``."""
+    database = open_database(f"sqlite:///{tmp_path / 'store.db'}")
+    migrate(database)
+    db.initialize(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def rows(store: peewee.Database) -> Rows:
+    return Rows(store)
+
+
+class Rows:
+    """Inserts calls (row, body, events, FTS row), tasks and snapshots as the writer would.
+
+    Each new call is enqueued one second after the previous one unless ``enqueued_at`` is given, so
+    the newest-first order is the reverse of creation order. Columns not given get plausible values
+    derived from ``status``.
+    """
+
+    def __init__(self, database: peewee.Database, *, start_ms: int = NOW_MS - 86_400_000) -> None:
+        self.database = database
+        self.now_ms = NOW_MS
+        self._clock = start_ms
+        self._ids = itertools.count(1)
+
+    def call(self, **columns: Any) -> str:
+        """Insert one call; ``prompt`` / ``response`` set its messages, previews and FTS text."""
+        return self.calls(1, **columns)[0]
+
+    def calls(self, count: int, **columns: Any) -> list[str]:
+        """Insert ``count`` calls sharing ``columns`` (one transaction); returns their call ids."""
+        return self.each([columns] * count)
+
+    def each(self, calls: list[dict[str, Any]]) -> list[str]:
+        """Insert one call per dict of columns (one transaction); returns their call ids."""
+        call_rows, bodies, events, texts = [], [], [], []
+        for given in calls:
+            columns = dict(given)
+            prompt = columns.pop("prompt", "Summarise the quarterly report")
+            response = columns.pop("response", "Revenue grew 12% over the quarter.")
+            with_events = columns.pop("events", True)
+            row = self._call_row(prompt, response, columns)
+            call_rows.append(row)
+            bodies.append(_body(row["call_id"], prompt, response, row["status"]))
+            if with_events:
+                events += _events(row)
+            texts.append((prompt, response if row["status"] in _ENDED else "", row["call_id"]))
+        with self.database.atomic():
+            for chunk in peewee.chunked(call_rows, 500):
+                LLMCall.insert_many(chunk).execute()
+            for chunk in peewee.chunked(bodies, 2000):
+                LLMCallBody.insert_many(chunk).execute()
+            for chunk in peewee.chunked(events, 2000):
+                LLMCallEvent.insert_many(chunk).execute()
+            self.database.cursor().executemany(FTS_INSERT_SQL, texts)
+        return [row["call_id"] for row in call_rows]
+
+    def task(self, **columns: Any) -> str:
+        row = {
+            "task_id": f"task-{next(self._ids):06d}",
+            "name": "nightly-digest",
+            "trace_id": "0" * 32,
+            "span_id": "0" * 16,
+            "status": "succeeded",
+            "started_at": self._tick(),
+            "ended_at": None,
+            "duration_ms": None,
+            "attributes": json.dumps({"team": "data"}),
+            "process": "host-a:100",
+        } | columns
+        if row["ended_at"] is None and row["status"] != "running":
+            row["ended_at"] = row["started_at"] + 5000
+            row["duration_ms"] = 5000
+        LLMTask.insert(row).execute()
+        return row["task_id"]
+
+    def snapshot(self, **columns: Any) -> None:
+        row = {
+            "process": "host-a:100",
+            "scheduler": "default",
+            "queue_depth": 0,
+            "in_flight": 0,
+            "max_concurrency": 1,
+            "min_interval": 0.0,
+            "max_queue": 1000,
+            "dispatched_total": 0,
+            "waiting": json.dumps([]),
+            "heartbeat_at": self.now_ms,
+        } | columns
+        SchedulerSnapshot.insert(row).execute()
+
+    def _tick(self) -> int:
+        self._clock += 1000
+        return self._clock
+
+    def _call_row(self, prompt: str, response: str, columns: dict[str, Any]) -> dict[str, Any]:
+        number = next(self._ids)
+        status = columns.get("status", "succeeded")
+        enqueued = columns["enqueued_at"] if "enqueued_at" in columns else self._tick()
+        started = enqueued + 100 if status != "queued" else None
+        ended = enqueued + 1100 if status in _ENDED else None
+        row = {
+            "call_id": f"call-{number:08d}",
+            "trace_id": f"{number:032x}",
+            "span_id": f"{number:016x}",
+            "parent_span_id": None,
+            "parent_task_id": None,
+            "parent_task_name": None,
+            "status": status,
+            "operation": "chat",
+            "provider": "openai",
+            "api_type": "chat_completions",
+            "model": "gpt-4o-mini",
+            "response_model": "gpt-4o-mini-2024-07-18" if ended else None,
+            "response_id": f"chatcmpl-{number}" if ended else None,
+            "source": "app",
+            "requested_by": "alice",
+            "stream": False,
+            "enqueued_at": enqueued,
+            "started_at": started,
+            "first_token_at": enqueued + 400 if ended else None,
+            "ended_at": ended,
+            "wait_ms": 100 if started else None,
+            "first_token_ms": 300 if ended else None,
+            "duration_ms": 1000 if ended else None,
+            "retry_count": 0,
+            "input_tokens": 20,
+            "output_tokens": 10 if ended else None,
+            "cached_tokens": 0,
+            "reasoning_tokens": 0,
+            "finish_reasons": json.dumps(["stop"]) if status == "succeeded" else None,
+            "error_type": "RateLimitError" if status == "failed" else None,
+            "error_message": "429 Too Many Requests" if status == "failed" else None,
+            "prompt_preview": prompt[:200],
+            "response_preview": response[:200] if ended else None,
+            "server_address": "127.0.0.1",
+            "process": "host-a:100",
+            "updated_at": ended or started or enqueued,
+        }
+        row.update(columns)
+        return row
+
+
+def _body(call_id: str, prompt: str, response: str, status: str) -> dict[str, Any]:
+    output = [
+        {"role": "assistant", "parts": [{"type": "text", "content": response}], "finish_reason": "stop"}
+    ]
+    return {
+        "call_id": call_id,
+        "request_params": json.dumps({"temperature": 0.2}),
+        "system_instructions": json.dumps([{"type": "text", "content": "You are terse."}]),
+        "input_messages": json.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": prompt}]}], ensure_ascii=False
+        ),
+        "output_messages": json.dumps(output, ensure_ascii=False) if status in _ENDED else None,
+        "attributes": json.dumps({"server.port": 443}),
+    }
+
+
+def _events(row: dict[str, Any]) -> list[dict[str, Any]]:
+    events = [{"call_id": row["call_id"], "kind": "queued", "at": row["enqueued_at"], "data": None}]
+    if row["started_at"] is not None:
+        events.append(
+            {"call_id": row["call_id"], "kind": "dispatched", "at": row["started_at"], "data": None}
+        )
+    if row["ended_at"] is not None:
+        data = json.dumps({"error_type": row["error_type"]}) if row["error_type"] else None
+        events.append({"call_id": row["call_id"], "kind": row["status"], "at": row["ended_at"], "data": data})
+    return events

@@ -1,7 +1,9 @@
 """The span store of llm-otel: peewee models, migrations, the SQLite span exporter, reads, retention.
 
 See ``exporter.database`` (opening a store from a URL), ``exporter.migrations`` (the schema and the
-FTS contract) and ``docs/contracts/db.md`` (every table, column and index).
+FTS contract), ``exporter.queries`` (the read side), ``exporter.retention``, ``exporter.store``
+(``SpanStore``: live rows from a background writer), ``exporter.span_exporter``
+(``SQLiteSpanExporter``) and ``docs/contracts/db.md`` (every table, column and index).
 """
 
 from exporter._exceptions import (
@@ -12,12 +14,42 @@ from exporter._exceptions import (
 )
 from exporter.database import open_database
 from exporter.migrations import migrate
+from exporter.queries import (
+    call_events_after,
+    get_call,
+    get_task,
+    list_calls,
+    scheduler_snapshots,
+    status_aggregates,
+)
+from exporter.retention import (
+    RetentionResult,
+    close_lost_calls,
+    prune,
+    retention_days_from_env,
+    run_retention,
+)
+from exporter.span_exporter import SQLiteSpanExporter
+from exporter.store import SpanStore
 
 __all__ = [
     "QueryError",
+    "RetentionResult",
+    "SQLiteSpanExporter",
+    "SpanStore",
     "StoreConfigurationError",
     "StoreDatabaseError",
     "StoreError",
+    "call_events_after",
+    "close_lost_calls",
+    "get_call",
+    "get_task",
+    "list_calls",
     "migrate",
     "open_database",
+    "prune",
+    "retention_days_from_env",
+    "run_retention",
+    "scheduler_snapshots",
+    "status_aggregates",
 ]

@@ -10,6 +10,8 @@ Several processes may start at once: each migration takes the write lock first (
 IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL), re-reads the version
 inside the transaction and skips what another process already did; the DDL uses ``IF NOT EXISTS``.
 Migrations are never edited once released: a schema change is a new function appended to the list.
+Migration 1 is built from the models as they stand; the first schema change after a release must
+therefore also freeze migration 1 into the DDL it produced.
 
 Migration 1 creates every table of ``models.ALL_MODELS`` with its indexes and, on SQLite, the
 full-text table ``llm_calls_fts`` (FTS5, trigram tokenizer: substring search in any language,
@@ -21,7 +23,8 @@ The FTS contract (for the writer)
 One row per call: ``call_id``, ``prompt`` (plain text of the system instructions and the text parts
 of the input messages, joined by newlines) and ``response`` (the text parts of the output messages).
 Its ``rowid`` is the ``rowid`` of the call's ``llm_calls`` row, because ``call_id`` is UNINDEXED in
-FTS5: deleting ``WHERE call_id = ?`` would read the whole table. So the writer replaces a call's row
+FTS5: deleting ``WHERE call_id = ?`` would read the whole table (the search in ``exporter.queries``
+joins on the rowid too, reading matches from the FTS index alone). So the writer replaces a call's row
 with ``FTS_DELETE_SQL`` then ``FTS_INSERT_SQL`` (qmark parameters, ``executemany``-friendly), after
 the ``llm_calls`` row exists, and updates ``llm_calls`` in place (``UPDATE`` or ``INSERT ... ON
 CONFLICT DO UPDATE``; never ``INSERT OR REPLACE``, which gives the row a new ``rowid``).

@@ -1,0 +1,205 @@
+"""Retention (exporter.retention) over a real SQLite file: what goes, what stays, batches, space."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+import time
+
+import peewee
+import pytest
+
+from exporter import (
+    RetentionResult,
+    StoreConfigurationError,
+    close_lost_calls,
+    prune,
+    queries,
+    retention_days_from_env,
+    run_retention,
+)
+from tests.exporter.conftest import NOW_MS, Rows
+
+DAY_MS = 86_400_000
+OLD = NOW_MS - 8 * DAY_MS
+RECENT = NOW_MS - 6 * DAY_MS
+
+
+def _count(database: peewee.Database, table: str) -> int:
+    return database.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def _call_ids(database: peewee.Database) -> list[str]:
+    return [row[0] for row in database.execute_sql("SELECT call_id FROM llm_calls")]
+
+
+def _fts_ids(database: peewee.Database) -> set[str]:
+    return {row[0] for row in database.execute_sql("SELECT call_id FROM llm_calls_fts")}
+
+
+def test_prune_deletes_what_is_older_than_the_cutoff_and_keeps_the_rest(
+    store: peewee.Database, rows: Rows
+) -> None:
+    rows.each([{"status": status, "enqueued_at": OLD} for status in ("succeeded", "failed", "cancelled")])
+    old_running = rows.call(status="running", enqueued_at=OLD)
+    recent = rows.calls(2, enqueued_at=RECENT)
+    old_task = rows.task(started_at=OLD)
+    recent_task = rows.task(started_at=RECENT)
+    rows.snapshot(process="gone:1", heartbeat_at=OLD)
+    rows.snapshot(process="alive:2", heartbeat_at=NOW_MS)
+    store.execute_sql(
+        "INSERT INTO llm_call_events (call_id, kind, at) VALUES ('never-written', 'queued', ?)", (OLD,)
+    )
+
+    deleted = prune(store, older_than=datetime.timedelta(days=7), now_ms=NOW_MS)
+
+    kept = {old_running, *recent}
+    assert deleted == 3 + 1 + 1 + 1  # calls, orphan event, task, snapshot
+    assert {row[0] for row in store.execute_sql("SELECT call_id FROM llm_calls")} == kept
+    assert {row[0] for row in store.execute_sql("SELECT call_id FROM llm_call_bodies")} == kept
+    assert {row[0] for row in store.execute_sql("SELECT DISTINCT call_id FROM llm_call_events")} == kept
+    assert _fts_ids(store) == kept
+    assert queries.list_calls(q="quarterly")["total"] == 3  # the FTS index forgot the pruned calls
+    assert {row[0] for row in store.execute_sql("SELECT task_id FROM llm_tasks")} == {recent_task}
+    assert old_task not in {row[0] for row in store.execute_sql("SELECT task_id FROM llm_tasks")}
+    assert [row[0] for row in store.execute_sql("SELECT process FROM llm_scheduler_snapshots")] == ["alive:2"]
+    assert prune(store, older_than=7, now_ms=NOW_MS) == 0  # days as a number; nothing left to do
+
+
+def test_prune_accepts_a_url(tmp_path, rows: Rows) -> None:
+    rows.calls(3, enqueued_at=OLD)
+
+    assert prune(f"sqlite:///{tmp_path / 'store.db'}", older_than=7.0, now_ms=NOW_MS) == 3
+    assert queries.list_calls()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"older_than": -1}, "older_than must be zero or more"),
+        ({"older_than": "7d"}, "older_than must be a timedelta or a number of days"),
+        ({"older_than": 7, "batch_size": 0}, "batch_size must be an integer from 1 to 10000"),
+        ({"older_than": 7, "batch_size": 20_000}, "batch_size must be an integer from 1 to 10000"),
+    ],
+)
+def test_prune_rejects_bad_arguments(store: peewee.Database, arguments: dict, message: str) -> None:
+    with pytest.raises(StoreConfigurationError, match=message):
+        prune(store, **arguments)
+
+
+def test_prune_gives_the_free_pages_back_to_the_file_system(store: peewee.Database, rows: Rows) -> None:
+    big = "lorem ipsum dolor sit amet " * 150  # ~4 KB of prompt per call: body, preview and FTS text
+    rows.calls(500, enqueued_at=OLD, prompt=big, response=big)
+    rows.calls(10, enqueued_at=RECENT)
+    store.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    path = store.database
+    size_before = os.path.getsize(path)
+
+    prune(store, older_than=7, now_ms=NOW_MS)
+
+    assert store.execute_sql("PRAGMA freelist_count").fetchone()[0] == 0
+    store.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # prune checkpoints passively; make it visible
+    # The bodies and FTS content are returned at once; the FTS5 index itself drops deleted entries
+    # as its segments merge during later writes, so the file does not shrink to nothing at once.
+    assert os.path.getsize(path) < size_before / 2
+    assert _count(store, "llm_calls") == 10
+
+
+def test_prune_works_in_bounded_batches_and_lets_writers_in(store: peewee.Database, rows: Rows) -> None:
+    rows.calls(5000, enqueued_at=OLD, events=False, prompt="p", response="r")
+    transactions = []
+    store.connection().set_trace_callback(
+        lambda sql: transactions.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None
+    )
+    waits: list[float] = []
+    pruning = threading.Event()
+    done = threading.Event()
+
+    def writer() -> None:  # another connection inserting while prune runs
+        pruning.wait()
+        while not done.is_set():
+            started = time.perf_counter()
+            with store.atomic("IMMEDIATE"):
+                store.execute_sql(
+                    "INSERT INTO llm_call_events (call_id, kind, at) VALUES ('x', 'queued', ?)", (NOW_MS,)
+                )
+            waits.append(time.perf_counter() - started)
+            time.sleep(0.001)
+        store.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        pruning.set()
+        deleted = prune(store, older_than=7, batch_size=500, now_ms=NOW_MS)
+    finally:
+        done.set()
+        thread.join()
+        store.connection().set_trace_callback(None)
+
+    assert deleted == 5000
+    assert len(transactions) >= 10  # 10 batches of 500 calls (+ the empty last one, and the others)
+    assert waits, "the writer never got in"
+    assert max(waits) < 2.0  # generous: a batch of 500 calls takes milliseconds
+
+
+def test_close_lost_calls_closes_only_calls_of_dead_processes(store: peewee.Database, rows: Rows) -> None:
+    timeout = 60_000
+    rows.snapshot(process="dead:1", heartbeat_at=NOW_MS - 2 * timeout)
+    rows.snapshot(process="alive:2", heartbeat_at=NOW_MS - 1000)
+    rows.snapshot(process="alive:2", scheduler="other", heartbeat_at=NOW_MS - 10 * timeout)
+    dead_running = rows.call(status="running", process="dead:1", updated_at=NOW_MS - 1000)
+    dead_queued = rows.call(status="queued", process="dead:1", updated_at=NOW_MS - 1000)
+    dead_ended = rows.call(status="succeeded", process="dead:1")
+    alive = rows.call(status="running", process="alive:2", updated_at=NOW_MS - 10 * timeout)
+    silent_old = rows.call(status="running", process="nosched:3", updated_at=NOW_MS - 2 * timeout)
+    silent_recent = rows.call(status="running", process="nosched:3", updated_at=NOW_MS - 1000)
+
+    closed = close_lost_calls(store, heartbeat_timeout_ms=timeout, now_ms=NOW_MS)
+
+    assert closed == 3
+    statuses = {call_id: queries.get_call(call_id)["status"] for call_id in _call_ids(store)}
+    assert statuses == {
+        dead_running: "failed",
+        dead_queued: "failed",
+        dead_ended: "succeeded",
+        alive: "running",
+        silent_old: "failed",
+        silent_recent: "running",
+    }
+    call = queries.get_call(dead_running)
+    assert call["error_type"] == "process_lost"
+    assert "dead:1" in call["error_message"]
+    assert call["ended_at"] == NOW_MS
+    assert call["events"][-1]["kind"] == "failed"
+    assert call["events"][-1]["at"] == NOW_MS
+    assert call["events"][-1]["data"]["error_type"] == "process_lost"
+    assert close_lost_calls(store, heartbeat_timeout_ms=timeout, now_ms=NOW_MS) == 0  # idempotent
+
+
+def test_run_retention_closes_lost_calls_then_prunes_and_analyzes(store: peewee.Database, rows: Rows) -> None:
+    lost_old = rows.call(status="running", process="gone:1", enqueued_at=OLD, updated_at=OLD)
+    rows.call(enqueued_at=OLD)
+    recent = rows.call(enqueued_at=RECENT)
+
+    result = run_retention(store, 7, heartbeat_timeout_ms=60_000, now_ms=NOW_MS)
+
+    assert result == RetentionResult(lost_calls_closed=1, rows_pruned=2)
+    assert _call_ids(store) == [recent]
+    assert lost_old not in _call_ids(store)
+    assert store.table_exists("sqlite_stat1")
+
+
+def test_retention_days_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLM_OTEL_RETENTION_DAYS", raising=False)
+    assert retention_days_from_env() == 7
+    assert retention_days_from_env(default=30) == 30
+    monkeypatch.setenv("LLM_OTEL_RETENTION_DAYS", " 0.5 ")
+    assert retention_days_from_env() == 0.5
+    for bad in ("seven", "0", "-1", "inf", "nan"):
+        monkeypatch.setenv("LLM_OTEL_RETENTION_DAYS", bad)
+        with pytest.raises(
+            StoreConfigurationError, match="LLM_OTEL_RETENTION_DAYS must be a positive number"
+        ):
+            retention_days_from_env()

@@ -8,7 +8,9 @@ and is ~25x slower), inside one ``BEGIN IMMEDIATE`` transaction (``transaction``
 Every statement is an idempotent merge, so a notice written twice, or a span exported by two
 writers, changes nothing the second time:
 
-- a final row (span ended) overwrites the call's row and body and replaces its full-text row;
+- a final row (span ended) overwrites the call's row and body and replaces its full-text row (a
+  call gets its full-text row when it ends: trigram indexing is the most expensive part of a write,
+  and indexing the prompt twice per call would cost ~40% of the ingest rate);
 - a live row (queued, dispatched, first token, retry) only fills empty columns and advances
   ``status`` / ``retry_count``, and only while the stored status is ``queued`` or ``running``: a
   notice that arrives after the end never regresses a finished call;
@@ -28,18 +30,23 @@ batch does not change the result.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 import peewee
+from playhouse import db_url
 
 from exporter import _names as n
-from exporter._exceptions import StoreDatabaseError, StoreError
+from exporter._exceptions import StoreConfigurationError, StoreDatabaseError, StoreError
+from exporter.database import is_sqlite, open_database
 from exporter.mapping import LIVE_STATUSES, RowBatch, to_json
 from exporter.migrations import FTS_DELETE_SQL, FTS_INSERT_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMTask, SchedulerSnapshot
+
+logger = logging.getLogger(__name__)
 
 _LIVE = "(" + ", ".join(f"'{status}'" for status in LIVE_STATUSES) + ")"
 
@@ -82,14 +89,6 @@ QUEUED_CALL_SQL = (
     + f" WHERE llm_calls.status IN {_LIVE}"
 )
 QUEUED_BODY_SQL = f"{_insert('llm_call_bodies', BODY_COLUMNS)} ON CONFLICT(call_id) DO NOTHING"
-QUEUED_FTS_DELETE_SQL = (
-    "DELETE FROM llm_calls_fts WHERE rowid = "
-    f"(SELECT rowid FROM llm_calls WHERE call_id = :call_id AND status IN {_LIVE}) AND call_id = :call_id"
-)
-QUEUED_FTS_INSERT_SQL = (
-    "INSERT INTO llm_calls_fts (rowid, call_id, prompt, response) "
-    f"SELECT rowid, call_id, :prompt, '' FROM llm_calls WHERE call_id = :call_id AND status IN {_LIVE}"
-)
 
 
 def _live_update(columns: Sequence[str], sets: Sequence[str], retry_count: str = "0") -> str:
@@ -156,9 +155,6 @@ def write_batch(cursor: sqlite3.Cursor, batch: RowBatch) -> None:
         cursor.executemany(FINAL_CALL_SQL, [rows.call for rows in batch.finals])
     if batch.queued:
         cursor.executemany(QUEUED_BODY_SQL, [rows.body for rows in batch.queued])
-        texts = [{"call_id": rows.call["call_id"], "prompt": rows.prompt_text} for rows in batch.queued]
-        cursor.executemany(QUEUED_FTS_DELETE_SQL, texts)
-        cursor.executemany(QUEUED_FTS_INSERT_SQL, texts)
     if batch.finals:
         cursor.executemany(FINAL_BODY_SQL, [rows.body for rows in batch.finals])
         call_ids = [rows.call["call_id"] for rows in batch.finals]
@@ -198,6 +194,27 @@ def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
         raise
     finally:
         cursor.close()
+
+
+def sqlite_file(url: str, writer: str) -> str:
+    """The absolute path of the SQLite file ``url`` names, checked as ``open_database`` checks it.
+
+    Raises ``StoreConfigurationError`` for a URL that cannot work (``writer`` names the caller in the
+    message), e.g. another database than SQLite. A file that cannot be prepared right now (locked,
+    read-only directory, ...) is only logged: the writer opens it again until it works. The path is
+    absolute so that a later ``chdir`` of the app cannot move the store.
+    """
+    try:
+        database = open_database(url)
+    except StoreDatabaseError as exc:
+        path = os.path.expanduser(url) if "://" not in url else db_url.parse(url)["database"]
+        logger.warning("llm-otel store: %s; writing will start once it can be opened", exc)
+        return os.path.abspath(path)
+    if not is_sqlite(database):
+        raise StoreConfigurationError(
+            f"{writer} writes SQLite files only, not {url!r}; give it 'sqlite:///path/to/llm_calls.db'"
+        )
+    return os.path.abspath(database.database)
 
 
 class StoreFile:

@@ -41,9 +41,8 @@ import peewee
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from exporter._exceptions import StoreConfigurationError
-from exporter._sql import StoreFile
-from exporter.database import is_sqlite, open_database
+from exporter._sql import StoreFile, sqlite_file
+from exporter.database import open_database
 from exporter.mapping import RowBatch
 from exporter.migrations import migrate
 from exporter.retention import run_retention
@@ -62,13 +61,7 @@ class SQLiteSpanExporter(SpanExporter):
     def __init__(self, db: str | None = None, *, retention_days: float | None = None) -> None:
         self.retention_days = resolve_retention_days(retention_days)
         url = db or os.environ.get(DB_ENV) or DEFAULT_DB
-        database = open_database(url)
-        if not is_sqlite(database):
-            raise StoreConfigurationError(
-                f"SQLiteSpanExporter writes SQLite files only, not {url!r}; "
-                "give it 'sqlite:///path/to/llm_calls.db'"
-            )
-        self.path = os.path.abspath(database.database)
+        self.path = sqlite_file(url, "SQLiteSpanExporter")
         self._store = StoreFile(self._open)
         self._lock = threading.Lock()
         self._last_error: str | None = None

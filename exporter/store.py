@@ -16,9 +16,9 @@ Usage (``llm_otel.setup(db=...)`` does exactly this)::
 What is written, and when:
 
 - a call's row appears ``queued`` when the call is queued (``on_call_event("queued", ...)``, with
-  its body and the full-text row of its prompt), turns ``running`` at dispatch, gets its first
-  token and retries as they happen, and is overwritten with the final row when its span ends
-  (``span_processor.on_end``); each step appends an ``llm_call_events`` row;
+  its body), turns ``running`` at dispatch, gets its first token and retries as they happen, and is
+  overwritten with the final row when its span ends (``span_processor.on_end``), which also writes
+  its full-text row; each step appends an ``llm_call_events`` row;
 - a task span gets its ``llm_tasks`` row ``running`` when it starts and final when it ends;
 - every second, one ``llm_scheduler_snapshots`` row per status source (the heartbeat of this
   process, with the writer's dropped count and last error).
@@ -43,7 +43,6 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
-import os
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -54,7 +53,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from exporter import _names as n
 from exporter._exceptions import StoreConfigurationError
-from exporter.database import is_sqlite, open_database
+from exporter._sql import sqlite_file
+from exporter.database import open_database
 from exporter.mapping import RowBatch
 from exporter.migrations import migrate
 from exporter.retention import close_lost_calls, retention_days_from_env, run_retention
@@ -86,14 +86,8 @@ class SpanStore:
             raise StoreConfigurationError(f"queue_size must be at least 1, got {queue_size}")
         if heartbeat_timeout_s <= 0:
             raise StoreConfigurationError(f"heartbeat_timeout_s must be positive, got {heartbeat_timeout_s}")
-        database = open_database(url)
-        if not is_sqlite(database):
-            raise StoreConfigurationError(
-                f"SpanStore writes SQLite files only, not {url!r}; give it 'sqlite:///path/to/llm_calls.db'"
-            )
         self.url = url
-        # Absolute, so that a later chdir of the app cannot move the store.
-        self.path = os.path.abspath(database.database)
+        self.path = sqlite_file(url, "SpanStore")
         self.retention_days = retention
         heartbeat_timeout_ms = round(heartbeat_timeout_s * 1000)
         jobs = [

@@ -283,3 +283,20 @@ def test_sigkill_mid_batch_leaves_a_sound_database_without_half_written_calls(tm
             "SELECT count(*) FROM llm_calls WHERE NOT EXISTS "
             "(SELECT 1 FROM llm_call_events e WHERE e.call_id = llm_calls.call_id AND e.kind = 'queued')"
         ).fetchone() == (0,)
+
+
+def test_a_store_that_cannot_be_opened_at_start_still_starts_and_catches_up(
+    tmp_path: Path, stores: Callable[..., tuple[SpanStore, Tracer]]
+) -> None:
+    path = tmp_path / "calls.db"
+    path.mkdir()  # a directory where the file should be: SQLite cannot open it
+
+    span_store, tracer = stores(str(path))
+    make_calls(span_store, tracer, "early-", 5)
+    assert not span_store.flush(0.3)
+    during = span_store.stats()
+    path.rmdir()
+
+    assert "unable to open database file" in during["last_error"]
+    assert span_store.flush(10)
+    assert calls_in(path, "early-") == 5

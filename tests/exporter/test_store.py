@@ -71,9 +71,7 @@ def test_a_call_is_written_live_from_queued_to_succeeded(
 
     span_store.on_call_event("queued", span, ns(0), {})
     latencies["queued"] = poll(lambda: call_row(store, "live"), "queued")
-    assert store.execute_sql(
-        "SELECT call_id FROM llm_calls_fts WHERE llm_calls_fts MATCH ?", ('"weather"',)
-    ).fetchall() == [("live",)]
+    assert store.execute_sql("SELECT input_messages IS NOT NULL FROM llm_call_bodies").fetchall() == [(1,)]
 
     dispatch(span, at_ms=250, wait=0.25)
     span_store.on_call_event("dispatched", span, ns(250), dispatch_attributes(0.25))
@@ -108,8 +106,8 @@ def test_a_call_is_written_live_from_queued_to_succeeded(
     )
     assert event_kinds(store, "live") == ["queued", "dispatched", "retry", "first_token", "succeeded"]
     assert store.execute_sql(
-        "SELECT response FROM llm_calls_fts WHERE llm_calls_fts MATCH ?", ('"expected"',)
-    ).fetchall() == [("Rain   expected.",)]
+        "SELECT call_id, response FROM llm_calls_fts WHERE llm_calls_fts MATCH ?", ('"weather"',)
+    ).fetchall() == [("live", "Rain   expected.")]
 
 
 def test_an_ended_span_alone_writes_the_whole_call(

@@ -98,7 +98,7 @@ def _add_otlp_exporter_from_env(provider: TracerProvider) -> None:
 
 
 def _open_store(db: str, retention_days: float | None) -> Any:
-    from exporter.store import SpanStore
+    from exporter import SpanStore
 
     return SpanStore(db, retention_days=retention_days)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +77,49 @@ def test_bad_configuration_is_refused_clearly() -> None:
         llm_otel.setup(db=False, redact="not callable")
     with pytest.raises(llm_otel.ConfigurationError, match="scheduler must be"):
         llm_otel.setup(db=False, scheduler=object())
+
+
+ZERO_CODE_APP = """
+import sys
+import openai
+
+client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-x")
+for _chunk in client.chat.completions.create(
+    model="gpt-4o-mini", messages=[{"role": "user", "content": "zero code"}], stream=True
+):
+    pass
+"""
+
+
+def test_opentelemetry_instrument_records_calls_with_no_code(tmp_path) -> None:
+    """The ``llm_otel_openai`` instrumentor and ``llm_otel_sqlite`` exporter entry points together."""
+    db_path = tmp_path / "zero.db"
+    script = tmp_path / "app.py"
+    script.write_text(ZERO_CODE_APP)
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "llm_otel_sqlite",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        # Only ours, should another OpenAI instrumentation be installed beside it.
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai-v2,openai",
+        "LLM_OTEL_DB": f"sqlite:///{db_path}",
+    }
+    instrument = Path(sys.executable).with_name("opentelemetry-instrument")
+    with FakeOpenAI() as server:
+        done = subprocess.run(
+            [str(instrument), sys.executable, str(script), server.base_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        usage = server.calls[-1].usage
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db_path) as connection:
+        rows = connection.execute(
+            "SELECT status, model, stream, input_tokens, output_tokens, prompt_preview FROM llm_calls"
+        ).fetchall()
+    assert rows == [
+        ("succeeded", "gpt-4o-mini", 1, usage["prompt_tokens"], usage["completion_tokens"], "zero code")
+    ]

@@ -102,25 +102,27 @@ def list_calls(
     }
     shared = [LLMCall._meta.fields[name] == value for name, value in equal.items()]
     shared += _time_range(since_ms, until_ms)
+    if q is not None and not isinstance(q, str):
+        raise QueryError(f"q must be a string, got {q!r}")
     text = q.strip() if q else ""
     if text:
         shared.append(_text_search(text))
     # An equality filter leads an index (column, status, enqueued_at): naming every status (a call's
     # status is always one of STATUSES) lets the total be counted from that index alone.
     statuses = _statuses(status) or (STATUSES if equal else ())
-    where = _and([*shared, _status_is(statuses)] if statuses else shared)
+    conditions = [*shared, _status_is(statuses)] if statuses else shared
     if len(statuses) > 1 and not text:
         # One index walk per status, each already newest first, merged by SQLite (UNION ALL):
         # no sort of every matching row.
-        arms = [_page_columns().where(_and([*shared, _status_is((one,))])) for one in statuses]
+        arms = [_page_columns().where(*shared, _status_is((one,))) for one in statuses]
         page_query = reduce(operator.add, arms).order_by(SQL("enqueued_at DESC"), SQL("call_id DESC"))
     else:
-        page_query = _page_columns().where(where).order_by(*_NEWEST_FIRST)
+        page_query = _where(_page_columns(), conditions).order_by(*_NEWEST_FIRST)
     page_query = page_query.limit(page_size).offset((page - 1) * page_size)
     with converted_errors("listing calls"), db.atomic():  # one snapshot for the page and its total
         ids = [call_id for call_id, _ in page_query.tuples()]
         rows = _calls_by_id(ids)
-        total = LLMCall.select(fn.COUNT(SQL("*"))).where(where).scalar()
+        total = _where(LLMCall.select(fn.COUNT(SQL("*"))), conditions).scalar()
     items = [_summary(rows[call_id]) for call_id in ids]
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
@@ -258,9 +260,9 @@ def _time_range(since_ms: int | None, until_ms: int | None) -> list[Expression]:
     return conditions
 
 
-def _and(conditions: list[Expression]) -> Expression:
-    """The conditions joined by AND (``1 = 1`` when there are none)."""
-    return reduce(operator.and_, conditions) if conditions else SQL("1 = 1")
+def _where(query: Select, conditions: list[Expression]) -> Select:
+    """``query`` with the conditions ANDed; none leaves it without WHERE (SQLite's fast count)."""
+    return query.where(*conditions) if conditions else query
 
 
 def _text_search(q: str) -> Expression:

@@ -163,6 +163,7 @@ def test_empty_status_list_means_any_status(mixed: list[dict[str, Any]]) -> None
         ({"status": ["failed", "lost"]}, "unknown status lost"),
         ({"since_ms": 10, "until_ms": 5}, "since_ms (10) is after until_ms (5)"),
         ({"since_ms": "yesterday"}, "since_ms must be an integer"),
+        ({"q": 5}, "q must be a string"),
     ],
 )
 def test_bad_arguments_raise_query_error(store, arguments: dict[str, Any], message: str) -> None:

@@ -23,9 +23,9 @@ notices when the file was deleted or replaced under it (SQLite would go on writi
 inode), and after any database error closes the connection so that the next write reopens it.
 
 Within a batch the statements run in this order: queued calls, live updates, final calls, bodies,
-full-text rows, events (in arrival order), tasks, scheduler snapshots (which replace all of the
-process's snapshot rows). Because each merge is monotonic, the order of rows for one call inside a
-batch does not change the result.
+full-text rows, events (in arrival order), closings of calls whose end was dropped, tasks, scheduler
+snapshots (which replace all of the process's snapshot rows). Because each merge is monotonic, the
+order of rows for one call inside a batch does not change the result.
 """
 
 from __future__ import annotations
@@ -135,6 +135,23 @@ EVENT_SQL = (
     f"(SELECT 1 FROM llm_calls WHERE call_id = :call_id AND status NOT IN {_LIVE}))"
 )
 
+# A call whose ended span was dropped (queue full): end its live row, or write a minimal ended row.
+CLOSING_SQL = (
+    "INSERT INTO llm_calls (call_id, status, stream, retry_count, enqueued_at, ended_at, duration_ms, "
+    "error_type, model, source, requested_by, process, updated_at) "
+    "VALUES (:call_id, :status, 0, 0, :enqueued_at, :ended_at, :ended_at - :enqueued_at, :error_type, "
+    ":model, :source, :requested_by, :process, :ended_at) "
+    "ON CONFLICT(call_id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at, "
+    "duration_ms = excluded.ended_at - COALESCE(llm_calls.started_at, llm_calls.enqueued_at), "
+    "error_type = COALESCE(llm_calls.error_type, excluded.error_type), "
+    "updated_at = MAX(llm_calls.updated_at, excluded.updated_at) "
+    f"WHERE llm_calls.status IN {_LIVE}"
+)
+CLOSING_EVENT_SQL = (
+    "INSERT INTO llm_call_events (call_id, kind, at, data) SELECT :call_id, :status, :ended_at, :data "
+    "WHERE NOT EXISTS (SELECT 1 FROM llm_call_events WHERE call_id = :call_id AND kind = :status)"
+)
+
 TASK_START_SQL = f"{_insert('llm_tasks', TASK_COLUMNS)} ON CONFLICT(task_id) DO NOTHING"
 TASK_END_SQL = _overwrite("llm_tasks", TASK_COLUMNS, ["task_id"])
 SNAPSHOT_SQL = _overwrite("llm_scheduler_snapshots", SNAPSHOT_COLUMNS, ["process", "scheduler"])
@@ -165,6 +182,9 @@ def write_batch(cursor: sqlite3.Cursor, batch: RowBatch) -> None:
         )
     if batch.events:
         cursor.executemany(EVENT_SQL, batch.events)
+    if batch.closings:
+        cursor.executemany(CLOSING_SQL, batch.closings)
+        cursor.executemany(CLOSING_EVENT_SQL, batch.closings)
     if batch.task_starts:
         cursor.executemany(TASK_START_SQL, batch.task_starts)
     if batch.task_ends:

@@ -134,6 +134,8 @@ class RowBatch:
     task_starts: list[dict[str, Any]] = field(default_factory=list)
     task_ends: list[dict[str, Any]] = field(default_factory=list)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
+    closings: list[dict[str, Any]] = field(default_factory=list)
+    """``closing_row``s of calls whose ended span the writer had to drop."""
 
     def add_ended_span(self, span: ReadableSpan, process: str | None = None) -> None:
         """An ended span: a task's final row, a call's final rows, or nothing for other spans.
@@ -176,7 +178,13 @@ class RowBatch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.queued or self.updates or self.finals or self.task_starts or self.task_ends or self.snapshots
+            self.queued
+            or self.updates
+            or self.finals
+            or self.task_starts
+            or self.task_ends
+            or self.snapshots
+            or self.closings
         )
 
 
@@ -292,6 +300,30 @@ def notice_event(call_id: str, kind: str, timestamp_ns: int, attributes: Mapping
             "backoff_ms": _seconds_to_ms(attributes.get(n.RETRY_BACKOFF)),
         }
     return _event(call_id, kind, _ms(timestamp_ns), data)
+
+
+def closing_row(span: ReadableSpan) -> dict[str, Any] | None:
+    """What is kept of an ended call whose record had to be dropped: enough to end its row.
+
+    Only cheap attribute reads (it runs on the app's thread, when the writer's queue is full). The
+    row ends the call's live row, or is the call's row if none was written; its details are lost.
+    """
+    attributes = span.attributes or {}
+    call_id = attributes.get(n.CALL_ID)
+    if not isinstance(call_id, str) or not call_id or span.start_time is None or span.end_time is None:
+        return None
+    return {
+        "call_id": call_id,
+        "status": _final_status(attributes.get(n.STATUS), span.status.status_code),
+        "enqueued_at": _ms(span.start_time),
+        "ended_at": _ms(span.end_time),
+        "error_type": _str(attributes.get(n.ERROR_TYPE)),
+        "model": _str(attributes.get(n.REQUEST_MODEL)),
+        "source": _str(attributes.get(n.SOURCE)),
+        "requested_by": _str(attributes.get(n.REQUESTED_BY)),
+        "process": _str(attributes.get(n.PROCESS)),
+        "data": to_json({"record_dropped": True}),
+    }
 
 
 def is_task(attributes: Mapping[str, Any]) -> bool:

@@ -55,7 +55,7 @@ from exporter import _names as n
 from exporter._exceptions import StoreConfigurationError
 from exporter._sql import sqlite_file
 from exporter.database import open_database
-from exporter.mapping import RowBatch
+from exporter.mapping import RowBatch, closing_row
 from exporter.migrations import migrate
 from exporter.retention import close_lost_calls, retention_days_from_env, run_retention
 from exporter.writer import Job, StatusSource, StoreWriter
@@ -171,9 +171,14 @@ class _StoreSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         try:
             attributes = span.attributes
-            if attributes is not None and (
-                n.CALL_ID in attributes or attributes.get(n.TASK_KIND) == n.TASK_KIND_VALUE
-            ):
+            if attributes is None:
+                return
+            if n.CALL_ID in attributes:
+                if not self._writer.put((RowBatch.add_ended_span, span, self._writer.process)):
+                    closing = closing_row(span)  # the queue is full: keep at least how it ended
+                    if closing is not None:
+                        self._writer.keep_closing(closing)
+            elif attributes.get(n.TASK_KIND) == n.TASK_KIND_VALUE:
                 self._writer.put((RowBatch.add_ended_span, span, self._writer.process))
         except Exception:
             logger.exception("llm-otel store: could not take an ended span")

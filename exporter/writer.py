@@ -151,6 +151,7 @@ class StoreWriter:
         self._in_hand = 0
         self._last_error: str | None = None
         self._logged: set[str] = set()
+        self._closings: dict[str, dict[str, Any]] = {}
         self._closed = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llm-otel-store-writer", daemon=True)
@@ -174,6 +175,16 @@ class StoreWriter:
             return False
         self._queue.put(record)
         return True
+
+    def keep_closing(self, row: dict[str, Any]) -> None:
+        """Remember how a call ended whose record ``put`` refused (``mapping.closing_row``).
+
+        Written with the next heartbeat, so that the call does not stay ``running``; at most
+        ``queue_size`` are kept (a few hundred bytes each).
+        """
+        with self._lock:
+            if len(self._closings) < self._queue_size:
+                self._closings[row["call_id"]] = row
 
     def add_status_source(self, source: StatusSource) -> None:
         """Write ``source()`` as a scheduler snapshot row with every heartbeat."""
@@ -311,6 +322,8 @@ class StoreWriter:
         batch = self._map(pending)
         if heartbeat:
             batch.snapshots = self._snapshot_rows()
+            with self._lock:
+                batch.closings = list(self._closings.values())
         try:
             store.write(batch)
         except Exception as exc:
@@ -319,7 +332,10 @@ class StoreWriter:
             self._note_error(exc, "the database refused a batch; writing its records one by one")
             self._write_one_by_one(store, pending)
             if heartbeat:
-                store.write(RowBatch(snapshots=self._snapshot_rows()))
+                store.write(RowBatch(snapshots=batch.snapshots, closings=batch.closings))
+        with self._lock:
+            for row in batch.closings:
+                self._closings.pop(row["call_id"], None)
 
     def _write_one_by_one(self, store: _sql.StoreFile, pending: list[Record]) -> None:
         kept = []

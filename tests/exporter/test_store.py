@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import peewee
 import pytest
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 
-from exporter import StoreConfigurationError
+from exporter import StoreConfigurationError, open_database
 from exporter.store import SpanStore
 from tests.exporter.call_spans import (
     T0_MS,
@@ -219,3 +220,55 @@ def test_a_bad_retention_env_var_is_refused(monkeypatch: pytest.MonkeyPatch, tmp
 
     with pytest.raises(StoreConfigurationError, match="LLM_OTEL_RETENTION_DAYS must be a positive number"):
         SpanStore(str(tmp_path / "x.db"))
+
+
+def test_a_call_whose_end_was_dropped_still_ends(
+    store: peewee.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import exporter.store
+
+    entered, release = threading.Event(), threading.Event()
+
+    def held_open(url: str) -> peewee.Database:
+        if threading.current_thread().name == "llm-otel-store-writer":
+            entered.set()
+            release.wait(10)
+        return open_database(url)
+
+    monkeypatch.setattr(exporter.store, "open_database", held_open)
+    span_store = SpanStore(str(store.database), queue_size=2)
+    provider = TracerProvider()
+    provider.add_span_processor(span_store.span_processor)
+    tracer = provider.get_tracer("tests")
+    assert entered.wait(5)  # the writer is held opening the file: the queue only fills
+
+    kept = start_call(tracer, "kept")
+    span_store.on_call_event("queued", kept, ns(0), {})
+    dispatch(kept, at_ms=10, wait=0.01)
+    span_store.on_call_event("dispatched", kept, ns(10), dispatch_attributes(0.01))
+    finish(kept, at_ms=100)  # refused: the queue is full
+    unseen = start_call(tracer, "unseen")
+    finish(unseen, at_ms=50, status="failed", **{"error.type": "RateLimitError"})
+    release.set()
+
+    try:
+        assert span_store.flush(5)
+        assert span_store.stats()["dropped"] == 2
+        assert call_row(store, "kept", "status, ended_at, duration_ms, wait_ms") == (
+            "succeeded",
+            T0_MS + 100,
+            90,
+            10,
+        )
+        assert call_row(store, "unseen", "status, error_type, duration_ms, model") == (
+            "failed",
+            "RateLimitError",
+            50,
+            "gpt-4o-mini",
+        )
+        assert event_kinds(store, "kept") == ["queued", "dispatched", "succeeded"]
+        assert store.execute_sql("SELECT data FROM llm_call_events WHERE call_id = 'unseen'").fetchall() == [
+            ('{"record_dropped":true}',)
+        ]
+    finally:
+        span_store.shutdown(5)

@@ -21,7 +21,9 @@ deleted directory or file is created anew and migrated). Meanwhile ``put`` keeps
 the queue holds ``queue_size`` records, then drops and counts. Each distinct error is logged once
 at WARNING and kept in ``stats()["last_error"]`` and in the scheduler snapshot rows; the writer
 logs at INFO when writing resumes. A record the database refuses as such (a constraint or binding
-error) is dropped and counted alone, so it cannot block the others.
+error) is dropped and counted alone, so it cannot block the others. When a call's end is refused
+(queue full), ``keep_closing`` keeps a small row saying how it ended, written with the next
+heartbeat, so that the call does not stay ``running``.
 
 Heartbeat. Every ``HEARTBEAT_S`` (and at each ``flush``) the thread upserts one
 ``llm_scheduler_snapshots`` row per status source (a callable returning a dict shaped like
@@ -183,7 +185,7 @@ class StoreWriter:
         ``queue_size`` are kept (a few hundred bytes each).
         """
         with self._lock:
-            if len(self._closings) < self._queue_size:
+            if not self._closed and len(self._closings) < self._queue_size:
                 self._closings[row["call_id"]] = row
 
     def add_status_source(self, source: StatusSource) -> None:

@@ -77,29 +77,28 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from exporter import open_database
-    from exporter.retention import prune
+    from exporter import prune, retention_days_from_env
 
-    deleted = prune(open_database(args.db), older_than=args.older_than_days)
-    print(f"deleted {deleted} rows older than {args.older_than_days} days from {args.db}")
+    days = args.older_than_days or retention_days_from_env()
+    deleted = prune(args.db, older_than=days)
+    print(f"deleted {deleted} rows older than {days} days from {args.db}")
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-otel", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    retention = float(os.environ.get("LLM_OTEL_RETENTION_DAYS", "7"))
 
     demo = commands.add_parser("demo", help="run the demo workload against the fake OpenAI server")
     demo.add_argument("--db", default=os.environ.get("LLM_OTEL_DB", DEMO_DB), help="store URL [LLM_OTEL_DB]")
-    demo.add_argument("--retention-days", type=float, default=retention, help="[LLM_OTEL_RETENTION_DAYS]")
+    demo.add_argument("--retention-days", type=float, help="default: LLM_OTEL_RETENTION_DAYS or 7")
     demo.set_defaults(run=_demo)
 
     prune = commands.add_parser("prune", help="delete old calls from a store and shrink the file")
     prune.add_argument(
         "--db", default=os.environ.get("LLM_OTEL_DB"), required="LLM_OTEL_DB" not in os.environ
     )
-    prune.add_argument("--older-than-days", type=float, default=retention, help="[LLM_OTEL_RETENTION_DAYS]")
+    prune.add_argument("--older-than-days", type=float, help="default: LLM_OTEL_RETENTION_DAYS or 7")
     prune.set_defaults(run=_prune)
     return parser
 

@@ -64,6 +64,9 @@ FTS_MIN_CHARS = 3
 
 _NEWEST_FIRST = (LLMCall.enqueued_at.desc(), LLMCall.call_id.desc())
 _ROWID = SQL("rowid")  # of llm_calls: every statement here reads that one table
+_ROWID_UNINDEXED = SQL("+rowid")  # the same value, which the planner cannot look rows up by
+_SORT_MATCHES_UP_TO = 2000
+"""Up to this many FTS matches, a page reads and sorts them all; beyond, it walks an index."""
 _BODY_JSON = ("request_params", "system_instructions", "input_messages", "output_messages", "attributes")
 _METRICS = ("wait_ms", "first_token_ms", "duration_ms")
 _TOKENS = {
@@ -105,24 +108,21 @@ def list_calls(
     if q is not None and not isinstance(q, str):
         raise QueryError(f"q must be a string, got {q!r}")
     text = q.strip() if q else ""
-    if text:
-        shared.append(_text_search(text))
     # An equality filter leads an index (column, status, enqueued_at): naming every status (a call's
     # status is always one of STATUSES) lets the total be counted from that index alone.
     statuses = _statuses(status) or (STATUSES if equal else ())
-    conditions = [*shared, _status_is(statuses)] if statuses else shared
-    if len(statuses) > 1 and not text:
-        # One index walk per status, each already newest first, merged by SQLite (UNION ALL):
-        # no sort of every matching row.
-        arms = [_page_columns().where(*shared, _status_is((one,))) for one in statuses]
-        page_query = reduce(operator.add, arms).order_by(SQL("enqueued_at DESC"), SQL("call_id DESC"))
-    else:
-        page_query = _where(_page_columns(), conditions).order_by(*_NEWEST_FIRST)
-    page_query = page_query.limit(page_size).offset((page - 1) * page_size)
     with converted_errors("listing calls"), db.atomic():  # one snapshot for the page and its total
-        ids = [call_id for call_id, _ in page_query.tuples()]
+        matches = _fts_matches(text) if text and _uses_fts(text) else None
+        if text:
+            # A frequent term: walk the list's index newest first and test each call against the
+            # matches, rather than read and sort every matching call.
+            shared.append(_text_search(text, walk=matches is not None and matches > _SORT_MATCHES_UP_TO))
+        ids = [call_id for call_id, _ in _page(shared, statuses, bool(text), page, page_size).tuples()]
         rows = _calls_by_id(ids)
-        total = _where(LLMCall.select(fn.COUNT(SQL("*"))), conditions).scalar()
+        if matches is not None and len(shared) == 1 and not statuses:
+            total = matches  # one FTS row per call (exporter.migrations): no need to join
+        else:
+            total = _total(shared, statuses)
     items = [_summary(rows[call_id]) for call_id in ids]
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
@@ -224,8 +224,33 @@ def get_task(task_id: str) -> dict[str, Any] | None:
         return _task_row(task_id)
 
 
+def _page(shared: list[Expression], statuses: Sequence[str], text: bool, page: int, page_size: int) -> Select:
+    """The query of one page of (call_id, enqueued_at), newest first."""
+    if len(statuses) > 1 and not text:
+        # One index walk per status, each already newest first, merged by SQLite (UNION ALL):
+        # no sort of every matching row.
+        arms = [_page_columns().where(*shared, _status_is((one,))) for one in statuses]
+        query = reduce(operator.add, arms).order_by(SQL("enqueued_at DESC"), SQL("call_id DESC"))
+    else:
+        conditions = [*shared, _status_is(statuses)] if statuses else shared
+        query = _where(_page_columns(), conditions).order_by(*_NEWEST_FIRST)
+    return query.limit(page_size).offset((page - 1) * page_size)
+
+
 def _page_columns() -> Select:
     return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at)
+
+
+def _total(shared: list[Expression], statuses: Sequence[str]) -> int:
+    """The exact number of calls matching, counted in an index."""
+    count = LLMCall.select(fn.COUNT(SQL("*")))
+    if shared or "succeeded" not in statuses:
+        return _where(count, [*shared, _status_is(statuses)] if statuses else shared).scalar()
+    # Most calls succeed: count the whole table (SQLite counts index pages, not entries), minus the
+    # calls in the other statuses, rather than every matching entry.
+    others = [one for one in STATUSES if one not in statuses]
+    every = count.scalar()
+    return every - count.where(_status_is(others)).scalar() if others else every
 
 
 def _statuses(status: Sequence[str] | None) -> tuple[str, ...]:
@@ -265,8 +290,27 @@ def _where(query: Select, conditions: list[Expression]) -> Select:
     return query.where(*conditions) if conditions else query
 
 
-def _text_search(q: str) -> Expression:
-    """The condition for ``q``: FTS5 MATCH (>= 3 chars), else substring; LIKE on other databases."""
+def _uses_fts(q: str) -> bool:
+    return len(q) >= FTS_MIN_CHARS and is_sqlite(db.obj)
+
+
+def _fts_literal(q: str) -> str:
+    """``q`` as one FTS5 string (double quotes doubled): the user's text is a phrase, never syntax."""
+    return '"' + q.replace('"', '""') + '"'
+
+
+def _fts_matches(q: str) -> int:
+    """How many calls the FTS index matches for ``q`` (>= 3 characters, SQLite)."""
+    sql = "SELECT COUNT(*) FROM llm_calls_fts WHERE llm_calls_fts MATCH ?"
+    return db.execute_sql(sql, (_fts_literal(q),)).fetchone()[0]
+
+
+def _text_search(q: str, *, walk: bool) -> Expression:
+    """The condition for ``q``: FTS5 MATCH (>= 3 chars), else substring; LIKE on other databases.
+
+    ``walk`` writes the FTS join as ``+rowid``, which SQLite cannot use to look calls up by rowid:
+    it then reads the calls through the list's index, in order, and stops once the page is full.
+    """
     if not is_sqlite(db.obj):
         bodies = LLMCallBody.select(LLMCallBody.call_id).where(
             LLMCallBody.system_instructions.contains(q)
@@ -276,10 +320,9 @@ def _text_search(q: str) -> Expression:
         return _in_previews(q) | LLMCall.call_id.in_(bodies)
     # An FTS row's rowid is its call's llm_calls rowid (exporter.migrations): joining on it reads
     # the matches from the FTS index alone, without looking each one up in the FTS content table.
-    if len(q) >= FTS_MIN_CHARS:
-        # One FTS5 string literal (double quotes doubled): the user's text is a phrase, never syntax.
-        literal = '"' + q.replace('"', '""') + '"'
-        return _ROWID.in_(SQL("(SELECT rowid FROM llm_calls_fts WHERE llm_calls_fts MATCH ?)", [literal]))
+    if _uses_fts(q):
+        matching = SQL("(SELECT rowid FROM llm_calls_fts WHERE llm_calls_fts MATCH ?)", [_fts_literal(q)])
+        return (_ROWID_UNINDEXED if walk else _ROWID).in_(matching)
     pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     fts_rows = SQL(
         "(SELECT rowid FROM llm_calls_fts WHERE prompt LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')",

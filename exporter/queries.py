@@ -27,15 +27,21 @@ API:
 - ``status_aggregates(window_ms, now_ms=None)`` → counts by status, error rate, p50/p95 of
   ``wait_ms`` / ``first_token_ms`` / ``duration_ms``, token and retry sums, over calls enqueued in
   the window.
-- ``scheduler_snapshots(live_within_ms=30000, now_ms=None)`` → the snapshot rows of live processes.
+- ``scheduler_snapshots(live_within_ms=30000, now_ms=None, *, include_stale=False)`` → the snapshot
+  rows of live processes (``include_stale``: all rows), each with a ``live`` flag.
 - ``get_task(task_id)`` → the task row (its calls: ``list_calls(parent_task_id=...)``).
 
 Bad arguments raise ``QueryError`` (a ``ValueError``); database failures ``StoreDatabaseError``.
 
-Why it stays fast at 1M calls: every filter column has an index ``(column, enqueued_at, call_id)``
-(``docs/contracts/db.md``), so a page is read in index order and its total counted from the index
-alone; the page's rows are then fetched by primary key. Several statuses become one ordered index
-walk per status, merged (``UNION ALL``). Aggregates read only their integer columns.
+Why it stays fast at 1M calls (``bench/bench_list_1m.py``): every filter column has an index
+``(column, status, enqueued_at)`` (``docs/contracts/db.md``), so a page is read in index order and
+its total counted from the index alone; the page's rows are then fetched by primary key. Several
+statuses (or none, with an equality filter) become one ordered index walk per status, merged
+(``UNION ALL``); a status set holding ``succeeded`` alone is counted as all calls minus the other
+statuses. A search term with many FTS matches walks the list's index and tests each call against
+the matches, rather than sorting them all. Aggregates read only the covering window index. What
+stays slow by nature: a 1-2 character ``q`` (a scan of every text), a term found in most calls, and
+aggregates over a window holding most of the store.
 """
 
 from __future__ import annotations

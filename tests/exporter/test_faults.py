@@ -231,6 +231,7 @@ def test_a_deleted_directory_is_created_again_and_writing_goes_on(
 _KILLED_WRITER = textwrap.dedent(
     """
     import sys
+    import time
     from opentelemetry.sdk.trace import TracerProvider
     from exporter.store import SpanStore
     from tests.exporter.call_spans import finish, ns, start_call
@@ -247,6 +248,9 @@ _KILLED_WRITER = textwrap.dedent(
         store.on_call_event("queued", span, ns(0), {})
         finish(span, at_ms=10)
         i += 1
+        # A busy app, but one that waits on I/O like any app making LLM calls: a loop that never
+        # lets go of the GIL starves the writer thread (each row it binds needs the GIL back).
+        time.sleep(0.0005)
     """
 )
 

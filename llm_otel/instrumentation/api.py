@@ -13,6 +13,13 @@ from typing import Any, Protocol
 from llm_otel import attributes as attr
 from llm_otel.instrumentation.messages import Message
 
+try:
+    from openai import NotGiven, Omit
+
+    _OMITTED: tuple[type, ...] = (NotGiven, Omit)
+except ImportError:  # no SDK, nothing to instrument: llm_otel stays importable without it
+    _OMITTED = ()
+
 # Request keywords that are never recorded as parameters: content is recorded apart (when
 # capture is on) and transport settings may carry secrets (extra_headers) or are not request data.
 _NOT_PARAMS = frozenset(
@@ -22,7 +29,7 @@ _NOT_PARAMS = frozenset(
 
 def is_given(value: Any) -> bool:
     """The SDK marks omitted keywords with ``NOT_GIVEN`` / ``omit`` sentinels."""
-    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+    return value is not None and not isinstance(value, _OMITTED)
 
 
 def given(kwargs: Mapping[str, Any], name: str) -> Any:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 import time
-import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ from llm_otel.scheduler import Permit, Scheduler
 logger = logging.getLogger(__name__)
 
 _HOSTNAME = socket.gethostname()
+_process = ("", 0)  # (host:pid, pid): recomputed in a forked child
 _ERROR_MESSAGE_LIMIT = 4000
 
 current_call: ContextVar[LLMCall | None] = ContextVar("llm_otel_current_call", default=None)
@@ -51,13 +52,34 @@ class InstrumentationConfig:
     stream_usage: bool  # ask for usage in streams whose caller did not, and hide that chunk
 
 
+def _process_name() -> str:
+    global _process
+    pid = os.getpid()
+    if _process[1] != pid:
+        _process = (f"{_HOSTNAME}:{pid}", pid)
+    return _process[0]
+
+
+_server_cache: dict[int, tuple[Any, dict[str, Any]]] = {}
+"""id(client) → (its base URL object, the server attributes parsed from it)."""
+
+
 def _server_attributes(instance: Any) -> dict[str, Any]:
-    base_url = getattr(getattr(instance, "_client", None), "base_url", None)
+    """``server.address`` / ``server.port`` of the resource's client, parsed once per base URL."""
+    client = getattr(instance, "_client", None)
+    base_url = getattr(client, "base_url", None)
+    cached = _server_cache.get(id(client))
+    if cached is not None and cached[0] is base_url:
+        return cached[1]
     host = getattr(base_url, "host", None)
-    if not host:
-        return {}
-    port = getattr(base_url, "port", None) or (443 if getattr(base_url, "scheme", "") == "https" else 80)
-    return {attr.SERVER_ADDRESS: host, attr.SERVER_PORT: port}
+    attributes: dict[str, Any] = {}
+    if host:
+        port = getattr(base_url, "port", None) or (443 if getattr(base_url, "scheme", "") == "https" else 80)
+        attributes = {attr.SERVER_ADDRESS: host, attr.SERVER_PORT: port}
+    if len(_server_cache) > 1000:  # clients come and go in some apps: keep the cache small
+        _server_cache.clear()
+    _server_cache[id(client)] = (base_url, attributes)
+    return attributes
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -71,7 +93,7 @@ class LLMCall:
     def __init__(self, config: InstrumentationConfig, api: API, kwargs: Mapping[str, Any], instance: Any):
         self.config = config
         self.api = api
-        self.call_id = uuid.uuid4().hex
+        self.call_id = f"{random.getrandbits(128):032x}"
         self.stream = bool(given(kwargs, "stream"))
         self.hide_usage_chunk = False
         self.ended = False
@@ -91,7 +113,7 @@ class LLMCall:
             attr.REQUEST_MODEL: model,
             attr.REQUEST_STREAM: self.stream,
             attr.CALL_ID: self.call_id,
-            attr.PROCESS: f"{_HOSTNAME}:{os.getpid()}",
+            attr.PROCESS: _process_name(),
         }
         if api.api_type:
             attributes[attr.OPENAI_API_TYPE] = api.api_type
@@ -164,7 +186,6 @@ class LLMCall:
         try:
             now = time.time_ns()
             event = {attr.QUEUE_WAIT: permit.wait}
-            self.span.set_attribute(attr.QUEUE_WAIT, permit.wait)
             self.span.add_event(attr.EVENT_DISPATCHED, event, timestamp=now)
             lifecycle.emit(lifecycle.DISPATCHED, self.span, now, event)
         except Exception:
@@ -275,6 +296,8 @@ class LLMCall:
                 attributes[attr.OUTPUT_MESSAGES] = to_json(apply_redaction(outputs, self.config.redact))
             attributes[attr.STATUS] = status
             attributes[attr.HTTP_RESEND_COUNT] = self.retries
+            if self.permit is not None:
+                attributes[attr.QUEUE_WAIT] = self.permit.wait
             if error is not None:
                 attributes[attr.ERROR_TYPE] = type(error).__qualname__
                 attributes[attr.ERROR_MESSAGE] = str(error)[:_ERROR_MESSAGE_LIMIT]

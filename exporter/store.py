@@ -121,13 +121,15 @@ class SpanStore:
     ) -> None:
         """The ``llm_otel.lifecycle`` listener: hand a call's live notice to the writer.
 
-        ``queued`` writes the row from a copy of the span's attributes as they are now;
+        ``queued`` writes the row from the call's start attributes (the notice's ``attributes``, or a
+        copy of the span's when the notice has none);
         ``dispatched``, ``first_token`` and ``retry`` advance it (``attributes`` are the notice's).
         Other kinds and spans that are not calls are ignored. Never raises, never blocks.
         """
         try:
             if kind == n.QUEUED:
-                self._writer.put((RowBatch.add_queued, span, dict(span.attributes)))
+                # The notice carries the call's start attributes: no copy of the span's on this thread.
+                self._writer.put((RowBatch.add_queued, span, attributes or dict(span.attributes)))
             elif kind in _NOTICE_KINDS:
                 call_id = span.attributes.get(n.CALL_ID)
                 if call_id:

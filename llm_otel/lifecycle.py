@@ -25,7 +25,11 @@ FIRST_TOKEN = "first_token"
 RETRY = "retry"
 
 CallListener = Callable[[str, ReadableSpan, int, Mapping[str, Any]], None]
-"""``listener(kind, span, timestamp_ns, attributes)``; ``kind`` is one of the constants above."""
+"""``listener(kind, span, timestamp_ns, attributes)``; ``kind`` is one of the constants above.
+
+``attributes`` are the event's (``dispatched``, ``first_token``, ``retry``); for ``queued``, the
+call's start attributes (the span's at its start; never changed afterwards).
+"""
 
 _listeners: tuple[CallListener, ...] = ()
 

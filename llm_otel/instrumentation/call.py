@@ -138,7 +138,7 @@ class LLMCall:
         self.span = config.tracer.start_span(
             f"{api.operation} {model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=now
         )
-        lifecycle.emit(lifecycle.QUEUED, self.span, now, {})
+        lifecycle.emit(lifecycle.QUEUED, self.span, now, attributes)
 
     @classmethod
     def start(

@@ -8,8 +8,9 @@ Usage::
     ...
     OpenAIInstrumentor().uninstrument()                          # the SDK is exactly as before
 
-Wrapped: ``chat.completions.create``, ``responses.create`` and ``embeddings.create``, sync and
-async, streaming or not, also through ``with_raw_response``. One CLIENT span per logical call
+Wrapped: ``chat.completions.create`` / ``.parse``, ``responses.create`` / ``.parse`` and
+``embeddings.create``, sync and async, streaming or not (the SDK's ``.stream()`` helpers go
+through ``create``), also through ``with_raw_response``. One CLIENT span per logical call
 (all SDK retries inside it), with the attributes and events of ``docs/contracts/spans.md``.
 
 Configuration (keywords of ``instrument()``):

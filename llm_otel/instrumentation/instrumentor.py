@@ -26,8 +26,12 @@ _CAPTURE_OFF = frozenset({"no_content", "false", "0", "none", "off"})
 _CREATE_METHODS: tuple[tuple[str, str, str, API, bool], ...] = (
     ("openai.resources.chat.completions", "Completions", "create", ChatCompletionsAPI(), False),
     ("openai.resources.chat.completions", "AsyncCompletions", "create", ChatCompletionsAPI(), True),
+    ("openai.resources.chat.completions", "Completions", "parse", ChatCompletionsAPI(), False),
+    ("openai.resources.chat.completions", "AsyncCompletions", "parse", ChatCompletionsAPI(), True),
     ("openai.resources.responses", "Responses", "create", ResponsesAPI(), False),
     ("openai.resources.responses", "AsyncResponses", "create", ResponsesAPI(), True),
+    ("openai.resources.responses", "Responses", "parse", ResponsesAPI(), False),
+    ("openai.resources.responses", "AsyncResponses", "parse", ResponsesAPI(), True),
     ("openai.resources.embeddings", "Embeddings", "create", EmbeddingsAPI(), False),
     ("openai.resources.embeddings", "AsyncEmbeddings", "create", EmbeddingsAPI(), True),
 )

@@ -402,6 +402,7 @@ def test_uninstrument_restores_the_sdk_exactly(tracer_provider) -> None:
 
     originals = [
         Completions.create,
+        Completions.parse,
         AsyncCompletions.create,
         Responses.create,
         Embeddings.create,
@@ -413,6 +414,7 @@ def test_uninstrument_restores_the_sdk_exactly(tracer_provider) -> None:
     instrumentor.uninstrument()
     now = [
         Completions.create,
+        Completions.parse,
         AsyncCompletions.create,
         Responses.create,
         Embeddings.create,
@@ -515,3 +517,25 @@ def test_with_streaming_response_ends_at_the_headers(instrumented, client, span_
         assert raw.parse().choices[0].message.content == "Echo: What is OpenTelemetry?"
     assert only_call_span(span_exporter).attributes[attr.STATUS] == attr.SUCCEEDED
     assert "llm_otel" not in caplog.text
+
+
+def test_structured_output_parse_and_stream_helpers_are_recorded(instrumented, client, span_exporter) -> None:
+    parsed = client.chat.completions.parse(model="gpt-4o-mini", messages=MESSAGES)
+    assert parsed.choices[0].message.content == "Echo: What is OpenTelemetry?"
+    with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+        for _event in stream:
+            pass
+        assert stream.get_final_completion().choices[0].message.content == "Echo: What is OpenTelemetry?"
+    with client.responses.stream(model="gpt-4o-mini", input="hello") as stream:
+        for _event in stream:
+            pass
+    client.responses.parse(model="gpt-4o-mini", input="hello")
+    spans = call_spans(span_exporter)
+    assert [span.attributes[attr.OPENAI_API_TYPE] for span in spans] == [
+        "chat_completions",
+        "chat_completions",
+        "responses",
+        "responses",
+    ]
+    assert all(span.attributes[attr.STATUS] == attr.SUCCEEDED for span in spans)
+    assert all(span.attributes[attr.USAGE_OUTPUT_TOKENS] > 0 for span in spans)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint browser clean
+.PHONY: demo test lint browser postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,22 @@ browser:
 	if [ ! -x $(CHROMIUM) ] && [ -x $(BIN)/playwright ]; then $(BIN)/playwright install chromium; fi; \
 	[ -x $(CHROMIUM) ] || echo "warning: no Chromium at $(CHROMIUM); browser tests will use Playwright's, if any"
 
+# A PostgreSQL server's binaries for the PostgreSQL store tests (tests/exporter/test_postgres.py starts
+# a throwaway cluster with them): Debian's package where apt works. Without them those tests fail and
+# say how to install them.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+			|| echo "warning: apt-get could not install postgresql"; \
+	fi; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| echo "warning: no PostgreSQL server binaries; the PostgreSQL store tests will fail"
+
 demo: $(STAMP)
 	$(BIN)/llm-otel demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -14,7 +14,9 @@ Accepted URLs:
 - ``sqlite:///relative/path.db`` (three slashes: relative to the working directory),
 - ``sqlite:////abs/path.db`` (four slashes: absolute),
 - a plain filesystem path (``llm_calls.db``, ``/var/lib/app/llm.db``, ``~/llm.db``),
-- any other ``playhouse.db_url`` URL, e.g. ``postgresql://user:pass@host:5432/dbname``.
+- ``postgresql://user:pass@host:5432/dbname`` (an existing database; needs psycopg2,
+  ``pip install 'llm-otel[postgres]'``),
+- any other ``playhouse.db_url`` URL (the span store itself writes only SQLite and PostgreSQL).
 
 SQLite connections are opened with ``busy_timeout`` (``busy_timeout_ms``, default 5000),
 ``journal_mode=WAL``, ``synchronous=NORMAL`` and ``foreign_keys=OFF``. ``open_database`` creates the
@@ -24,12 +26,19 @@ to WAL once, retrying while other processes open the same new file. peewee keeps
 per thread (``thread_safe=True``). A file that is not an SQLite database raises
 ``StoreDatabaseError``.
 
+PostgreSQL databases get 64-bit integer columns (``BIGINT``, ``BIGSERIAL``: epoch milliseconds
+do not fit PostgreSQL's 32-bit ``INTEGER``) and ``DOUBLE PRECISION`` floats, like SQLite's; their
+connections are opened lazily by peewee, in autocommit mode, one per thread.
+
 ``immediate(database)`` opens a write transaction that takes SQLite's write lock at ``BEGIN``
-(``BEGIN IMMEDIATE``), so a reader never has to upgrade to a writer mid-transaction.
+(``BEGIN IMMEDIATE``), so a reader never has to upgrade to a writer mid-transaction; elsewhere a
+plain transaction. ``read_snapshot(database)`` opens a transaction whose statements all see the
+same data (SQLite's read transactions always do; PostgreSQL needs ``REPEATABLE READ``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sqlite3
 import time
@@ -43,6 +52,8 @@ from playhouse import db_url
 from exporter._exceptions import StoreConfigurationError, StoreDatabaseError
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+POSTGRESQL_FIELD_TYPES = {"INT": "BIGINT", "AUTO": "BIGSERIAL", "FLOAT": "DOUBLE PRECISION"}
+"""peewee field types on PostgreSQL: integers and floats as wide as SQLite's."""
 
 _ACCEPTED = (
     "accepted forms: 'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', "
@@ -73,10 +84,14 @@ def open_database(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -
         params = db_url.parse(url)
         path = params.pop("database")
         return _sqlite(path, busy_timeout_ms, params, database_class)
+    postgresql = issubclass(database_class, peewee.PostgresqlDatabase)
     try:
-        return db_url.connect(url)
+        database = db_url.connect(url, **({"field_types": POSTGRESQL_FIELD_TYPES} if postgresql else {}))
     except (ValueError, RuntimeError) as exc:
         raise StoreConfigurationError(f"cannot use database URL {url!r}: {exc}; {_ACCEPTED}") from exc
+    if postgresql and importlib.util.find_spec("psycopg2") is None:  # the store's SQL is written for it
+        raise StoreConfigurationError(f"{url!r} needs the psycopg2 driver: pip install 'llm-otel[postgres]'")
+    return database
 
 
 def is_sqlite(database: peewee.Database) -> bool:
@@ -87,6 +102,13 @@ def is_sqlite(database: peewee.Database) -> bool:
 def immediate(database: peewee.Database) -> AbstractContextManager[object]:
     """A transaction context that takes the write lock at its start (``BEGIN IMMEDIATE`` on SQLite)."""
     return database.atomic("IMMEDIATE") if is_sqlite(database) else database.atomic()
+
+
+def read_snapshot(database: peewee.Database) -> AbstractContextManager[object]:
+    """A transaction in which every read sees the same data (``REPEATABLE READ`` on PostgreSQL)."""
+    if isinstance(database, peewee.PostgresqlDatabase):
+        return database.atomic(isolation_level="REPEATABLE READ")
+    return database.atomic()
 
 
 def sqlite_pragmas(busy_timeout_ms: int) -> list[tuple[str, object]]:

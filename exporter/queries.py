@@ -20,8 +20,10 @@ API:
   page_size)`` → ``{"items", "total", "page", "page_size"}``: newest first (``enqueued_at`` then
   ``call_id`` descending), exact ``total``; items hold the ``llm_calls`` columns (previews, never
   the bodies). Filters combine with AND; ``status`` is a list (any of); the time range is
-  ``since_ms <= enqueued_at < until_ms``; ``q`` searches prompt and response text: 3 characters or
-  more through FTS5 (trigram, any language, case-insensitive), shorter as a plain substring.
+  ``since_ms <= enqueued_at < until_ms``; ``q`` searches prompt and response text: on SQLite, 3
+  characters or more through FTS5 (trigram, any language, case-insensitive), shorter as a plain
+  substring; on PostgreSQL (no FTS table) as a case-insensitive substring (``ILIKE``, wildcards
+  escaped) of the previews and the bodies' JSON text, a scan of the calls the other filters keep.
 - ``get_call(call_id)`` → every column, the body (JSON decoded), the event timeline, the parent task.
 - ``call_events_after(after_id, limit=500)`` → events with ``id > after_id`` and their call summary.
 - ``status_aggregates(window_ms, now_ms=None)`` → counts by status, error rate, p50/p95 of
@@ -54,10 +56,10 @@ from collections.abc import Collection, Iterable, Sequence
 from functools import reduce
 from typing import Any
 
-from peewee import SQL, Case, Expression, Select, fn
+from peewee import SQL, Case, Expression, Field, NodeList, Select, Value, fn
 
 from exporter._exceptions import QueryError, converted_errors
-from exporter.database import is_sqlite
+from exporter.database import is_sqlite, read_snapshot
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, db
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -74,6 +76,7 @@ _ROWID_UNINDEXED = SQL("+rowid")  # the same value, which the planner cannot loo
 _SORT_MATCHES_UP_TO = 2000
 """Up to this many FTS matches, a page reads and sorts them all; beyond, it walks an index."""
 _BODY_JSON = ("request_params", "system_instructions", "input_messages", "output_messages", "attributes")
+_BODY_TEXT = (LLMCallBody.system_instructions, LLMCallBody.input_messages, LLMCallBody.output_messages)
 _METRICS = ("wait_ms", "first_token_ms", "duration_ms")
 _TOKENS = {
     "input": "input_tokens",
@@ -117,7 +120,7 @@ def list_calls(
     # An equality filter leads an index (column, status, enqueued_at): naming every status (a call's
     # status is always one of STATUSES) lets the total be counted from that index alone.
     statuses = _statuses(status) or (STATUSES if equal else ())
-    with converted_errors("listing calls"), db.atomic():  # one snapshot for the page and its total
+    with converted_errors("listing calls"), read_snapshot(db.obj):  # one snapshot: page and total
         matches = _fts_matches(text) if text and _uses_fts(text) else None
         if text:
             # A frequent term: walk the list's index newest first and test each call against the
@@ -135,7 +138,7 @@ def list_calls(
 
 def get_call(call_id: str) -> dict[str, Any] | None:
     """Everything about one call, or None: its columns, decoded body, events and parent task."""
-    with converted_errors("reading a call"), db.atomic():
+    with converted_errors("reading a call"), read_snapshot(db.obj):
         row = LLMCall.select().where(LLMCall.call_id == call_id).dicts().first()
         if row is None:
             return None
@@ -154,7 +157,7 @@ def call_events_after(after_id: int, limit: int = 500) -> list[dict[str, Any]]:
     """Events with ``id > after_id`` in id order, each with ``call``: its call's current summary."""
     _check_int("after_id", after_id, minimum=0)
     _check_int("limit", limit, minimum=1, maximum=MAX_EVENTS)
-    with converted_errors("reading call events"), db.atomic():
+    with converted_errors("reading call events"), read_snapshot(db.obj):
         query = LLMCallEvent.select().where(LLMCallEvent.id > after_id).order_by(LLMCallEvent.id).limit(limit)
         events = [_event(event) for event in query.dicts()]
         call_ids = {event["call_id"] for event in events}
@@ -168,7 +171,7 @@ def call_events_after(after_id: int, limit: int = 500) -> list[dict[str, Any]]:
 def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, Any]:
     """Aggregates over the calls enqueued in ``[now_ms - window_ms, now_ms]``.
 
-    Counts and sums are computed by SQLite; the percentiles from the three timing columns, read
+    Counts and sums are computed by the database; the percentiles from the three timing columns, read
     through the covering window index (never a row, never the text) and ranked here. Percentiles
     are nearest-rank (p50 of 1..100 is 50, p95 is 95) and None when no call has the value;
     ``error_rate`` is failed / ended (succeeded + failed + cancelled), None when none ended.
@@ -181,10 +184,11 @@ def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, An
     sums = [fn.SUM(Case(None, [(LLMCall.status == status, 1)], 0)) for status in STATUSES]
     sums += [fn.SUM(LLMCall.retry_count)] + [fn.SUM(LLMCall._meta.fields[name]) for name in _TOKENS.values()]
     timings = LLMCall.select(*(LLMCall._meta.fields[name] for name in _METRICS)).where(in_window)
-    with converted_errors("computing call aggregates"), db.atomic():
+    with converted_errors("computing call aggregates"), read_snapshot(db.obj):
         totals = db.execute(LLMCall.select(*sums).where(in_window)).fetchone()
         timing_rows = db.execute(timings).fetchall()
-    counts = {status: count or 0 for status, count in zip(STATUSES, totals, strict=False)}
+    # int(): PostgreSQL's SUM of a BIGINT is a NUMERIC, which the driver reads as a Decimal.
+    counts = {status: int(count or 0) for status, count in zip(STATUSES, totals, strict=False)}
     retries, *token_sums = totals[len(STATUSES) :]
     ended = sum(counts[status] for status in ENDED_STATUSES)
     return {
@@ -196,8 +200,8 @@ def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, An
         "ended": ended,
         "error_rate": counts["failed"] / ended if ended else None,
         **{name: _percentiles(row[i] for row in timing_rows) for i, name in enumerate(_METRICS)},
-        "tokens": {name: value or 0 for name, value in zip(_TOKENS, token_sums, strict=True)},
-        "retries": retries or 0,
+        "tokens": {name: int(value or 0) for name, value in zip(_TOKENS, token_sums, strict=True)},
+        "retries": int(retries or 0),
     }
 
 
@@ -312,29 +316,34 @@ def _fts_matches(q: str) -> int:
 
 
 def _text_search(q: str, *, walk: bool) -> Expression:
-    """The condition for ``q``: FTS5 MATCH (>= 3 chars), else substring; LIKE on other databases.
+    """The condition for ``q``: FTS5 MATCH (>= 3 chars), else substring; ILIKE on PostgreSQL.
 
     ``walk`` writes the FTS join as ``+rowid``, which SQLite cannot use to look calls up by rowid:
     it then reads the calls through the list's index, in order, and stops once the page is full.
     """
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     if not is_sqlite(db.obj):
-        bodies = LLMCallBody.select(LLMCallBody.call_id).where(
-            LLMCallBody.system_instructions.contains(q)
-            | LLMCallBody.input_messages.contains(q)
-            | LLMCallBody.output_messages.contains(q)
-        )
-        return _in_previews(q) | LLMCall.call_id.in_(bodies)
+        # No FTS table: ILIKE over the previews and the bodies' JSON text, where non-ASCII text is
+        # kept as is (a quote, backslash or newline in ``q`` is escaped there: found in previews only).
+        bodies = LLMCallBody.select(LLMCallBody.call_id).where(_any_ilike(_BODY_TEXT, pattern))
+        previews = _any_ilike((LLMCall.prompt_preview, LLMCall.response_preview), pattern)
+        return previews | LLMCall.call_id.in_(bodies)
     # An FTS row's rowid is its call's llm_calls rowid (exporter.migrations): joining on it reads
     # the matches from the FTS index alone, without looking each one up in the FTS content table.
     if _uses_fts(q):
         matching = SQL("(SELECT rowid FROM llm_calls_fts WHERE llm_calls_fts MATCH ?)", [_fts_literal(q)])
         return (_ROWID_UNINDEXED if walk else _ROWID).in_(matching)
-    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     fts_rows = SQL(
         "(SELECT rowid FROM llm_calls_fts WHERE prompt LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')",
         [pattern, pattern],
     )
     return _in_previews(q) | _ROWID.in_(fts_rows)
+
+
+def _any_ilike(columns: Sequence[Field], pattern: str) -> Expression:
+    """``column ILIKE pattern ESCAPE '\\'`` for any of ``columns`` (PostgreSQL)."""
+    escaped = NodeList((Value(pattern, converter=False), SQL("ESCAPE"), Value("\\", converter=False)))
+    return reduce(operator.or_, (Expression(column, "ILIKE", escaped) for column in columns))
 
 
 def _in_previews(q: str) -> Expression:

@@ -23,15 +23,18 @@ SQLite, ``PRAGMA incremental_vacuum`` returns the freed pages to the file system
 (the file must have been created with ``auto_vacuum=INCREMENTAL``, which ``open_database`` does for
 new files; an older file keeps reusing its free pages but does not shrink) and a passive WAL
 checkpoint lets the file shrink without waiting on readers. The FTS5 index drops deleted entries
-as its segments merge during later writes, so it shrinks over time rather than at once.
+as its segments merge during later writes, so it shrinks over time rather than at once. On
+PostgreSQL the same deletes run in plain transactions, with no full-text rows and no vacuum step
+(the server's autovacuum reuses the space).
 
 ``close_lost_calls`` closes as ``failed`` (``error_type="process_lost"``, ``ended_at`` = now, plus a
 ``failed`` event) every ``queued`` or ``running`` call whose process stopped sending scheduler
 heartbeats more than ``heartbeat_timeout_ms`` ago, or, for a process with no snapshot row, whose
 row was last updated longer ago than that.
 
-``run_retention`` does both (lost calls first, so they are pruned in their turn) and refreshes the
-query planner's statistics (``ANALYZE`` with a small ``analysis_limit``).
+``run_retention`` does both (lost calls first, so they are pruned in their turn) and, on SQLite,
+refreshes the query planner's statistics (``ANALYZE`` with a small ``analysis_limit``; PostgreSQL's
+autovacuum does that itself).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``SQLiteSpanExporter``: the span store as a plain OpenTelemetry ``SpanExporter``.
 
-For apps that only want ended calls in SQLite, under their own span processor (no live rows: a
+For apps that only want ended calls in the store, under their own span processor (no live rows: a
 call appears when its span ends). ``llm_otel.setup()`` uses ``exporter.store.SpanStore`` instead,
 which also writes calls while they are queued and running.
 
@@ -18,15 +18,18 @@ Zero-code, through the ``opentelemetry_traces_exporter`` entry point ``llm_otel_
     OTEL_TRACES_EXPORTER=llm_otel_sqlite LLM_OTEL_DB=sqlite:///llm_calls.db \\
         opentelemetry-instrument python app.py
 
-``db`` (a SQLite URL or path) defaults to ``LLM_OTEL_DB``, else ``sqlite:///llm_calls.db``. Call
-spans (``llm_otel.call.id``) and task spans (``llm_otel.span.kind="task"``) are written, other
-spans ignored. Each ``export()`` maps its spans (``exporter.mapping``) and writes them in one
-``BEGIN IMMEDIATE`` transaction on the calling thread (the ``BatchSpanProcessor``'s worker), with
-the same statements as the live store, so both may write the same file. ``export()`` never
-raises: when the database fails it logs the error once and returns ``FAILURE`` (the processor
-drops that batch); the next export reopens the file, so a deleted file or directory is created
-anew. Retention (``retention_days``, else ``LLM_OTEL_RETENTION_DAYS``, else 7) runs on the same
-thread at the first export and then hourly; its failures are logged and do not fail the export.
+``db`` defaults to ``LLM_OTEL_DB``, else ``sqlite:///llm_calls.db``. Despite its name (kept for
+compatibility) the exporter writes either store the package supports: SQLite, the default (a
+``sqlite:///`` URL or a path), or PostgreSQL (``postgresql://user:pass@host:5432/dbname``, with
+``pip install 'llm-otel[postgres]'``). Call spans (``llm_otel.call.id``) and task spans
+(``llm_otel.span.kind="task"``) are written, other spans ignored. Each ``export()`` maps its spans
+(``exporter.mapping``) and writes them in one transaction (``BEGIN IMMEDIATE`` on SQLite) on the
+calling thread (the ``BatchSpanProcessor``'s worker), with the same statements as the live store, so
+both may write the same store. ``export()`` never raises: when the database fails it logs the error
+once and returns ``FAILURE`` (the processor drops that batch); the next export reopens the
+database, so a deleted file or directory is created anew. Retention (``retention_days``, else
+``LLM_OTEL_RETENTION_DAYS``, else 7) runs on the same thread at the first export and then hourly;
+its failures are logged and do not fail the export.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import peewee
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from exporter._sql import StoreFile, sqlite_file
+from exporter._sql import StoreFile, store_path
 from exporter.database import open_database
 from exporter.mapping import RowBatch
 from exporter.migrations import migrate
@@ -56,20 +59,21 @@ DEFAULT_DB = "sqlite:///llm_calls.db"
 
 
 class SQLiteSpanExporter(SpanExporter):
-    """Writes ended call and task spans to a SQLite span store; see the module docstring."""
+    """Writes ended call and task spans to the span store (SQLite by default); see the module docstring."""
 
     def __init__(self, db: str | None = None, *, retention_days: float | None = None) -> None:
         self.retention_days = resolve_retention_days(retention_days)
-        url = db or os.environ.get(DB_ENV) or DEFAULT_DB
-        self.path = sqlite_file(url, "SQLiteSpanExporter")
+        self.url = db or os.environ.get(DB_ENV) or DEFAULT_DB
+        self.path = store_path(self.url)
+        """The SQLite file's absolute path; None on PostgreSQL (``url`` is used as given)."""
         self._store = StoreFile(self._open)
         self._lock = threading.Lock()
         self._last_error: str | None = None
         self._shut_down = False
         self._next_retention = 0.0  # time.monotonic(): at the first export
 
-    def _open(self) -> peewee.SqliteDatabase:
-        database = open_database(self.path)
+    def _open(self) -> peewee.Database:
+        database = open_database(self.path or self.url)
         migrate(database)
         return database
 

@@ -1,4 +1,4 @@
-"""The live span store: every LLM call in SQLite from the moment it is queued.
+"""The live span store: every LLM call in the database from the moment it is queued.
 
 Usage (``llm_otel.setup(db=...)`` does exactly this)::
 
@@ -34,8 +34,11 @@ takes ``LLM_OTEL_RETENTION_DAYS``, else 7) when the store starts and then hourly
 ``heartbeat_timeout_s`` the calls left ``queued``/``running`` by a process whose heartbeat is
 older than that are closed as ``failed`` (``process_lost``).
 
-The store writes SQLite (``sqlite:///path`` or a plain path); the file and its directory are
-created when missing and migrated. A URL it cannot use raises ``StoreConfigurationError`` at once.
+The store writes SQLite (``sqlite:///path`` or a plain path; the file and its directory are created
+when missing) or PostgreSQL (``postgresql://user:pass@host:5432/dbname``, an existing database;
+needs ``pip install 'llm-otel[postgres]'``, and suits several processes or app instances on several
+machines); either is migrated on first use. A URL it cannot use (another scheme, no driver) raises
+``StoreConfigurationError`` at once; a server or file that is unavailable is retried like any fault.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from exporter import _names as n
 from exporter._exceptions import StoreConfigurationError
-from exporter._sql import sqlite_file
+from exporter._sql import store_path
 from exporter.database import open_database
 from exporter.mapping import RowBatch, closing_row
 from exporter.migrations import migrate
@@ -71,7 +74,7 @@ _NOTICE_KINDS = frozenset({n.DISPATCHED, n.FIRST_TOKEN, n.RETRY})
 
 
 class SpanStore:
-    """A SQLite span store fed live from call notices and ended spans; see the module docstring."""
+    """A span store (SQLite or PostgreSQL) fed live from call notices and ended spans; see the module."""
 
     def __init__(
         self,
@@ -87,7 +90,8 @@ class SpanStore:
         if heartbeat_timeout_s <= 0:
             raise StoreConfigurationError(f"heartbeat_timeout_s must be positive, got {heartbeat_timeout_s}")
         self.url = url
-        self.path = sqlite_file(url, "SpanStore")
+        self.path = store_path(url)
+        """The SQLite file's absolute path; None on PostgreSQL (``url`` is used as given)."""
         self.retention_days = retention
         heartbeat_timeout_ms = round(heartbeat_timeout_s * 1000)
         jobs = [
@@ -111,8 +115,8 @@ class SpanStore:
         """Add it to the TracerProvider: task rows at start, final call and task rows at end."""
         atexit.register(_flush_at_exit, weakref.ref(self))
 
-    def _open(self) -> peewee.SqliteDatabase:
-        database = open_database(self.path)
+    def _open(self) -> peewee.Database:
+        database = open_database(self.path or self.url)
         migrate(database)
         return database
 

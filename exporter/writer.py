@@ -131,7 +131,7 @@ class StoreWriter:
 
     def __init__(
         self,
-        connect: Callable[[], peewee.SqliteDatabase],
+        connect: Callable[[], peewee.Database],
         *,
         queue_size: int = 10_000,
         jobs: Sequence[Job] = (),
@@ -408,7 +408,7 @@ class StoreWriter:
         """On shutdown: remove this process's snapshot rows (it no longer runs a scheduler)."""
         try:
             with store.transaction() as cursor:
-                cursor.execute("DELETE FROM llm_scheduler_snapshots WHERE process = ?", (self.process,))
+                cursor.execute(store.statements.forget_process, (self.process,))
         except Exception as exc:
             self._note_error(exc, "could not remove this process's scheduler snapshots")
 

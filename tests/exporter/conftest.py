@@ -1,4 +1,5 @@
-"""Fixtures of the store tests: ``store`` (a migrated SQLite file) and ``rows`` (a row factory).
+"""Fixtures of the store tests: ``store`` (a migrated SQLite file), ``rows`` (a row factory) and
+``postgres_url`` / ``pg_store`` / ``pg_rows`` (the same over a real PostgreSQL server).
 
 ``rows`` writes what the writer would, directly with peewee, so read-side and retention tests (and
 write-side tests that need existing rows) do not depend on the span pipeline::
@@ -9,19 +10,32 @@ write-side tests that need existing rows) do not depend on the span pipeline::
         rows.each([{"status": "queued"}, {"status": "failed", "source": "billing"}])
         rows.task(task_id="t1")
         rows.snapshot(process="host:1", heartbeat_at=rows.now_ms)
+
+PostgreSQL: one throwaway cluster per test session (``initdb`` into a temporary directory, run as
+the ``postgres`` user when the tests run as root, on a free port of 127.0.0.1), a fresh database per
+test, removed at the end. It needs Debian's ``postgresql`` package (``make test`` installs it) and
+psycopg2 (the ``test`` extra); without them the PostgreSQL tests fail, saying what to install.
 """
 
 from __future__ import annotations
 
+import glob
 import itertools
 import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
 import pytest
 
 from exporter import migrate, open_database
+from exporter.database import is_sqlite
 from exporter.migrations import FTS_INSERT_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, db
 
@@ -44,6 +58,105 @@ def store(tmp_path) -> Iterator[peewee.Database]:
 @pytest.fixture
 def rows(store: peewee.Database) -> Rows:
     return Rows(store)
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running throwaway PostgreSQL cluster: ``url(name)`` is a database URL on it."""
+
+    port: int
+    bin_dir: str
+
+    def url(self, name: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+
+_PG_INSTALL = (
+    "the PostgreSQL tests need a PostgreSQL server's binaries (initdb, pg_ctl): run `make test`, "
+    "which installs them, or `apt-get install -y postgresql` (Debian/Ubuntu)"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster for the whole session, in a temporary directory, stopped at the end."""
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version) or [
+        path for path in [shutil.which("initdb")] if path
+    ]
+    if not initdb:
+        pytest.fail(_PG_INSTALL, pytrace=False)
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        pytest.fail("the PostgreSQL tests need psycopg2: pip install -e '.[test]'", pytrace=False)
+    bin_dir = os.path.dirname(initdb[-1])
+    root = tempfile.mkdtemp(prefix="llm-otel-pg-")  # not under tmp_path: the postgres user must reach it
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        shutil.chown(root, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = os.path.join(root, "data")
+    port = _free_port()
+
+    def run(*command: str) -> None:
+        result = subprocess.run([*as_user, *command], capture_output=True, text=True, timeout=60)
+        if result.returncode:
+            pytest.fail(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}", pytrace=False)
+
+    run(f"{bin_dir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(f"{bin_dir}/pg_ctl", "start", "-w", "-D", data, "-l", f"{root}/server.log", "-o", options)
+    try:
+        yield PostgresServer(port=port, bin_dir=bin_dir)
+    finally:
+        run(f"{bin_dir}/pg_ctl", "stop", "-D", data, "-m", "immediate", "-w")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    import psycopg2
+
+    name = f"t{next(_PG_DATABASES)}"
+    connection = psycopg2.connect(postgres_server.url("postgres"))
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+    finally:
+        connection.close()
+    return postgres_server.url(name)
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[peewee.Database]:
+    """A migrated PostgreSQL store, bound to ``exporter.models.db``."""
+    database = open_database(postgres_url)
+    migrate(database)
+    db.initialize(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def pg_rows(pg_store: peewee.Database) -> Rows:
+    return Rows(pg_store)
+
+
+_PG_DATABASES = itertools.count(1)
+
+
+def _version(initdb: str) -> tuple[int, ...]:
+    """The major version in ``/usr/lib/postgresql/<version>/bin/initdb``, for picking the newest."""
+    version = initdb.split("/")[-3]
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class Rows:
@@ -89,7 +202,8 @@ class Rows:
                 LLMCallBody.insert_many(chunk).execute()
             for chunk in peewee.chunked(events, 2000):
                 LLMCallEvent.insert_many(chunk).execute()
-            self.database.cursor().executemany(FTS_INSERT_SQL, texts)
+            if is_sqlite(self.database):  # PostgreSQL has no full-text table
+                self.database.cursor().executemany(FTS_INSERT_SQL, texts)
         return [row["call_id"] for row in call_rows]
 
     def task(self, **columns: Any) -> str:

@@ -97,6 +97,13 @@ def test_postgresql_urls_go_to_playhouse_db_url() -> None:
     assert database.database == "llm"
     assert database.connect_params["host"] == "db.example"
     assert database.connect_params["port"] == 5433
+    # Epoch milliseconds need 64-bit integers, which PostgreSQL's INTEGER is not.
+    field_types = database.get_context_options()["field_types"]
+    assert (field_types["INT"], field_types["AUTO"], field_types["FLOAT"]) == (
+        "BIGINT",
+        "BIGSERIAL",
+        "DOUBLE PRECISION",
+    )
 
 
 def test_each_thread_has_its_own_connection(tmp_path: Path) -> None:

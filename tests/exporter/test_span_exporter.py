@@ -112,8 +112,8 @@ def test_the_database_comes_from_llm_otel_db_and_retention_runs_at_the_first_exp
     assert span_exporter.path == str(path)
     assert runs == [3.0]
     assert rows(path, "SELECT call_id FROM llm_calls") == [("c1",)]
-    with pytest.raises(StoreConfigurationError, match="SQLite files only"):
-        SQLiteSpanExporter("postgresql://u:p@localhost/db")
+    with pytest.raises(StoreConfigurationError, match="writes SQLite or PostgreSQL"):
+        SQLiteSpanExporter("mysql://u:p@localhost/db")
 
 
 _SCRIPT = textwrap.dedent(

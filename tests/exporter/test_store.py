@@ -203,7 +203,7 @@ def test_retention_and_lost_calls_run_when_the_store_starts(
 @pytest.mark.parametrize(
     ("url", "options", "message"),
     [
-        ("postgresql://u:p@localhost/db", {}, "SQLite files only"),
+        ("mysql://u:p@localhost/db", {}, "writes SQLite or PostgreSQL"),
         ("nope://x", {}, "unknown database scheme"),
         ("sqlite:///{tmp}/x.db", {"retention_days": 0}, "positive number of days"),
         ("sqlite:///{tmp}/x.db", {"queue_size": 0}, "queue_size"),

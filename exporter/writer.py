@@ -4,8 +4,8 @@ The app's threads only hand records over (``put``: a size check and a ``SimpleQu
 microsecond, never a lock held by the database, never a wait). The writer thread takes up to
 ``BATCH_MAX`` records at a time (after the first, it waits up to ``LINGER_S`` for more), maps them
 to rows (``exporter.mapping.RowBatch``) and writes each batch in one transaction (``BEGIN
-IMMEDIATE`` on SQLite, a plain ``BEGIN`` on PostgreSQL) with ``executemany`` (``exporter._sql``). Records become visible in the database a few
-tens of milliseconds after ``put``.
+IMMEDIATE`` on SQLite, a plain ``BEGIN`` on PostgreSQL) with ``executemany`` (``exporter._sql``).
+Records become visible in the database a few tens of milliseconds after ``put``.
 
 Usage (``exporter.store.SpanStore`` does this for you)::
 

@@ -23,6 +23,7 @@ import glob
 import itertools
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -43,6 +44,7 @@ NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 """The fixed "now" of the row factory: calls are enqueued one second apart, ending at this time."""
 
 _ENDED = ("succeeded", "failed", "cancelled")
+STATUSES = ["queued", "running", *_ENDED]
 
 
 @pytest.fixture
@@ -180,6 +182,26 @@ class Rows:
     def calls(self, count: int, **columns: Any) -> list[str]:
         """Insert ``count`` calls sharing ``columns`` (one transaction); returns their call ids."""
         return self.each([columns] * count)
+
+    def mixed(self, count: int = 150, seed: int = 3) -> list[dict[str, Any]]:
+        """``count`` calls with random statuses, labels, models, tasks and times (a few sharing a
+        millisecond, for the call_id tie-break); returns their columns, each with its ``call_id``.
+        """
+        rng = random.Random(seed)
+        written = [
+            {
+                "status": rng.choice(STATUSES),
+                "source": rng.choice(["app", "billing", "search"]),
+                "requested_by": rng.choice(["alice", "bob", None]),
+                "model": rng.choice(["gpt-4o", "gpt-4o-mini"]),
+                "parent_task_id": rng.choice(["task-1", "task-2", None, None]),
+                "enqueued_at": NOW_MS - rng.randrange(0, 100) * 60_000,
+            }
+            for _ in range(count)
+        ]
+        for columns, call_id in zip(written, self.each(written), strict=True):
+            columns["call_id"] = call_id
+        return written
 
     def each(self, calls: list[dict[str, Any]]) -> list[str]:
         """Insert one call per dict of columns (one transaction); returns their call ids."""

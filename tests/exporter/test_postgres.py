@@ -8,7 +8,6 @@ session's throwaway cluster (``postgres_server`` in conftest.py); each test has 
 from __future__ import annotations
 
 import datetime
-import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,7 +37,7 @@ from tests.exporter.call_spans import (
     task_span,
 )
 from tests.exporter.conftest import NOW_MS, Rows
-from tests.exporter.test_queries import FILTERS, STATUSES, _all_pages, _expected
+from tests.exporter.test_queries import FILTERS, _all_pages, _expected
 
 
 def select(database: peewee.Database, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -251,21 +250,7 @@ def test_the_span_exporter_writes_to_a_postgresql_url(postgres_url: str, pg_stor
 @pytest.fixture
 def mixed(pg_rows: Rows) -> list[dict[str, Any]]:
     """150 calls with random statuses, labels, models, tasks and times (as in test_queries)."""
-    rng = random.Random(3)
-    written = [
-        {
-            "status": rng.choice(STATUSES),
-            "source": rng.choice(["app", "billing", "search"]),
-            "requested_by": rng.choice(["alice", "bob", None]),
-            "model": rng.choice(["gpt-4o", "gpt-4o-mini"]),
-            "parent_task_id": rng.choice(["task-1", "task-2", None, None]),
-            "enqueued_at": NOW_MS - rng.randrange(0, 100) * 60_000,
-        }
-        for _ in range(150)
-    ]
-    for columns, call_id in zip(written, pg_rows.each(written), strict=True):
-        columns["call_id"] = call_id
-    return written
+    return pg_rows.mixed()
 
 
 def test_list_calls_every_filter_with_exact_totals(mixed: list[dict[str, Any]]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +13,6 @@ import pytest
 from exporter import QueryError, migrate, open_database, queries
 from exporter.models import db
 from tests.exporter.conftest import NOW_MS, Rows
-
-STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 def _all_pages(page_size: int = 7, **filters: Any) -> tuple[list[str], list[int]]:
@@ -71,21 +68,7 @@ def mixed_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[peew
     database = open_database(str(tmp_path_factory.mktemp("mixed") / "store.db"))
     migrate(database)
     db.initialize(database)
-    rng = random.Random(3)
-    written = [
-        {
-            "status": rng.choice(STATUSES),
-            "source": rng.choice(["app", "billing", "search"]),
-            "requested_by": rng.choice(["alice", "bob", None]),
-            "model": rng.choice(["gpt-4o", "gpt-4o-mini"]),
-            "parent_task_id": rng.choice(["task-1", "task-2", None, None]),
-            # a few share a millisecond, to exercise the call_id tie-break
-            "enqueued_at": NOW_MS - rng.randrange(0, 100) * 60_000,
-        }
-        for _ in range(150)
-    ]
-    for columns, call_id in zip(written, Rows(database).each(written), strict=True):
-        columns["call_id"] = call_id
+    written = Rows(database).mixed()
     yield database, written
     database.close()
 

@@ -22,8 +22,9 @@ deleted directory or file is created anew and migrated). Meanwhile ``put`` keeps
 the queue holds ``queue_size`` records, then drops and counts. Each distinct error is logged once
 at WARNING and kept in ``stats()["last_error"]`` and in the scheduler snapshot rows; the writer
 logs at INFO when writing resumes. A record the database refuses as such (a constraint or binding
-error) is dropped and counted alone, so it cannot block the others. When a call's end is refused
-(queue full), ``keep_closing`` keeps a small row saying how it ended, written with the next
+error) is dropped and counted alone, so it cannot block the others; a heartbeat whose snapshot
+rows it refuses is skipped (the closings it carried are then written alone). When a call's end is
+refused (queue full), ``keep_closing`` keeps a small row saying how it ended, written with the next
 heartbeat, so that the call does not stay ``running``.
 
 Heartbeat. Every ``HEARTBEAT_S`` (and at each ``flush``) the thread upserts one
@@ -341,10 +342,25 @@ class StoreWriter:
             self._note_error(exc, "the database refused a batch; writing its records one by one")
             self._write_one_by_one(store, pending)
             if heartbeat:
-                store.write(RowBatch(snapshots=batch.snapshots, closings=batch.closings))
+                self._write_heartbeat(store, batch)
         with self._lock:
             for row in batch.closings:
                 self._closings.pop(row["call_id"], None)
+
+    def _write_heartbeat(self, store: _sql.StoreFile, batch: RowBatch) -> None:
+        """Write the snapshots and closings of a refused batch; what the database refuses is skipped
+        (raising would retry the batch forever and block every record behind it)."""
+        for rows in (
+            RowBatch(snapshots=batch.snapshots, closings=batch.closings),
+            RowBatch(closings=batch.closings),
+        ):
+            try:
+                store.write(rows)
+                return
+            except Exception as exc:
+                if _sql.is_fault(exc):
+                    raise
+                self._note_error(exc, "the database refused a heartbeat; it was skipped")
 
     def _write_one_by_one(self, store: _sql.StoreFile, pending: list[Record]) -> None:
         kept = []

@@ -254,3 +254,19 @@ def test_a_forked_child_gets_its_own_writer_thread(
     assert {row[0] for row in store.execute_sql("SELECT call_id FROM llm_calls")} == {"parent", "child"}
     writer.put(ended(tracer, "parent-again"))
     assert writer.flush(5)
+
+
+def test_a_heartbeat_the_database_refuses_does_not_block_the_records(
+    tracer: Tracer, store: peewee.Database, make_writer: Callable[..., StoreWriter]
+) -> None:
+    writer = make_writer()
+    # max_concurrency passes through as given: a value SQLite cannot bind refuses the snapshot row.
+    writer.add_status_source(lambda: {"name": "odd", "max_concurrency": object()})
+    writer.put(ended(tracer, "a"))
+
+    assert writer.flush(5)
+    writer.put(ended(tracer, "b"))
+    assert writer.flush(5)
+    assert count(store, "SELECT count(*) FROM llm_calls") == 2
+    assert count(store, "SELECT count(*) FROM llm_call_events WHERE call_id = 'a'") == 2
+    assert writer.stats()["written"] == 2

@@ -5,6 +5,9 @@ the stream is exhausted (succeeded), on an error mid-stream (failed, partial out
 ``close()`` or ``with``/``async with`` exit before the end (cancelled), and when garbage-collected
 unconsumed (cancelled; a sync stream's connection is closed then too). It hides the
 usage-only chunk that the instrumentation asked for.
+
+The SDK's ``stream()`` helpers (``ChatCompletionStream``, ``ResponseStream``) close a stream by
+closing its ``response`` directly, so ``response`` is proxied too: closing it ends the call.
 """
 
 from __future__ import annotations
@@ -16,10 +19,34 @@ import wrapt
 from llm_otel.instrumentation.call import LLMCall
 
 
+class _ResponseProxy(wrapt.ObjectProxy):
+    """The stream's HTTP response: ``close()`` / ``aclose()`` end the call (cancelled if early)."""
+
+    def __init__(self, response: Any, call: LLMCall) -> None:
+        super().__init__(response)
+        self._self_call = call
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_call.stream_closed()
+
+    async def aclose(self) -> None:
+        try:
+            await self.__wrapped__.aclose()
+        finally:
+            self._self_call.stream_closed()
+
+
 class StreamProxy(wrapt.ObjectProxy):
     def __init__(self, stream: Any, call: LLMCall) -> None:
         super().__init__(stream)
         self._self_call = call
+
+    @property
+    def response(self) -> Any:
+        return _ResponseProxy(self.__wrapped__.response, self._self_call)
 
     def __iter__(self) -> StreamProxy:
         return self
@@ -67,6 +94,10 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
     def __init__(self, stream: Any, call: LLMCall) -> None:
         super().__init__(stream)
         self._self_call = call
+
+    @property
+    def response(self) -> Any:
+        return _ResponseProxy(self.__wrapped__.response, self._self_call)
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from llm_otel import attributes as attr
 from llm_otel.instrumentation import OpenAIInstrumentor
+from llm_otel.scheduler import Scheduler
 from llm_otel.testing import Behavior
 from tests.llm_otel.spans import API_KEY, call_spans, events_named, only_call_span
 
@@ -539,3 +541,39 @@ def test_structured_output_parse_and_stream_helpers_are_recorded(instrumented, c
     ]
     assert all(span.attributes[attr.STATUS] == attr.SUCCEEDED for span in spans)
     assert all(span.attributes[attr.USAGE_OUTPUT_TOKENS] > 0 for span in spans)
+
+
+def test_stream_helpers_left_early_end_the_call_at_once(instrument, client, span_exporter) -> None:
+    """``chat.completions.stream()`` / ``responses.stream()`` close the HTTP response, not our proxy:
+    the span must still end (cancelled) and the permit come back at once, not at the next GC."""
+    scheduler = Scheduler(max_concurrency=1)
+    instrument(scheduler=scheduler)
+    gc.disable()
+    try:
+        with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+            next(iter(stream))
+        assert scheduler.status()["in_flight"] == 0
+        with client.responses.stream(model="gpt-4o-mini", input="hello") as stream:
+            next(iter(stream))
+        assert scheduler.status()["in_flight"] == 0
+    finally:
+        gc.enable()
+    assert [span.attributes[attr.STATUS] for span in call_spans(span_exporter)] == [attr.CANCELLED] * 2
+
+
+async def test_async_stream_helpers_left_early_end_the_call_at_once(
+    instrument, async_client, span_exporter
+) -> None:
+    scheduler = Scheduler(max_concurrency=1)
+    instrument(scheduler=scheduler)
+    gc.disable()
+    try:
+        async with async_client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+            await stream.__aiter__().__anext__()
+        assert scheduler.status()["in_flight"] == 0
+        async with async_client.responses.stream(model="gpt-4o-mini", input="hello") as stream:
+            await stream.__aiter__().__anext__()
+        assert scheduler.status()["in_flight"] == 0
+    finally:
+        gc.enable()
+    assert [span.attributes[attr.STATUS] for span in call_spans(span_exporter)] == [attr.CANCELLED] * 2

@@ -21,9 +21,19 @@ except ImportError:  # no SDK, nothing to instrument: llm_otel stays importable 
     _OMITTED = ()
 
 # Request keywords that are never recorded as parameters: content is recorded apart (when
-# capture is on) and transport settings may carry secrets (extra_headers) or are not request data.
+# capture is on; a predicted output is content too) and transport settings may carry secrets
+# (extra_headers) or are not request data.
 _NOT_PARAMS = frozenset(
-    {"messages", "input", "instructions", "extra_headers", "extra_query", "extra_body", "timeout"}
+    {
+        "messages",
+        "input",
+        "instructions",
+        "prediction",
+        "extra_headers",
+        "extra_query",
+        "extra_body",
+        "timeout",
+    }
 )
 
 
@@ -39,7 +49,11 @@ def given(kwargs: Mapping[str, Any], name: str) -> Any:
 
 def request_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The request's non-content parameters, as sent (model, temperature, tools, …)."""
-    return {key: value for key, value in kwargs.items() if key not in _NOT_PARAMS and is_given(value)}
+    params = {key: value for key, value in kwargs.items() if key not in _NOT_PARAMS and is_given(value)}
+    prompt = params.get("prompt")
+    if isinstance(prompt, Mapping) and "variables" in prompt:  # a Responses prompt template's inputs
+        params["prompt"] = {key: value for key, value in prompt.items() if key != "variables"}
+    return params
 
 
 def set_if_given(attributes: dict[str, Any], key: str, value: Any) -> None:

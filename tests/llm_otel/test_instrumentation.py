@@ -481,6 +481,21 @@ def test_capture_off_records_no_content(instrument, client, span_exporter, monke
     assert span.attributes[attr.USAGE_INPUT_TOKENS] > 0
 
 
+def test_capture_off_records_no_content_passed_as_parameters(instrument, client, span_exporter) -> None:
+    """A predicted output and prompt template variables are content, not parameters."""
+    instrument(capture_content=False)
+    client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, prediction={"type": "content", "content": "PREDICTED TEXT"}
+    )
+    client.responses.create(
+        model="gpt-4o-mini", input="hi", prompt={"id": "pmpt_1", "variables": {"city": "SECRET CITY"}}
+    )
+    chat, responses = call_spans(span_exporter)
+    assert "PREDICTED TEXT" not in chat.attributes[attr.REQUEST_PARAMS]
+    assert "SECRET CITY" not in responses.attributes[attr.REQUEST_PARAMS]
+    assert json.loads(responses.attributes[attr.REQUEST_PARAMS])["prompt"] == {"id": "pmpt_1"}
+
+
 def test_no_api_key_is_ever_recorded(instrumented, client, fake_openai, span_exporter) -> None:
     client.chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, extra_headers={"Authorization": f"Bearer {API_KEY}"}

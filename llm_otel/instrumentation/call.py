@@ -87,6 +87,11 @@ def _is_cancellation(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit, TimeoutError))
 
 
+def _status_of(response_attributes: dict[str, Any]) -> str:
+    """A complete response is a success unless it reports an error itself (Responses ``failed``)."""
+    return attr.FAILED if attr.ERROR_TYPE in response_attributes else attr.SUCCEEDED
+
+
 class LLMCall:
     """A call in flight. Created by ``LLMCall.start``; ended exactly once."""
 
@@ -247,10 +252,10 @@ class LLMCall:
         except Exception:
             logger.exception("llm_otel failed to read an OpenAI response")
             attributes, outputs = {}, None
-        self._end(attr.SUCCEEDED, attributes, outputs)
+        self._end(_status_of(attributes), attributes, outputs)
 
     def stream_exhausted(self) -> None:
-        self._end_stream(attr.SUCCEEDED)
+        self._end_stream(attr.SUCCEEDED)  # unless the stream's last event reports a failure
 
     def stream_closed(self) -> None:
         """Closed (or left by ``with``) before the end: cancelled, partial output kept."""
@@ -274,6 +279,8 @@ class LLMCall:
                     outputs = self._accumulator.output_messages()
             except Exception:
                 logger.exception("llm_otel failed to summarise a stream")
+        if status == attr.SUCCEEDED:
+            status = _status_of(attributes)
         self._end(status, attributes, outputs, error)
 
     def fail(self, exc: BaseException) -> None:
@@ -287,11 +294,12 @@ class LLMCall:
         outputs: list[dict] | None,
         error: BaseException | None = None,
     ) -> None:
+        """End once: record the outcome, end the span (even if recording failed), free the permit."""
         if self.ended:
             return
         self.ended = True
+        span = self.span
         try:
-            span = self.span
             if outputs is not None:
                 attributes[attr.OUTPUT_MESSAGES] = to_json(apply_redaction(outputs, self.config.redact))
             attributes[attr.STATUS] = status
@@ -304,11 +312,13 @@ class LLMCall:
                 status_code = getattr(error, "status_code", None)
                 if isinstance(status_code, int):
                     attributes["http.response.status_code"] = status_code
-            span.set_attributes(attributes)
-            if error is not None:
                 span.record_exception(error)
-                if status == attr.FAILED:
-                    span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
+            span.set_attributes(attributes)
+            if status == attr.FAILED:
+                span.set_status(Status(StatusCode.ERROR, str(attributes.get(attr.ERROR_TYPE, ""))))
+        except Exception:
+            logger.exception("llm_otel failed to record the end of a call")
+        try:
             span.end()
         except Exception:
             logger.exception("llm_otel failed to end a span")

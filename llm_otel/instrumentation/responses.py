@@ -44,6 +44,11 @@ def _response_attributes(response: Any) -> dict[str, Any]:
     set_if_given(attributes, attr.RESPONSE_MODEL, getattr(response, "model", None))
     set_if_given(attributes, attr.OPENAI_SERVICE_TIER, getattr(response, "service_tier", None))
     attributes[attr.RESPONSE_FINISH_REASONS] = [finish_reason(response)]
+    if getattr(response, "status", None) == "failed":
+        # The model run failed although the HTTP request succeeded: a failed call.
+        error = getattr(response, "error", None)
+        attributes[attr.ERROR_TYPE] = str(getattr(error, "code", None) or "response_failed")
+        attributes[attr.ERROR_MESSAGE] = str(getattr(error, "message", None) or "the response failed")
     usage = getattr(response, "usage", None)
     if usage is not None:
         attributes.update(

@@ -48,7 +48,8 @@ class Behavior:
     - ``cached_tokens`` / ``reasoning_tokens``: reported in the usage details.
     - ``prompt_tokens`` / ``completion_tokens``: replace the computed counts.
     - ``finish_reason``: replaces ``stop`` / ``tool_calls``; in the Responses API ``length`` and
-      ``content_filter`` make an ``incomplete`` response.
+      ``content_filter`` make an ``incomplete`` response, and ``error`` a ``failed`` one (HTTP 200,
+      ``error.code`` ``server_error``; streams end with ``response.failed``).
     """
 
     status: int = 200

@@ -292,12 +292,16 @@ def responses_reply(body: Mapping[str, Any], behavior: Behavior) -> Reply:
     counts = TokenCounts.compute(behavior, prompt_words(items), _output_words(behavior, text))
     usage = counts.responses_usage()
     incomplete = _INCOMPLETE_REASONS.get(behavior.finish_reason or "")
+    failed = behavior.finish_reason == "error"
     created = int(time.time())
     final = _response_object(body, new_id("resp_", 50), created)
     final.update(
-        status="incomplete" if incomplete else "completed",
-        completed_at=None if incomplete else created,
+        status="failed" if failed else "incomplete" if incomplete else "completed",
+        completed_at=None if incomplete or failed else created,
         incomplete_details={"reason": incomplete} if incomplete else None,
+        error={"code": "server_error", "message": "The model failed to generate a response."}
+        if failed
+        else None,
         output=output,
         usage=usage,
     )

@@ -592,3 +592,30 @@ async def test_async_stream_helpers_left_early_end_the_call_at_once(
     finally:
         gc.enable()
     assert [span.attributes[attr.STATUS] for span in call_spans(span_exporter)] == [attr.CANCELLED] * 2
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_response_that_reports_failure_fails_the_call(
+    instrumented, client, fake_openai, span_exporter, stream: bool
+) -> None:
+    fake_openai.script(Behavior(finish_reason="error"))
+    result = _responses(client, stream)
+    if stream:
+        assert [event.type for event in result][-1] == "response.failed"
+    else:
+        assert result.status == "failed"  # returned, not raised: the SDK's behaviour is kept
+    span = only_call_span(span_exporter)
+    assert span.attributes[attr.STATUS] == attr.FAILED
+    assert span.attributes[attr.ERROR_TYPE] == "server_error"
+    assert span.attributes[attr.RESPONSE_FINISH_REASONS] == ("error",)
+    assert span.status.status_code is StatusCode.ERROR
+
+
+def test_a_span_still_ends_when_recording_its_end_fails(instrument, client, span_exporter, caplog) -> None:
+    def unserialisable_output(message):
+        return {("not", "json"): message} if message["role"] == "assistant" else message
+
+    instrument(redact=unserialisable_output)
+    assert _chat(client, stream=False).choices
+    assert only_call_span(span_exporter).end_time is not None
+    assert "failed to record the end of a call" in caplog.text

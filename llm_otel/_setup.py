@@ -141,13 +141,23 @@ def setup(
         instrumentor = None
         if instrument_openai:
             instrumentor = OpenAIInstrumentor()
-            instrumentor.instrument(
-                tracer_provider=provider,
-                scheduler=scheduler,
-                capture_content=capture_content,
-                redact=redact,
-                stream_usage=stream_usage,
-            )
+            if instrumentor.is_instrumented_by_opentelemetry:
+                # Zero-code (opentelemetry-instrument) got there first: its instrumentation stays,
+                # and shutdown() must not undo what setup() did not do.
+                logger.warning(
+                    "the OpenAI SDK is already instrumented (opentelemetry-instrument?); setup() keeps "
+                    "that instrumentation, so its scheduler, capture_content, redact and stream_usage "
+                    "settings do not apply"
+                )
+                instrumentor = None
+            else:
+                instrumentor.instrument(
+                    tracer_provider=provider,
+                    scheduler=scheduler,
+                    capture_content=capture_content,
+                    redact=redact,
+                    stream_usage=stream_usage,
+                )
         context.use_tracer_provider(provider)
         _active = LLMOtel(provider, scheduler, store, instrumentor)
         return _active

@@ -123,3 +123,17 @@ def test_opentelemetry_instrument_records_calls_with_no_code(tmp_path) -> None:
     assert rows == [
         ("succeeded", "gpt-4o-mini", 1, usage["prompt_tokens"], usage["completion_tokens"], "zero code")
     ]
+
+
+def test_setup_after_zero_code_instrumentation_keeps_it_and_says_so(tracer_provider, caplog) -> None:
+    from llm_otel.instrumentation import OpenAIInstrumentor
+
+    zero_code = OpenAIInstrumentor()
+    zero_code.instrument(tracer_provider=tracer_provider)
+    try:
+        handle = llm_otel.setup(db=False, tracer_provider=tracer_provider)
+        assert "already instrumented" in caplog.text
+        handle.shutdown()
+        assert zero_code.is_instrumented_by_opentelemetry  # setup's shutdown left it alone
+    finally:
+        zero_code.uninstrument()

@@ -18,6 +18,9 @@ full-text table ``llm_calls_fts`` (FTS5, trigram tokenizer: substring search in 
 including Chinese, for queries of 3 characters or more). Other databases get no FTS table; the
 queries then fall back to ``LIKE`` over ``llm_call_bodies``.
 
+Migration 2 (SQLite only) rebuilds ``llm_call_events`` with ``AUTOINCREMENT``, keeping its rows
+and ids, so that an event id is never given out twice (see ``_monotonic_event_ids``).
+
 The FTS contract (for the writer)
 ---------------------------------
 One row per call: ``call_id``, ``prompt`` (plain text of the system instructions and the text parts
@@ -68,7 +71,27 @@ def _initial_schema(database: peewee.Database) -> None:
         )
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema,)
+def _monotonic_event_ids(database: peewee.Database) -> None:
+    """SQLite: rebuild ``llm_call_events`` with ``AUTOINCREMENT``, so that an id is never given out
+    twice. Without it a new row takes ``max(id) + 1``, which goes back once retention deletes the
+    newest events, and a feed client resuming after the last id it saw would miss new ones.
+    PostgreSQL's ``BIGSERIAL`` never reuses a value: nothing to do there."""
+    if not is_sqlite(database):
+        return
+    for statement in (
+        'CREATE TABLE "llm_call_events_new" ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, '
+        '"call_id" TEXT NOT NULL, "kind" TEXT NOT NULL, "at" INTEGER NOT NULL, "data" TEXT)',
+        'INSERT INTO "llm_call_events_new" (id, call_id, kind, at, data) '
+        'SELECT id, call_id, kind, at, data FROM "llm_call_events"',
+        'DROP TABLE "llm_call_events"',
+        'ALTER TABLE "llm_call_events_new" RENAME TO "llm_call_events"',
+        'CREATE INDEX "llm_call_events_call_id_id" ON "llm_call_events" ("call_id", "id")',
+        'CREATE INDEX "llm_call_events_at" ON "llm_call_events" ("at")',
+    ):
+        database.execute_sql(statement)
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema, _monotonic_event_ids)
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -13,7 +13,7 @@ import pytest
 
 from exporter import StoreConfigurationError, StoreDatabaseError, migrate, open_database
 from exporter.database import immediate
-from exporter.migrations import LATEST_VERSION, schema_version
+from exporter.migrations import LATEST_VERSION, MIGRATIONS, schema_version
 from exporter.models import ALL_MODELS
 
 
@@ -140,7 +140,8 @@ def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     assert schema_version(database) == 0
     assert migrate(database) == LATEST_VERSION
     assert migrate(database) == LATEST_VERSION
-    assert database.execute_sql("SELECT version FROM llm_otel_schema").fetchall() == [(LATEST_VERSION,)]
+    versions = database.execute_sql("SELECT version FROM llm_otel_schema ORDER BY version").fetchall()
+    assert versions == [(version,) for version in range(1, LATEST_VERSION + 1)]
     for model in ALL_MODELS:
         columns = {column.name for column in database.get_columns(model._meta.table_name)}
         assert columns == {field.column_name for field in model._meta.sorted_fields}
@@ -152,6 +153,28 @@ def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     } <= indexes
     fts = database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'llm_calls_fts'").fetchone()[0]
     assert "fts5(call_id UNINDEXED, prompt, response, tokenize='trigram')" in fts
+
+
+def test_migration_2_keeps_the_events_of_a_version_1_store(tmp_path: Path) -> None:
+    database = open_database(str(tmp_path / "store.db"))
+    with immediate(database):
+        MIGRATIONS[0](database)
+        database.execute_sql("INSERT INTO llm_otel_schema VALUES (1, 0)")
+    for event_id in (3, 7):
+        database.execute_sql(
+            "INSERT INTO llm_call_events (id, call_id, kind, at, data) VALUES (?, 'c', 'queued', 1, '{}')",
+            (event_id,),
+        )
+
+    assert migrate(database) == LATEST_VERSION
+
+    rows = database.execute_sql("SELECT id, call_id, kind, at, data FROM llm_call_events ORDER BY id")
+    assert rows.fetchall() == [(3, "c", "queued", 1, "{}"), (7, "c", "queued", 1, "{}")]
+    database.execute_sql("DELETE FROM llm_call_events WHERE id = 7")
+    database.execute_sql("INSERT INTO llm_call_events (call_id, kind, at) VALUES ('d', 'queued', 2)")
+    assert database.execute_sql("SELECT max(id) FROM llm_call_events").fetchone()[0] == 8
+    indexes = {index.name for index in database.get_indexes("llm_call_events")}
+    assert {"llm_call_events_call_id_id", "llm_call_events_at"} <= indexes
 
 
 def _migrate_together(path: str, barrier: threading.Barrier) -> int:

@@ -203,3 +203,17 @@ def test_retention_days_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
             StoreConfigurationError, match="LLM_OTEL_RETENTION_DAYS must be a positive number"
         ):
             retention_days_from_env()
+
+
+def test_event_ids_never_go_back_after_retention(store: peewee.Database, rows: Rows) -> None:
+    # The feed resumes after the last id a client saw: no id may be given out twice, even when
+    # retention deletes the newest events (here the ``failed`` event of a lost call, then the call).
+    rows.call(enqueued_at=RECENT)
+    rows.call(status="running", process="gone:1", enqueued_at=OLD, updated_at=OLD)
+    assert close_lost_calls(store, heartbeat_timeout_ms=60_000, now_ms=NOW_MS) == 1
+    seen = store.execute_sql("SELECT max(id) FROM llm_call_events").fetchone()[0]
+    assert prune(store, older_than=7, now_ms=NOW_MS) == 1
+
+    store.execute_sql("INSERT INTO llm_call_events (call_id, kind, at) VALUES ('new', 'queued', 1)")
+
+    assert store.execute_sql("SELECT max(id) FROM llm_call_events").fetchone()[0] > seen

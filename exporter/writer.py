@@ -160,6 +160,7 @@ class StoreWriter:
         self._logged: set[str] = set()
         self._closings: dict[str, dict[str, Any]] = {}
         self._closed = False
+        self._stopped_unwritten = False  # the thread stopped with records it could not write
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llm-otel-store-writer", daemon=True)
         self._forked = False
@@ -214,7 +215,7 @@ class StoreWriter:
         if self._forked:
             self._start_in_child()
         if self._closed or not self._thread.is_alive():
-            return self._queue.empty() and self._in_hand == 0
+            return not self._stopped_unwritten and self._queue.empty() and self._in_hand == 0
         marker = _Flush()
         self._queue.put(marker)
         return marker.done.wait(timeout)
@@ -273,9 +274,17 @@ class StoreWriter:
         if failing_since is None:
             self._forget_process(store)
         store.close()
+        left = len(pending)
+        while True:  # what is still queued: records are dropped (not flush markers, not the sentinel)
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            left += item is not None and not isinstance(item, _Flush)
         with self._lock:
-            self._dropped += len(pending) + self._queue.qsize()
+            self._dropped += left
             self._in_hand = 0
+            self._stopped_unwritten = left > 0
 
     def _written_out(self, pending: list[Record], markers: list[_Flush]) -> None:
         with self._lock:

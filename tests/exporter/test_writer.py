@@ -270,3 +270,23 @@ def test_a_heartbeat_the_database_refuses_does_not_block_the_records(
     assert count(store, "SELECT count(*) FROM llm_calls") == 2
     assert count(store, "SELECT count(*) FROM llm_call_events WHERE call_id = 'a'") == 2
     assert writer.stats()["written"] == 2
+
+
+def test_shutdown_while_failing_counts_only_records_as_dropped(
+    tracer: Tracer, make_writer: Callable[..., StoreWriter]
+) -> None:
+    def unavailable() -> peewee.SqliteDatabase:
+        raise peewee.OperationalError("database is locked")
+
+    writer = make_writer(connect=unavailable)
+    for i in range(3):
+        assert writer.put(ended(tracer, f"c{i}"))
+    assert not writer.flush(0.2)  # its marker stays in the queue
+
+    writer.shutdown(0.5)
+    writer._thread.join(5)
+
+    assert not writer._thread.is_alive()
+    stats = writer.stats()
+    assert (stats["queued"], stats["written"], stats["dropped"]) == (0, 0, 3)
+    assert not writer.flush(0.1)

@@ -154,15 +154,19 @@ def _prepare_file(file: Path, busy_timeout_ms: int) -> None:
     Switching to WAL takes an exclusive lock, and SQLite refuses it at once, without waiting
     (``database is locked``, to avoid a deadlock), when other processes open the same new file at
     the same moment: the switch is retried until ``busy_timeout_ms`` has passed.
+
+    The file is only ever touched through SQLite: opening and closing it any other way (even to
+    read its header) would drop every POSIX lock this process's SQLite connections hold on it, and
+    another process could then write over them (lost writes, "disk I/O error", corruption).
     """
-    if _is_wal(file):
-        return
     new_file = not file.exists() or file.stat().st_size == 0
     deadline = time.monotonic() + busy_timeout_ms / 1000
     while True:
         try:
             connection = sqlite3.connect(file, timeout=busy_timeout_ms / 1000, isolation_level=None)
             try:
+                if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    return
                 if new_file:  # only takes effect before the first table: an existing file keeps its mode
                     connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 connection.execute("PRAGMA journal_mode = WAL").fetchall()
@@ -175,13 +179,3 @@ def _prepare_file(file: Path, busy_timeout_ms: int) -> None:
             time.sleep(0.005)
         except sqlite3.Error as exc:
             raise StoreDatabaseError(f"preparing the SQLite file {str(file)!r} failed: {exc}") from exc
-
-
-def _is_wal(file: Path) -> bool:
-    """True when the file's header says WAL (file format bytes 18 and 19 are 2)."""
-    try:
-        with file.open("rb") as handle:
-            header = handle.read(20)
-    except OSError:
-        return False
-    return header.startswith(b"SQLite format 3\x00") and header[18:20] == b"\x02\x02"

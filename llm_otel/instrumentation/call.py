@@ -41,7 +41,7 @@ current_call: ContextVar[LLMCall | None] = ContextVar("llm_otel_current_call", d
 """The call whose SDK request is running in this context; the retry hook finds it here."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class InstrumentationConfig:
     """What the wrappers receive through their closure (they read no globals)."""
 
@@ -50,6 +50,9 @@ class InstrumentationConfig:
     capture_content: bool
     redact: Redact | None
     stream_usage: bool  # ask for usage in streams whose caller did not, and hide that chunk
+    active: bool = True
+    """False once uninstrumented: a wrapper the SDK still holds (it caches the bound ``create`` of
+    ``with_raw_response`` and ``with_streaming_response``) then only calls through."""
 
 
 def _process_name() -> str:

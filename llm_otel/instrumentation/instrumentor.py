@@ -63,7 +63,7 @@ class OpenAIInstrumentor(BaseInstrumentor):
             redact=kwargs.get("redact"),
             stream_usage=kwargs.get("stream_usage", True),
         )
-        self.scheduler = config.scheduler
+        self._config = config
         # BaseInstrumentor is a singleton whose __init__ may run again: keep state made here.
         self._originals: list[tuple[Any, str, Any]] = []
         for module, class_name, method, api, is_async in _CREATE_METHODS:
@@ -77,6 +77,7 @@ class OpenAIInstrumentor(BaseInstrumentor):
         wrapt.wrap_function_wrapper(owner, method, wrapper)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        self._config.active = False
         while self._originals:
             owner, method, original = self._originals.pop()
             setattr(owner, method, original)

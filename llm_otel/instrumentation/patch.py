@@ -59,7 +59,7 @@ def create(config: InstrumentationConfig, api: API) -> Wrapper:
     """Wrap a synchronous ``create`` of the endpoint ``api``."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = LLMCall.start(config, api, kwargs, instance)
+        call = LLMCall.start(config, api, kwargs, instance) if config.active else None
         if call is None:
             return wrapped(*args, **kwargs)
         kwargs = call.request_kwargs(kwargs)
@@ -82,7 +82,7 @@ def async_create(config: InstrumentationConfig, api: API) -> Wrapper:
     """Wrap an asynchronous ``create`` of the endpoint ``api``."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = LLMCall.start(config, api, kwargs, instance)
+        call = LLMCall.start(config, api, kwargs, instance) if config.active else None
         if call is None:
             return await wrapped(*args, **kwargs)
         kwargs = call.request_kwargs(kwargs)

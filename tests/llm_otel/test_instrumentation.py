@@ -619,3 +619,14 @@ def test_a_span_still_ends_when_recording_its_end_fails(instrument, client, span
     assert _chat(client, stream=False).choices
     assert only_call_span(span_exporter).end_time is not None
     assert "failed to record the end of a call" in caplog.text
+
+
+def test_a_raw_response_wrapper_cached_while_instrumented_stops_recording_after_uninstrument(
+    instrument, client, span_exporter
+) -> None:
+    instrumentor = instrument()
+    raw_create = client.chat.completions.with_raw_response.create  # the SDK caches this object
+    raw_create(model="gpt-4o-mini", messages=MESSAGES)
+    instrumentor.uninstrument()
+    assert raw_create(model="gpt-4o-mini", messages=MESSAGES).parse().choices
+    assert len(call_spans(span_exporter)) == 1

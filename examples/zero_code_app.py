@@ -1,0 +1,17 @@
+"""An app with no llm-otel code at all: the OpenTelemetry distro applies it.
+
+    OTEL_TRACES_EXPORTER=llm_otel_sqlite LLM_OTEL_DB=sqlite:///llm_calls.db \\
+    OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none \\
+        opentelemetry-instrument python examples/zero_code_app.py
+
+The ``llm_otel_openai`` instrumentor entry point wraps the SDK; the ``llm_otel_sqlite`` exporter
+writes each finished call to the store (add ``,otlp`` to also send the spans to a collector).
+"""
+
+import openai
+
+client = openai.OpenAI()
+stream = client.chat.completions.create(
+    model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello in three languages."}], stream=True
+)
+print("".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices))

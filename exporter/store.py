@@ -25,9 +25,10 @@ What is written, and when:
 
 The app's thread only hands a record to the background writer (``exporter.writer``): no database
 work, no lock the database holds, no waiting, whatever state the database is in. Rows are visible
-a few milliseconds later (the bar is 250 ms). When the database fails (locked, read-only, full,
-deleted), records wait in a bounded queue (``queue_size``) while the writer retries with backoff;
-past that, they are dropped and counted in ``stats()``; writing resumes by itself.
+about 20 ms later (the writer's batching linger; the bar is 250 ms). When the database fails
+(locked, read-only, full, deleted), records wait in a bounded queue (``queue_size``) while the
+writer retries with backoff; past that, they are dropped and counted in ``stats()``; writing
+resumes by itself.
 
 Maintenance runs on a helper thread with its own connection: retention (``retention_days``; None
 takes ``LLM_OTEL_RETENTION_DAYS``, else 7) when the store starts and then hourly, and every

@@ -39,7 +39,9 @@ class _ResponseProxy(wrapt.ObjectProxy):
             self._self_call.stream_closed()
 
 
-class StreamProxy(wrapt.ObjectProxy):
+class _CallStreamProxy(wrapt.ObjectProxy):
+    """What both proxies share: the call they end and the proxied ``response``."""
+
     def __init__(self, stream: Any, call: LLMCall) -> None:
         super().__init__(stream)
         self._self_call = call
@@ -48,6 +50,8 @@ class StreamProxy(wrapt.ObjectProxy):
     def response(self) -> Any:
         return _ResponseProxy(self.__wrapped__.response, self._self_call)
 
+
+class StreamProxy(_CallStreamProxy):
     def __iter__(self) -> StreamProxy:
         return self
 
@@ -90,15 +94,7 @@ class StreamProxy(wrapt.ObjectProxy):
             self._self_call.stream_closed()
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy):
-    def __init__(self, stream: Any, call: LLMCall) -> None:
-        super().__init__(stream)
-        self._self_call = call
-
-    @property
-    def response(self) -> Any:
-        return _ResponseProxy(self.__wrapped__.response, self._self_call)
-
+class AsyncStreamProxy(_CallStreamProxy):
     def __aiter__(self) -> AsyncStreamProxy:
         return self
 

@@ -47,14 +47,19 @@ _ENDED = ("succeeded", "failed", "cancelled")
 STATUSES = ["queued", "running", *_ENDED]
 
 
-@pytest.fixture
-def store(tmp_path) -> Iterator[peewee.Database]:
-    """A migrated SQLite store file under ``tmp_path``, bound to ``exporter.models.db``."""
-    database = open_database(f"sqlite:///{tmp_path / 'store.db'}")
+def _bound_store(url: str) -> Iterator[peewee.Database]:
+    """A migrated store at ``url``, bound to ``exporter.models.db`` until the test ends."""
+    database = open_database(url)
     migrate(database)
     db.initialize(database)
     yield database
     database.close()
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[peewee.Database]:
+    """A migrated SQLite store file under ``tmp_path``, bound to ``exporter.models.db``."""
+    yield from _bound_store(f"sqlite:///{tmp_path / 'store.db'}")
 
 
 @pytest.fixture
@@ -134,11 +139,7 @@ def postgres_url(postgres_server: PostgresServer) -> str:
 @pytest.fixture
 def pg_store(postgres_url: str) -> Iterator[peewee.Database]:
     """A migrated PostgreSQL store, bound to ``exporter.models.db``."""
-    database = open_database(postgres_url)
-    migrate(database)
-    db.initialize(database)
-    yield database
-    database.close()
+    yield from _bound_store(postgres_url)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Fixtures of the store tests: ``store`` (a migrated SQLite file), ``rows`` (a row factory) and
-``postgres_url`` / ``pg_store`` / ``pg_rows`` (the same over a real PostgreSQL server).
+"""Fixtures of the store tests: ``store`` (a migrated SQLite file), ``rows`` (a row factory),
+``postgres_url`` / ``pg_store`` / ``pg_rows`` (the same over a real PostgreSQL server) and
+``any_rows`` (``rows`` on each engine in turn: a test using it runs once per engine).
 
 ``rows`` writes what the writer would, directly with peewee, so read-side and retention tests (and
 write-side tests that need existing rows) do not depend on the span pipeline::
@@ -145,6 +146,12 @@ def pg_store(postgres_url: str) -> Iterator[peewee.Database]:
 @pytest.fixture
 def pg_rows(pg_store: peewee.Database) -> Rows:
     return Rows(pg_store)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_rows(request: pytest.FixtureRequest) -> Rows:
+    """``rows`` on a SQLite file, then (a second run of the test) on PostgreSQL: one test, both engines."""
+    return Rows(request.getfixturevalue("store" if request.param == "sqlite" else "pg_store"))
 
 
 _PG_DATABASES = itertools.count(1)

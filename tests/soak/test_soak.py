@@ -263,3 +263,76 @@ def test_ten_thousand_abandoned_closed_and_cut_streams_leave_nothing_open(tmp_pa
     assert statuses.get("failed", 0) >= third  # the cut ones
     assert statuses.get("cancelled", 0) >= 2 * third  # abandoned and closed early, partial output kept
     _report("streams", {**result, "stored": statuses})
+
+
+def test_four_processes_on_postgresql_with_the_server_restarted_mid_run(
+    postgres_server, postgres_url
+) -> None:
+    from exporter import migrate
+
+    migrate(open_database(postgres_url))
+    clients = 5
+    with fake_openai_process() as base_url:
+        admin = start_admin(postgres_url)
+        try:
+            status, body, _ = admin.get("/llm/status")
+            after = body["last_event_id"] if status == 200 and "last_event_id" in body else 0
+            recorders = [
+                WebsocketRecorder(f"ws://127.0.0.1:{admin.port}{API}/llm/ws?after={after}").start()
+                for _ in range(clients)
+            ]
+            reader = ListReader(admin).start()
+            apps = [start_app_process(base_url, postgres_url, f"p{n}", CALLS) for n in range(PROCESSES)]
+            time.sleep(5)
+            postgres_server.restart()  # every connection of every process is cut
+            results = [app_result(app, timeout=900) for app in apps]
+            time.sleep(3)
+            reader.stop()
+            for recorder in recorders:
+                recorder.stop()
+        finally:
+            stop_admin(admin)
+
+    import psycopg2
+
+    connection = psycopg2.connect(postgres_url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT split_part(source, '-', 1), count(*) FROM llm_calls "
+                "WHERE status IN ('succeeded', 'failed', 'cancelled') GROUP BY 1"
+            )
+            stored = dict(cursor.fetchall())
+            cursor.execute(
+                "SELECT call_id, max(id) FROM llm_call_events WHERE id > %s GROUP BY call_id", (after,)
+            )
+            terminal = dict(cursor.fetchall())
+    finally:
+        connection.close()
+    figures = []
+    for result in results:
+        assert result["errors"] == {}, result
+        missing = CALLS - stored.get(result["prefix"], 0)
+        assert missing <= result["store"]["dropped"], result
+        assert result["flushed"] and result["store"]["queued"] == 0, result
+        figures.append(
+            {
+                "prefix": result["prefix"],
+                "missing": missing,
+                "dropped": result["store"]["dropped"],
+                "last_error": result["store"]["last_error"],
+                "rss_mb": result["rss_mb"],
+            }
+        )
+    _check_memory_flat(results)
+    feed = _check_feed(recorders, terminal)
+    _report(
+        "postgresql",
+        {
+            "processes": PROCESSES,
+            "calls": PROCESSES * CALLS,
+            "per_process": figures,
+            "list_statuses": reader.statuses,
+            **feed,
+        },
+    )

@@ -284,6 +284,24 @@ def test_tasks_and_a_tasks_calls(admin: Admin, store: Store) -> None:
     assert enqueued == sorted(enqueued)  # oldest first
 
 
+def test_task_filters_and_paging(admin: Admin, store: Store) -> None:
+    tasks = store.rows(
+        "SELECT task_id, name, status, started_at FROM llm_tasks ORDER BY started_at DESC, task_id DESC"
+    )
+    named = [row[0] for row in tasks if row[1] == "bulk-batch"]
+    assert [item["task_id"] for item in admin.json("/tasks", name="bulk-batch")["items"]] == named
+    succeeded = [row[0] for row in tasks if row[2] == "succeeded"]
+    assert admin.json("/tasks", status="succeeded,failed")["total"] == len(succeeded) == 4
+    assert admin.json("/tasks", status="running")["total"] == 0
+    since = tasks[1][3]  # the second newest: it and the newest
+    assert [item["task_id"] for item in admin.json("/tasks", **{"from": str(since)})["items"]] == [
+        tasks[0][0],
+        tasks[1][0],
+    ]
+    pages = [admin.json("/tasks", page=page, page_size=1)["items"] for page in range(1, 6)]
+    assert [item["task_id"] for page in pages for item in page] == [row[0] for row in tasks]
+
+
 def test_status_of_the_seeded_window(admin: Admin, store: Store) -> None:
     status = admin.json("/llm/status", window="24h")
     rows = store.rows(

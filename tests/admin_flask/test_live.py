@@ -227,6 +227,13 @@ def test_a_client_that_falls_behind_is_told_to_reload(serve: Any, store: Store) 
     messages_until(again, lambda messages: any(m["type"] == "llm.status" for m in messages))
 
 
+def test_the_handshake_checks_after(admin: Admin) -> None:
+    for query in ("?after=-1", "?after=soon", "?after=1&after=2", "?since=3"):
+        with pytest.raises(simple_websocket.ConnectionError) as refused:
+            admin.live(query)
+        assert refused.value.status_code == 400, query
+
+
 def test_status_messages_repeat(admin: Admin) -> None:
     ws = admin.live()
     statuses = messages_until(ws, lambda ms: sum(m["type"] == "llm.status" for m in ms) >= 3)

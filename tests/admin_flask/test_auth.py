@@ -125,6 +125,14 @@ def test_the_page_files_are_public_and_the_api_prefix_follows_the_page(serve: An
         assert response.status_code == 404  # not 401: the guard lets static files through
 
 
+def test_the_standalone_app_sends_the_headers_everywhere(admin: Admin) -> None:
+    for path in ("/", "/favicon.ico", "/admin/jobs/login", "/admin/jobs/"):
+        response = admin.anonymous.get(path)
+        assert response.headers["cache-control"] == "no-store", path
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"], path
+    assert admin.anonymous.get("/").headers["location"] == "/admin/jobs/"
+
+
 def test_bearer_token(admin: Admin) -> None:
     assert admin.get("/llm/calls").status_code == 200
     wrong = admin.http({"Authorization": "Bearer not-the-token"}).get(API + "/llm/calls")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,8 +45,11 @@ def test_a_call_from_another_process_appears_at_the_top(site: Site, child: Child
     total_before = site.store.count()
     mark_page(page)
     child.call("live-process", "a call from the other process")
+    written = time.perf_counter()  # the child returns once its store wrote the call
     top = page.locator(f"{ROWS}[data-index='0']")
     expect(top).to_contain_text("live-process", timeout=ARRIVES_WITHIN_MS)
+    shown_ms = (time.perf_counter() - written) * 1000
+    print(f"\na call written by another process was on the page {shown_ms:.0f} ms later")
     expect(top).to_contain_text("a call from the other process")
     expect(top.locator(".pill")).to_have_text("Succeeded", timeout=ARRIVES_WITHIN_MS)
     [(call_id,)] = site.store.rows("SELECT call_id FROM llm_calls WHERE source = 'live-process'")

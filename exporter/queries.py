@@ -803,21 +803,13 @@ def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
         statuses = selection.statuses or STATUSES  # (status, <timing>, enqueued_at) ranges, sorted
         sorted_in_index = {"unindexed": {"enqueued_at"}, "sorted_here": True, "keys_first": not text}
         return _Plan(sort, total, statuses, walk_text=many_matches, **sorted_in_index)
+    # A timing sort (a q was dealt with above).
     others = {*labels, *(minimums - {column})}
-    if _walks(total, reach, lookups=bool(others or text)):  # (status, <timing>, enqueued_at) in order
-        unindexed = {*others, "enqueued_at"}
-        return _Plan(sort, total, statuses, arms=True, unindexed=unindexed, walk_text=many_matches)
+    if _walks(total, reach, lookups=bool(others)):  # (status, <timing>, enqueued_at) in order
+        return _Plan(sort, total, statuses, arms=True, unindexed={*others, "enqueued_at"})
     # Read through the label's index (which holds the timings) or the filters', and sort.
     unindexed = minimums if labels else ()
-    return _Plan(
-        sort,
-        total,
-        statuses,
-        unindexed=unindexed,
-        walk_text=many_matches,
-        sorted_here=True,
-        keys_first=not text,
-    )
+    return _Plan(sort, total, statuses, unindexed=unindexed, sorted_here=True, keys_first=True)
 
 
 _LOOKUP_COST = 16

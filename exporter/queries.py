@@ -939,7 +939,7 @@ def _statuses(status: Sequence[str] | None, allowed: Sequence[str] = STATUSES) -
     """The wanted statuses, sorted and checked; () for any."""
     if not status:
         return ()
-    if isinstance(status, str):
+    if not isinstance(status, (list, tuple, set, frozenset)):
         raise QueryError(f"status must be a list of statuses, e.g. ['failed']; any of {', '.join(allowed)}")
     unknown = sorted({str(one) for one in status if one not in allowed})
     if unknown:

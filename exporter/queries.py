@@ -82,6 +82,7 @@ import json
 import math
 import operator
 import time
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -303,14 +304,19 @@ def call_facets(
         q=q,
     )
     with converted_errors("computing call facets"), read_snapshot(db.obj):
-        # One pass over the model index gives the models, the statuses and the failures by model.
-        by_model_status = _grouped(selection, ("model", "status"))
-        values = {
-            key: [(value, count) for (value,), count in _grouped(selection, (name,))]
-            for key, name in _FACETS.items()
-            if name != "model"
-        }
-        histograms = {name: _grouped(selection, (name,), known=name) for name in _METRICS}
+        if selection.equal or selection.text:
+            # The calls are found through the filter's index or the text's matches, then read:
+            # read each once, for every facet.
+            by_model_status, values, histograms = _counted_rows(selection)
+        else:  # read each facet from its own index, whole, which holds what the filters test
+            # One pass over the model index gives the models, the statuses and the failures by model.
+            by_model_status = _grouped(selection, ("model", "status"))
+            values = {
+                key: [(value, count) for (value,), count in _grouped(selection, (name,))]
+                for key, name in _FACETS.items()
+                if name != "model"
+            }
+            histograms = {name: _grouped(selection, (name,), known=name) for name in _METRICS}
     counts = dict.fromkeys(STATUSES, 0)
     models: dict[str | None, int] = {}
     failures: dict[str | None, int] = {}
@@ -910,11 +916,35 @@ def _grouped(
     return [(tuple(row[:-1]), int(row[-1])) for row in db.execute(query).fetchall()]
 
 
+def _counted_rows(
+    selection: _Selection,
+) -> tuple[list[tuple[tuple[Any, ...], int]], dict[str, list[tuple[Any, int]]], dict[str, Any]]:
+    """What ``call_facets`` counts, from one read of the selected calls' columns: (model, status)
+    counts, each label's value counts and each timing's (status, value) counts."""
+    every = {*selection.equal, *selection.minimums, "enqueued_at", "status"}
+    unindexed = every if selection.text else every - set(selection.equal)
+    conditions = selection.conditions(unindexed=unindexed)
+    if selection.statuses:
+        conditions.append(_status_is(selection.statuses, unindexed="status" in unindexed))
+    names = ("status", "model", *(name for name in _FACETS.values() if name != "model"), *_METRICS)
+    query = _where(LLMCall.select(*(LLMCall._meta.fields[name] for name in names)), conditions)
+    rows = db.execute(query).fetchall()
+    if not rows:
+        return [], {key: [] for key in _FACETS if key != "models"}, {name: [] for name in _METRICS}
+    columns = dict(zip(names, zip(*rows, strict=True), strict=True))
+    values = {key: list(Counter(columns[name]).items()) for key, name in _FACETS.items() if name != "model"}
+    status = columns["status"]
+    histograms = {name: list(Counter(zip(status, columns[name], strict=True)).items()) for name in _METRICS}
+    return list(Counter(zip(columns["model"], status, strict=True)).items()), values, histograms
+
+
 def _ranked(histogram: Iterable[tuple[tuple[Any, ...], int]]) -> dict[str, int | None]:
-    """Nearest-rank p50 and p95 of the values counted in ``histogram`` ((status, value), count)."""
+    """Nearest-rank p50 and p95 of the values counted in ``histogram`` ((status, value), count);
+    None values are not counted."""
     counts: dict[int, int] = {}
     for (_, value), count in histogram:
-        counts[value] = counts.get(value, 0) + count
+        if value is not None:
+            counts[value] = counts.get(value, 0) + count
     total = sum(counts.values())
     if not total:
         return {"p50": None, "p95": None}

@@ -20,6 +20,7 @@ import logging
 import re
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -187,6 +188,10 @@ def _count(number: int) -> str:
     return f"{number:,}"
 
 
+def _calls(number: int) -> str:
+    return f"{number:,} call" if number == 1 else f"{number:,} calls"
+
+
 _DB_HELP = "the store: sqlite:///path.db, a file path, or postgresql://user:password@host:5432/dbname"
 
 
@@ -247,14 +252,19 @@ def _start_admin(db: str, host: str, port: int, token: str | None, *, log_reques
         ) from exc
     logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.WARNING)
     app = create_app(db=db, token=token or secrets.token_urlsafe(24))
-    try:
-        server = make_server(host, port, app, threaded=True)
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="'--port'"
-        ) from exc
+    # Our own listening socket: Werkzeug answers a port in use with sys.exit(1) and two lines.
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as listening:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listening.bind((host, port))
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="'--port'"
+            ) from exc
+        listening.listen(128)
+        server = make_server(host, port, app, threaded=True, fd=listening.fileno())  # takes a duplicate
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if ":" in host else host
-    origin = f"http://{shown}:{server.server_port}"
+    origin = f"http://{shown}:{server.port}"
     page = login_path(app).split("?", 1)[0]
     thread = threading.Thread(target=server.serve_forever, name="llm-otel-admin", daemon=True)
     thread.start()
@@ -346,7 +356,8 @@ def demo(
     from llm_otel.demo import Target, Workload, calls_in, report
     from llm_otel.testing import FakeOpenAI
 
-    if api_key and not base_url:
+    context = click.get_current_context()
+    if base_url is None and context.get_parameter_source("api_key") is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--api-key goes with --base-url (the fake server needs no key)")
     progress = _Progress()
     before = calls_in(db)
@@ -355,7 +366,7 @@ def demo(
 
         click.echo(f"loading the {fixture!r} fixture into {_display_url(db)} ...", err=True)
         written = load_fixture(fixture, db)
-        click.echo(f"loaded {_count(written)} calls", err=True)
+        click.echo(f"loaded {_calls(written)}", err=True)
     started_ms = time.time_ns() // 1_000_000
     fake = None
     if base_url is None:
@@ -365,14 +376,15 @@ def demo(
         target = Target.real_server(base_url, api_key or "", model)
     admin = None
     try:
-        admin = _demo_admin(db, host, port, token)
+        chosen = context.get_parameter_source("port") is not click.core.ParameterSource.DEFAULT
+        admin = _demo_admin(db, host, port, token, any_port_will_do=not chosen)
         scheduler = llm_otel.Scheduler(max_concurrency=1, min_interval=0.25, name="demo")
         handle = llm_otel.setup(db=db, scheduler=scheduler, retention_days=retention_days)
         where = handle.store.path or _display_url(db)
         if before is None and fixture is None:
             click.echo(f"Recording into {where} (a new store).")
         else:
-            click.echo(f"Adding to {where}, which holds {_count(calls_in(db) or 0)} calls already.")
+            click.echo(f"Adding to {where}, which holds {_calls(calls_in(db) or 0)} already.")
         click.echo(
             f"Calls go to {'the fake OpenAI server (no OpenAI key needed)' if fake else base_url}, "
             "one at a time, 4 a second at most (a serial, throttled scheduler)."
@@ -390,7 +402,7 @@ def demo(
                     break
                 status = scheduler.status()
                 progress.update(
-                    f"{_count(status['dispatched_total'])} calls so far, {status['queue_depth']} waiting"
+                    f"{_calls(status['dispatched_total'])} so far, {status['queue_depth']} waiting"
                 )
             progress.done("stopping after the calls in flight ...")
             workload.stop()
@@ -403,10 +415,19 @@ def demo(
     click.echo(report(db, since_ms=started_ms))
 
 
-def _demo_admin(db: str, host: str, port: int, token: str | None) -> _AdminServer | None:
-    """The demo's admin page; without the admin extra the demo runs without it and says so."""
+def _demo_admin(
+    db: str, host: str, port: int, token: str | None, *, any_port_will_do: bool
+) -> _AdminServer | None:
+    """The demo's admin page; on another free port when the default one is taken (and none was
+    asked for); without the admin extra the demo runs without it and says so."""
     try:
-        return _start_admin(db, host, port, token, log_requests=False)
+        try:
+            return _start_admin(db, host, port, token, log_requests=False)
+        except click.BadParameter as exc:
+            if not any_port_will_do:
+                raise
+            click.echo(f"{exc.message}; the admin page takes a free port instead", err=True)
+            return _start_admin(db, host, 0, token, log_requests=False)
     except click.BadParameter:
         raise
     except click.ClickException as exc:
@@ -433,7 +454,7 @@ def serve(db: str, host: str, port: int, token: str | None, quiet: bool) -> None
     existing = calls_in(db)
     admin = _start_admin(db, host, port, token, log_requests=not quiet)
     with _until_interrupted() as stop:
-        state = "a new, empty store" if existing is None else f"{_count(existing)} calls"
+        state = "a new, empty store" if existing is None else f"{_calls(existing)}"
         click.echo(f"llm-otel admin on {admin.url} ({_display_url(db)}: {state})")
         click.echo(f"Log in: {admin.login_url}")
         click.echo("Ctrl-C stops.")
@@ -537,7 +558,7 @@ def export(
         ):
             output.write(serialize.dumps(serialize.export_line(row)) + "\n")
             exported += 1
-            progress.update(f"exported {_count(exported)} calls ...")
+            progress.update(f"exported {_calls(exported)} ...")
     except QueryError as exc:
         raise click.UsageError(str(exc)) from exc
     except StoreError as exc:
@@ -546,7 +567,7 @@ def export(
         output.flush()
         database.close()
     where = "stdout" if getattr(output, "name", "-") in ("-", "<stdout>") else output.name
-    progress.done(f"exported {_count(exported)} calls to {where}")
+    progress.done(f"exported {_calls(exported)} to {where}")
 
 
 @cli.command()
@@ -601,7 +622,7 @@ def _prune_showing_progress(database: Any, age: datetime.timedelta, what: str) -
         " AND status IN ('succeeded', 'failed', 'cancelled')"
     )
     due = database.execute_sql(count, (cutoff_ms,)).fetchone()[0]
-    click.echo(f"pruning {_count(due)} calls older than {what} ...", err=True)
+    click.echo(f"pruning {_calls(due)} older than {what} ...", err=True)
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -619,7 +640,7 @@ def _prune_showing_progress(database: Any, age: datetime.timedelta, what: str) -
         worker.join(0.5)
         if worker.is_alive() and due:
             left = database.execute_sql(count, (cutoff_ms,)).fetchone()[0]
-            progress.update(f"deleted {_count(due - left)} of {_count(due)} calls ({(due - left) / due:.0%})")
+            progress.update(f"deleted {_count(due - left)} of {_calls(due)} ({(due - left) / due:.0%})")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["deleted"]

@@ -17,9 +17,10 @@ import openai
 import pytest
 
 from llm_otel.cli import cli
+from llm_otel.testing import FakeOpenAI
 
 LLM_OTEL = Path(sys.executable).with_name("llm-otel")
-ENV = {key: value for key, value in os.environ.items() if not key.startswith("LLM_OTEL_")}
+ENV = {key: value for key, value in os.environ.items() if not key.startswith(("LLM_OTEL_", "OPENAI_"))}
 
 
 def _run(*args: str, cwd: Path, status: int = 0, **env: str) -> subprocess.CompletedProcess:
@@ -57,7 +58,8 @@ def _copy(store: Path, tmp_path: Path) -> Path:
 
 def test_demo_says_where_it_writes_and_that_it_adds_to_an_existing_store(tmp_path: Path) -> None:
     demo = ("demo", "--duration", "3s", "--port", "0", "--seed", "2")
-    first = _run(*demo, cwd=tmp_path).stdout  # the default store, in the working directory
+    # The default store, in the working directory; an OpenAI key in the environment changes nothing.
+    first = _run(*demo, cwd=tmp_path, OPENAI_API_KEY="sk-of-the-user").stdout
     path = tmp_path / "llm_otel_demo.db"
     after_first = _count(path)
     second = _run(*demo, cwd=tmp_path).stdout
@@ -96,6 +98,31 @@ def test_demo_runs_until_ctrl_c_then_stops_cleanly_and_reports(tmp_path: Path) -
     assert "stopping after the calls in flight" in err and "Traceback" not in err
     assert re.search(r"\n\d+ calls recorded by this run", out)
     assert _statuses(db).keys() <= {"succeeded", "failed", "cancelled"}  # nothing left running
+
+
+def test_demo_sends_its_workload_to_another_server_with_base_url_and_api_key(tmp_path: Path) -> None:
+    db = tmp_path / "real.db"
+    with FakeOpenAI() as other:  # stands for a real OpenAI-compatible server
+        out = _run(
+            "demo", "--db", str(db), "--duration", "4s", "--port", "0", "--base-url", other.base_url,
+            "--api-key", "sk-real-key", "--model", "my-model", cwd=tmp_path,
+        ).stdout  # fmt: skip
+        requests = other.calls
+    assert f"Calls go to {other.base_url}" in out
+    assert requests and {call.headers["authorization"] for call in requests} == {"Bearer sk-real-key"}
+    with sqlite3.connect(db) as connection:
+        models = {model for (model,) in connection.execute("SELECT DISTINCT model FROM llm_calls")}
+        keys = connection.execute(
+            "SELECT count(*) FROM llm_call_bodies WHERE request_params LIKE '%sk-real%'"
+        )
+        assert keys.fetchone() == (0,)
+    assert models <= {"my-model", "text-embedding-3-small"} and "my-model" in models
+
+
+def test_demo_refuses_an_api_key_without_a_base_url(tmp_path: Path) -> None:
+    done = _run("demo", "--api-key", "sk-x", "--port", "0", cwd=tmp_path, status=2)
+    assert done.stderr.startswith("Error: --api-key goes with --base-url")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_prune_older_than_days_zero_deletes_every_ended_call(demo_store: Path, tmp_path: Path) -> None:

@@ -370,7 +370,7 @@ def demo(
     started_ms = time.time_ns() // 1_000_000
     fake = None
     if base_url is None:
-        fake = FakeOpenAI().start()
+        fake = FakeOpenAI(max_calls=1000).start()  # it runs for hours: keep the latest calls only
         target = Target.fake_server(fake)
     else:
         target = Target.real_server(base_url, api_key or "", model)
@@ -673,7 +673,7 @@ def fake_openai(host: str, port: int, quiet: bool) -> None:
     """
     from llm_otel.testing import FakeOpenAI
 
-    server = FakeOpenAI(port=port, host=host)
+    server = FakeOpenAI(port=port, host=host, max_calls=1000)
     try:
         server.start()
     except OSError as exc:

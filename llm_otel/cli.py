@@ -203,23 +203,35 @@ def _db_option(**kwargs: Any) -> Any:
 
 def _admin_options(command: Any) -> Any:
     """``--host``, ``--port`` and ``--token`` of the admin server (``serve`` and ``demo``)."""
-    for option in reversed(
-        [
-            click.option(
-                "--host", default="127.0.0.1", show_default=True, envvar="LLM_OTEL_ADMIN_HOST",
-                show_envvar=True, help="the address the admin page listens on",
-            ),
-            click.option(
-                "--port", default=ADMIN_PORT, show_default=True, type=click.IntRange(0, 65535),
-                envvar="LLM_OTEL_ADMIN_PORT", show_envvar=True,
-                help="the port the admin page listens on (0: any free port)",
-            ),
-            click.option(
-                "--token", envvar="LLM_OTEL_ADMIN_TOKEN", show_envvar=True,
-                help="the admin token (Bearer header or login form)  [default: a new one each run]",
-            ),
-        ]
-    ):  # fmt: skip
+    options = [
+        click.option(
+            "--host",
+            default="127.0.0.1",
+            show_default=True,
+            metavar="HOST",
+            envvar="LLM_OTEL_ADMIN_HOST",
+            show_envvar=True,
+            help="the address the admin page listens on",
+        ),
+        click.option(
+            "--port",
+            default=ADMIN_PORT,
+            show_default=True,
+            type=click.IntRange(0, 65535),
+            metavar="PORT",
+            envvar="LLM_OTEL_ADMIN_PORT",
+            show_envvar=True,
+            help="the port the admin page listens on (0: any free port)",
+        ),
+        click.option(
+            "--token",
+            metavar="TOKEN",
+            envvar="LLM_OTEL_ADMIN_TOKEN",
+            show_envvar=True,
+            help="the admin token (Bearer header or login form)  [default: a new one each run]",
+        ),
+    ]
+    for option in reversed(options):
         command = option(command)
     return command
 
@@ -302,25 +314,39 @@ def _fixture_names() -> list[str]:
 @click.option(
     "--fixture",
     type=click.Choice(_fixture_names()),
+    metavar="NAME",
     envvar="LLM_OTEL_DEMO_FIXTURE",
     show_envvar=True,
-    help="load this mock state into the store first",
+    help=f"load this mock state into the store first: {', '.join(_fixture_names())}",
 )
 @click.option(
     "--base-url",
+    metavar="URL",
     envvar="LLM_OTEL_DEMO_BASE_URL",
     show_envvar=True,
     help="send the workload to this OpenAI-compatible server instead of the fake one (it costs tokens)",
 )
 @click.option(
     "--api-key",
+    metavar="KEY",
     envvar=["LLM_OTEL_DEMO_API_KEY", "OPENAI_API_KEY"],
     show_envvar=True,
     help="the API key of --base-url",
 )
-@click.option("--model", default="gpt-4o-mini", show_default=True, help="the chat model to ask on --base-url")
 @click.option(
-    "--workers", default=3, show_default=True, type=click.IntRange(1, 32), help="workers making calls at once"
+    "--model",
+    default="gpt-4o-mini",
+    show_default=True,
+    metavar="NAME",
+    help="the chat model to ask on --base-url",
+)
+@click.option(
+    "--workers",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    metavar="N",
+    help="workers making calls at once",
 )
 @click.option("--seed", type=int, help="make the workload's choices repeatable  [default: random]")
 @click.option(
@@ -656,13 +682,24 @@ def _age(age: datetime.timedelta) -> str:
 
 @cli.command("fake-openai")
 @click.option(
-    "--host", default="127.0.0.1", show_default=True, envvar="LLM_OTEL_FAKE_OPENAI_HOST", show_envvar=True,
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    envvar="LLM_OTEL_FAKE_OPENAI_HOST",
+    show_envvar=True,
     help="the address to listen on",
-)  # fmt: skip
+)
 @click.option(
-    "--port", default=FAKE_OPENAI_PORT, show_default=True, type=click.IntRange(0, 65535),
-    envvar="LLM_OTEL_FAKE_OPENAI_PORT", show_envvar=True, help="the port to listen on (0: any free port)",
-)  # fmt: skip
+    "--port",
+    default=FAKE_OPENAI_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    envvar="LLM_OTEL_FAKE_OPENAI_PORT",
+    show_envvar=True,
+    help="the port to listen on (0: any free port)",
+)
 @click.option("--quiet", is_flag=True, help="do not log each request on stderr")
 def fake_openai(host: str, port: int, quiet: bool) -> None:
     """Run the fake OpenAI server until Ctrl-C.

@@ -59,16 +59,21 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
 Bad arguments raise ``QueryError`` (a ``ValueError``) naming the parameter and what it accepts;
 database failures ``StoreDatabaseError``.
 
-Why it stays fast at 1M calls (``bench/bench_list_1m.py``): every filter column has an index
-``(column, status, enqueued_at, ...)`` (``docs/contracts/db.md``), so a page is read in index order and
-its total counted from the index alone; the page's rows are then fetched by primary key. Several
-statuses (or none, with an equality filter) become one ordered index walk per status, merged
-(``UNION ALL``); a status set holding ``succeeded`` alone is counted as all calls minus the other
-statuses. The slowest-first sorts walk ``(status, <timing>, enqueued_at)`` the same way. A search
-term with many FTS matches walks the list's index and tests each call against the matches, rather
-than sorting them all. Aggregates read only the covering window index. What stays slow by nature: a
-1-2 character ``q`` (a scan of every text), a term found in most calls, and aggregates over a
-window holding most of the store.
+Why it stays fast at 1M calls (``bench/bench_list_1m.py``; ``docs/contracts/db.md`` lists the
+indexes): every equality filter has an index ``(column, status, enqueued_at, <timings>)``, so a page
+is read in index order and its total counted from the index alone, timing minimums included; the
+page's rows are then fetched by primary key. Several statuses (or none, with an equality filter or
+a timing sort) become one ordered index walk per status, merged (``UNION ALL``); a timing sort walks
+``(status, <timing>, enqueued_at)``. The exact total is counted first; on SQLite it then decides
+(``_plan``) between walking the index in the list's order, testing the other filters on each entry,
+and reading what the filters' index finds and sorting it (the page's last sort key found in the
+index first, so only the page's calls are read), whichever reads fewer entries: SQLite's own
+statistics cannot tell (a mostly-NULL ``error_type`` looks unselective). A status set holding
+``succeeded`` alone is counted as all calls minus the other statuses. A search term with many FTS
+matches walks the list's index and tests each call against the matches, rather than sorting them
+all. Aggregates read only the covering window index. What stays slow by nature: a 1-2 character
+``q`` (a scan of every text), a term found in most calls (the FTS evaluation itself), and
+aggregates and facets over most of the store.
 """
 
 from __future__ import annotations
@@ -146,11 +151,20 @@ class _Selection:
     text: str
     """The stripped ``q``; "" for none."""
 
-    def conditions(self, *, walk_text: bool = False) -> list[Expression]:
-        """Every filter but the statuses, as conditions on ``llm_calls`` (ANDed)."""
-        conditions = [LLMCall._meta.fields[name] == value for name, value in self.equal.items()]
-        conditions += _time_range(self.since_ms, self.until_ms)
-        conditions += [LLMCall._meta.fields[name] >= value for name, value in self.minimums.items()]
+    def conditions(self, *, unindexed: Collection[str] = (), walk_text: bool = False) -> list[Expression]:
+        """Every filter but the statuses, as conditions on ``llm_calls`` (ANDed).
+
+        The conditions on the ``unindexed`` columns are written so that SQLite tests them on each
+        entry of the index it walks, rather than choose an index by them (``_unindexed``).
+        """
+
+        def column(name: str) -> Any:
+            field = LLMCall._meta.fields[name]
+            return _unindexed(field) if name in unindexed else field
+
+        conditions = [column(name) == value for name, value in self.equal.items()]
+        conditions += _time_range(self.since_ms, self.until_ms, column("enqueued_at"))
+        conditions += [column(name) >= value for name, value in self.minimums.items()]
         if self.text:
             conditions.append(_text_search(self.text, walk=walk_text))
         return conditions
@@ -245,21 +259,13 @@ def list_calls(
     _check_sort(sort)
     _check_int("page", page, minimum=1)
     _check_int("page_size", page_size, minimum=1, maximum=MAX_PAGE_SIZE)
-    text = selection.text
+    offset = (page - 1) * page_size
     with converted_errors("listing calls"), read_snapshot(db.obj):  # one snapshot: page and total
-        matches = _fts_matches(text) if text and _uses_fts(text) else None
-        # A frequent term: walk the list's index in order and test each call against the matches,
-        # rather than read and sort every matching call.
-        conditions = selection.conditions(walk_text=matches is not None and matches > _SORT_MATCHES_UP_TO)
-        query = _ordered(selection, conditions, sort).limit(page_size).offset((page - 1) * page_size)
-        ids = [row[0] for row in db.execute(query).fetchall()]
+        plan = _plan(selection, sort, reach=offset + page_size)
+        ids = [row[0] for row in db.execute(plan.page(plan.conditions(selection), offset, page_size))]
         rows = _calls_by_id(ids)
-        if matches is not None and len(conditions) == 1 and not selection.statuses:
-            total = matches  # one FTS row per call (exporter.migrations): no need to join
-        else:
-            total = _total(conditions, selection.counted_statuses)
     items = [_summary(rows[call_id]) for call_id in ids]
-    return {"items": items, "total": total, "page": page, "page_size": page_size}
+    return {"items": items, "total": plan.total, "page": page, "page_size": page_size}
 
 
 def call_facets(
@@ -362,9 +368,11 @@ def iter_calls(
 
 
 def _details(selection: _Selection, sort: str, chunk_size: int) -> Iterator[dict[str, Any]]:
+    with converted_errors("exporting calls"), read_snapshot(db.obj):
+        plan = _plan(selection, sort, reach=chunk_size)
     after: tuple[Any, ...] | None = None
     while True:
-        chunk = _detail_chunk(selection, sort, after, chunk_size)
+        chunk = _detail_chunk(selection, plan, after, chunk_size)
         yield from chunk
         if len(chunk) < chunk_size:
             return
@@ -376,15 +384,14 @@ def _details(selection: _Selection, sort: str, chunk_size: int) -> Iterator[dict
 
 
 def _detail_chunk(
-    selection: _Selection, sort: str, after: tuple[Any, ...] | None, size: int
+    selection: _Selection, plan: _Plan, after: tuple[Any, ...] | None, size: int
 ) -> list[dict[str, Any]]:
     """The next ``size`` details after the sort key ``after`` (None: from the start), one read."""
     with converted_errors("exporting calls"), read_snapshot(db.obj):
-        conditions = selection.conditions()
-        key_conditions = _after(sort, after)
+        conditions = plan.conditions(selection)
         ids: list[str] = []
-        for extra in key_conditions:  # a timing sort continues with the calls without the value
-            query = _ordered(selection, [*conditions, *extra], sort).limit(size - len(ids))
+        for extra in _after(plan.sort, after):  # a timing sort goes on with the calls without the value
+            query = plan.ordered([*conditions, *extra]).limit(size - len(ids))
             ids += [row[0] for row in db.execute(query).fetchall()]
             if len(ids) == size:
                 break
@@ -686,20 +693,147 @@ def _task_figures(task_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     }
 
 
-def _ordered(selection: _Selection, conditions: list[Expression], sort: str) -> Select:
-    """The query of (call_id, ...) of the matching calls in ``sort`` order (no limit yet)."""
+@dataclass(frozen=True)
+class _Plan:
+    """How to read the calls a selection holds in ``sort`` order, and how many there are."""
+
+    sort: str
+    total: int
+    statuses: tuple[str, ...]
+    """The statuses kept (() for any)."""
+    arms: bool = False
+    """One index walk per status, merged (UNION ALL), rather than one query."""
+    unindexed: Collection[str] = ()
+    """Columns whose conditions are tested on each entry of the index read (``_unindexed``)."""
+    walk_text: bool = False
+    """The FTS matches are tested on each entry of the index walked (``_text_search``)."""
+    sorted_here: bool = False
+    """The database sorts the matching calls (the first ORDER BY term made unindexed), rather than
+    reading them in the order of an index."""
+    keys_first: bool = False
+    """Sorting: first find the sort key of the page's last call in the index alone, then look up
+    only the calls up to it (SQLite; the filters' index holds the sort keys)."""
+
+    def conditions(self, selection: _Selection) -> list[Expression]:
+        return selection.conditions(unindexed=self.unindexed, walk_text=self.walk_text)
+
+    def ordered(self, conditions: list[Expression], *, keys_only: bool = False) -> Select:
+        """The query of (call_id, enqueued_at[, timing]) of the matching calls in order (no limit
+        yet); ``keys_only``: of their sort keys, in the order of the keys alone."""
+        column = _SORT_COLUMNS.get(self.sort)
+        if self.arms and len(self.statuses) > 1:
+            arms = [_where(_page_columns(column), [*conditions, _status_is((one,))]) for one in self.statuses]
+            return reduce(operator.add, arms).order_by(*_compound_order(column))
+        if self.statuses:
+            conditions = [*conditions, _status_is(self.statuses, unindexed="status" in self.unindexed)]
+        order = _order(column, sorted_here=self.sorted_here)
+        if keys_only:
+            keys = [LLMCall._meta.fields[column]] if column else []
+            return _where(LLMCall.select(*keys, LLMCall.enqueued_at), conditions).order_by(*order[:-1])
+        return _where(_page_columns(column), conditions).order_by(*order)
+
+    def page(self, conditions: list[Expression], offset: int, limit: int) -> Select:
+        """The query of the ``limit`` calls after the first ``offset``."""
+        if self.keys_first and offset + limit < self.total:
+            last = db.execute(self.ordered(conditions, keys_only=True).limit(1).offset(offset + limit - 1))
+            conditions = [*conditions, *_up_to(self.sort, last.fetchone())]
+        return self.ordered(conditions).limit(limit).offset(offset)
+
+
+def _up_to(sort: str, key: tuple[Any, ...]) -> list[Expression]:
+    """The calls whose sort key comes before ``key`` or equals it, in list order (unindexed)."""
+    enqueued_at = _unindexed(LLMCall.enqueued_at)
     column = _SORT_COLUMNS.get(sort)
-    # A timing sort walks (status, <timing>, enqueued_at), so it names every status; newest first
-    # names them with an equality filter, whose index is (column, status, enqueued_at).
-    statuses = selection.statuses or (STATUSES if selection.equal or column else ())
-    if len(statuses) > 1 and not selection.text:
-        # One index walk per status, each already in order, merged by SQLite (UNION ALL): no sort
-        # of every matching row.
-        arms = [_where(_page_columns(column), [*conditions, _status_is((one,))]) for one in statuses]
-        return reduce(operator.add, arms).order_by(*_compound_order(column))
-    if statuses:
-        conditions = [*conditions, _status_is(statuses)]
-    return _where(_page_columns(column), conditions).order_by(*_order(column))
+    if column is None:
+        return [enqueued_at >= key[0]]
+    timing = _unindexed(LLMCall._meta.fields[column])
+    value, newest = key
+    if value is None:  # every call with the value, then those without it up to ``newest``
+        return [timing.is_null(False) | (enqueued_at >= newest)]
+    return [timing.is_null(False), (timing > value) | ((timing == value) & (enqueued_at >= newest))]
+
+
+def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
+    """Count the selection and choose how to read its first ``reach`` calls in order.
+
+    Both engines run the same shapes; on SQLite, whose statistics mislead its planner here (a
+    column that is mostly NULL, such as ``error_type``, looks unselective; ``analysis_limit``
+    samples), the choice is made here from the exact total: walk the index that has the list's
+    order (one walk per status, merged) and test the other filters on each entry, or read the
+    matching calls through the filters' index and sort them, whichever reads fewer entries.
+    """
+    column = _SORT_COLUMNS.get(sort)
+    labels = set(selection.equal)
+    minimums = set(selection.minimums)
+    text = selection.text
+    matches = _fts_matches(text) if text and _uses_fts(text) else None
+    # Few FTS matches are read and sorted; so are many for a timing sort, which would otherwise
+    # test each entry of five walks (one per status) against the matches, evaluating them five times.
+    text_decides = matches is not None and (matches <= _SORT_MATCHES_UP_TO or column is not None)
+    many_matches = matches is not None and not text_decides
+    if text_decides:  # count the matches, testing the other filters on each
+        count_unindexed: Collection[str] = {*labels, *minimums, "enqueued_at", "status"}
+    else:  # an equality filter's index holds the timings: the minimums are checked there
+        count_unindexed = minimums if labels else ()
+    conditions = selection.conditions(unindexed=count_unindexed, walk_text=many_matches)
+    if matches is not None and len(conditions) == 1 and not selection.statuses:
+        total = matches  # one FTS row per call (exporter.migrations): no need to join
+    elif text_decides:
+        total = _total(conditions, selection.statuses, unindexed_status=True)
+    else:
+        total = _total(conditions, selection.counted_statuses)
+    statuses = selection.statuses or (STATUSES if labels or column else ())
+    if text_decides:  # the matches are read and sorted
+        return _Plan(sort, total, selection.statuses, unindexed=count_unindexed, sorted_here=True)
+    if text and matches is None:  # a 1-2 character q: a scan of the previews and the texts
+        return _Plan(sort, total, statuses)
+    if column is None:
+        if labels or not minimums:
+            # The label's index (or the window / status index) has the order and the timings.
+            return _Plan(sort, total, statuses, arms=not text, unindexed=minimums, walk_text=many_matches)
+        if _walks(total, reach, lookups=bool(text)):  # the window index has the order and the timings
+            unindexed = {*minimums, "status"}
+            return _Plan(sort, total, selection.statuses, unindexed=unindexed, walk_text=many_matches)
+        statuses = selection.statuses or STATUSES  # (status, <timing>, enqueued_at) ranges, sorted
+        sorted_in_index = {"unindexed": {"enqueued_at"}, "sorted_here": True, "keys_first": not text}
+        return _Plan(sort, total, statuses, walk_text=many_matches, **sorted_in_index)
+    others = {*labels, *(minimums - {column})}
+    if _walks(total, reach, lookups=bool(others or text)):  # (status, <timing>, enqueued_at) in order
+        unindexed = {*others, "enqueued_at"}
+        return _Plan(sort, total, statuses, arms=True, unindexed=unindexed, walk_text=many_matches)
+    # Read through the label's index (which holds the timings) or the filters', and sort.
+    unindexed = minimums if labels else ()
+    return _Plan(
+        sort,
+        total,
+        statuses,
+        unindexed=unindexed,
+        walk_text=many_matches,
+        sorted_here=True,
+        keys_first=not text,
+    )
+
+
+_LOOKUP_COST = 16
+"""How many index entries reading one row costs, about (measured at 1M calls)."""
+
+
+def _walks(total: int, reach: int, *, lookups: bool) -> bool:
+    """Whether to walk an index in order to the ``reach``-th of ``total`` matching calls (about
+    ``reach * calls / total`` entries, each read from the table too when ``lookups``) rather than
+    read the ``total`` calls from the filters' index and sort them. On SQLite; elsewhere the
+    database's planner decides and either shape serves it."""
+    if not is_sqlite(db.obj):
+        return True
+    if total == 0:
+        return False
+    return total * total >= reach * _row_estimate() * (_LOOKUP_COST if lookups else 1)
+
+
+def _row_estimate() -> int:
+    """About how many calls the store holds (an upper bound, from the rowid range: two lookups)."""
+    sql = "SELECT (SELECT MAX(rowid) FROM llm_calls) - (SELECT MIN(rowid) FROM llm_calls) + 1"
+    return db.execute_sql(sql).fetchone()[0] or 0
 
 
 def _page_columns(column: str | None) -> Select:
@@ -707,10 +841,20 @@ def _page_columns(column: str | None) -> Select:
     return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at, *sort_columns)
 
 
-def _order(column: str | None) -> tuple[Ordering, ...]:
+def _order(column: str | None, *, sorted_here: bool = False) -> tuple[Ordering, ...]:
+    """The list's order; ``sorted_here`` makes its first term unindexed, so that the database
+    sorts the rows its filters found rather than walk an index in that order."""
+    first = _unindexed(LLMCall._meta.fields[column or "enqueued_at"]) if sorted_here else None
     if column is None:
-        return _NEWEST_FIRST
-    return (LLMCall._meta.fields[column].desc(nulls="LAST"), *_NEWEST_FIRST)
+        return _NEWEST_FIRST if first is None else (first.desc(), LLMCall.call_id.desc())
+    timing = first if first is not None else LLMCall._meta.fields[column]
+    return (timing.desc(nulls="LAST"), *_NEWEST_FIRST)
+
+
+def _unindexed(field: Field) -> Any:
+    """``field`` as ``+field`` on SQLite: the same value, which the planner neither looks rows up
+    by nor reads in order from an index; the field itself elsewhere."""
+    return NodeList((SQL("+"), field), glue="") if is_sqlite(db.obj) else field
 
 
 def _compound_order(column: str | None) -> tuple[SQL, ...]:
@@ -719,11 +863,13 @@ def _compound_order(column: str | None) -> tuple[SQL, ...]:
     return newest if column is None else (SQL(f"{column} DESC NULLS LAST"), *newest)
 
 
-def _total(conditions: list[Expression], statuses: Sequence[str]) -> int:
+def _total(conditions: list[Expression], statuses: Sequence[str], *, unindexed_status: bool = False) -> int:
     """The exact number of calls matching, counted in an index."""
     count = LLMCall.select(fn.COUNT(SQL("*")))
     if conditions or "succeeded" not in statuses:
-        return _where(count, [*conditions, _status_is(statuses)] if statuses else conditions).scalar()
+        if statuses:
+            conditions = [*conditions, _status_is(statuses, unindexed=unindexed_status)]
+        return _where(count, conditions).scalar()
     # Most calls succeed: count the whole table (SQLite counts index pages, not entries), minus the
     # calls in the other statuses, rather than every matching entry.
     others = [one for one in STATUSES if one not in statuses]
@@ -755,8 +901,9 @@ def _statuses(status: Sequence[str] | None, allowed: Sequence[str] = STATUSES) -
     return tuple(sorted(set(status)))
 
 
-def _status_is(statuses: Sequence[str]) -> Expression:
-    return LLMCall.status == statuses[0] if len(statuses) == 1 else LLMCall.status.in_(statuses)
+def _status_is(statuses: Sequence[str], *, unindexed: bool = False) -> Expression:
+    status = _unindexed(LLMCall.status) if unindexed else LLMCall.status
+    return status == statuses[0] if len(statuses) == 1 else status.in_(statuses)
 
 
 def _time_range(

@@ -283,7 +283,9 @@ def test_several_statuses_are_merged_index_walks_not_a_sort(
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="peewee"):
         queries.list_calls(status=["failed", "succeeded"], source="app")
-    sql, params = next(record.msg for record in caplog.records if isinstance(record.msg, tuple))
+    sql, params = next(
+        record.msg for record in caplog.records if isinstance(record.msg, tuple) and "UNION" in record.msg[0]
+    )
     plan = [row[3] for row in db.obj.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
 
     assert "MERGE (UNION ALL)" in plan

@@ -158,7 +158,7 @@ def openapi() -> Response:
     return serialize.json_response(document(current_app, current_state()))
 
 
-@api.route("/", defaults={"path": ""}, methods=_METHODS)
+@api.route("/", defaults={"path": ""}, methods=_METHODS, strict_slashes=False)
 @api.route("/<path:path>", methods=_METHODS)
 def unknown(path: str) -> Response:
     """Every other URL under the prefix: a JSON 405 when another method would match, else 404."""

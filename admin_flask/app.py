@@ -28,6 +28,7 @@ from werkzeug.wrappers import Response
 
 from admin_flask.config import from_environment, read_settings
 from admin_flask.extension import LLMAdmin
+from admin_flask.headers import add_security_headers
 from admin_flask.state import EXTENSION_KEY
 
 logger = logging.getLogger("admin_flask")
@@ -61,6 +62,7 @@ def create_app(
         SESSION_COOKIE_SECURE=settings.cookie_secure,
     )
     LLMAdmin(app)
+    app.after_request(add_security_headers)  # the whole app is the admin: its other answers too
     page_prefix = settings.page_prefix
 
     @app.get("/")

@@ -22,7 +22,7 @@ import logging
 import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from admin_flask.errors import NotAdmin, Unauthenticated
@@ -133,8 +133,6 @@ def _token_matches(state: AdminState, given: str) -> bool:
 
 
 def _fingerprint(state: AdminState) -> str:
-    from flask import current_app
-
     key = current_app.secret_key
     if not key:
         raise RuntimeError(

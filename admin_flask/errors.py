@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response
+from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, ServiceUnavailable, Unauthorized
 
 from admin_flask.serialize import json_response
@@ -112,7 +113,5 @@ def _snake(name: str) -> str:
     return "_".join(name.lower().replace("-", " ").split())
 
 
-def _bearer_challenge() -> object:
-    from werkzeug.datastructures import WWWAuthenticate
-
+def _bearer_challenge() -> WWWAuthenticate:
     return WWWAuthenticate("bearer", {"realm": "llm-otel admin"})

@@ -25,7 +25,7 @@ import logging
 import os
 from collections.abc import Callable
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, Response, request
 
 from admin_flask import auth, config, database, websocket
 from admin_flask.api import api
@@ -118,9 +118,7 @@ class LLMAdmin:
         auth.install_token_filter()
 
 
-def _guard_page(blueprint_name: str) -> object:
-    from flask import request
-
+def _guard_page(blueprint_name: str) -> Response | None:
     if request.endpoint == f"{blueprint_name}.static":  # the page's scripts and styles are not secret
         return None
     return auth.guard_page()

@@ -262,6 +262,8 @@ class Feed:
         self._activate()
         with self._lock:
             self._check_open()
+            if self._last_error is not None:  # the reader cannot read the store: say so, not "no news"
+                raise StoreUnavailable(f"the span store cannot be read right now ({self._last_error})")
             self._waiting += 1
             cursor = self.position if after is None else after
             floor = self._floor

@@ -302,23 +302,31 @@ def call_facets(
         min_first_token_ms=min_first_token_ms,
         q=q,
     )
-    conditions = selection.conditions()
-    if selection.statuses:
-        conditions.append(_status_is(selection.statuses))
     with converted_errors("computing call facets"), read_snapshot(db.obj):
-        by_status = dict(_grouped(LLMCall.status, conditions))
-        values = {key: _grouped(LLMCall._meta.fields[name], conditions) for key, name in _FACETS.items()}
-        failures = _grouped(LLMCall.model, [*conditions, LLMCall.status == "failed"])
-        timings = _where(LLMCall.select(*(LLMCall._meta.fields[name] for name in _METRICS)), conditions)
-        timing_rows = db.execute(timings).fetchall()
-    counts = {name: by_status.get(name, 0) for name in STATUSES}
+        # One pass over the model index gives the models, the statuses and the failures by model.
+        by_model_status = _grouped(selection, ("model", "status"))
+        values = {
+            key: [(value, count) for (value,), count in _grouped(selection, (name,))]
+            for key, name in _FACETS.items()
+            if name != "model"
+        }
+        histograms = {name: _grouped(selection, (name,), known=name) for name in _METRICS}
+    counts = dict.fromkeys(STATUSES, 0)
+    models: dict[str | None, int] = {}
+    failures: dict[str | None, int] = {}
+    for (model, status), count in by_model_status:
+        counts[status] += count
+        models[model] = models.get(model, 0) + count
+        if status == "failed":
+            failures[model] = count
+    values["models"] = list(models.items())
     ended = sum(counts[name] for name in ENDED_STATUSES)
     return {
         "total": sum(counts.values()),
         "statuses": counts,
-        **{key: _top_values(pairs) for key, pairs in values.items()},
-        "failures_by_model": _top_values(failures),
-        **{name: _percentiles(row[i] for row in timing_rows) for i, name in enumerate(_METRICS)},
+        **{key: _top_values(values[key]) for key in _FACETS},
+        "failures_by_model": _top_values(failures.items()),
+        **{name: _ranked(histograms[name]) for name in _METRICS},
         "error_rate": counts["failed"] / ended if ended else None,
     }
 
@@ -396,9 +404,7 @@ def _detail_chunk(
             if len(ids) == size:
                 break
         rows = _calls_by_id(ids)
-        bodies = {
-            body["call_id"]: body for body in LLMCallBody.select().where(LLMCallBody.call_id.in_(ids)).dicts()
-        }
+        bodies = _rows_by_id(LLMCallBody, ids)
     details = []
     for call_id in ids:
         detail = _summary(rows[call_id])
@@ -877,10 +883,58 @@ def _total(conditions: list[Expression], statuses: Sequence[str], *, unindexed_s
     return every - count.where(_status_is(others)).scalar() if others else every
 
 
-def _grouped(column: Field, conditions: list[Expression]) -> list[tuple[Any, int]]:
-    """(value, count) of ``column`` over the matching calls."""
-    query = _where(LLMCall.select(column, fn.COUNT(SQL("*"))), conditions).group_by(column)
-    return [(value, int(count)) for value, count in db.execute(query).fetchall()]
+def _grouped(
+    selection: _Selection, columns: Sequence[str], *, known: str | None = None
+) -> list[tuple[tuple[Any, ...], int]]:
+    """(values of ``columns``, count) over the calls ``selection`` holds (those with a ``known``
+    value of that column, when given), one statement.
+
+    On SQLite the filters are written so that the index read is the one that serves best: the
+    text's matches when there is a ``q``, else an equality filter's index (which holds the statuses,
+    times and timings), else the index that leads with ``columns`` (the label's; for a timing
+    ``(status, <timing>, enqueued_at)``), read whole in its order, which holds what the filters test
+    (the window index, for a timing with a minimum of another).
+    """
+    fields = [LLMCall._meta.fields[name] for name in columns]
+    if known is not None:
+        fields = [LLMCall.status, LLMCall._meta.fields[known]]  # the order of its index
+    every = {*selection.equal, *selection.minimums, "enqueued_at", "status"}
+    if selection.text:
+        unindexed: Collection[str] = every
+    elif selection.equal:
+        unindexed = every - set(selection.equal)
+    else:
+        unindexed = every - {known} if known else every
+    conditions = selection.conditions(unindexed=unindexed)
+    if selection.statuses:
+        conditions.append(_status_is(selection.statuses, unindexed="status" in unindexed))
+    if known is not None:
+        conditions.append(LLMCall._meta.fields[known].is_null(False))
+    grouping = fields
+    if known is not None and not selection.text and not selection.equal and set(selection.minimums) - {known}:
+        # A minimum of another timing: its index lacks this one, the window index holds both.
+        grouping = [_unindexed(field) for field in fields]
+    query = _where(LLMCall.select(*fields, fn.COUNT(SQL("*"))), conditions).group_by(*grouping)
+    return [(tuple(row[:-1]), int(row[-1])) for row in db.execute(query).fetchall()]
+
+
+def _ranked(histogram: Iterable[tuple[tuple[Any, ...], int]]) -> dict[str, int | None]:
+    """Nearest-rank p50 and p95 of the values counted in ``histogram`` ((status, value), count)."""
+    counts: dict[int, int] = {}
+    for (_, value), count in histogram:
+        counts[value] = counts.get(value, 0) + count
+    total = sum(counts.values())
+    if not total:
+        return {"p50": None, "p95": None}
+    ranks = {"p50": math.ceil(0.50 * total), "p95": math.ceil(0.95 * total)}
+    found: dict[str, int | None] = {}
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        for name, rank in ranks.items():
+            if name not in found and seen >= rank:
+                found[name] = value
+    return found
 
 
 def _top_values(pairs: Iterable[tuple[Any, int]]) -> list[dict[str, Any]]:
@@ -987,10 +1041,27 @@ def _percentiles(values: Iterable[int | None]) -> dict[str, int | None]:
 
 def _calls_by_id(call_ids: Collection[str]) -> dict[str, dict[str, Any]]:
     """The llm_calls rows of these ids (primary-key lookups), by id."""
+    return _rows_by_id(LLMCall, call_ids)
+
+
+def _rows_by_id(
+    model: type[LLMCall] | type[LLMCallBody], call_ids: Collection[str]
+) -> dict[str, dict[str, Any]]:
+    """The rows of ``model`` with these ``call_id`` values (primary-key lookups), by id.
+
+    One statement written here: peewee would build the SQL of a 500-id ``IN`` and a dict per row
+    through its converters, which cost an export as much as the decoding of the bodies.
+    """
     if not call_ids:
         return {}
-    query = LLMCall.select().where(LLMCall.call_id.in_(list(call_ids))).dicts()
-    return {row["call_id"]: row for row in query}
+    columns = [field.column_name for field in model._meta.sorted_fields]
+    marker = "?" if is_sqlite(db.obj) else "%s"
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {model._meta.table_name} "
+        f"WHERE call_id IN ({', '.join([marker] * len(call_ids))})"
+    )
+    rows = (dict(zip(columns, row, strict=True)) for row in db.execute_sql(sql, list(call_ids)))
+    return {row["call_id"]: row for row in rows}
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -57,9 +57,12 @@ class Store:
     manifest: Manifest
 
     def rows(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        """The rows of ``query`` (which may also write: it is committed)."""
         if self.engine == "sqlite":
             with contextlib.closing(sqlite3.connect(self.url.removeprefix("sqlite:///"))) as connection:
-                return connection.execute(query, args).fetchall()
+                rows = connection.execute(query, args).fetchall()
+                connection.commit()
+                return rows
         import psycopg2
 
         connection = psycopg2.connect(self.url)

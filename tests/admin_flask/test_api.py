@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -283,6 +284,24 @@ def test_tasks_and_a_tasks_calls(admin: Admin, store: Store) -> None:
     assert enqueued == sorted(enqueued)  # oldest first
 
 
+def test_task_filters_and_paging(admin: Admin, store: Store) -> None:
+    tasks = store.rows(
+        "SELECT task_id, name, status, started_at FROM llm_tasks ORDER BY started_at DESC, task_id DESC"
+    )
+    named = [row[0] for row in tasks if row[1] == "bulk-batch"]
+    assert [item["task_id"] for item in admin.json("/tasks", name="bulk-batch")["items"]] == named
+    succeeded = [row[0] for row in tasks if row[2] == "succeeded"]
+    assert admin.json("/tasks", status="succeeded,failed")["total"] == len(succeeded) == 4
+    assert admin.json("/tasks", status="running")["total"] == 0
+    since = tasks[1][3]  # the second newest: it and the newest
+    assert [item["task_id"] for item in admin.json("/tasks", **{"from": str(since)})["items"]] == [
+        tasks[0][0],
+        tasks[1][0],
+    ]
+    pages = [admin.json("/tasks", page=page, page_size=1)["items"] for page in range(1, 6)]
+    assert [item["task_id"] for page in pages for item in page] == [row[0] for row in tasks]
+
+
 def test_status_of_the_seeded_window(admin: Admin, store: Store) -> None:
     status = admin.json("/llm/status", window="24h")
     rows = store.rows(
@@ -305,6 +324,78 @@ def test_status_of_the_seeded_window(admin: Admin, store: Store) -> None:
     assert sum(bucket["calls"] for bucket in aggregates["series"]) == len(rows)
     assert status["store"]["calls"] == len(rows)
     assert status["store"]["engine"] == store.engine
+
+
+SNAPSHOT_COLUMNS = (
+    "process, scheduler, queue_depth, in_flight, max_concurrency, min_interval, max_queue, dispatched_total, "
+    "last_dispatch_at, oldest_wait_ms, waiting, store_dropped, store_last_error, heartbeat_at"
+)
+
+
+def test_status_lists_every_process_live_or_stale(admin: Admin, store: Store) -> None:
+    now = int(time.time() * 1000)
+    insert = f"INSERT INTO llm_scheduler_snapshots ({SNAPSHOT_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+    waiting = json.dumps([{"call_id": "c-waiting", "source": "billing", "since": now - 1800}])
+    second_row = (
+        "host-b:200",
+        "default",
+        3,
+        1,
+        2,
+        0.25,
+        1000,
+        40,
+        now - 900,
+        1800,
+        waiting,
+        5,
+        "locked",
+        now - 2000,
+    )
+    store.rows(insert, *second_row)
+    store.rows(
+        insert,
+        "host-c:300",
+        "default",
+        0,
+        0,
+        1,
+        0.0,
+        None,
+        7,
+        now - 600_000,
+        None,
+        "[]",
+        0,
+        None,
+        now - 120_000,
+    )
+    status = admin.json("/llm/status")
+    by_process = {row["process"]: row for row in status["schedulers"]}
+    second, stale = by_process["host-b:200"], by_process["host-c:300"]
+    assert second["live"] is True and stale["live"] is False  # stale after 30 s by default
+    assert 2000 <= second["heartbeat_age_ms"] < 2000 + 60_000
+    assert 120_000 <= stale["heartbeat_age_ms"] < 120_000 + 60_000
+    figures = ("queue_depth", "in_flight", "max_concurrency", "min_interval_ms", "max_queue", "dispatched")
+    assert [second[name] for name in figures] == [3, 1, 2, 250, 1000, 40]
+    assert (second["oldest_wait_ms"], second["store_dropped"], second["store_last_error"]) == (
+        1800,
+        5,
+        "locked",
+    )
+    assert second["waiting"] == [{"call_id": "c-waiting", "source": "billing", "since": iso_of(now - 1800)}]
+    assert second["last_dispatch_at"] == iso_of(now - 900) and stale["max_queue"] is None
+    beats = [row["heartbeat_at"] for row in status["schedulers"]]
+    assert beats == sorted(beats, reverse=True)  # newest heartbeat first
+    writers = {writer["process"]: writer for writer in status["store"]["writers"]}
+    assert writers["host-b:200"] == {
+        "process": "host-b:200",
+        "dropped": 5,
+        "last_error": "locked",
+        "live": True,
+    }
+    assert writers["host-c:300"]["live"] is False
+    assert status["store"]["retention_days"] == 7
 
 
 def nearest_rank(values: list[int], percent: int) -> int:

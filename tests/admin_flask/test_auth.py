@@ -125,6 +125,14 @@ def test_the_page_files_are_public_and_the_api_prefix_follows_the_page(serve: An
         assert response.status_code == 404  # not 401: the guard lets static files through
 
 
+def test_the_standalone_app_sends_the_headers_everywhere(admin: Admin) -> None:
+    for path in ("/", "/favicon.ico", "/admin/jobs/login", "/admin/jobs/"):
+        response = admin.anonymous.get(path)
+        assert response.headers["cache-control"] == "no-store", path
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"], path
+    assert admin.anonymous.get("/").headers["location"] == "/admin/jobs/"
+
+
 def test_bearer_token(admin: Admin) -> None:
     assert admin.get("/llm/calls").status_code == 200
     wrong = admin.http({"Authorization": "Bearer not-the-token"}).get(API + "/llm/calls")
@@ -237,3 +245,24 @@ def test_importing_without_flask_names_the_extra() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60
     )
     assert "pip install 'llm-otel[admin]'" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("task_url", "expected"),
+    [
+        ("/jobs/{task_id}/view", "/jobs/job-42/view"),
+        (lambda task_id: f"https://ops.example/tasks?id={task_id}", "https://ops.example/tasks?id=job-42"),
+    ],
+    ids=["template", "callable"],
+)
+def test_a_host_app_points_the_task_link_at_its_own_page(
+    serve: Any, store: Store, task_url: Any, expected: str
+) -> None:
+    running = serve(host_app(store, task_url=task_url))
+    client = running.http()
+    client.get("/sign-in/root")
+    call = client.get(f"{API}/llm/calls/{store.manifest.calls['multi_turn']}").json()
+    assert call["task"]["task_id"] == "job-42" and call["task"]["url"] == expected
+    state = running.state
+    assert state.task_url == (task_url if isinstance(task_url, str) else None)
+    assert (state.api_prefix, state.page_prefix, state.standalone) == (API, "/admin/jobs", False)

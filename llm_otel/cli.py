@@ -254,10 +254,10 @@ class _AdminServer:
 def _start_admin(db: str, host: str, port: int, token: str | None, *, log_requests: bool) -> _AdminServer:
     """Serve ``admin_flask.create_app(db, token)`` on ``host:port``; needs ``llm-otel[admin]``."""
     try:
-        from admin_flask.app import login_path
         from werkzeug.serving import make_server
 
         from admin_flask import create_app
+        from admin_flask.app import login_path
     except ImportError as exc:
         raise click.ClickException(
             f"the admin page needs the admin extra ({exc}): pip install 'llm-otel[admin]'"
@@ -475,12 +475,16 @@ def serve(db: str, host: str, port: int, token: str | None, quiet: bool) -> None
     \b
     gunicorn -k gthread --threads 32 -b 127.0.0.1:8000 'admin_flask:create_app()'
     """
+    from exporter import StoreDatabaseError
     from llm_otel.demo import calls_in
 
-    existing = calls_in(db)
+    try:
+        existing = calls_in(db)
+        state = "a new, empty store" if existing is None else _calls(existing)
+    except StoreDatabaseError as exc:  # the page says so too, and recovers when the store is back
+        state = f"{exc}; the page answers 503 until it is back"
     admin = _start_admin(db, host, port, token, log_requests=not quiet)
     with _until_interrupted() as stop:
-        state = "a new, empty store" if existing is None else f"{_calls(existing)}"
         click.echo(f"llm-otel admin on {admin.url} ({_display_url(db)}: {state})")
         click.echo(f"Log in: {admin.login_url}")
         click.echo("Ctrl-C stops.")

@@ -119,6 +119,15 @@ def test_demo_sends_its_workload_to_another_server_with_base_url_and_api_key(tmp
     assert models <= {"my-model", "text-embedding-3-small"} and "my-model" in models
 
 
+def test_demo_with_an_unreachable_store_is_one_line_and_exit_code_1(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = _run("demo", "--db", f"postgresql://a:b@127.0.0.1:{port}/c", "--port", "0", cwd=tmp_path, status=1)
+    [line] = done.stderr.splitlines()
+    assert line.startswith("Error: the store cannot be reached: ") and "Connection refused" in line
+
+
 def test_demo_refuses_an_api_key_without_a_base_url(tmp_path: Path) -> None:
     done = _run("demo", "--api-key", "sk-x", "--port", "0", cwd=tmp_path, status=2)
     assert done.stderr.startswith("Error: --api-key goes with --base-url")

@@ -164,6 +164,23 @@ def test_serve_takes_every_option_from_the_environment(store: Path) -> None:
         assert status == 200 and json.loads(body)["total"] == _count(store)
 
 
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again: connections are refused
+
+
+def test_serve_starts_while_its_postgresql_store_is_down_and_says_so() -> None:
+    url = f"postgresql://app:secret@127.0.0.1:{_closed_port()}/calls"
+    with _running("serve", "--db", url, "--port", "0", "--token", "t", "--quiet") as serve:
+        assert "the store cannot be reached" in serve.lines[0] and "the page answers 503" in serve.lines[0]
+        page = _after(serve.lines, "llm-otel admin on").split()[0]
+        assert _get(_origin(page) + f"{API}/llm/calls", token="t")[0] == 503
+    assert serve.process.returncode == 0 and "secret" not in serve.stdout + serve.stderr + "".join(
+        serve.lines
+    )
+
+
 def test_serve_on_a_taken_port_is_one_line_and_exit_code_2(store: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

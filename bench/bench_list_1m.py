@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -320,6 +322,59 @@ def measure(database_path: str, repeat: int, *, fts: bool, only: str = "") -> No
         exported = sum(1 for _ in itertools.islice(queries.iter_calls(status=["succeeded"]), count))
         seconds = time.perf_counter() - started
         print(f"{'iter_calls (no bodies in this store)':44} {exported / seconds:10.0f} calls/s", flush=True)
+        rate, with_json = _export_rate()
+        print(f"{'iter_calls, 20k calls with 4.5 KB bodies':44} {rate:10.0f} calls/s", flush=True)
+        print(f"{'  and json.dumps of each (a JSONL line)':44} {with_json:10.0f} calls/s", flush=True)
+        db.initialize(database)
+
+
+def _export_rate(calls: int = 20_000) -> tuple[float, float]:
+    """Calls per second of ``iter_calls`` over a store of ``calls`` calls holding ~3 KB of prompt
+    and ~1.5 KB of response each (a temporary file), without and with ``json.dumps`` per call."""
+    with tempfile.TemporaryDirectory() as directory:
+        database = open_database(str(Path(directory) / "export.db"))
+        migrate(database)
+        db.initialize(database)
+        rng = random.Random(11)
+        columns = [field.column_name for field in LLMCall._meta.sorted_fields]
+        insert = f"INSERT INTO llm_calls ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        rows, bodies = [], []
+        for i in range(calls):
+            prompt, response = _text(rng, 3000), _text(rng, 1500)
+            row = dict.fromkeys(columns)
+            row.update(call_id=f"{i:032x}", status="succeeded", stream=0, enqueued_at=1_700_000_000_000 + i)
+            row.update(retry_count=0, updated_at=row["enqueued_at"], prompt_preview=prompt[:200])
+            rows.append(tuple(row[column] for column in columns))
+            messages = [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+            output = [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": response}],
+                    "finish_reason": "stop",
+                }
+            ]
+            bodies.append(
+                (
+                    row["call_id"],
+                    json.dumps({"temperature": 0.2}),
+                    json.dumps([{"type": "text", "content": "You are terse."}]),
+                    json.dumps(messages, ensure_ascii=False),
+                    json.dumps(output, ensure_ascii=False),
+                    json.dumps({"server.port": 443}),
+                )
+            )
+        with database.atomic("IMMEDIATE"):
+            database.cursor().executemany(insert, rows)
+            database.cursor().executemany("INSERT INTO llm_call_bodies VALUES (?, ?, ?, ?, ?, ?)", bodies)
+        rates = []
+        for encode in (False, True):
+            started = time.perf_counter()
+            for call in queries.iter_calls():
+                if encode:
+                    json.dumps(call, ensure_ascii=False)
+            rates.append(calls / (time.perf_counter() - started))
+        database.close()
+    return rates[0], rates[1]
 
 
 def main() -> None:

@@ -82,6 +82,7 @@ import json
 import math
 import operator
 import time
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -303,14 +304,19 @@ def call_facets(
         q=q,
     )
     with converted_errors("computing call facets"), read_snapshot(db.obj):
-        # One pass over the model index gives the models, the statuses and the failures by model.
-        by_model_status = _grouped(selection, ("model", "status"))
-        values = {
-            key: [(value, count) for (value,), count in _grouped(selection, (name,))]
-            for key, name in _FACETS.items()
-            if name != "model"
-        }
-        histograms = {name: _grouped(selection, (name,), known=name) for name in _METRICS}
+        if selection.equal or selection.text:
+            # The calls are found through the filter's index or the text's matches, then read:
+            # read each once, for every facet.
+            by_model_status, values, histograms = _counted_rows(selection)
+        else:  # read each facet from its own index, whole, which holds what the filters test
+            # One pass over the model index gives the models, the statuses and the failures by model.
+            by_model_status = _grouped(selection, ("model", "status"))
+            values = {
+                key: [(value, count) for (value,), count in _grouped(selection, (name,))]
+                for key, name in _FACETS.items()
+                if name != "model"
+            }
+            histograms = {name: _grouped(selection, (name,), known=name) for name in _METRICS}
     counts = dict.fromkeys(STATUSES, 0)
     models: dict[str | None, int] = {}
     failures: dict[str | None, int] = {}
@@ -803,21 +809,13 @@ def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
         statuses = selection.statuses or STATUSES  # (status, <timing>, enqueued_at) ranges, sorted
         sorted_in_index = {"unindexed": {"enqueued_at"}, "sorted_here": True, "keys_first": not text}
         return _Plan(sort, total, statuses, walk_text=many_matches, **sorted_in_index)
+    # A timing sort (a q was dealt with above).
     others = {*labels, *(minimums - {column})}
-    if _walks(total, reach, lookups=bool(others or text)):  # (status, <timing>, enqueued_at) in order
-        unindexed = {*others, "enqueued_at"}
-        return _Plan(sort, total, statuses, arms=True, unindexed=unindexed, walk_text=many_matches)
+    if _walks(total, reach, lookups=bool(others)):  # (status, <timing>, enqueued_at) in order
+        return _Plan(sort, total, statuses, arms=True, unindexed={*others, "enqueued_at"})
     # Read through the label's index (which holds the timings) or the filters', and sort.
     unindexed = minimums if labels else ()
-    return _Plan(
-        sort,
-        total,
-        statuses,
-        unindexed=unindexed,
-        walk_text=many_matches,
-        sorted_here=True,
-        keys_first=not text,
-    )
+    return _Plan(sort, total, statuses, unindexed=unindexed, sorted_here=True, keys_first=True)
 
 
 _LOOKUP_COST = 16
@@ -918,11 +916,35 @@ def _grouped(
     return [(tuple(row[:-1]), int(row[-1])) for row in db.execute(query).fetchall()]
 
 
+def _counted_rows(
+    selection: _Selection,
+) -> tuple[list[tuple[tuple[Any, ...], int]], dict[str, list[tuple[Any, int]]], dict[str, Any]]:
+    """What ``call_facets`` counts, from one read of the selected calls' columns: (model, status)
+    counts, each label's value counts and each timing's (status, value) counts."""
+    every = {*selection.equal, *selection.minimums, "enqueued_at", "status"}
+    unindexed = every if selection.text else every - set(selection.equal)
+    conditions = selection.conditions(unindexed=unindexed)
+    if selection.statuses:
+        conditions.append(_status_is(selection.statuses, unindexed="status" in unindexed))
+    names = ("status", "model", *(name for name in _FACETS.values() if name != "model"), *_METRICS)
+    query = _where(LLMCall.select(*(LLMCall._meta.fields[name] for name in names)), conditions)
+    rows = db.execute(query).fetchall()
+    if not rows:
+        return [], {key: [] for key in _FACETS if key != "models"}, {name: [] for name in _METRICS}
+    columns = dict(zip(names, zip(*rows, strict=True), strict=True))
+    values = {key: list(Counter(columns[name]).items()) for key, name in _FACETS.items() if name != "model"}
+    status = columns["status"]
+    histograms = {name: list(Counter(zip(status, columns[name], strict=True)).items()) for name in _METRICS}
+    return list(Counter(zip(columns["model"], status, strict=True)).items()), values, histograms
+
+
 def _ranked(histogram: Iterable[tuple[tuple[Any, ...], int]]) -> dict[str, int | None]:
-    """Nearest-rank p50 and p95 of the values counted in ``histogram`` ((status, value), count)."""
+    """Nearest-rank p50 and p95 of the values counted in ``histogram`` ((status, value), count);
+    None values are not counted."""
     counts: dict[int, int] = {}
     for (_, value), count in histogram:
-        counts[value] = counts.get(value, 0) + count
+        if value is not None:
+            counts[value] = counts.get(value, 0) + count
     total = sum(counts.values())
     if not total:
         return {"p50": None, "p95": None}
@@ -947,7 +969,7 @@ def _statuses(status: Sequence[str] | None, allowed: Sequence[str] = STATUSES) -
     """The wanted statuses, sorted and checked; () for any."""
     if not status:
         return ()
-    if isinstance(status, str):
+    if not isinstance(status, (list, tuple, set, frozenset)):
         raise QueryError(f"status must be a list of statuses, e.g. ['failed']; any of {', '.join(allowed)}")
     unknown = sorted({str(one) for one in status if one not in allowed})
     if unknown:

@@ -226,6 +226,8 @@ def test_empty_status_list_means_any_status(mixed: list[dict[str, Any]]) -> None
         ({"page_size": 201}, "page_size must be <= 200"),
         ({"page_size": True}, "page_size must be an integer"),
         ({"status": "failed"}, "status must be a list"),
+        ({"status": 5}, "status must be a list"),
+        ({"status": [3]}, "unknown status 3"),
         ({"status": ["failed", "lost"]}, "unknown status lost"),
         ({"since_ms": 10, "until_ms": 5}, "since_ms (10) is after until_ms (5)"),
         ({"since_ms": "yesterday"}, "since_ms must be an integer"),

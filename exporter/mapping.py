@@ -43,6 +43,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, StatusCode
 
 from exporter import _names as n
+from exporter.records import CallNotice, EndedSpan, QueuedCall, Record, TaskStarted
 
 PREVIEW_CHARS = 200
 """Longest ``prompt_preview`` / ``response_preview``, in characters (an ellipsis marks a cut)."""
@@ -121,7 +122,7 @@ class CallUpdate:
 
 @dataclass
 class RowBatch:
-    """The rows of one transaction, mapped from spans and notices added in arrival order.
+    """The rows of one transaction, mapped from records (``exporter.records``) in arrival order.
 
     ``exporter._sql.write_batch`` writes it. ``snapshots`` holds scheduler snapshot rows.
     """
@@ -137,44 +138,42 @@ class RowBatch:
     closings: list[dict[str, Any]] = field(default_factory=list)
     """``closing_row``s of calls whose ended span the writer had to drop."""
 
-    def add_ended_span(self, span: ReadableSpan, process: str | None = None) -> None:
-        """An ended span: a task's final row, a call's final rows, or nothing for other spans.
+    def add(self, record: Record) -> None:
+        """Map ``record`` into rows; raises when it cannot be mapped (the writer drops it alone)."""
+        match record:
+            case EndedSpan(span=span, call_id=call_id, process=process):
+                self._add_ended_span(span, call_id, process)
+            case QueuedCall(span=span, attributes=attributes):
+                rows = queued_rows(span, attributes)
+                if rows is not None:
+                    self.queued.append(rows)
+                    self.events.extend({**event, "live": 1} for event in rows.events)
+            case CallNotice():
+                update = call_update(
+                    record.kind, record.call_id, record.start_time_ns, record.timestamp_ns, record.attributes
+                )
+                self.updates.setdefault(record.kind, []).append(update.row)
+                self.events.append({**update.event, "live": 1})
+            case TaskStarted(span=span, attributes=attributes, process=process):
+                row = task_start_row(span, attributes)
+                if row is not None:
+                    row["process"] = row["process"] or process
+                    self.task_starts.append(row)
+            case _:
+                raise TypeError(f"not a store record: {record!r}")
 
-        ``process`` fills a task row's ``process`` (task spans do not carry ``llm_otel.process``).
-        """
-        task = span_to_task_row(span)
-        if task is not None:
-            task["process"] = task["process"] or process
-            self.task_ends.append(task)
-            return
+    def _add_ended_span(self, span: ReadableSpan, call_id: str | None, process: str | None) -> None:
+        """A call's final rows, a task's final row, or nothing for other spans."""
+        if call_id is None:
+            task = span_to_task_row(span)
+            if task is not None:
+                task["process"] = task["process"] or process
+                self.task_ends.append(task)
+                return
         rows = span_to_rows(span)
         if rows is not None:
             self.finals.append(rows)
             self.events.extend({**event, "live": 0} for event in rows.events)
-
-    def add_queued(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> None:
-        """A call just queued; ``attributes`` is a copy of the live span's attributes."""
-        rows = queued_rows(span, attributes)
-        if rows is not None:
-            self.queued.append(rows)
-            self.events.extend({**event, "live": 1} for event in rows.events)
-
-    def add_notice(
-        self, kind: str, call_id: str, start_time_ns: int, timestamp_ns: int, attributes: Mapping[str, Any]
-    ) -> None:
-        """A live notice (dispatched, first_token, retry) of a call in flight; see ``call_update``."""
-        update = call_update(kind, call_id, start_time_ns, timestamp_ns, attributes)
-        self.updates.setdefault(kind, []).append(update.row)
-        self.events.append({**update.event, "live": 1})
-
-    def add_task_start(
-        self, span: ReadableSpan, attributes: Mapping[str, Any], process: str | None = None
-    ) -> None:
-        """A task span that just started; ``attributes`` is a copy of its attributes."""
-        row = task_start_row(span, attributes)
-        if row is not None:
-            row["process"] = row["process"] or process
-            self.task_starts.append(row)
 
     def __bool__(self) -> bool:
         return bool(
@@ -190,7 +189,7 @@ class RowBatch:
 
 def span_to_rows(span: ReadableSpan) -> CallRows | None:
     """The rows of an ended call span; None when ``span`` is not a call (no ``llm_otel.call.id``)."""
-    attributes = dict(span.attributes or {})  # a plain dict: the SDK's mapping is slow to query
+    attributes = attribute_dict(span)
     call_id = attributes.get(n.CALL_ID)
     if not isinstance(call_id, str) or not call_id or span.start_time is None:
         return None
@@ -207,7 +206,7 @@ def span_to_rows(span: ReadableSpan) -> CallRows | None:
         kind = _EVENT_KINDS.get(span_event.name)
         if kind is None:
             continue
-        event_attributes = dict(span_event.attributes or {})
+        event_attributes = span_event.attributes or {}
         event = notice_event(call_id, kind, span_event.timestamp, event_attributes)
         events.append(event)
         if kind == n.DISPATCHED and started_at is None:
@@ -340,13 +339,23 @@ def task_start_row(span: ReadableSpan, attributes: Mapping[str, Any]) -> dict[st
 
 def span_to_task_row(span: ReadableSpan) -> dict[str, Any] | None:
     """The ``llm_tasks`` row of an ended task span; None when ``span`` is not a task."""
-    attributes = dict(span.attributes or {})
+    attributes = attribute_dict(span)
     if not is_task(attributes) or span.start_time is None:
         return None
     status = attributes.get(n.STATUS)
     if status not in (n.SUCCEEDED, n.FAILED):
         status = n.FAILED if span.status.status_code is StatusCode.ERROR else n.SUCCEEDED
     return _task_row(span, attributes, status, span.end_time)
+
+
+def attribute_dict(span: ReadableSpan) -> dict[str, Any]:
+    """A span's attributes as a plain dict: the SDK's read-only mapping is slow to query and to
+    copy key by key, but its ``copy()`` copies the dict underneath at C speed."""
+    attributes = span.attributes
+    if not attributes:
+        return {}
+    copied = attributes.copy() if hasattr(attributes, "copy") else None
+    return copied if isinstance(copied, dict) else dict(attributes)
 
 
 def preview(text: str | None) -> str | None:

@@ -19,6 +19,7 @@ from exporter.mapping import (
     span_to_task_row,
     task_start_row,
 )
+from exporter.records import EndedSpan
 from tests.exporter.call_spans import (
     MESSAGES,
     OUTPUT,
@@ -224,7 +225,7 @@ def test_a_span_without_call_id_is_not_a_call(tracer: Tracer) -> None:
     assert span_to_rows(span) is None
     assert span_to_task_row(span) is None
     batch = RowBatch()
-    batch.add_ended_span(span)
+    batch.add(EndedSpan(span))
     assert not batch
 
 
@@ -278,7 +279,7 @@ def test_task_rows_at_start_and_end(tracer: Tracer) -> None:
     }
     assert ended == started | {"status": "succeeded", "ended_at": T0_MS + 2500, "duration_ms": 2500}
     batch = RowBatch()
-    batch.add_ended_span(span, "host-b:7")
+    batch.add(EndedSpan(span, process="host-b:7"))
     assert batch.task_ends == [ended | {"process": "host-b:7"}]
 
 

@@ -79,7 +79,7 @@ def test_a_failing_database_fails_the_export_without_raising_then_recovers(
     path = tmp_path / "calls.db"
     span_exporter = SQLiteSpanExporter(str(path))
     spans = [full_call(TracerProvider().get_tracer("tests"), "c1")]
-    path.unlink()
+    assert not path.exists()  # the URL is checked without touching the disk: the first export opens it
     path.mkdir()  # a directory where the file should be: SQLite cannot open it
 
     with caplog.at_level(logging.WARNING, logger="exporter.span_exporter"):

@@ -16,11 +16,17 @@ from exporter.database import open_database
 from exporter.migrations import migrate
 from exporter.queries import (
     call_events_after,
+    call_facets,
     get_call,
     get_task,
+    iter_calls,
+    latest_event_id,
     list_calls,
+    list_tasks,
     scheduler_snapshots,
     status_aggregates,
+    status_series,
+    store_summary,
 )
 from exporter.retention import (
     RetentionResult,
@@ -41,10 +47,14 @@ __all__ = [
     "StoreDatabaseError",
     "StoreError",
     "call_events_after",
+    "call_facets",
     "close_lost_calls",
     "get_call",
     "get_task",
+    "iter_calls",
+    "latest_event_id",
     "list_calls",
+    "list_tasks",
     "migrate",
     "open_database",
     "prune",
@@ -52,4 +62,6 @@ __all__ = [
     "run_retention",
     "scheduler_snapshots",
     "status_aggregates",
+    "status_series",
+    "store_summary",
 ]

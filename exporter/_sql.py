@@ -25,7 +25,8 @@ writers, changes nothing the second time:
   event is not inserted once the call has ended.
 
 Within a batch the statements run in this order: queued calls, live updates, final calls, bodies,
-full-text rows, events (in arrival order), closings of calls whose end was dropped, tasks, scheduler
+full-text rows, events (in arrival order; on PostgreSQL after taking the event-order lock, see the
+feed contract in ``exporter.migrations``), closings of calls whose end was dropped, tasks, scheduler
 snapshots (which replace all of the process's snapshot rows). Because each merge is monotonic, the
 order of rows for one call inside a batch does not change the result.
 """
@@ -41,7 +42,7 @@ import peewee
 from exporter import _names as n
 from exporter.database import is_sqlite
 from exporter.mapping import LIVE_STATUSES, RowBatch, to_json
-from exporter.migrations import FTS_DELETE_SQL, FTS_INSERT_SQL
+from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_DELETE_SQL, FTS_INSERT_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMTask, SchedulerSnapshot
 
 
@@ -113,6 +114,8 @@ class Statements:
     forget_process: str
     fts: bool
     """Whether the full-text rows are written (``FTS_DELETE_SQL`` / ``FTS_INSERT_SQL``, SQLite only)."""
+    event_lock: str
+    """Run before the events are inserted (PostgreSQL: ``EVENT_ORDER_LOCK_SQL``); "" for none."""
 
 
 def _columns(model: type[peewee.Model]) -> list[str]:
@@ -125,7 +128,7 @@ TASK_COLUMNS = _columns(LLMTask)
 SNAPSHOT_COLUMNS = _columns(SchedulerSnapshot)
 
 
-def _statements(d: Dialect, *, fts: bool) -> Statements:
+def _statements(d: Dialect, *, fts: bool, event_lock: str) -> Statements:
     """The write statements in dialect ``d`` (for SQLite, byte for byte the measured ones)."""
 
     def p(name: str) -> str:
@@ -233,11 +236,12 @@ def _statements(d: Dialect, *, fts: bool) -> Statements:
         ),
         forget_process=f"DELETE FROM llm_scheduler_snapshots WHERE process = {d.positional}",
         fts=fts,
+        event_lock=event_lock,
     )
 
 
-SQLITE = _statements(SQLITE_DIALECT, fts=True)
-POSTGRESQL = _statements(POSTGRESQL_DIALECT, fts=False)
+SQLITE = _statements(SQLITE_DIALECT, fts=True, event_lock="")
+POSTGRESQL = _statements(POSTGRESQL_DIALECT, fts=False, event_lock=EVENT_ORDER_LOCK_SQL)
 
 
 def statements_for(database: peewee.Database) -> Statements:
@@ -266,6 +270,8 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
                 FTS_INSERT_SQL,
                 [(rows.prompt_text, rows.response_text, rows.call["call_id"]) for rows in batch.finals],
             )
+    if sql.event_lock and (batch.events or batch.closings):
+        cursor.execute(sql.event_lock)  # ids committed in order (exporter.migrations, the feed contract)
     if batch.events:
         cursor.executemany(sql.event, batch.events)
     if batch.closings:

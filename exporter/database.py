@@ -15,8 +15,9 @@ Accepted URLs:
 - ``sqlite:////abs/path.db`` (four slashes: absolute),
 - a plain filesystem path (``llm_calls.db``, ``/var/lib/app/llm.db``, ``~/llm.db``),
 - ``postgresql://user:pass@host:5432/dbname`` (an existing database; needs psycopg2,
-  ``pip install 'llm-otel[postgres]'``),
-- any other ``playhouse.db_url`` URL (the span store itself writes only SQLite and PostgreSQL).
+  ``pip install 'llm-otel[postgres]'``).
+
+Other databases (MySQL, ...) are refused: the store's SQL is written for SQLite and PostgreSQL.
 
 SQLite connections are opened with ``busy_timeout`` (``busy_timeout_ms``, default 5000),
 ``journal_mode=WAL``, ``synchronous=NORMAL`` and ``foreign_keys=OFF``. ``open_database`` creates the
@@ -60,19 +61,23 @@ POSTGRESQL_FIELD_TYPES = {"INT": "BIGINT", "AUTO": "BIGSERIAL", "FLOAT": "DOUBLE
 
 _ACCEPTED = (
     "accepted forms: 'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', "
-    "a plain file path, or a peewee database URL such as 'postgresql://user:pass@host/dbname'"
+    "a plain file path such as 'llm_calls.db', or 'postgresql://user:password@host:5432/dbname'"
 )
 
 
-def open_database(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> peewee.Database:
+def open_database(
+    url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, create: bool = True
+) -> peewee.Database:
     """Return an unconnected peewee database for ``url`` (it connects on first use, per thread).
 
-    Raises ``StoreConfigurationError`` for a URL it cannot use, with the accepted forms in the message.
+    Raises ``StoreConfigurationError`` for a URL it cannot use, with the accepted forms in the message,
+    and with ``create=False`` (tools that read or prune a store) for a SQLite file that does not
+    exist, creating nothing.
     """
     database_class, path, params = _parse(url)
     if path is None:
         return _connect(url.strip(), database_class)
-    return _sqlite(path, busy_timeout_ms, params, database_class)
+    return _sqlite(path, busy_timeout_ms, params, database_class, create=create)
 
 
 def check_url(url: str) -> tuple[type[peewee.Database], str | None]:
@@ -89,8 +94,12 @@ def check_url(url: str) -> tuple[type[peewee.Database], str | None]:
 
 def _parse(url: str) -> tuple[type[peewee.Database], str | None, dict[str, object]]:
     """(database class, SQLite path or None, SQLite URL parameters); raises for a URL it cannot use."""
-    if not isinstance(url, str) or not url.strip():
-        raise StoreConfigurationError(f"empty database URL {url!r}; {_ACCEPTED}")
+    if not isinstance(url, str):
+        raise StoreConfigurationError(
+            f"a database URL must be a string, not {type(url).__name__} {url!r}; {_ACCEPTED}"
+        )
+    if not url.strip():
+        raise StoreConfigurationError(f"the database URL is empty; {_ACCEPTED}")
     url = url.strip()
     if "://" not in url:
         return peewee.SqliteDatabase, _checked_path(os.path.expanduser(url)), {}
@@ -98,6 +107,11 @@ def _parse(url: str) -> tuple[type[peewee.Database], str | None, dict[str, objec
     database_class = db_url.schemes.get(parsed.scheme)
     if database_class is None:
         raise StoreConfigurationError(f"unknown database scheme {parsed.scheme!r} in {url!r}; {_ACCEPTED}")
+    if not issubclass(database_class, (peewee.SqliteDatabase, peewee.PostgresqlDatabase)):
+        raise StoreConfigurationError(
+            f"{url!r} names a {parsed.scheme} database: the span store writes SQLite or PostgreSQL only; "
+            f"{_ACCEPTED}"
+        )
     if not issubclass(database_class, peewee.SqliteDatabase):
         return database_class, None, {}
     if parsed.netloc:
@@ -110,12 +124,14 @@ def _parse(url: str) -> tuple[type[peewee.Database], str | None, dict[str, objec
 
 
 def _connect(url: str, database_class: type[peewee.Database]) -> peewee.Database:
-    """A database other than SQLite (nothing is connected yet)."""
+    """A PostgreSQL database (nothing is connected yet)."""
     postgresql = issubclass(database_class, peewee.PostgresqlDatabase)
     try:
         database = db_url.connect(url, **({"field_types": POSTGRESQL_FIELD_TYPES} if postgresql else {}))
     except (ValueError, RuntimeError) as exc:
-        raise StoreConfigurationError(f"cannot use database URL {url!r}: {exc}; {_ACCEPTED}") from exc
+        raise StoreConfigurationError(
+            f"cannot use database URL {url!r}: {str(exc).rstrip('.')}; {_ACCEPTED}"
+        ) from exc
     if postgresql and importlib.util.find_spec("psycopg2") is None:  # the store's SQL is written for it
         raise StoreConfigurationError(f"{url!r} needs the psycopg2 driver: pip install 'llm-otel[postgres]'")
     return database
@@ -161,10 +177,16 @@ def _sqlite(
     busy_timeout_ms: int,
     params: dict[str, object],
     database_class: type[peewee.SqliteDatabase] = peewee.SqliteDatabase,
+    *,
+    create: bool,
 ) -> peewee.SqliteDatabase:
     if busy_timeout_ms < 0:
         raise StoreConfigurationError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms}")
     file = Path(path)
+    if not create and not file.is_file():
+        raise StoreConfigurationError(
+            f"there is no store at {path!r} ({'a directory' if file.is_dir() else 'no such file'})"
+        )
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -31,6 +31,17 @@ joins on the rowid too, reading matches from the FTS index alone). So the writer
 with ``FTS_DELETE_SQL`` then ``FTS_INSERT_SQL`` (qmark parameters, ``executemany``-friendly), after
 the ``llm_calls`` row exists, and updates ``llm_calls`` in place (``UPDATE`` or ``INSERT ... ON
 CONFLICT DO UPDATE``; never ``INSERT OR REPLACE``, which gives the row a new ``rowid``).
+
+The event feed contract (for the writers)
+-----------------------------------------
+A feed reader pages by ``id > last id seen`` (``exporter.queries.call_events_after``), so an event
+must never become visible after one with a larger id. On SQLite the write lock (``BEGIN
+IMMEDIATE``) already makes every writer take its ids and commit one after the other. On PostgreSQL
+a ``BIGSERIAL`` id is taken at insert time while commits happen in any order: with two writers, the
+event taking id 11 could commit after the one taking id 12 was read, and be skipped. So a
+PostgreSQL transaction that inserts into ``llm_call_events`` runs ``EVENT_ORDER_LOCK_SQL`` (a
+transaction-scoped advisory lock) right before its first event insert: ids are then taken and
+committed by one writer at a time, in order. The lock is held from that insert to the commit only.
 """
 
 from __future__ import annotations
@@ -56,6 +67,9 @@ FTS_INSERT_SQL = (
     "SELECT rowid, call_id, ?, ? FROM llm_calls WHERE call_id = ?"
 )
 """Parameters ``(prompt, response, call_id)``: adds the call's FTS row (needs its llm_calls row)."""
+
+EVENT_ORDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(5497854205308589139)"  # b"LLMEVNTS"
+"""PostgreSQL: the writers' lock of the event ids (see "The event feed contract" above)."""
 
 # An arbitrary constant naming the migration lock among PostgreSQL advisory locks.
 _PG_LOCK_KEY = 0x4C4C4D4F54454C

@@ -10,40 +10,65 @@ Usage::
     db.initialize(database)              # these functions read through exporter.models.db
 
     page = queries.list_calls(status=["failed"], source="billing", q="天气预报", page=1, page_size=50)
+    slowest = queries.list_calls(min_duration_ms=5000, sort="duration")
+    facets = queries.call_facets(source="billing")          # counts and p50/p95 of those calls
     call = queries.get_call(page["items"][0]["call_id"])
-    events = queries.call_events_after(0)
+    for detail in queries.iter_calls(status=["failed"]):    # the JSONL export, in constant memory
+        ...
+    events = queries.call_events_after(queries.latest_event_id())
     stats = queries.status_aggregates(window_ms=3_600_000)
 
-API:
+API (times are epoch milliseconds, durations milliseconds; the list filters are the same keywords
+for ``list_calls``, ``call_facets`` and ``iter_calls``):
 
-- ``list_calls(*, status, source, requested_by, model, parent_task_id, since_ms, until_ms, q, page,
-  page_size)`` → ``{"items", "total", "page", "page_size"}``: newest first (``enqueued_at`` then
-  ``call_id`` descending), exact ``total``; items hold the ``llm_calls`` columns (previews, never
-  the bodies). Filters combine with AND; ``status`` is a list (any of); the time range is
-  ``since_ms <= enqueued_at < until_ms``; ``q`` searches prompt and response text: on SQLite, 3
+- ``list_calls(*, status, source, requested_by, model, parent_task_id, error_type, since_ms, until_ms,
+  min_duration_ms, min_wait_ms, min_first_token_ms, q, sort="newest", page=1, page_size=50)`` →
+  ``{"items", "total", "page", "page_size"}``. Filters combine with AND: ``status`` is a list (any
+  of); the labels and ``error_type`` are equalities; the time range is ``since_ms <= enqueued_at <
+  until_ms``; ``min_*_ms`` keep calls whose value is at least that (a call without the value is
+  left out); ``q`` (at most 500 characters) searches prompt and response text: on SQLite, 3
   characters or more through FTS5 (trigram, any language, case-insensitive), shorter as a plain
   substring; on PostgreSQL (no FTS table) as a case-insensitive substring (``ILIKE``, wildcards
   escaped) of the previews and the bodies' JSON text, a scan of the calls the other filters keep.
+  ``sort``: ``newest`` (``enqueued_at`` then ``call_id`` descending) or ``duration`` /
+  ``first_token`` / ``wait`` (slowest first, calls without the value last, ties newest first):
+  a total order, so the pages of a fixed set hold every call once. ``total`` is exact; items
+  hold the ``llm_calls`` columns (previews, never the bodies).
+- ``call_facets(*, <the list filters>)`` → the counts by status, the most frequent sources,
+  requesters, models, error types and models of failed calls (``[{"value", "count"}]``, count
+  descending then value, ``None`` last among equal counts, at most 50 each), the p50/p95 of the
+  three timings and the error rate, of the calls the filters select.
+- ``iter_calls(*, <the list filters>, sort="newest", chunk_size=500)`` → call details (summary plus
+  decoded bodies, no events) in list order, read ``chunk_size`` at a time, each chunk in its own
+  short read that continues after the last call of the previous one (never ``OFFSET``).
 - ``get_call(call_id)`` → every column, the body (JSON decoded), the event timeline, the parent task.
-- ``call_events_after(after_id, limit=500)`` → events with ``id > after_id`` and their call summary.
+- ``call_events_after(after_id, limit=500)`` → events with ``id > after_id`` and their call summary;
+  ``latest_event_id()`` → the highest event id (0 when none), to follow the feed from now on.
 - ``status_aggregates(window_ms, now_ms=None)`` → counts by status, error rate, p50/p95 of
   ``wait_ms`` / ``first_token_ms`` / ``duration_ms``, token and retry sums, over calls enqueued in
-  the window.
+  the window; ``status_series(window_ms, *, buckets=24, now_ms=None)`` → the same window cut into
+  ``buckets`` equal intervals: ``[{"start_ms", "calls", "failed", "p95_duration_ms"}]``.
+- ``store_summary()`` → ``{"engine", "calls", "oldest_call_ms"}``.
 - ``scheduler_snapshots(live_within_ms=30000, now_ms=None, *, include_stale=False)`` → the snapshot
   rows of live processes (``include_stale``: all rows), each with a ``live`` flag.
-- ``get_task(task_id)`` → the task row (its calls: ``list_calls(parent_task_id=...)``).
+- ``list_tasks(*, status, name, q, since_ms, until_ms, page=1, page_size=50)`` → task rows newest
+  first, each with ``calls``, ``failed_calls``, ``input_tokens``, ``output_tokens`` of its calls;
+  ``get_task(task_id)`` → the task row, those figures and ``calls`` (its call summaries, oldest
+  first, at most ``MAX_TASK_CALLS``, ``calls_truncated`` when there are more).
 
-Bad arguments raise ``QueryError`` (a ``ValueError``); database failures ``StoreDatabaseError``.
+Bad arguments raise ``QueryError`` (a ``ValueError``) naming the parameter and what it accepts;
+database failures ``StoreDatabaseError``.
 
 Why it stays fast at 1M calls (``bench/bench_list_1m.py``): every filter column has an index
-``(column, status, enqueued_at)`` (``docs/contracts/db.md``), so a page is read in index order and
+``(column, status, enqueued_at, ...)`` (``docs/contracts/db.md``), so a page is read in index order and
 its total counted from the index alone; the page's rows are then fetched by primary key. Several
 statuses (or none, with an equality filter) become one ordered index walk per status, merged
 (``UNION ALL``); a status set holding ``succeeded`` alone is counted as all calls minus the other
-statuses. A search term with many FTS matches walks the list's index and tests each call against
-the matches, rather than sorting them all. Aggregates read only the covering window index. What
-stays slow by nature: a 1-2 character ``q`` (a scan of every text), a term found in most calls, and
-aggregates over a window holding most of the store.
+statuses. The slowest-first sorts walk ``(status, <timing>, enqueued_at)`` the same way. A search
+term with many FTS matches walks the list's index and tests each call against the matches, rather
+than sorting them all. Aggregates read only the covering window index. What stays slow by nature: a
+1-2 character ``q`` (a scan of every text), a term found in most calls, and aggregates over a
+window holding most of the store.
 """
 
 from __future__ import annotations
@@ -52,11 +77,12 @@ import json
 import math
 import operator
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
-from peewee import SQL, Case, Expression, Field, NodeList, Select, Value, fn
+from peewee import SQL, Case, Expression, Field, NodeList, Ordering, Select, Value, fn
 
 from exporter._exceptions import QueryError, converted_errors
 from exporter.database import is_sqlite, read_snapshot
@@ -65,8 +91,18 @@ from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, Schedul
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 """Every value of ``llm_calls.status``."""
 ENDED_STATUSES = ("succeeded", "failed", "cancelled")
+TASK_STATUSES = ("running", "succeeded", "failed")
+"""Every value of ``llm_tasks.status``."""
+SORTS = ("newest", "duration", "first_token", "wait")
+"""The orders of ``list_calls`` and ``iter_calls``: newest first, or slowest first by a timing."""
 MAX_PAGE_SIZE = 200
 MAX_EVENTS = 5000
+MAX_CHUNK_SIZE = 5000
+MAX_Q_CHARS = 500
+MAX_FACET_VALUES = 50
+MAX_TASK_CALLS = 1000
+"""The most call summaries ``get_task`` returns (the oldest); ``calls_truncated`` says there are more."""
+MAX_BUCKETS = 1000
 FTS_MIN_CHARS = 3
 """Shortest ``q`` served by the trigram index; shorter queries are a substring scan."""
 
@@ -78,12 +114,99 @@ _SORT_MATCHES_UP_TO = 2000
 _BODY_JSON = ("request_params", "system_instructions", "input_messages", "output_messages", "attributes")
 _BODY_TEXT = (LLMCallBody.system_instructions, LLMCallBody.input_messages, LLMCallBody.output_messages)
 _METRICS = ("wait_ms", "first_token_ms", "duration_ms")
+_SORT_COLUMNS = {"duration": "duration_ms", "first_token": "first_token_ms", "wait": "wait_ms"}
+_LABELS = ("source", "requested_by", "model", "parent_task_id", "error_type")
+"""The equality filters of the list, each leading an index ``(column, status, enqueued_at, ...)``."""
+_FACETS = {
+    "sources": "source",
+    "requested_by": "requested_by",
+    "models": "model",
+    "error_types": "error_type",
+}
 _TOKENS = {
     "input": "input_tokens",
     "output": "output_tokens",
     "cached": "cached_tokens",
     "reasoning": "reasoning_tokens",
 }
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """The calls a set of list filters selects, checked (``_selection`` builds it)."""
+
+    statuses: tuple[str, ...]
+    """Sorted; () for any."""
+    equal: Mapping[str, str]
+    """Column name → value, for the labels and ``error_type``."""
+    since_ms: int | None
+    until_ms: int | None
+    minimums: Mapping[str, int]
+    """Timing column name → the least value kept."""
+    text: str
+    """The stripped ``q``; "" for none."""
+
+    def conditions(self, *, walk_text: bool = False) -> list[Expression]:
+        """Every filter but the statuses, as conditions on ``llm_calls`` (ANDed)."""
+        conditions = [LLMCall._meta.fields[name] == value for name, value in self.equal.items()]
+        conditions += _time_range(self.since_ms, self.until_ms)
+        conditions += [LLMCall._meta.fields[name] >= value for name, value in self.minimums.items()]
+        if self.text:
+            conditions.append(_text_search(self.text, walk=walk_text))
+        return conditions
+
+    @property
+    def counted_statuses(self) -> tuple[str, ...]:
+        """The statuses to name when counting: every status with an equality filter or a timing
+        minimum, so the count reads an index that leads with the status (or follows the label)."""
+        return self.statuses or (STATUSES if self.equal or self.minimums else ())
+
+
+def _selection(
+    *,
+    status: Sequence[str] | None = None,
+    source: str | None = None,
+    requested_by: str | None = None,
+    model: str | None = None,
+    parent_task_id: str | None = None,
+    error_type: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    min_duration_ms: int | None = None,
+    min_wait_ms: int | None = None,
+    min_first_token_ms: int | None = None,
+    q: str | None = None,
+) -> _Selection:
+    """Check the list filters (``QueryError`` naming the bad one) and return what they select."""
+    labels = zip(_LABELS, (source, requested_by, model, parent_task_id, error_type), strict=True)
+    equal = {name: value for name, value in labels if value is not None}
+    for name, value in equal.items():
+        if not isinstance(value, str):
+            raise QueryError(f"{name} must be a string, got {value!r}")
+    minimums = {
+        name: value
+        for name, value in (
+            ("duration_ms", min_duration_ms),
+            ("wait_ms", min_wait_ms),
+            ("first_token_ms", min_first_token_ms),
+        )
+        if value is not None
+    }
+    for name, value in minimums.items():
+        _check_int(f"min_{name}", value, minimum=0)
+    _time_range(since_ms, until_ms)  # checks them
+    if q is not None and not isinstance(q, str):
+        raise QueryError(f"q must be a string, got {q!r}")
+    if q is not None and len(q) > MAX_Q_CHARS:
+        raise QueryError(f"q must be at most {MAX_Q_CHARS} characters, got {len(q)}")
+    return _Selection(
+        statuses=_statuses(status),
+        equal=equal,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        minimums=minimums,
+        text=q.strip() if q else "",
+    )
 
 
 def list_calls(
@@ -93,47 +216,220 @@ def list_calls(
     requested_by: str | None = None,
     model: str | None = None,
     parent_task_id: str | None = None,
+    error_type: str | None = None,
     since_ms: int | None = None,
     until_ms: int | None = None,
+    min_duration_ms: int | None = None,
+    min_wait_ms: int | None = None,
+    min_first_token_ms: int | None = None,
     q: str | None = None,
+    sort: str = "newest",
     page: int = 1,
     page_size: int = 50,
 ) -> dict[str, Any]:
-    """One page of calls, newest first, and the exact number of calls matching the filters."""
+    """One page of calls in ``sort`` order, and the exact number of calls matching the filters."""
+    selection = _selection(
+        status=status,
+        source=source,
+        requested_by=requested_by,
+        model=model,
+        parent_task_id=parent_task_id,
+        error_type=error_type,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        min_duration_ms=min_duration_ms,
+        min_wait_ms=min_wait_ms,
+        min_first_token_ms=min_first_token_ms,
+        q=q,
+    )
+    _check_sort(sort)
     _check_int("page", page, minimum=1)
     _check_int("page_size", page_size, minimum=1, maximum=MAX_PAGE_SIZE)
-    equal = {
-        name: value
-        for name, value in (
-            ("source", source),
-            ("requested_by", requested_by),
-            ("model", model),
-            ("parent_task_id", parent_task_id),
-        )
-        if value is not None
-    }
-    shared = [LLMCall._meta.fields[name] == value for name, value in equal.items()]
-    shared += _time_range(since_ms, until_ms)
-    if q is not None and not isinstance(q, str):
-        raise QueryError(f"q must be a string, got {q!r}")
-    text = q.strip() if q else ""
-    # An equality filter leads an index (column, status, enqueued_at): naming every status (a call's
-    # status is always one of STATUSES) lets the total be counted from that index alone.
-    statuses = _statuses(status) or (STATUSES if equal else ())
+    text = selection.text
     with converted_errors("listing calls"), read_snapshot(db.obj):  # one snapshot: page and total
         matches = _fts_matches(text) if text and _uses_fts(text) else None
-        if text:
-            # A frequent term: walk the list's index newest first and test each call against the
-            # matches, rather than read and sort every matching call.
-            shared.append(_text_search(text, walk=matches is not None and matches > _SORT_MATCHES_UP_TO))
-        ids = [call_id for call_id, _ in _page(shared, statuses, bool(text), page, page_size).tuples()]
+        # A frequent term: walk the list's index in order and test each call against the matches,
+        # rather than read and sort every matching call.
+        conditions = selection.conditions(walk_text=matches is not None and matches > _SORT_MATCHES_UP_TO)
+        query = _ordered(selection, conditions, sort).limit(page_size).offset((page - 1) * page_size)
+        ids = [row[0] for row in db.execute(query).fetchall()]
         rows = _calls_by_id(ids)
-        if matches is not None and len(shared) == 1 and not statuses:
+        if matches is not None and len(conditions) == 1 and not selection.statuses:
             total = matches  # one FTS row per call (exporter.migrations): no need to join
         else:
-            total = _total(shared, statuses)
+            total = _total(conditions, selection.counted_statuses)
     items = [_summary(rows[call_id]) for call_id in ids]
     return {"items": items, "total": total, "page": page, "page_size": page_size}
+
+
+def call_facets(
+    *,
+    status: Sequence[str] | None = None,
+    source: str | None = None,
+    requested_by: str | None = None,
+    model: str | None = None,
+    parent_task_id: str | None = None,
+    error_type: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    min_duration_ms: int | None = None,
+    min_wait_ms: int | None = None,
+    min_first_token_ms: int | None = None,
+    q: str | None = None,
+) -> dict[str, Any]:
+    """What the calls the filters select are made of: counts, frequent values, timings, error rate.
+
+    Percentiles are nearest-rank (as ``status_aggregates``) over the calls that have the value;
+    ``error_rate`` is failed / ended, None when none ended.
+    """
+    selection = _selection(
+        status=status,
+        source=source,
+        requested_by=requested_by,
+        model=model,
+        parent_task_id=parent_task_id,
+        error_type=error_type,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        min_duration_ms=min_duration_ms,
+        min_wait_ms=min_wait_ms,
+        min_first_token_ms=min_first_token_ms,
+        q=q,
+    )
+    conditions = selection.conditions()
+    if selection.statuses:
+        conditions.append(_status_is(selection.statuses))
+    with converted_errors("computing call facets"), read_snapshot(db.obj):
+        by_status = dict(_grouped(LLMCall.status, conditions))
+        values = {key: _grouped(LLMCall._meta.fields[name], conditions) for key, name in _FACETS.items()}
+        failures = _grouped(LLMCall.model, [*conditions, LLMCall.status == "failed"])
+        timings = _where(LLMCall.select(*(LLMCall._meta.fields[name] for name in _METRICS)), conditions)
+        timing_rows = db.execute(timings).fetchall()
+    counts = {name: by_status.get(name, 0) for name in STATUSES}
+    ended = sum(counts[name] for name in ENDED_STATUSES)
+    return {
+        "total": sum(counts.values()),
+        "statuses": counts,
+        **{key: _top_values(pairs) for key, pairs in values.items()},
+        "failures_by_model": _top_values(failures),
+        **{name: _percentiles(row[i] for row in timing_rows) for i, name in enumerate(_METRICS)},
+        "error_rate": counts["failed"] / ended if ended else None,
+    }
+
+
+def iter_calls(
+    *,
+    status: Sequence[str] | None = None,
+    source: str | None = None,
+    requested_by: str | None = None,
+    model: str | None = None,
+    parent_task_id: str | None = None,
+    error_type: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    min_duration_ms: int | None = None,
+    min_wait_ms: int | None = None,
+    min_first_token_ms: int | None = None,
+    q: str | None = None,
+    sort: str = "newest",
+    chunk_size: int = 500,
+) -> Iterator[dict[str, Any]]:
+    """Every matching call as a detail (summary and decoded bodies, no events), in ``sort`` order.
+
+    Reads ``chunk_size`` calls at a time, each chunk in its own short read continuing after the
+    previous chunk's last call (keyset pagination, never ``OFFSET``): memory stays constant and no
+    transaction stays open while the caller streams. A call that changes between two chunks is
+    listed where it stood when its chunk was read (a call whose timing grows past the point already
+    read is not listed again). The arguments are checked at once, before the first ``next()``.
+    """
+    selection = _selection(
+        status=status,
+        source=source,
+        requested_by=requested_by,
+        model=model,
+        parent_task_id=parent_task_id,
+        error_type=error_type,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        min_duration_ms=min_duration_ms,
+        min_wait_ms=min_wait_ms,
+        min_first_token_ms=min_first_token_ms,
+        q=q,
+    )
+    _check_sort(sort)
+    _check_int("chunk_size", chunk_size, minimum=1, maximum=MAX_CHUNK_SIZE)
+    return _details(selection, sort, chunk_size)
+
+
+def _details(selection: _Selection, sort: str, chunk_size: int) -> Iterator[dict[str, Any]]:
+    after: tuple[Any, ...] | None = None
+    while True:
+        chunk = _detail_chunk(selection, sort, after, chunk_size)
+        yield from chunk
+        if len(chunk) < chunk_size:
+            return
+        last = chunk[-1]
+        column = _SORT_COLUMNS.get(sort)
+        after = (last["enqueued_at"], last["call_id"])
+        if column is not None:
+            after = (last[column], *after)
+
+
+def _detail_chunk(
+    selection: _Selection, sort: str, after: tuple[Any, ...] | None, size: int
+) -> list[dict[str, Any]]:
+    """The next ``size`` details after the sort key ``after`` (None: from the start), one read."""
+    with converted_errors("exporting calls"), read_snapshot(db.obj):
+        conditions = selection.conditions()
+        key_conditions = _after(sort, after)
+        ids: list[str] = []
+        for extra in key_conditions:  # a timing sort continues with the calls without the value
+            query = _ordered(selection, [*conditions, *extra], sort).limit(size - len(ids))
+            ids += [row[0] for row in db.execute(query).fetchall()]
+            if len(ids) == size:
+                break
+        rows = _calls_by_id(ids)
+        bodies = {
+            body["call_id"]: body for body in LLMCallBody.select().where(LLMCallBody.call_id.in_(ids)).dicts()
+        }
+    details = []
+    for call_id in ids:
+        detail = _summary(rows[call_id])
+        body = bodies.get(call_id, {})
+        detail.update({name: _json(body.get(name)) for name in _BODY_JSON})
+        details.append(detail)
+    return details
+
+
+def _after(sort: str, after: tuple[Any, ...] | None) -> list[list[Expression]]:
+    """The conditions selecting the calls after sort key ``after``, as successive alternatives.
+
+    For a timing sort the calls with the value come first (descending), then those without it
+    (newest first): two ranges, each one an index can serve, read one after the other.
+    """
+    column = _SORT_COLUMNS.get(sort)
+    if column is None:
+        return [[] if after is None else _before(*after)]
+    field = LLMCall._meta.fields[column]
+    if after is None:
+        return [[field.is_null(False)], [field.is_null()]]
+    value, enqueued_at, call_id = after
+    if value is None:
+        return [[field.is_null(), *_before(enqueued_at, call_id)]]
+    later_ties = (
+        (field < value)
+        | (LLMCall.enqueued_at < enqueued_at)
+        | ((LLMCall.enqueued_at == enqueued_at) & (LLMCall.call_id < call_id))
+    )
+    return [[field.is_null(False), field <= value, later_ties], [field.is_null()]]
+
+
+def _before(enqueued_at: int, call_id: str) -> list[Expression]:
+    """Calls after (``enqueued_at``, ``call_id``) newest first; the first term is an index range."""
+    return [
+        LLMCall.enqueued_at <= enqueued_at,
+        (LLMCall.enqueued_at < enqueued_at) | (LLMCall.call_id < call_id),
+    ]
 
 
 def get_call(call_id: str) -> dict[str, Any] | None:
@@ -154,7 +450,11 @@ def get_call(call_id: str) -> dict[str, Any] | None:
 
 
 def call_events_after(after_id: int, limit: int = 500) -> list[dict[str, Any]]:
-    """Events with ``id > after_id`` in id order, each with ``call``: its call's current summary."""
+    """Events with ``id > after_id`` in id order, each with ``call``: its call's current summary.
+
+    Paging by id misses nothing: the writers commit event ids in increasing order (on PostgreSQL
+    under a lock, see ``docs/contracts/db.md``), so no smaller id appears after a larger one is seen.
+    """
     _check_int("after_id", after_id, minimum=0)
     _check_int("limit", limit, minimum=1, maximum=MAX_EVENTS)
     with converted_errors("reading call events"), read_snapshot(db.obj):
@@ -166,6 +466,12 @@ def call_events_after(after_id: int, limit: int = 500) -> list[dict[str, Any]]:
         row = calls.get(event["call_id"])
         event["call"] = _summary(row) if row else None
     return events
+
+
+def latest_event_id() -> int:
+    """The highest event id in the store (0 when there is none): a feed that starts from now."""
+    with converted_errors("reading the latest event id"):
+        return db.execute(LLMCallEvent.select(fn.MAX(LLMCallEvent.id))).fetchone()[0] or 0
 
 
 def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, Any]:
@@ -205,6 +511,54 @@ def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, An
     }
 
 
+def status_series(window_ms: int, *, buckets: int = 24, now_ms: int | None = None) -> list[dict[str, Any]]:
+    """The window ``[now_ms - window_ms, now_ms]`` cut into ``buckets`` equal intervals, oldest first.
+
+    Each has ``start_ms``, ``calls`` (enqueued in it), ``failed`` and ``p95_duration_ms``
+    (nearest rank, None when no call in it has a duration). Bucket ``i`` starts at
+    ``since + i * window_ms // buckets``; a call enqueued at ``now_ms`` counts in the last one. Read
+    from the covering window index.
+    """
+    _check_int("window_ms", window_ms, minimum=1)
+    _check_int("buckets", buckets, minimum=1, maximum=min(MAX_BUCKETS, window_ms))
+    now_ms = _now_ms() if now_ms is None else now_ms
+    since_ms = now_ms - window_ms
+    in_window = (LLMCall.enqueued_at >= since_ms) & (LLMCall.enqueued_at <= now_ms)
+    query = LLMCall.select(LLMCall.enqueued_at, LLMCall.status, LLMCall.duration_ms).where(in_window)
+    with converted_errors("computing the call series"):
+        rows = db.execute(query).fetchall()
+    calls = [0] * buckets
+    failed = [0] * buckets
+    durations: list[list[int]] = [[] for _ in range(buckets)]
+    for enqueued_at, status, duration_ms in rows:
+        index = min((enqueued_at - since_ms) * buckets // window_ms, buckets - 1)
+        calls[index] += 1
+        failed[index] += status == "failed"
+        if duration_ms is not None:
+            durations[index].append(duration_ms)
+    return [
+        {
+            "start_ms": since_ms + index * window_ms // buckets,
+            "calls": calls[index],
+            "failed": failed[index],
+            "p95_duration_ms": _percentiles(durations[index])["p95"],
+        }
+        for index in range(buckets)
+    ]
+
+
+def store_summary() -> dict[str, Any]:
+    """The engine, the number of calls stored and when the oldest was enqueued (None when empty)."""
+    with converted_errors("reading the store summary"), read_snapshot(db.obj):
+        calls = LLMCall.select(fn.COUNT(SQL("*"))).scalar()
+        oldest = LLMCall.select(fn.MIN(LLMCall.enqueued_at)).scalar()
+    return {
+        "engine": "sqlite" if is_sqlite(db.obj) else "postgresql",
+        "calls": calls,
+        "oldest_call_ms": oldest,
+    }
+
+
 def scheduler_snapshots(
     live_within_ms: int = 30_000, now_ms: int | None = None, *, include_stale: bool = False
 ) -> list[dict[str, Any]]:
@@ -228,34 +582,148 @@ def scheduler_snapshots(
     return rows
 
 
+def list_tasks(
+    *,
+    status: Sequence[str] | None = None,
+    name: str | None = None,
+    q: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> dict[str, Any]:
+    """One page of tasks, newest first (``started_at`` then ``task_id``), with their calls' figures.
+
+    ``status`` is a list of ``running|succeeded|failed``; ``name`` an equality; ``q`` a
+    case-insensitive substring of the name or the id (wildcards are plain characters); the time
+    range is ``since_ms <= started_at < until_ms``. ``total`` is exact.
+    """
+    statuses = _statuses(status, TASK_STATUSES)
+    if name is not None and not isinstance(name, str):
+        raise QueryError(f"name must be a string, got {name!r}")
+    if q is not None and not isinstance(q, str):
+        raise QueryError(f"q must be a string, got {q!r}")
+    if q is not None and len(q) > MAX_Q_CHARS:
+        raise QueryError(f"q must be at most {MAX_Q_CHARS} characters, got {len(q)}")
+    _check_int("page", page, minimum=1)
+    _check_int("page_size", page_size, minimum=1, maximum=MAX_PAGE_SIZE)
+    conditions = _time_range(since_ms, until_ms, LLMTask.started_at)
+    if statuses:
+        conditions.append(LLMTask.status.in_(statuses))
+    if name is not None:
+        conditions.append(LLMTask.name == name)
+    if q and q.strip():
+        conditions.append(LLMTask.name.contains(q.strip()) | LLMTask.task_id.contains(q.strip()))
+    query = _where(LLMTask.select(*_TASK_COLUMNS), conditions)
+    query = query.order_by(LLMTask.started_at.desc(), LLMTask.task_id.desc())
+    with converted_errors("listing tasks"), read_snapshot(db.obj):
+        tasks = list(query.limit(page_size).offset((page - 1) * page_size).dicts())
+        total = _where(LLMTask.select(fn.COUNT(SQL("*"))), conditions).scalar()
+        figures = _task_figures([task["task_id"] for task in tasks])
+    items = [task | figures.get(task["task_id"], _NO_CALLS) for task in tasks]
+    return {"items": items, "total": total, "page": page, "page_size": page_size}
+
+
 def get_task(task_id: str) -> dict[str, Any] | None:
-    """The task row (``attributes`` decoded), or None."""
-    with converted_errors("reading a task"):
-        return _task_row(task_id)
+    """The task row (``attributes`` decoded) with its calls' figures and summaries, or None.
+
+    ``calls`` holds the summaries of its calls, oldest first, at most ``MAX_TASK_CALLS``;
+    ``calls_truncated`` is True when the task has more.
+    """
+    with converted_errors("reading a task"), read_snapshot(db.obj):
+        task = _task_row(task_id)
+        if task is None:
+            return None
+        figures = _task_figures([task_id]).get(task_id, _NO_CALLS)
+        calls = list(
+            LLMCall.select()
+            .where(LLMCall.parent_task_id == task_id)
+            .order_by(LLMCall.enqueued_at, LLMCall.call_id)
+            .limit(MAX_TASK_CALLS + 1)
+            .dicts()
+        )
+    task.update(figures)
+    task["calls_truncated"] = len(calls) > MAX_TASK_CALLS
+    task["calls"] = [_summary(row) for row in calls[:MAX_TASK_CALLS]]
+    return task
 
 
-def _page(shared: list[Expression], statuses: Sequence[str], text: bool, page: int, page_size: int) -> Select:
-    """The query of one page of (call_id, enqueued_at), newest first."""
-    if len(statuses) > 1 and not text:
-        # One index walk per status, each already newest first, merged by SQLite (UNION ALL):
-        # no sort of every matching row.
-        arms = [_page_columns().where(*shared, _status_is((one,))) for one in statuses]
-        query = reduce(operator.add, arms).order_by(SQL("enqueued_at DESC"), SQL("call_id DESC"))
-    else:
-        conditions = [*shared, _status_is(statuses)] if statuses else shared
-        query = _where(_page_columns(), conditions).order_by(*_NEWEST_FIRST)
-    return query.limit(page_size).offset((page - 1) * page_size)
+_TASK_COLUMNS = (
+    LLMTask.task_id,
+    LLMTask.name,
+    LLMTask.status,
+    LLMTask.started_at,
+    LLMTask.ended_at,
+    LLMTask.duration_ms,
+    LLMTask.process,
+)
+_NO_CALLS = {"calls": 0, "failed_calls": 0, "input_tokens": 0, "output_tokens": 0}
 
 
-def _page_columns() -> Select:
-    return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at)
+def _task_figures(task_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """``calls``, ``failed_calls``, ``input_tokens``, ``output_tokens`` of each task's calls."""
+    if not task_ids:
+        return {}
+    query = (
+        LLMCall.select(
+            LLMCall.parent_task_id,
+            fn.COUNT(SQL("*")),
+            fn.SUM(Case(None, [(LLMCall.status == "failed", 1)], 0)),
+            fn.SUM(LLMCall.input_tokens),
+            fn.SUM(LLMCall.output_tokens),
+        )
+        .where(LLMCall.parent_task_id.in_(list(task_ids)))
+        .group_by(LLMCall.parent_task_id)
+    )
+    return {
+        task_id: {
+            "calls": int(calls),
+            "failed_calls": int(failed or 0),
+            "input_tokens": int(input_tokens or 0),
+            "output_tokens": int(output_tokens or 0),
+        }
+        for task_id, calls, failed, input_tokens, output_tokens in db.execute(query).fetchall()
+    }
 
 
-def _total(shared: list[Expression], statuses: Sequence[str]) -> int:
+def _ordered(selection: _Selection, conditions: list[Expression], sort: str) -> Select:
+    """The query of (call_id, ...) of the matching calls in ``sort`` order (no limit yet)."""
+    column = _SORT_COLUMNS.get(sort)
+    # A timing sort walks (status, <timing>, enqueued_at), so it names every status; newest first
+    # names them with an equality filter, whose index is (column, status, enqueued_at).
+    statuses = selection.statuses or (STATUSES if selection.equal or column else ())
+    if len(statuses) > 1 and not selection.text:
+        # One index walk per status, each already in order, merged by SQLite (UNION ALL): no sort
+        # of every matching row.
+        arms = [_where(_page_columns(column), [*conditions, _status_is((one,))]) for one in statuses]
+        return reduce(operator.add, arms).order_by(*_compound_order(column))
+    if statuses:
+        conditions = [*conditions, _status_is(statuses)]
+    return _where(_page_columns(column), conditions).order_by(*_order(column))
+
+
+def _page_columns(column: str | None) -> Select:
+    sort_columns = [LLMCall._meta.fields[column]] if column else []
+    return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at, *sort_columns)
+
+
+def _order(column: str | None) -> tuple[Ordering, ...]:
+    if column is None:
+        return _NEWEST_FIRST
+    return (LLMCall._meta.fields[column].desc(nulls="LAST"), *_NEWEST_FIRST)
+
+
+def _compound_order(column: str | None) -> tuple[SQL, ...]:
+    """``_order`` for a compound select, whose columns are referred to by name."""
+    newest = (SQL("enqueued_at DESC"), SQL("call_id DESC"))
+    return newest if column is None else (SQL(f"{column} DESC NULLS LAST"), *newest)
+
+
+def _total(conditions: list[Expression], statuses: Sequence[str]) -> int:
     """The exact number of calls matching, counted in an index."""
     count = LLMCall.select(fn.COUNT(SQL("*")))
-    if shared or "succeeded" not in statuses:
-        return _where(count, [*shared, _status_is(statuses)] if statuses else shared).scalar()
+    if conditions or "succeeded" not in statuses:
+        return _where(count, [*conditions, _status_is(statuses)] if statuses else conditions).scalar()
     # Most calls succeed: count the whole table (SQLite counts index pages, not entries), minus the
     # calls in the other statuses, rather than every matching entry.
     others = [one for one in STATUSES if one not in statuses]
@@ -263,17 +731,27 @@ def _total(shared: list[Expression], statuses: Sequence[str]) -> int:
     return every - count.where(_status_is(others)).scalar() if others else every
 
 
-def _statuses(status: Sequence[str] | None) -> tuple[str, ...]:
+def _grouped(column: Field, conditions: list[Expression]) -> list[tuple[Any, int]]:
+    """(value, count) of ``column`` over the matching calls."""
+    query = _where(LLMCall.select(column, fn.COUNT(SQL("*"))), conditions).group_by(column)
+    return [(value, int(count)) for value, count in db.execute(query).fetchall()]
+
+
+def _top_values(pairs: Iterable[tuple[Any, int]]) -> list[dict[str, Any]]:
+    """The ``MAX_FACET_VALUES`` most frequent values: count descending, then value (None last)."""
+    ranked = sorted(pairs, key=lambda pair: (-pair[1], pair[0] is None, pair[0] or ""))
+    return [{"value": value, "count": count} for value, count in ranked[:MAX_FACET_VALUES]]
+
+
+def _statuses(status: Sequence[str] | None, allowed: Sequence[str] = STATUSES) -> tuple[str, ...]:
     """The wanted statuses, sorted and checked; () for any."""
     if not status:
         return ()
     if isinstance(status, str):
-        raise QueryError("status must be a list of statuses, e.g. ['failed', 'cancelled']")
-    unknown = sorted(set(status) - set(STATUSES))
+        raise QueryError(f"status must be a list of statuses, e.g. ['failed']; any of {', '.join(allowed)}")
+    unknown = sorted({str(one) for one in status if one not in allowed})
     if unknown:
-        raise QueryError(
-            f"unknown status {', '.join(map(str, unknown))}; expected any of {', '.join(STATUSES)}"
-        )
+        raise QueryError(f"unknown status {', '.join(unknown)}; expected any of {', '.join(allowed)}")
     return tuple(sorted(set(status)))
 
 
@@ -281,15 +759,17 @@ def _status_is(statuses: Sequence[str]) -> Expression:
     return LLMCall.status == statuses[0] if len(statuses) == 1 else LLMCall.status.in_(statuses)
 
 
-def _time_range(since_ms: int | None, until_ms: int | None) -> list[Expression]:
-    """``since_ms <= enqueued_at < until_ms``; either bound may be None."""
+def _time_range(
+    since_ms: int | None, until_ms: int | None, column: Field = LLMCall.enqueued_at
+) -> list[Expression]:
+    """``since_ms <= column < until_ms``; either bound may be None."""
     conditions = []
     if since_ms is not None:
         _check_int("since_ms", since_ms)
-        conditions.append(LLMCall.enqueued_at >= since_ms)
+        conditions.append(column >= since_ms)
     if until_ms is not None:
         _check_int("until_ms", until_ms)
-        conditions.append(LLMCall.enqueued_at < until_ms)
+        conditions.append(column < until_ms)
     if since_ms is not None and until_ms is not None and since_ms > until_ms:
         raise QueryError(f"since_ms ({since_ms}) is after until_ms ({until_ms})")
     return conditions
@@ -393,6 +873,11 @@ def _json(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _check_sort(sort: object) -> None:
+    if sort not in SORTS:
+        raise QueryError(f"unknown sort {sort!r}; expected one of {', '.join(SORTS)}")
 
 
 def _check_int(name: str, value: object, *, minimum: int | None = None, maximum: int | None = None) -> None:

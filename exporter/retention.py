@@ -52,7 +52,7 @@ import peewee
 
 from exporter._exceptions import StoreConfigurationError, converted_errors
 from exporter.database import immediate, is_sqlite, open_database
-from exporter.migrations import FTS_DELETE_SQL
+from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_DELETE_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,8 @@ def _close_lost_call(
     if database.execute(update).rowcount != 1:
         return 0
     data = json.dumps({"error_type": LOST_ERROR_TYPE, "error_message": message})
+    if not is_sqlite(database):  # event ids committed in order (exporter.migrations, the feed contract)
+        database.execute_sql(EVENT_ORDER_LOCK_SQL)
     database.execute(LLMCallEvent.insert(call_id=call_id, kind="failed", at=now_ms, data=data))
     return 1
 

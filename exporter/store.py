@@ -70,7 +70,8 @@ logger = logging.getLogger(__name__)
 RETENTION_INTERVAL_S = 3600.0
 """Seconds between two retention runs (the first one runs when the store starts)."""
 EXIT_FLUSH_S = 2.0
-"""Seconds the interpreter's exit waits for the writer to write what is queued."""
+"""Seconds the interpreter's exit waits for the writer to write what is queued (none while the
+database is failing: see ``StoreWriter.shutdown``)."""
 
 _NOTICE_KINDS = frozenset({n.DISPATCHED, n.FIRST_TOKEN, n.RETRY})
 
@@ -115,7 +116,7 @@ class SpanStore:
         self._writer = StoreWriter(self._open, queue_size=queue_size, jobs=jobs)
         self.span_processor: SpanProcessor = _StoreSpanProcessor(self._writer)
         """Add it to the TracerProvider: task rows at start, final call and task rows at end."""
-        atexit.register(_flush_at_exit, weakref.ref(self))
+        atexit.register(_shutdown_at_exit, weakref.ref(self))
 
     def _open(self) -> peewee.Database:
         database = open_database(self.path or self.url)
@@ -215,7 +216,8 @@ def resolve_retention_days(retention_days: float | None) -> float:
     return float(retention_days)
 
 
-def _flush_at_exit(ref: weakref.ReferenceType[SpanStore]) -> None:
+def _shutdown_at_exit(ref: weakref.ReferenceType[SpanStore]) -> None:
+    """Write what is queued and stop, before the TracerProvider's own exit hook waits on it again."""
     store = ref()
     if store is not None:
-        store.flush(EXIT_FLUSH_S)
+        store.shutdown(EXIT_FLUSH_S)

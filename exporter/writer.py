@@ -165,6 +165,7 @@ class StoreWriter:
         self._logged: set[str] = set()
         self._closings: dict[str, dict[str, Any]] = {}
         self._closed = False
+        self._failing = False  # the last write failed: the database is unavailable
         self._stopped_unwritten = False  # the thread stopped with records it could not write
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llm-otel-store-writer", daemon=True)
@@ -227,11 +228,16 @@ class StoreWriter:
         return marker.done.wait(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Flush (up to ``timeout``), then stop the thread; records still unwritten are dropped."""
+        """Flush (up to ``timeout``), then stop the thread; records still unwritten are dropped.
+
+        While the database is failing there is no flush: it would only hold the caller (often the
+        app's exit) for the whole ``timeout``; the unwritten records are dropped, counted and logged.
+        """
         if self._closed:
             return
         deadline = time.monotonic() + timeout
-        self.flush(timeout)
+        if not self._failing:
+            self.flush(timeout)
         self._closed = True
         self._stop.set()
         self._queue.put(None)
@@ -260,6 +266,7 @@ class StoreWriter:
                 try:
                     self._write(store, pending, heartbeat)
                 except Exception as exc:  # the database is unavailable: keep the batch, back off
+                    self._failing = True
                     self._note_error(exc)
                     failing_since = failing_since or time.monotonic()
                     backoff = min(max(backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
@@ -268,6 +275,7 @@ class StoreWriter:
                 if failing_since is not None:
                     self._note_recovery(time.monotonic() - failing_since)
                 failing_since, backoff = None, 0.0
+                self._failing = False
                 self._written_out(pending, markers)
                 if heartbeat:
                     next_heartbeat = time.monotonic() + HEARTBEAT_S
@@ -291,6 +299,8 @@ class StoreWriter:
             self._dropped += left
             self._in_hand = 0
             self._stopped_unwritten = left > 0
+        if left:
+            logger.warning("llm-otel store: stopped with %d records unwritten (%s)", left, self._last_error)
 
     def _written_out(self, pending: list[Record], markers: list[_Flush]) -> None:
         with self._lock:

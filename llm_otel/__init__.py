@@ -16,7 +16,8 @@ Configuration (environment):
 - ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=no_content``: record no prompt or response.
 - ``OTEL_EXPORTER_OTLP_ENDPOINT``: also send the spans by OTLP when setup() makes the provider.
 
-API: ``setup`` / ``shutdown``, ``task``, ``labels``, ``Scheduler`` and its errors; the
+API: ``setup`` / ``shutdown``, ``task``, ``labels``, ``Scheduler`` and its errors,
+``redact_secrets`` / ``SecretRedactor`` (``setup(redact=...)``: mask API keys in prompts); the
 instrumentor alone is ``llm_otel.instrumentation.OpenAIInstrumentor``; the fake OpenAI server for
 tests and demos is ``llm_otel.testing.FakeOpenAI``. See docs/quickstart.md.
 """
@@ -24,6 +25,7 @@ tests and demos is ``llm_otel.testing.FakeOpenAI``. See docs/quickstart.md.
 from llm_otel._exceptions import ConfigurationError, LLMOtelError, SchedulerFull, SchedulerTimeout
 from llm_otel._setup import LLMOtel, setup, shutdown
 from llm_otel.context import labels, task
+from llm_otel.redaction import SecretRedactor, redact_secrets
 from llm_otel.scheduler import Scheduler
 
 __all__ = [
@@ -33,7 +35,9 @@ __all__ = [
     "Scheduler",
     "SchedulerFull",
     "SchedulerTimeout",
+    "SecretRedactor",
     "labels",
+    "redact_secrets",
     "setup",
     "shutdown",
     "task",

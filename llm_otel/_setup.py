@@ -2,14 +2,21 @@
 
 setup() finds the TracerProvider (the one given, else the app's global SDK provider, else a new
 one made global), attaches the span store to it, instruments the OpenAI SDK with the scheduler and
-content settings, and returns a handle. Calling it again while set up returns the same handle.
+content settings, and returns a handle. Calling it again while set up returns the same handle; when
+that call asks for settings other than the running ones it warns (``RuntimeWarning``) and names
+them, as OpenTelemetry does for a second ``set_tracer_provider()`` or ``instrument()``: raising
+would break apps in which several modules each call ``setup()``, and changing what runs under
+calls in flight is what ``shutdown()`` then ``setup()`` is for.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
+import time
+import warnings
 from typing import Any
 
 from opentelemetry import trace
@@ -40,11 +47,14 @@ class LLMOtel:
         scheduler: Scheduler,
         store: Any | None,
         instrumentor: OpenAIInstrumentor | None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.scheduler = scheduler
         self.store = store
         self._instrumentor = instrumentor
+        self._settings = settings or {}
+        """The ``setup()`` arguments it runs with, for telling a later call what differs."""
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Export every ended span and write every queued store record; True if all made it."""
@@ -54,16 +64,18 @@ class LLMOtel:
         return flushed
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Flush, stop the store's writer and restore the OpenAI SDK."""
+        """Restore the OpenAI SDK, write what the store holds and stop it, flush the provider's other
+        exporters; all within ``timeout`` (a store whose database fails is given up at once)."""
         global _active
+        deadline = time.monotonic() + timeout
         with _lock:
             if self._instrumentor is not None:
                 self._instrumentor.uninstrument()
                 self._instrumentor = None
-            self.tracer_provider.force_flush(int(timeout * 1000))
-            if self.store is not None:
+            if self.store is not None:  # first: every ended call is already in its queue
                 lifecycle.remove_listener(self.store.on_call_event)
                 self.store.shutdown(timeout)
+            self.tracer_provider.force_flush(max(0, int((deadline - time.monotonic()) * 1000)))
             if _active is self:
                 context.use_tracer_provider(None)
                 _active = None
@@ -97,10 +109,72 @@ def _add_otlp_exporter_from_env(provider: TracerProvider) -> None:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
 
 
-def _open_store(db: str, retention_days: float | None) -> Any:
-    from exporter import SpanStore
+def _open_store(db: str | None, retention_days: float | None) -> Any:
+    from exporter import SpanStore, StoreConfigurationError
 
-    return SpanStore(db, retention_days=retention_days)
+    if db is not None:
+        return SpanStore(db, retention_days=retention_days)
+    url = os.environ.get(DB_ENV, "").strip() or DEFAULT_DB
+    try:
+        return SpanStore(url, retention_days=retention_days)
+    except StoreConfigurationError as exc:
+        if url == DEFAULT_DB:
+            raise
+        raise StoreConfigurationError(f"{DB_ENV}={url!r}: {exc}") from exc
+
+
+def _check_db(db: object) -> str | bool | None:
+    """``db`` as setup() uses it (a path object becomes its string); refuses what cannot be a store."""
+    if isinstance(db, os.PathLike):
+        db = os.fspath(db)
+    if db is None or isinstance(db, bool) or (isinstance(db, str) and db.strip()):
+        return None if db is True else db
+    what = "an empty string" if isinstance(db, str) else f"{type(db).__name__} {db!r}"
+    raise ConfigurationError(
+        f"db must be a database URL such as 'sqlite:///llm_calls.db', a file path or "
+        f"'postgresql://user:password@host:5432/dbname'; None ({DB_ENV}, else {DEFAULT_DB}) or False "
+        f"(no store); not {what}"
+    )
+
+
+def _differences(active: LLMOtel, asked: dict[str, Any]) -> list[str]:
+    """The settings ``asked`` of a later setup() that are not what ``active`` runs with."""
+    store = active.store
+    running = {
+        **active._settings,
+        "db": store.url if store is not None else False,
+        "retention_days": store.retention_days if store is not None else None,
+        "tracer_provider": active.tracer_provider,
+        "scheduler": active.scheduler,
+    }
+    differ = []
+    for name, value in asked.items():
+        if value is _DEFAULTS[name]:
+            continue  # not asked for: left at its default
+        if name == "db":
+            same = _same_store(store, value)
+        elif name in ("tracer_provider", "scheduler", "redact"):
+            same = value is running[name]
+        else:
+            same = value == running[name]
+        if not same:
+            differ.append(f"{name}={value!r} (running: {running[name]!r})")
+    return differ
+
+
+def _same_store(store: Any | None, db: str | bool) -> bool:
+    if db is False or store is None:
+        return db is False and store is None
+    if db.strip() == store.url:
+        return True
+    from exporter import StoreError
+    from exporter.database import check_url
+
+    try:  # the same SQLite file under another spelling; touches no file
+        _, path = check_url(db)
+    except StoreError:
+        return False
+    return store.path is not None and path == store.path
 
 
 def setup(
@@ -121,20 +195,38 @@ def setup(
     exporters). ``retention_days`` defaults to ``LLM_OTEL_RETENTION_DAYS`` or 7.
     """
     global _active
+    asked = {
+        "db": db,
+        "tracer_provider": tracer_provider,
+        "scheduler": scheduler,
+        "capture_content": capture_content,
+        "redact": redact,
+        "retention_days": retention_days,
+        "instrument_openai": instrument_openai,
+        "stream_usage": stream_usage,
+    }
+    db = _check_db(db)
+    asked["db"] = db
     if redact is not None and not callable(redact):
         raise ConfigurationError(f"redact must be a callable taking and returning a message, not {redact!r}")
     if scheduler is not None and not isinstance(scheduler, Scheduler):
         raise ConfigurationError(f"scheduler must be an llm_otel.Scheduler, not {type(scheduler).__name__}")
-    if db is True:
-        db = None
     with _lock:
         if _active is not None:
+            differ = _differences(_active, asked)
+            if differ:
+                warnings.warn(
+                    "llm_otel.setup() is already active, so this call changes nothing; it asked for "
+                    f"{', '.join(differ)}. Call llm_otel.shutdown() first to set it up with other settings.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             return _active
         provider = _resolve_provider(tracer_provider)
         scheduler = scheduler or Scheduler(max_concurrency=None, min_interval=0.0, max_queue=None)
         store = None
         if db is not False:
-            store = _open_store(db or os.environ.get(DB_ENV) or DEFAULT_DB, retention_days)
+            store = _open_store(db, retention_days)
             provider.add_span_processor(store.span_processor)
             lifecycle.add_listener(store.on_call_event)
             store.add_status_source(scheduler.status)
@@ -159,8 +251,11 @@ def setup(
                     stream_usage=stream_usage,
                 )
         context.use_tracer_provider(provider)
-        _active = LLMOtel(provider, scheduler, store, instrumentor)
+        _active = LLMOtel(provider, scheduler, store, instrumentor, asked)
         return _active
+
+
+_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(setup).parameters.items()}
 
 
 def shutdown(timeout: float = 5.0) -> None:

@@ -3,13 +3,17 @@
 It shows what llm-otel records: tasks and labels, a serial scheduler with a throttle, streaming
 and non-streaming chat, the Responses API, embeddings, tool calls, cached and reasoning tokens,
 retried 429s, a call that fails, a stream closed early, and non-English text. ``run_demo`` does
-the calls; ``llm-otel demo`` (``make demo``) runs it and prints what the store recorded.
+the calls; ``run_demo_and_report`` (``llm-otel demo``, ``make demo``) sets llm-otel up, runs them
+and prints what the store recorded, read back from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
 
 import openai
 
@@ -96,3 +100,101 @@ def run_demo(server: FakeOpenAI) -> None:
             _troubles(client, server)
     with llm_otel.labels(source="search-indexer"):
         asyncio.run(_index_documents(server.base_url))
+
+
+def run_demo_and_report(
+    db_url: str, *, retention_days: float | None = None, echo: Callable[[str], Any] = print
+) -> None:
+    """Set llm-otel up on ``db_url``, run the demo against a fake server, print what was recorded."""
+    before = _calls_in(db_url)
+    started_ms = time.time_ns() // 1_000_000
+    scheduler = llm_otel.Scheduler(max_concurrency=2, min_interval=0.05, name="demo")
+    handle = llm_otel.setup(db=db_url, scheduler=scheduler, retention_days=retention_days)
+    where = handle.store.path or db_url
+    with FakeOpenAI() as server:
+        echo(f"Fake OpenAI server on {server.base_url} (no OpenAI key needed).")
+        if before is None:
+            echo(f"Recording into {where} (a new store).")
+        else:
+            echo(
+                f"Adding to {where}, which holds {before} calls already (--db another file to start afresh)."
+            )
+        run_demo(server)
+    llm_otel.shutdown()
+    echo(report(db_url, since_ms=started_ms))
+
+
+def _calls_in(db_url: str) -> int | None:
+    """How many calls the store at ``db_url`` holds; None when there is no store there yet."""
+    from exporter import StoreConfigurationError, open_database
+
+    try:
+        database = open_database(db_url, create=False)
+    except StoreConfigurationError:
+        return None
+    try:
+        if not database.table_exists("llm_calls"):
+            return None
+        return database.execute_sql("SELECT count(*) FROM llm_calls").fetchone()[0]
+    finally:
+        database.close()
+
+
+def report(db_url: str, *, since_ms: int) -> str:
+    """The calls enqueued since ``since_ms`` as text, read back from the store (not from memory)."""
+    from exporter import open_database, queries
+    from exporter.models import db
+
+    db.initialize(open_database(db_url))
+    page = queries.list_calls(since_ms=since_ms, page_size=50)
+    in_store = queries.list_calls(page_size=1)["total"]
+    lines = [f"\n{page['total']} calls recorded by this run ({in_store} in the store):\n"]
+    for call in reversed(page["items"]):
+        lines += [
+            f"  {call['status']:<9} {call['operation']:<10} {call['model']:<22} "
+            f"source={call.get('source') or '-':<14} task={call.get('parent_task_name') or '-'}",
+            f"            wait {_ms(call['wait_ms'])}, first token {_first_token(call)}, "
+            f"duration {_ms(call['duration_ms'])}, retries {call['retry_count']}, {_tokens(call)}",
+            f"            prompt: {_line(call.get('prompt_preview'))}",
+        ]
+        if call.get("error_type"):
+            lines.append(f"            error:  {call['error_type']}: {_line(call.get('error_message'))}")
+    stats = queries.status_aggregates(window_ms=max(1, time.time_ns() // 1_000_000 - since_ms + 1))
+    counts = ", ".join(f"{count} {status}" for status, count in stats["counts"].items() if count)
+    rate = stats["error_rate"]
+    lines.append(
+        f"\nThis run: {counts or 'no calls'}"
+        + (
+            ""
+            if rate is None
+            else f"; error rate {rate:.1%} ({stats['counts']['failed']} failed of {stats['ended']} ended)"
+        )
+    )
+    return "\n".join(lines)
+
+
+def _ms(value: int | None) -> str:
+    return "n/a" if value is None else f"{value} ms"
+
+
+def _first_token(call: dict[str, Any]) -> str:
+    if not call["stream"]:
+        return "n/a (not streamed)"
+    return _ms(call["first_token_ms"]) if call["first_token_ms"] is not None else "none (ended before it)"
+
+
+def _tokens(call: dict[str, Any]) -> str:
+    if call.get("input_tokens") is None:
+        return "no token usage reported"
+    text = f"tokens in {call['input_tokens']}"
+    if call.get("cached_tokens"):
+        text += f" (cached {call['cached_tokens']})"
+    if call.get("output_tokens") is not None:
+        text += f", out {call['output_tokens']}"
+    if call.get("reasoning_tokens"):
+        text += f" (reasoning {call['reasoning_tokens']})"
+    return text
+
+
+def _line(text: str | None, width: int = 90) -> str:
+    return (text or "").replace("\n", " ")[:width]

@@ -1,4 +1,7 @@
-"""The runnable examples in examples/ work as their docstrings say, against the fake server."""
+"""The runnable examples in examples/ work as their docstrings say, against the fake server.
+
+The zero-code example is run as its docstring writes it in tests/test_zero_code.py.
+"""
 
 from __future__ import annotations
 
@@ -36,20 +39,3 @@ def test_manual_setup_example(tmp_path) -> None:
         "Echo: Summarise: Invoice 42 is overdue.",
     ]
     assert _calls(tmp_path / "llm_calls.db") == [("succeeded", "inbox", "alice", "summarise-inbox")] * 2
-
-
-def test_zero_code_example(tmp_path) -> None:
-    instrument = str(Path(sys.executable).with_name("opentelemetry-instrument"))
-    with FakeOpenAI() as server:
-        out = _run(
-            [instrument, sys.executable, str(EXAMPLES / "zero_code_app.py")],
-            tmp_path,
-            server.base_url,
-            OTEL_TRACES_EXPORTER="llm_otel_sqlite",
-            OTEL_METRICS_EXPORTER="none",
-            OTEL_LOGS_EXPORTER="none",
-            OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="openai-v2,openai",
-            LLM_OTEL_DB=f"sqlite:///{tmp_path / 'zero.db'}",
-        )
-    assert out.strip() == "Echo: Say hello in three languages."
-    assert _calls(tmp_path / "zero.db") == [("succeeded", None, None, None)]

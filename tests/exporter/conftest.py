@@ -1,5 +1,6 @@
-"""Fixtures of the store tests: ``store`` (a migrated SQLite file), ``rows`` (a row factory) and
-``postgres_url`` / ``pg_store`` / ``pg_rows`` (the same over a real PostgreSQL server).
+"""Fixtures of the store tests: ``store`` (a migrated SQLite file), ``rows`` (a row factory),
+``postgres_url`` / ``pg_store`` / ``pg_rows`` (the same over a real PostgreSQL server) and
+``any_rows`` (``rows`` on each engine in turn: a test using it runs once per engine).
 
 ``rows`` writes what the writer would, directly with peewee, so read-side and retention tests (and
 write-side tests that need existing rows) do not depend on the span pipeline::
@@ -147,6 +148,12 @@ def pg_rows(pg_store: peewee.Database) -> Rows:
     return Rows(pg_store)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_rows(request: pytest.FixtureRequest) -> Rows:
+    """``rows`` on a SQLite file, then (a second run of the test) on PostgreSQL: one test, both engines."""
+    return Rows(request.getfixturevalue("store" if request.param == "sqlite" else "pg_store"))
+
+
 _PG_DATABASES = itertools.count(1)
 
 
@@ -185,21 +192,32 @@ class Rows:
         return self.each([columns] * count)
 
     def mixed(self, count: int = 150, seed: int = 3) -> list[dict[str, Any]]:
-        """``count`` calls with random statuses, labels, models, tasks and times (a few sharing a
-        millisecond, for the call_id tie-break); returns their columns, each with its ``call_id``.
+        """``count`` calls with random statuses, labels, models, tasks, error types, timings and
+        times (a few sharing a millisecond, for the call_id tie-break; timings drawn from a few
+        values, so the slowest-first sorts have ties too; a timing is None where the call has not
+        reached it); returns their columns, each with its ``call_id``.
         """
         rng = random.Random(seed)
-        written = [
-            {
-                "status": rng.choice(STATUSES),
-                "source": rng.choice(["app", "billing", "search"]),
-                "requested_by": rng.choice(["alice", "bob", None]),
-                "model": rng.choice(["gpt-4o", "gpt-4o-mini"]),
-                "parent_task_id": rng.choice(["task-1", "task-2", None, None]),
-                "enqueued_at": NOW_MS - rng.randrange(0, 100) * 60_000,
-            }
-            for _ in range(count)
-        ]
+        written = []
+        for _ in range(count):
+            status = rng.choice(STATUSES)
+            ended = status in _ENDED
+            written.append(
+                {
+                    "status": status,
+                    "source": rng.choice(["app", "billing", "search"]),
+                    "requested_by": rng.choice(["alice", "bob", None]),
+                    "model": rng.choice(["gpt-4o", "gpt-4o-mini"]),
+                    "parent_task_id": rng.choice(["task-1", "task-2", None, None]),
+                    "enqueued_at": NOW_MS - rng.randrange(0, 100) * 60_000,
+                    "error_type": rng.choice(["RateLimitError", "APITimeoutError"])
+                    if status == "failed"
+                    else None,
+                    "wait_ms": rng.choice([0, 50, 200, 1500]) if status != "queued" else None,
+                    "first_token_ms": rng.choice([None, 120, 300, 900]) if ended else None,
+                    "duration_ms": rng.choice([400, 1000, 2500, 8000]) if ended else None,
+                }
+            )
         for columns, call_id in zip(written, self.each(written), strict=True):
             columns["call_id"] = call_id
         return written

@@ -10,12 +10,14 @@ its calls while the fault is still there.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -130,18 +132,19 @@ def test_a_locked_database_costs_the_app_nothing(
 
 
 @contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """Make ``path`` truly read-only for this process, as a wrong owner or mode would.
+def read_only(path: Path) -> Iterator[bool]:
+    """Make ``path`` truly read-only for this process, as a wrong owner or mode would; yields False
+    when this process cannot be stopped from writing it (root where ``chattr`` does not work).
 
-    As a normal user, mode 0444 does it. Tests often run as root, whom the mode does not stop; the
-    immutable attribute (``chattr +i``) stops root too. Either way SQLite fails to open the file for
+    As a normal user, mode 0444 does it. Root ignores modes; the immutable attribute (``chattr +i``)
+    stops root too, where the file system supports it. Either way SQLite fails to open the file for
     writing and falls back to read-only, exactly as in production; nothing in the store is faked.
     """
     if os.geteuid() != 0:
         mode = path.stat().st_mode
         path.chmod(0o444)
         try:
-            yield
+            yield True
         finally:
             path.chmod(mode)
         return
@@ -149,27 +152,88 @@ def read_only(path: Path) -> Iterator[None]:
         shutil.which("chattr") is None
         or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode
     ):
-        pytest.skip("running as root without chattr +i: cannot make a file read-only for root")
+        yield False
+        return
     try:
-        yield
+        yield True
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+_UNPRIVILEGED_WRITER = textwrap.dedent(
+    """
+    import json, os, sys
+    from opentelemetry.sdk.trace import TracerProvider
+    from exporter.store import SpanStore
+    from tests.exporter.test_faults import make_calls
+
+    provider = TracerProvider()   # its resource detectors import modules lazily
+    os.setgid(65534)   # nobody: what needs root's files is loaded by now, the store is opened after
+    os.setuid(65534)
+    store = SpanStore(sys.argv[1], queue_size=10)
+    provider.add_span_processor(store.span_processor)
+    make_calls(store, provider.get_tracer("ro"), "ro-", 100)
+    print(json.dumps({"flushed": store.flush(0.5), **store.stats()}), flush=True)
+    sys.stdin.readline()   # the file has been made writable
+    print(json.dumps({"flushed": store.flush(10), **store.stats()}), flush=True)
+    sys.stdin.readline()   # the test has read the store (shutdown removes this process's snapshot)
+    store.shutdown(2)
+    """
+)
+
+
+def run_unprivileged_on_read_only_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Root whose file system has no ``chattr``: the writer runs in a child that drops to ``nobody``
+    before opening a root-owned 0644 file (in a directory nobody may create the WAL files in); the
+    file is then handed to nobody, the way an admin fixes a wrong owner. Returns (during, after)."""
+    # Not under tmp_path: pytest's base directory is private to root, and nobody must reach the file.
+    shared = Path(tempfile.mkdtemp(prefix="llm-otel-ro-"))
+    shared.chmod(0o777)
+    moved = shared / path.name
+    shutil.copy(path, moved)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _UNPRIVILEGED_WRITER, str(moved)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    during = json.loads(child.stdout.readline() or "{}")
+    for name in (moved.name, moved.name + "-wal", moved.name + "-shm"):
+        if (shared / name).exists():
+            os.chown(shared / name, 65534, 65534)
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    after = json.loads(child.stdout.readline() or "{}")
+    with sqlite3.connect(moved) as source, sqlite3.connect(path) as target:
+        source.backup(target)  # what the child wrote, WAL included, back where the test reads it
+    child.stdin.write("done\n")
+    child.stdin.flush()
+    assert child.wait(20) == 0
+    shutil.rmtree(shared)
+    return during, after
 
 
 def test_a_read_only_file_drops_and_counts_then_recovers(
     store: peewee.Database, stores: Callable[..., tuple[SpanStore, Tracer]]
 ) -> None:
     path = Path(store.database)
-    with read_only(path):
-        span_store, tracer = stores(str(path), queue_size=10)
-        make_calls(span_store, tracer, "ro-", 100)
-        assert not span_store.flush(0.5)
-        during = span_store.stats()
+    with read_only(path) as stops_this_process:
+        if stops_this_process:
+            span_store, tracer = stores(str(path), queue_size=10)
+            make_calls(span_store, tracer, "ro-", 100)
+            during = {"flushed": span_store.flush(0.5), **span_store.stats()}
+    if stops_this_process:
+        after = {"flushed": span_store.flush(10), **span_store.stats()}
+    else:
+        during, after = run_unprivileged_on_read_only_file(path)
 
+    assert during["flushed"] is False
     assert "readonly" in during["last_error"]
     assert during["dropped"] >= 100  # of 200 records (a queued notice and an end per call)
-    assert span_store.flush(10)
-    after = span_store.stats()
+    assert after["flushed"] is True
     assert after["written"] + after["dropped"] == 200
     assert calls_in(path, "ro-") > 0
     assert snapshot(path) == (after["dropped"], after["last_error"])

@@ -11,6 +11,7 @@ import peewee
 import pytest
 
 from exporter import QueryError, migrate, open_database, queries
+from exporter.database import is_sqlite
 from exporter.models import db
 from tests.exporter.conftest import NOW_MS, Rows
 
@@ -92,32 +93,88 @@ FILTERS: list[dict[str, Any]] = [
     {"requested_by": "alice"},
     {"model": "gpt-4o"},
     {"parent_task_id": "task-1"},
+    {"error_type": "RateLimitError"},
     {"since_ms": NOW_MS - 30 * 60_000},
     {"until_ms": NOW_MS - 30 * 60_000},
     {"since_ms": NOW_MS - 60 * 60_000, "until_ms": NOW_MS - 30 * 60_000},
+    {"min_duration_ms": 2500},
+    {"min_wait_ms": 200},
+    {"min_first_token_ms": 300},
+    {"min_duration_ms": 0},
     {"status": ["failed", "succeeded"], "source": "app"},
     {"status": ["running"], "model": "gpt-4o-mini", "requested_by": "bob"},
     {"source": "search", "since_ms": NOW_MS - 50 * 60_000},
     {"status": ["succeeded", "queued"], "parent_task_id": "task-2", "until_ms": NOW_MS - 10 * 60_000},
     {"source": "app", "requested_by": "alice", "model": "gpt-4o", "parent_task_id": "task-1"},
+    {"error_type": "APITimeoutError", "model": "gpt-4o"},
+    {"min_duration_ms": 1000, "status": ["failed"]},
+    {"min_duration_ms": 1000, "source": "billing"},
+    {"min_wait_ms": 50, "min_first_token_ms": 120, "requested_by": "bob", "since_ms": NOW_MS - 70 * 60_000},
+    {"min_duration_ms": 8000, "error_type": "RateLimitError", "status": ["failed", "succeeded"]},
     {"source": "nowhere"},
 ]
 
+_LABEL_FILTERS = ("source", "requested_by", "model", "parent_task_id", "error_type")
+_MINIMUMS = {
+    "min_duration_ms": "duration_ms",
+    "min_wait_ms": "wait_ms",
+    "min_first_token_ms": "first_token_ms",
+}
+_SORT_COLUMN = {"duration": "duration_ms", "first_token": "first_token_ms", "wait": "wait_ms"}
 
-def _expected(written: list[dict[str, Any]], filters: dict[str, Any]) -> list[str]:
+
+def _expected(written: list[dict[str, Any]], filters: dict[str, Any], sort: str = "newest") -> list[str]:
+    """The call ids ``filters`` select from the written calls, in ``sort`` order (computed here)."""
+
     def keep(call: dict[str, Any]) -> bool:
         if filters.get("status") and call["status"] not in filters["status"]:
             return False
-        for name in ("source", "requested_by", "model", "parent_task_id"):
+        for name in _LABEL_FILTERS:
             if name in filters and call[name] != filters[name]:
+                return False
+        for name, column in _MINIMUMS.items():
+            if name in filters and (call[column] is None or call[column] < filters[name]):
                 return False
         if "since_ms" in filters and call["enqueued_at"] < filters["since_ms"]:
             return False
         return not ("until_ms" in filters and call["enqueued_at"] >= filters["until_ms"])
 
+    def key(call: dict[str, Any]) -> tuple[Any, ...]:
+        newest = (call["enqueued_at"], call["call_id"])
+        if sort == "newest":
+            return newest
+        value = call[_SORT_COLUMN[sort]]
+        return (value is not None, value or 0, *newest)  # slowest first, without the value last
+
     matching = [call for call in written if keep(call)]
-    matching.sort(key=lambda call: (call["enqueued_at"], call["call_id"]), reverse=True)
+    matching.sort(key=key, reverse=True)
     return [call["call_id"] for call in matching]
+
+
+def _sql_count(filters: dict[str, Any]) -> int:
+    """The number of calls ``filters`` select, counted by a hand-written SQL statement."""
+    where, params = [], []
+    if filters.get("status"):
+        where.append(f"status IN ({', '.join('?' for _ in filters['status'])})")
+        params += filters["status"]
+    for name in _LABEL_FILTERS:
+        if name in filters:
+            where.append(f"{name} = ?")
+            params.append(filters[name])
+    for name, column in _MINIMUMS.items():
+        if name in filters:
+            where.append(f"{column} >= ?")
+            params.append(filters[name])
+    if "since_ms" in filters:
+        where.append("enqueued_at >= ?")
+        params.append(filters["since_ms"])
+    if "until_ms" in filters:
+        where.append("enqueued_at < ?")
+        params.append(filters["until_ms"])
+    sql = "SELECT COUNT(*) FROM llm_calls" + (" WHERE " + " AND ".join(where) if where else "")
+    if not is_sqlite(db.obj):
+        sql = sql.replace("?", "%s")
+    return db.obj.execute_sql(sql, params).fetchone()[0]
 
 
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda filters: ",".join(filters) or "none")
@@ -129,7 +186,31 @@ def test_filters_return_the_right_calls_and_exact_totals(
     listed, totals = _all_pages(page_size=7, **filters)
 
     assert listed == expected
+    assert set(totals) == {len(expected)} == {_sql_count(filters)}
+
+
+@pytest.mark.parametrize("sort", ["newest", "duration", "first_token", "wait"])
+@pytest.mark.parametrize("filters", FILTERS, ids=lambda filters: ",".join(filters) or "none")
+def test_pages_of_37_hold_every_call_once_in_each_sort(
+    mixed: list[dict[str, Any]], filters: dict[str, Any], sort: str
+) -> None:
+    expected = _expected(mixed, filters, sort)
+
+    listed, totals = _all_pages(page_size=37, sort=sort, **filters)
+
+    assert listed == expected  # the order, and so no call twice and none missing
+    assert len(set(listed)) == len(listed)
     assert set(totals) == {len(expected)}
+
+
+def test_slowest_first_lists_calls_without_the_value_last(mixed: list[dict[str, Any]]) -> None:
+    items = queries.list_calls(sort="first_token", page_size=200)["items"]
+    values = [item["first_token_ms"] for item in items]
+
+    known = [value for value in values if value is not None]
+    assert values == known + [None] * (len(values) - len(known))
+    assert known == sorted(known, reverse=True)
+    assert len(known) < len(values)  # the set has calls without a first token
 
 
 def test_empty_status_list_means_any_status(mixed: list[dict[str, Any]]) -> None:
@@ -149,6 +230,14 @@ def test_empty_status_list_means_any_status(mixed: list[dict[str, Any]]) -> None
         ({"since_ms": 10, "until_ms": 5}, "since_ms (10) is after until_ms (5)"),
         ({"since_ms": "yesterday"}, "since_ms must be an integer"),
         ({"q": 5}, "q must be a string"),
+        ({"q": "x" * 501}, "q must be at most 500 characters, got 501"),
+        ({"source": 3}, "source must be a string"),
+        ({"error_type": ["RateLimitError"]}, "error_type must be a string"),
+        ({"min_duration_ms": -1}, "min_duration_ms must be >= 0"),
+        ({"min_wait_ms": "5"}, "min_wait_ms must be an integer"),
+        ({"min_first_token_ms": 1.5}, "min_first_token_ms must be an integer"),
+        ({"sort": "slowest"}, "unknown sort 'slowest'; expected one of newest, duration, first_token, wait"),
+        ({"sort": None}, "unknown sort None"),
     ],
 )
 def test_bad_arguments_raise_query_error(store, arguments: dict[str, Any], message: str) -> None:

@@ -1,0 +1,229 @@
+"""Facets, the status series and the store summary, on SQLite and PostgreSQL (``any_rows``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from exporter import QueryError, queries
+from exporter.database import is_sqlite
+from tests.exporter.conftest import NOW_MS, Rows
+
+HOUR = 3_600_000
+
+
+@pytest.fixture
+def known(any_rows: Rows) -> Rows:
+    """20 calls whose facets are worked out by hand in the tests below."""
+    any_rows.each(
+        [
+            {
+                "status": "succeeded",
+                "source": "app",
+                "model": "gpt-4o",
+                "requested_by": "alice",
+                "wait_ms": value,
+                "first_token_ms": value * 10,
+                "duration_ms": value * 100,
+            }
+            for value in range(1, 11)
+        ]
+        + [
+            {
+                "status": "failed",
+                "source": "billing",
+                "model": "gpt-4o-mini",
+                "requested_by": "bob",
+                "error_type": error_type,
+                "wait_ms": 20,
+                "first_token_ms": None,
+                "duration_ms": 5000,
+                "prompt": "季度销售报告 for the board",
+            }
+            for error_type in ("RateLimitError", "RateLimitError", "RateLimitError", "APITimeoutError")
+        ]
+        + [
+            {"status": "cancelled", "source": None, "model": "gpt-4o", "wait_ms": 0, "duration_ms": 50}
+            | {"first_token_ms": None}
+        ]
+        * 2
+        + [{"status": "running", "source": "app", "model": "gpt-4o-mini", "wait_ms": 500}] * 3
+        + [{"status": "queued", "source": "app", "model": "gpt-4o-mini", "requested_by": None}]
+    )
+    return any_rows
+
+
+def test_facets_of_every_call(known: Rows) -> None:
+    facets = queries.call_facets()
+
+    assert facets["total"] == 20
+    assert facets["statuses"] == {"queued": 1, "running": 3, "succeeded": 10, "failed": 4, "cancelled": 2}
+    assert facets["sources"] == [
+        {"value": "app", "count": 14},
+        {"value": "billing", "count": 4},
+        {"value": None, "count": 2},
+    ]
+    # the cancelled and running calls are alice's (the row factory's default)
+    assert facets["requested_by"] == [
+        {"value": "alice", "count": 15},
+        {"value": "bob", "count": 4},
+        {"value": None, "count": 1},
+    ]
+    assert facets["models"] == [{"value": "gpt-4o", "count": 12}, {"value": "gpt-4o-mini", "count": 8}]
+    assert facets["error_types"] == [
+        {"value": None, "count": 16},
+        {"value": "RateLimitError", "count": 3},
+        {"value": "APITimeoutError", "count": 1},
+    ]
+    assert facets["failures_by_model"] == [{"value": "gpt-4o-mini", "count": 4}]
+    # waits 0,0,1..10,20,20,20,20,500,500,500 (19 values; the queued call has none): ranks 10 and 19
+    assert facets["wait_ms"] == {"p50": 8, "p95": 500}
+    assert facets["first_token_ms"] == {"p50": 50, "p95": 100}  # 10..100, the succeeded calls only
+    # durations 50,50,100..1000,5000 x4 (16 values): ranks 8 and 16
+    assert facets["duration_ms"] == {"p50": 600, "p95": 5000}
+    assert facets["error_rate"] == pytest.approx(4 / 16)
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (
+            {"source": "app"},
+            {
+                "total": 14,
+                "statuses": {"queued": 1, "running": 3, "succeeded": 10, "failed": 0, "cancelled": 0},
+                "sources": [{"value": "app", "count": 14}],
+                "failures_by_model": [],
+                "duration_ms": {"p50": 500, "p95": 1000},
+                "error_rate": 0.0,
+            },
+        ),
+        (
+            {"min_duration_ms": 1000},
+            {
+                "total": 5,
+                "statuses": {"queued": 0, "running": 0, "succeeded": 1, "failed": 4, "cancelled": 0},
+                "models": [{"value": "gpt-4o-mini", "count": 4}, {"value": "gpt-4o", "count": 1}],
+                "duration_ms": {"p50": 5000, "p95": 5000},
+                "first_token_ms": {"p50": 100, "p95": 100},
+                "error_rate": 0.8,
+            },
+        ),
+        (
+            {"status": ["failed", "cancelled"], "error_type": "RateLimitError"},
+            {
+                "total": 3,
+                "error_types": [{"value": "RateLimitError", "count": 3}],
+                "failures_by_model": [{"value": "gpt-4o-mini", "count": 3}],
+                "wait_ms": {"p50": 20, "p95": 20},
+                "first_token_ms": {"p50": None, "p95": None},
+                "error_rate": 1.0,
+            },
+        ),
+        (
+            {"q": "季度销售报告", "requested_by": "bob"},
+            {"total": 4, "sources": [{"value": "billing", "count": 4}], "error_rate": 1.0},
+        ),
+        (
+            {"model": "nowhere"},
+            {
+                "total": 0,
+                "sources": [],
+                "wait_ms": {"p50": None, "p95": None},
+                "error_rate": None,
+            },
+        ),
+    ],
+    ids=["source", "min_duration", "status+error_type", "q+requested_by", "none"],
+)
+def test_facets_of_the_calls_the_filters_select(
+    known: Rows, filters: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    facets = queries.call_facets(**filters)
+
+    assert {key: facets[key] for key in expected} == expected
+    assert facets["total"] == queries.list_calls(**filters)["total"]
+
+
+def test_facet_values_are_capped_at_50_most_frequent_first(any_rows: Rows) -> None:
+    any_rows.each([{"requested_by": f"user-{number:02d}"} for number in range(60)])
+    any_rows.calls(3, requested_by="zed")
+    any_rows.calls(2, requested_by=None)
+
+    values = queries.call_facets()["requested_by"]
+
+    assert len(values) == queries.MAX_FACET_VALUES == 50
+    assert values[:2] == [{"value": "zed", "count": 3}, {"value": None, "count": 2}]
+    assert values[2:] == [{"value": f"user-{number:02d}", "count": 1} for number in range(48)]
+
+
+def test_facets_reject_bad_filters(any_rows: Rows) -> None:
+    with pytest.raises(QueryError, match="unknown status lost"):
+        queries.call_facets(status=["lost"])
+    with pytest.raises(QueryError, match="min_wait_ms must be >= 0"):
+        queries.call_facets(min_wait_ms=-5)
+    with pytest.raises(QueryError, match="at most 500 characters"):
+        queries.call_facets(q="季" * 501)
+
+
+# The status series
+
+
+def test_status_series_counts_calls_failures_and_p95_per_bucket(any_rows: Rows) -> None:
+    since = NOW_MS - 4 * HOUR
+    any_rows.each(
+        [
+            {"enqueued_at": since, "duration_ms": 100},  # the first instant of the window
+            {"enqueued_at": since + 10, "status": "failed", "duration_ms": 300},
+            {"enqueued_at": since + HOUR - 1, "duration_ms": 200},
+            {"enqueued_at": since + 2 * HOUR, "status": "running"},  # no duration yet
+            {"enqueued_at": NOW_MS, "status": "failed", "duration_ms": 7000},  # the last instant
+            {"enqueued_at": since - 1, "status": "failed"},  # before the window
+        ]
+    )
+
+    series = queries.status_series(4 * HOUR, buckets=4, now_ms=NOW_MS)
+
+    assert series == [
+        {"start_ms": since, "calls": 3, "failed": 1, "p95_duration_ms": 300},
+        {"start_ms": since + HOUR, "calls": 0, "failed": 0, "p95_duration_ms": None},
+        {"start_ms": since + 2 * HOUR, "calls": 1, "failed": 0, "p95_duration_ms": None},
+        {"start_ms": since + 3 * HOUR, "calls": 1, "failed": 1, "p95_duration_ms": 7000},
+    ]
+
+
+def test_status_series_buckets_of_an_uneven_window(any_rows: Rows) -> None:
+    series = queries.status_series(10, buckets=3, now_ms=1000)
+
+    assert [bucket["start_ms"] for bucket in series] == [990, 993, 996]
+    assert (
+        queries.status_series(3_600_000, now_ms=NOW_MS)[-1]["start_ms"] == NOW_MS - 150_000
+    )  # 24 of 2.5 min
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"window_ms": 0}, "window_ms must be >= 1"),
+        ({"window_ms": 3_600_000, "buckets": 0}, "buckets must be >= 1"),
+        ({"window_ms": 3_600_000, "buckets": 1001}, "buckets must be <= 1000"),
+        ({"window_ms": 5, "buckets": 6}, "buckets must be <= 5"),
+        ({"window_ms": "1h"}, "window_ms must be an integer"),
+    ],
+)
+def test_status_series_rejects_bad_arguments(any_rows: Rows, arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        queries.status_series(**arguments)
+
+
+# The store summary
+
+
+def test_store_summary(any_rows: Rows) -> None:
+    engine = "sqlite" if is_sqlite(any_rows.database) else "postgresql"
+    assert queries.store_summary() == {"engine": engine, "calls": 0, "oldest_call_ms": None}
+
+    any_rows.each([{"enqueued_at": NOW_MS - 5000}, {"enqueued_at": NOW_MS - 9000}, {"enqueued_at": NOW_MS}])
+
+    assert queries.store_summary() == {"engine": engine, "calls": 3, "oldest_call_ms": NOW_MS - 9000}

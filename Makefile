@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint browser postgres clean
+.PHONY: demo test soak lint browser postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ demo: $(STAMP)
 
 test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q
+
+# Minutes of load, faults and streams (tests/soak; figures in docs/operations.md). Needs root for
+# the disk-full run (a small tmpfs). Scale with SOAK_CALLS, SOAK_PROCESSES, SOAK_STREAMS.
+soak: $(STAMP) postgres
+	$(BIN)/python -m pytest -q -s -m soak tests/soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ deterministic (a generator seeded by its name; only the times move with ``now_ms
 clock), and loading it twice with the same ``now_ms`` changes nothing: the rows are written by the
 writer's own statements (``exporter._sql.write_batch``: idempotent merges, the full-text rows,
 events, tasks and scheduler snapshots) after ``exporter.migrate``, in one transaction per
-``BATCH_CALLS`` calls, so the 100,000-call set is written in about ten seconds. Works on SQLite and
+``BATCH_CALLS`` calls, so the 100,000-call set is written in about 20 s. Works on SQLite and
 PostgreSQL URLs alike.
 
 The sets (``FIXTURES`` holds their one-line descriptions):
@@ -44,7 +44,7 @@ import peewee
 
 from exporter._connection import transaction
 from exporter._sql import statements_for, write_batch
-from exporter.database import open_database
+from exporter.database import is_sqlite, open_database
 from exporter.mapping import CallRows, RowBatch, message_text, preview, to_json
 from exporter.migrations import FTS_DELETE_SQL, migrate
 
@@ -817,6 +817,8 @@ def _write(database: peewee.Database, fixture: _Fixture) -> int:
     """
     writer = statements_for(database)
     statements = dataclasses.replace(writer, fts=False)
+    if is_sqlite(database):  # this connection only: the indexes of 100k calls stay in memory (~25% faster)
+        database.execute_sql("PRAGMA cache_size = -262144")
     batches = [RowBatch() for _ in range(max(1, -(-len(fixture.calls) // BATCH_CALLS)))]
     for index, rows in enumerate(fixture.calls):
         batch = batches[index // BATCH_CALLS]

@@ -10,16 +10,23 @@ Several processes may start at once: each migration takes the write lock first (
 IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL), re-reads the version
 inside the transaction and skips what another process already did; the DDL uses ``IF NOT EXISTS``.
 Migrations are never edited once released: a schema change is a new function appended to the list.
-Migration 1 is built from the models as they stand; the first schema change after a release must
-therefore also freeze migration 1 into the DDL it produced.
+Each migration is written out as the DDL it runs (migration 1 was built from the models until
+migration 3 changed them, and is frozen as the DDL it produced); ``exporter.models`` declares the
+schema they make together, which ``tests/exporter/test_migrations.py`` checks.
 
-Migration 1 creates every table of ``models.ALL_MODELS`` with its indexes and, on SQLite, the
+Migration 1 creates every table of ``models.ALL_MODELS`` with its first indexes and, on SQLite, the
 full-text table ``llm_calls_fts`` (FTS5, trigram tokenizer: substring search in any language,
 including Chinese, for queries of 3 characters or more). Other databases get no FTS table; the
 queries then fall back to ``LIKE`` over ``llm_call_bodies``.
 
 Migration 2 (SQLite only) rebuilds ``llm_call_events`` with ``AUTOINCREMENT``, keeping its rows
 and ids, so that an event id is never given out twice (see ``_monotonic_event_ids``).
+
+Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
+label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
+one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
+it took 11 s here (each index is built by reading the table), during which writers wait for the
+lock and retry.
 
 The FTS contract (for the writer)
 ---------------------------------
@@ -53,7 +60,7 @@ import peewee
 
 from exporter._exceptions import converted_errors
 from exporter.database import immediate, is_sqlite
-from exporter.models import ALL_MODELS, SchemaVersion
+from exporter.models import SchemaVersion
 
 FTS_TABLE = "llm_calls_fts"
 
@@ -75,9 +82,62 @@ EVENT_ORDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(5497854205308589139)"  # b"
 _PG_LOCK_KEY = 0x4C4C4D4F54454C
 
 
+_SQLITE_TYPES = {"int": "INTEGER", "bool": "INTEGER", "serial": "INTEGER", "float": "REAL"}
+_POSTGRESQL_TYPES = {"int": "BIGINT", "bool": "BOOLEAN", "serial": "BIGSERIAL", "float": "DOUBLE PRECISION"}
+_INITIAL_SCHEMA = (
+    'CREATE TABLE IF NOT EXISTS "llm_calls" ("call_id" TEXT NOT NULL PRIMARY KEY, "trace_id" TEXT, '
+    '"span_id" TEXT, "parent_span_id" TEXT, "parent_task_id" TEXT, "parent_task_name" TEXT, '
+    '"status" TEXT NOT NULL, "operation" TEXT, "provider" TEXT, "api_type" TEXT, "model" TEXT, '
+    '"response_model" TEXT, "response_id" TEXT, "source" TEXT, "requested_by" TEXT, '
+    '"stream" {bool} NOT NULL, "enqueued_at" {int} NOT NULL, "started_at" {int}, "first_token_at" {int}, '
+    '"ended_at" {int}, "wait_ms" {int}, "first_token_ms" {int}, "duration_ms" {int}, '
+    '"retry_count" {int} NOT NULL, "input_tokens" {int}, "output_tokens" {int}, "cached_tokens" {int}, '
+    '"reasoning_tokens" {int}, "finish_reasons" TEXT, "error_type" TEXT, "error_message" TEXT, '
+    '"prompt_preview" TEXT, "response_preview" TEXT, "server_address" TEXT, "process" TEXT, '
+    '"updated_at" {int} NOT NULL)',
+    'CREATE INDEX IF NOT EXISTS "llm_calls_status_enqueued_at" ON "llm_calls" ("status", "enqueued_at")',
+    'CREATE INDEX IF NOT EXISTS "llm_calls_source_status_enqueued_at" '
+    'ON "llm_calls" ("source", "status", "enqueued_at")',
+    'CREATE INDEX IF NOT EXISTS "llm_calls_requested_by_status_enqueued_at" '
+    'ON "llm_calls" ("requested_by", "status", "enqueued_at")',
+    'CREATE INDEX IF NOT EXISTS "llm_calls_model_status_enqueued_at" '
+    'ON "llm_calls" ("model", "status", "enqueued_at")',
+    'CREATE INDEX IF NOT EXISTS "llm_calls_parent_task_id_status_enqueued_at" '
+    'ON "llm_calls" ("parent_task_id", "status", "enqueued_at")',
+    'CREATE INDEX IF NOT EXISTS "llm_calls_window" ON "llm_calls" ("enqueued_at", "status", "wait_ms", '
+    '"first_token_ms", "duration_ms", "retry_count", "input_tokens", "output_tokens", "cached_tokens", '
+    '"reasoning_tokens")',
+    'CREATE TABLE IF NOT EXISTS "llm_call_bodies" ("call_id" TEXT NOT NULL PRIMARY KEY, '
+    '"request_params" TEXT, "system_instructions" TEXT, "input_messages" TEXT, "output_messages" TEXT, '
+    '"attributes" TEXT)',
+    'CREATE TABLE IF NOT EXISTS "llm_call_events" ("id" {serial} NOT NULL PRIMARY KEY, '
+    '"call_id" TEXT NOT NULL, "kind" TEXT NOT NULL, "at" {int} NOT NULL, "data" TEXT)',
+    'CREATE INDEX IF NOT EXISTS "llm_call_events_call_id_id" ON "llm_call_events" ("call_id", "id")',
+    'CREATE INDEX IF NOT EXISTS "llm_call_events_at" ON "llm_call_events" ("at")',
+    'CREATE TABLE IF NOT EXISTS "llm_tasks" ("task_id" TEXT NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, '
+    '"trace_id" TEXT, "span_id" TEXT, "status" TEXT NOT NULL, "started_at" {int} NOT NULL, '
+    '"ended_at" {int}, "duration_ms" {int}, "attributes" TEXT, "process" TEXT)',
+    'CREATE INDEX IF NOT EXISTS "llm_tasks_started_at" ON "llm_tasks" ("started_at")',
+    'CREATE TABLE IF NOT EXISTS "llm_scheduler_snapshots" ("process" TEXT NOT NULL, '
+    '"scheduler" TEXT NOT NULL, "queue_depth" {int} NOT NULL, "in_flight" {int} NOT NULL, '
+    '"max_concurrency" {int}, "min_interval" {float} NOT NULL, "max_queue" {int}, '
+    '"dispatched_total" {int} NOT NULL, "last_dispatch_at" {int}, "oldest_wait_ms" {int}, '
+    '"waiting" TEXT, "store_dropped" {int} NOT NULL, "store_last_error" TEXT, '
+    '"heartbeat_at" {int} NOT NULL, PRIMARY KEY ("process", "scheduler"))',
+    'CREATE TABLE IF NOT EXISTS "llm_otel_schema" ("version" {int} NOT NULL PRIMARY KEY, '
+    '"applied_at" {int} NOT NULL DEFAULT 0)',
+)
+"""Migration 1's statements, ``{int}`` / ``{bool}`` / ``{serial}`` / ``{float}`` standing for the
+engine's types (the models' DDL as peewee wrote it when migration 1 was released)."""
+
+
+def _types(database: peewee.Database) -> dict[str, str]:
+    return _SQLITE_TYPES if is_sqlite(database) else _POSTGRESQL_TYPES
+
+
 def _initial_schema(database: peewee.Database) -> None:
-    for model in ALL_MODELS:
-        peewee.SchemaManager(model, database).create_all(safe=True)
+    for statement in _INITIAL_SCHEMA:
+        database.execute_sql(statement.format(**_types(database)))
     if is_sqlite(database):
         database.execute_sql(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} "
@@ -105,7 +165,50 @@ def _monotonic_event_ids(database: peewee.Database) -> None:
         database.execute_sql(statement)
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema, _monotonic_event_ids)
+_LABELS = ("source", "requested_by", "model", "parent_task_id")
+_TIMINGS = ("wait_ms", "first_token_ms", "duration_ms")
+
+
+def _list_indexes(database: peewee.Database) -> None:
+    """The indexes of the admin API's sorts and filters (docs/contracts/db.md says why each exists).
+
+    The label indexes ``(label, status, enqueued_at)`` become ``(label, status, enqueued_at, wait_ms,
+    first_token_ms, duration_ms)`` (same names), so a label with a timing minimum is counted in the
+    index alone; ``error_type`` gets the same. ``(status, <timing>, enqueued_at)`` serves the
+    slowest-first sorts (one ordered walk per status, merged) and the timing minimums; on PostgreSQL
+    it is declared ``<timing> DESC NULLS LAST, enqueued_at DESC``, the order of the list (PostgreSQL
+    reads an index backwards with NULLs first). SQLite then refreshes its planner statistics.
+    """
+    sqlite = is_sqlite(database)
+    statements = [f'DROP INDEX IF EXISTS "llm_calls_{label}_status_enqueued_at"' for label in _LABELS]
+    listed = ", ".join(f'"{column}"' for column in ("status", "enqueued_at", *_TIMINGS))
+    statements += [
+        f'CREATE INDEX IF NOT EXISTS "llm_calls_{label}_status_enqueued_at" '
+        f'ON "llm_calls" ("{label}", {listed})'
+        for label in (*_LABELS, "error_type")
+    ]
+    order = "" if sqlite else " DESC NULLS LAST"
+    newest = "" if sqlite else " DESC"
+    statements += [
+        f'CREATE INDEX IF NOT EXISTS "llm_calls_status_{timing}" '
+        f'ON "llm_calls" ("status", "{timing}"{order}, "enqueued_at"{newest})'
+        for timing in _TIMINGS
+    ]
+    statements += [
+        'CREATE INDEX IF NOT EXISTS "llm_tasks_status_started_at" ON "llm_tasks" ("status", "started_at")',
+        'CREATE INDEX IF NOT EXISTS "llm_tasks_name_started_at" ON "llm_tasks" ("name", "started_at")',
+    ]
+    if sqlite:
+        statements += ["PRAGMA analysis_limit = 1000", "ANALYZE llm_calls", "ANALYZE llm_tasks"]
+    for statement in statements:
+        database.execute_sql(statement)
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
+    _initial_schema,
+    _monotonic_event_ids,
+    _list_indexes,
+)
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 
 LATEST_VERSION = len(MIGRATIONS)

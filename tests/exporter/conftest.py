@@ -29,7 +29,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,8 @@ class PostgresServer:
 
     port: int
     bin_dir: str
+    restart: Callable[[], None]
+    """Stop the server (``-m fast``: clients are disconnected) and start it again on the same port."""
 
     def url(self, name: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
@@ -113,9 +115,15 @@ def postgres_server() -> Iterator[PostgresServer]:
 
     run(f"{bin_dir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(f"{bin_dir}/pg_ctl", "start", "-w", "-D", data, "-l", f"{root}/server.log", "-o", options)
+    start = (f"{bin_dir}/pg_ctl", "start", "-w", "-D", data, "-l", f"{root}/server.log", "-o", options)
+    run(*start)
+
+    def restart() -> None:
+        run(f"{bin_dir}/pg_ctl", "stop", "-D", data, "-m", "fast", "-w")
+        run(*start)
+
     try:
-        yield PostgresServer(port=port, bin_dir=bin_dir)
+        yield PostgresServer(port=port, bin_dir=bin_dir, restart=restart)
     finally:
         run(f"{bin_dir}/pg_ctl", "stop", "-D", data, "-m", "immediate", "-w")
         shutil.rmtree(root, ignore_errors=True)

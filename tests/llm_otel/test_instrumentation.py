@@ -373,6 +373,8 @@ async def test_async_stream_ends(instrumented, async_client, fake_openai, span_e
 
 
 def test_abandoned_streams_leave_no_span_open(instrument, tracer_provider, fake_openai) -> None:
+    """2,000 here; ``make soak`` runs 10,000 of every kind (abandoned, closed early, cut), sync and
+    async, through the store (tests/soak)."""
     open_spans = set()
 
     class OpenSpanCounter(SpanProcessor):
@@ -385,11 +387,11 @@ def test_abandoned_streams_leave_no_span_open(instrument, tracer_provider, fake_
     tracer_provider.add_span_processor(OpenSpanCounter())
     instrument()
     with openai.OpenAI(base_url=fake_openai.base_url, api_key=API_KEY) as client:
-        for _ in range(10_000):
+        for _ in range(2_000):
             stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES[1:], stream=True)
             next(stream)
         del stream
-    assert len(fake_openai.calls) == 10_000
+    assert len(fake_openai.calls) == 2_000
     assert open_spans == set()
 
 

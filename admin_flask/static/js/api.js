@@ -82,8 +82,9 @@ export class Api {
     return this.get(`tasks/${encodeURIComponent(taskId)}`, null, options);
   }
 
+  /** The long poll; `after` null asks for the events from now on. */
   events(after, timeout, options) {
-    return this.get("llm/events", { after, timeout }, options);
+    return this.get("llm/events", after === null ? { timeout } : { after, timeout }, options);
   }
 
   /** The websocket URL of the live feed, resuming after `after` when given. */

@@ -130,7 +130,8 @@ export class CallList {
     return tr;
   }
 
-  renderSummary(facets, error) {
+  renderSummary(facets = this.facets, error = null) {
+    this.facets = error ? null : facets;
     if (error || !facets) {
       fill(this.summaryEl);
       return;
@@ -141,7 +142,7 @@ export class CallList {
       h("span", { class: "num" }, duration(facets[key]?.p50)), h("span", { class: "muted" }, " / "), h("span", { class: "num" }, duration(facets[key]?.p95)));
     const group = (label, items, apply) => items.length ? h("span", { class: "groups" }, h("span", { class: "muted" }, label, " "),
       items.slice(0, 5).map((item) => h("button", {
-        type: "button", class: "chip chip-bad", title: t("summary.filterOn", { value: item.value }),
+        type: "button", class: "chip chip-bad", title: t("summary.filterOn"),
         on: { click: () => this.actions.update((s) => { apply(s, item.value); s.filters.status = ["failed"]; s.page = 1; }) },
       }, datum(item.value), " ", h("span", { class: "num" }, compact(item.count))))) : null;
     fill(

@@ -15,7 +15,7 @@ export function seriesChart(series) {
     role: "img",
     "aria-label": t("chart.label"),
   });
-  if (!series || !series.length) {
+  if (!series || !series.some((bucket) => bucket.calls > 0)) {
     root.appendChild(svg("text", { x: W / 2, y: H / 2, class: "chart-empty", "text-anchor": "middle" }, t("chart.empty")));
     return root;
   }

@@ -50,6 +50,7 @@ export class Drawer {
     this.detail = null;
     this.latest.controller?.abort();
     clearTimeout(this.timer);
+    this.timer = null;
     this.root.hidden = true;
     document.body.classList.remove("has-drawer");
     fill(this.root);
@@ -66,6 +67,7 @@ export class Drawer {
       return;
     }
     if (detail === Latest.STALE || callId !== this.callId) return;
+    this.loadedAt = Date.now();
     const scroll = this.root.querySelector(".drawer-body")?.scrollTop || 0;
     this.detail = detail;
     this.render();
@@ -74,11 +76,14 @@ export class Drawer {
     if (focus) this.root.querySelector(".drawer-close")?.focus({ preventScroll: true });
   }
 
-  /** The live feed saw this call change: refresh the detail shortly (coalesced). */
+  /** The live feed saw this call change: refresh the detail now, then at most every REFRESH_MS. */
   changed(callId) {
-    if (callId !== this.callId) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.load(), REFRESH_MS);
+    if (callId !== this.callId || this.timer) return;
+    const wait = Math.max(0, (this.loadedAt || 0) + REFRESH_MS - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.load();
+    }, wait);
   }
 
   rerender() {
@@ -120,7 +125,7 @@ export class Drawer {
     const internal = this.isInternalTaskLink(url);
     const a = link(url, {
       class: "btn btn-task",
-      title: t("drawer.viewTaskTitle", { name: d.task?.name || d.parent_task_name || taskId }),
+      title: t("drawer.viewTaskTitle"),
       on: {
         click: (event) => {
           if ((internal || !a.href) && !event.ctrlKey && !event.metaKey && !event.shiftKey && event.button === 0) {
@@ -164,7 +169,7 @@ export class Drawer {
         streamed ? stat("key-gen", t("latency.generation"), duration(s.running ? null : s.generation)) : null,
         stat("", t("col.duration"), duration(d.duration_ms)),
         stat("", t("drawer.total"), duration(d.duration_ms === null ? null : total)),
-        stat(d.retry_count ? "warn" : "", t("col.retries"), number(d.retry_count)),
+        stat(d.retry_count ? "is-warn" : "", t("col.retries"), number(d.retry_count)),
         stat("", t("tokens.input"), number(d.input_tokens)),
         stat("", t("tokens.output"), number(d.output_tokens)),
         stat("", t("tokens.cached"), number(d.cached_tokens)),

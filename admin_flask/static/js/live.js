@@ -106,6 +106,8 @@ export class LiveFeed extends EventTarget {
       this.lastEventId = message.event_id;
       this.dispatchEvent(new CustomEvent("call", { detail: message }));
     } else if (message.type === "llm.status") {
+      // The first status of a connection says where the feed stood: a reconnect resumes from there.
+      if (this.lastEventId === null && Number.isInteger(message.last_event_id)) this.lastEventId = message.last_event_id;
       this.dispatchEvent(new CustomEvent("status", { detail: message }));
     } else if (message.type === "llm.reset") {
       this.lastEventId = message.last_event_id ?? this.lastEventId;
@@ -142,12 +144,13 @@ export class LiveFeed extends EventTarget {
     while (this.polling && !this.stopped) {
       this.pollController = new AbortController();
       try {
-        const body = await this.api.events(this.lastEventId ?? 0, POLL_TIMEOUT_S, {
+        // Without a position yet, ask for what happens from now on (after=0 would replay the store).
+        const body = await this.api.events(this.lastEventId, POLL_TIMEOUT_S, {
           signal: this.pollController.signal,
         });
         failures = 0;
         for (const message of body.events) this.handle(message);
-        if (body.last_event_id > (this.lastEventId ?? 0)) this.lastEventId = body.last_event_id;
+        if (this.lastEventId === null || body.last_event_id > this.lastEventId) this.lastEventId = body.last_event_id;
         if (this.polling) this.setState("polling");
       } catch (error) {
         if (error.name === "AbortError") return;

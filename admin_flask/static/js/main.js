@@ -21,6 +21,7 @@ import { fill, h, link } from "./dom.js";
 
 const FACETS_EVERY_MS = 2000; // a live change refreshes the filter's numbers at most this often
 const STATUS_EVERY_MS = 1000;
+const RETRY_EVERY_MS = 5000;
 
 function throttle(fn, ms) {
   let timer = null;
@@ -73,7 +74,7 @@ class App {
           else update((s) => { s.page = 1; s.sort = "newest"; });
         },
         retry: () => this.loadCalls(),
-        exportUrl: () => this.api.exportUrl(filterParams(this.router.state.filters)),
+        exportUrl: () => this.api.exportUrl({ ...filterParams(this.router.state.filters), sort: this.router.state.sort }),
       },
     );
     this.drawer = new Drawer($("drawer"), this.api, {
@@ -87,6 +88,8 @@ class App {
     this.tasks = new TasksView($("view-tasks"), this.api, {
       update,
       openCall: (callId) => update((s) => { s.call = callId; }),
+      failed: (error) => this.failedWith(error),
+      recovered: () => this.recovered(),
     });
     this.callsLatest = new Latest();
     this.statusLatest = new Latest();
@@ -123,17 +126,30 @@ class App {
     });
     this.live.addEventListener("call", (event) => this.onLiveCall(event.detail));
     this.live.addEventListener("status", (event) => {
-      if (this.router.state.window === event.detail.window) this.status.show(event.detail);
+      const message = event.detail;
+      if (message.error) {
+        const error = new ApiError(503, message.error.code, message.error.message);
+        this.status.fail(error);
+        this.showError(error);
+        this.failed = true;
+      } else if (this.failed) {
+        this.reloadAll(); // the store is back
+      } else if (this.router.state.window === message.window) {
+        this.statusShownAt = Date.now();
+        this.status.show(message);
+      }
     });
     this.live.addEventListener("reset", () => this.reloadAll());
     this.live.addEventListener("state", (event) => this.showConnection(event.detail));
     this.showConnection("connecting");
     this.route(this.router.state, null);
     this.live.start();
-    // Keep the "… ago" texts and a stale status card fresh even when no message comes.
+    // Keep the "… ago" texts and a stale status card fresh even when no message comes; after a
+    // failure (store unavailable, server unreachable) try again by itself.
     setInterval(() => {
-      if (this.router.state.tab === "llm" && Date.now() - (this.statusShownAt || 0) > 6000) this.loadStatus();
-    }, 5000);
+      if (this.failed) this.reloadAll();
+      else if (this.router.state.tab === "llm" && Date.now() - (this.statusShownAt || 0) > 6000) this.loadStatus();
+    }, RETRY_EVERY_MS);
   }
 
   route(state, previous) {
@@ -174,10 +190,10 @@ class App {
       const page = await this.callsLatest.run((signal) => this.api.calls(params, { signal }));
       if (page === Latest.STALE) return;
       this.calls.show(state, page);
-      this.clearBanner();
+      this.recovered();
     } catch (error) {
       this.calls.fail(error);
-      this.showError(error);
+      this.failedWith(error);
     }
   }
 
@@ -212,7 +228,7 @@ class App {
       this.status.show(body);
     } catch (error) {
       this.status.fail(error);
-      this.showError(error);
+      this.failedWith(error);
     }
   }
 
@@ -244,11 +260,12 @@ class App {
     const state = this.router.state;
     this.filters.update(state, null);
     if (this.calls.page) this.calls.render();
+    this.calls.renderSummary();
     this.calls.renderNotice();
     this.status.render();
     this.drawer.rerender();
-    this.tasks.renderFilters?.();
-    this.reloadAll();
+    this.tasks.rerender();
+    this.reloadAll(); // texts the server wrote into the data (none today) and "… ago" refresh
     this.showConnection(this.live.state);
   }
 
@@ -261,7 +278,8 @@ class App {
   }
 
   showError(error) {
-    if (!(error instanceof ApiError) || !["signed-out", "unavailable", "offline"].includes(error.kind)) return;
+    // The panels show every error where it happened; the banner only what concerns the whole page.
+    if (!(error instanceof ApiError) || !["signed-out", "offline"].includes(error.kind)) return;
     const login = this.settings.login;
     const action = error.kind === "signed-out" && login
       ? link(`${login}?${new URLSearchParams({ next: location.pathname + location.search })}`, { class: "btn btn-primary" }, t("error.signIn"))
@@ -269,6 +287,16 @@ class App {
     fill(this.el.banner, h("div", { class: ["banner", `banner-${error.kind}`], role: "alert" },
       h("strong", {}, t(`error.${error.kind}`)), h("span", {}, t(`error.${error.kind}.hint`)), action));
     this.el.banner.hidden = false;
+  }
+
+  failedWith(error) {
+    this.failed = error instanceof ApiError && ["unavailable", "offline", "failed"].includes(error.kind);
+    this.showError(error);
+  }
+
+  recovered() {
+    this.failed = false;
+    this.clearBanner();
   }
 
   clearBanner() {

@@ -46,8 +46,11 @@ export class StatusCard {
       ),
       body ? h("span", { class: "muted small", title: body.now }, t("status.updated", { ago: ago(body.now) })) : null,
     );
-    if (!body) {
-      fill(this.root, header, this.error ? null : h("div", { class: "loading-block" }, h("span", { class: "spinner" }), t("state.loading")));
+    if (!body || this.error) {
+      fill(this.root, header, this.error
+        ? h("div", { class: "status-error" }, h("strong", { class: "bad" }, t(`error.${this.error.kind || "failed"}`)), " ",
+          h("span", { class: "muted" }, t(`error.${this.error.kind || "failed"}.hint`)))
+        : h("div", { class: "loading-block" }, h("span", { class: "spinner" }), t("state.loading")));
       return;
     }
     const agg = body.aggregates;

@@ -130,7 +130,7 @@ const en = {
   "summary.errorRate": "Error rate",
   "summary.byError": "Failures by error:",
   "summary.byModel": "by model:",
-  "summary.filterOn": "Show the failed calls of {value}",
+  "summary.filterOn": "Show these failed calls",
 
   "col.status": "Status",
   "col.started": "Queued",
@@ -190,7 +190,7 @@ const en = {
   "drawer.close": "Close (Esc)",
   "drawer.streamed": "stream",
   "drawer.viewTask": "View parent task",
-  "drawer.viewTaskTitle": "Open the task {name}",
+  "drawer.viewTaskTitle": "Open the task that made this call",
   "drawer.error": "Error",
   "drawer.total": "Total",
   "drawer.timeline": "Timeline",
@@ -265,6 +265,7 @@ const en = {
   "tasks.col.process": "Process",
   "tasks.timeline": "Calls of this task",
   "tasks.noCalls": "This task made no LLM call.",
+  "tasks.truncated": { one: "Only its first {n} call is drawn.", other: "Only its first {n} calls are drawn." },
   "tasks.laneTitle": "Wait {wait}, first token {first}, duration {duration}. Click to open.",
   "tasks.timelineHint": "Each lane: waiting in the queue, then until the first token, then generating. Click a lane to open the call.",
 };
@@ -398,7 +399,7 @@ const zh = {
   "summary.errorRate": "错误率",
   "summary.byError": "按错误统计失败：",
   "summary.byModel": "按模型：",
-  "summary.filterOn": "查看 {value} 的失败调用",
+  "summary.filterOn": "查看这些失败的调用",
 
   "col.status": "状态",
   "col.started": "入队时间",
@@ -458,7 +459,7 @@ const zh = {
   "drawer.close": "关闭（Esc）",
   "drawer.streamed": "流式",
   "drawer.viewTask": "查看所属任务",
-  "drawer.viewTaskTitle": "打开任务 {name}",
+  "drawer.viewTaskTitle": "打开发起此调用的任务",
   "drawer.error": "错误",
   "drawer.total": "总计",
   "drawer.timeline": "时间线",
@@ -533,6 +534,7 @@ const zh = {
   "tasks.col.process": "进程",
   "tasks.timeline": "此任务的调用",
   "tasks.noCalls": "此任务没有发起 LLM 调用。",
+  "tasks.truncated": { other: "只画出了前 {n} 次调用。" },
   "tasks.laneTitle": "等待 {wait}，首个 Token {first}，耗时 {duration}。点击打开。",
   "tasks.timelineHint": "每一行：先在队列中等待，再等到首个 Token，然后生成。点击一行打开该调用。",
 };

@@ -14,7 +14,7 @@ const LANE_H = 22;
 const LABEL_W = 210;
 
 export class TasksView {
-  /** `actions`: {update(change), openCall(callId)}. */
+  /** `actions`: {update(change), openCall(callId), failed(error), recovered()}. */
   constructor(root, api, actions) {
     this.root = root;
     this.api = api;
@@ -64,10 +64,12 @@ export class TasksView {
       if (page === Latest.STALE) return;
       this.page = page;
       this.renderList();
+      this.actions.recovered?.();
     } catch (error) {
       this.page = null;
       fill(this.pagerEl);
       fill(this.listEl, errorState(error, () => this.load(this.state)));
+      this.actions.failed?.(error);
     }
     await detail;
   }
@@ -137,6 +139,14 @@ export class TasksView {
         h("span", { class: "muted" }, t("pager.of", { pages: number(pages) })),
         h("button", { type: "button", class: "btn", disabled: page.page >= pages, "aria-label": t("pager.next"), on: { click: () => go(page.page + 1) } }, "›")));
     this.highlight();
+  }
+
+  /** Draw again what is loaded (the language changed). */
+  rerender() {
+    if (!this.state) return;
+    this.renderFilters();
+    if (this.page) this.renderList();
+    if (this.detail) this.renderDetail();
   }
 
   /** Only the open task changed: highlight it and show its detail (or hide the detail). */
@@ -214,7 +224,8 @@ export class TasksView {
         fact(t("drawer.traceId"), datum(task.trace_id, { class: "mono" })),
         attributes.map(([key, value]) => fact(datum(key), datum(typeof value === "string" ? value : JSON.stringify(value), { class: "mono" })))),
       h("h3", { class: "section-title" }, t("tasks.timeline")),
-      this.timeline(task)));
+      this.timeline(task),
+      task.calls_truncated ? h("p", { class: "muted small" }, t("tasks.truncated", { n: task.calls.length })) : null));
     this.detailEl.hidden = false;
     this.detailEl.querySelector(".task-card").scrollIntoView({ block: "nearest" });
   }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import random
 import sqlite3
 import statistics
 import time
@@ -144,3 +145,33 @@ def write_markdown(path: str | None, text: str) -> None:
     """Write a benchmark's fragment (``--markdown``); ``bench/run.py`` collects them."""
     if path:
         Path(path).write_text(text.rstrip() + "\n", encoding="utf-8")
+
+
+# -- realistic text --------------------------------------------------------------------------------
+
+_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "so", "pe", "da", "gu", "fe", "zo", "bi", "ha"]
+WORDS_EN = sorted({a + b + c for a in _SYLLABLES for b in _SYLLABLES for c in ("", "n", "s", "ter", "ing")})
+"""~1,100 pseudo-English words: a realistic number of distinct trigrams for the full-text index."""
+HANZI = (  # ~500 common characters
+    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动"
+    "同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自"
+    "二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日"
+    "那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变"
+    "条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总"
+    "次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指"
+    "几九区强放决西被干做必战先回则任取据处理府研质"
+)
+
+
+def realistic_text(rng: random.Random, length: int) -> str:
+    """``length`` characters of varied text: pseudo-English words, and a fifth of runs of hanzi."""
+    parts: list[str] = []
+    size = 0
+    while size < length:
+        if rng.random() < 0.2:
+            part = "".join(rng.choices(HANZI, k=rng.randint(4, 12)))
+        else:
+            part = " ".join(rng.choices(WORDS_EN, k=rng.randint(3, 8)))
+        parts.append(part)
+        size += len(part) + 1
+    return " ".join(parts)[:length]

@@ -9,8 +9,8 @@ The database is built with ``executemany`` (about 1 minute per million rows, plu
 and kept, so a second run with the same ``--db`` and ``--rows`` only measures. Rows are realistic:
 statuses 85% succeeded / 8% failed / 3% cancelled / 2% running / 2% queued, 12 sources, 300
 requesters, 6 models, a third of the calls inside tasks of ~10 calls, English and Chinese previews
-of ~150 characters, spread over 7 days. ``--no-fts`` skips the full-text rows (faster build, no
-``q`` cases).
+of ~150 characters (also the bodies' text, which the full-text index reads), spread over 7 days.
+``--no-fts`` skips the bodies and the full-text index (faster build, no ``q`` cases).
 
 Each case runs ``exporter.queries.list_calls`` ``--repeat`` times (pages 1 and 5 alternate; 3 times
 when one run takes over a second) and prints the median and p95 in milliseconds and the total;
@@ -20,6 +20,7 @@ then ``status_aggregates`` over 1 hour, 24 hours and 7 days.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -30,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporter import migrate, open_database, queries
-from exporter.migrations import FTS_INSERT_SQL
+from exporter.migrations import FTS_INDEX_SQL
 from exporter.models import LLMCall, db
 
 DAY_MS = 86_400_000
@@ -91,7 +92,7 @@ def build(database_path: str, rows: int, *, fts: bool, seed: int = 7) -> None:
     step_ms = 7 * DAY_MS / rows
     task_id = None
     batch: list[tuple[object, ...]] = []
-    texts: list[tuple[str, str, str]] = []
+    bodies: list[tuple[str, str, str | None]] = []
     for i in range(rows):
         if task_id is None or rng.random() < 0.1:
             task_id = f"task-{i:08d}" if rng.random() < 0.33 else None
@@ -140,15 +141,27 @@ def build(database_path: str, rows: int, *, fts: bool, seed: int = 7) -> None:
             "updated_at": enqueued + wait + (duration or 0),
         }
         batch.append(tuple(values[column] for column in columns))
-        if fts:
-            texts.append((prompt, response, values["call_id"]))
+        if fts:  # the body holds the text the full-text index reads (exporter.migrations)
+            output = [{"role": "assistant", "parts": [{"type": "text", "content": response}]}]
+            bodies.append(
+                (
+                    values["call_id"],
+                    json.dumps(
+                        [{"role": "user", "parts": [{"type": "text", "content": prompt}]}], ensure_ascii=False
+                    ),
+                    json.dumps(output, ensure_ascii=False) if response else None,
+                )
+            )
         if len(batch) == 20_000 or i == rows - 1:
             with database.atomic("IMMEDIATE"):
                 database.cursor().executemany(insert, batch)
-                if texts:
-                    database.cursor().executemany(FTS_INSERT_SQL, texts)
+                if bodies:
+                    body_sql = "INSERT INTO llm_call_bodies (rowid, call_id, input_messages, output_messages)"
+                    rowid = "(SELECT rowid FROM llm_calls WHERE call_id = ?1)"  # a body's rowid is its call's
+                    database.cursor().executemany(f"{body_sql} VALUES ({rowid}, ?1, ?2, ?3)", bodies)
+                    database.execute_sql(FTS_INDEX_SQL, (json.dumps([body[0] for body in bodies]),))
             batch.clear()
-            texts.clear()
+            bodies.clear()
     database.execute_sql("PRAGMA analysis_limit = 1000")
     database.execute_sql("ANALYZE")
     database.close()

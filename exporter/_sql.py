@@ -14,9 +14,9 @@ full-text rows); ``statements_for(database)`` picks one.
 Every statement is an idempotent merge, so a notice written twice, or a span exported by two
 writers, changes nothing the second time:
 
-- a final row (span ended) overwrites the call's row and body and replaces its full-text row (a
-  call gets its full-text row when it ends: trigram indexing is the most expensive part of a write,
-  and indexing the prompt twice per call would cost ~40% of the ingest rate);
+- a final row (span ended) overwrites the call's row and body and (re)indexes the call for
+  full-text search (a call is indexed when it ends: trigram indexing is the most expensive part of
+  a write, and indexing the prompt twice per call would cost ~40% of the ingest rate);
 - a live row (queued, dispatched, first token, retry) only fills empty columns and advances
   ``status`` / ``retry_count``, and only while the stored status is ``queued`` or ``running``: a
   notice that arrives after the end never regresses a finished call;
@@ -24,11 +24,13 @@ writers, changes nothing the second time:
   that millisecond), which makes live events and the span's own events the same rows; a live
   event is not inserted once the call has ended.
 
-Within a batch the statements run in this order: queued calls, live updates, final calls, bodies,
-full-text rows, events (in arrival order; on PostgreSQL after taking the event-order lock, see the
-feed contract in ``exporter.migrations``), closings of calls whose end was dropped, tasks, scheduler
-snapshots (which replace all of the process's snapshot rows). Because each merge is monotonic, the
-order of rows for one call inside a batch does not change the result.
+Within a batch the statements run in this order: the removal of the index entries of ended calls
+indexed before (rare: a span written twice), queued calls, live updates, final calls, bodies,
+events (in arrival order; on PostgreSQL after taking the event-order lock, see the feed contract in
+``exporter.migrations``), closings of calls whose end was dropped, tasks, scheduler snapshots
+(which replace all of the process's snapshot rows), and last the full-text indexing of the ended
+calls, in one statement (the FTS contract in ``exporter.migrations``). Because each merge is
+monotonic, the order of rows for one call inside a batch does not change the result.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import peewee
 from exporter import _names as n
 from exporter.database import is_sqlite
 from exporter.mapping import LIVE_STATUSES, RowBatch, to_json
-from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_DELETE_SQL, FTS_INSERT_SQL
+from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_INDEX_SQL, FTS_UNINDEX_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMTask, SchedulerSnapshot
 
 
@@ -113,7 +115,8 @@ class Statements:
     stale_snapshots: str
     forget_process: str
     fts: bool
-    """Whether the full-text rows are written (``FTS_DELETE_SQL`` / ``FTS_INSERT_SQL``, SQLite only)."""
+    """Whether calls are indexed for full-text search (``FTS_INDEX_SQL`` / ``FTS_UNINDEX_SQL``, SQLite
+    only)."""
     event_lock: str
     """Run before the events are inserted (PostgreSQL: ``EVENT_ORDER_LOCK_SQL``); "" for none."""
 
@@ -163,6 +166,14 @@ def _statements(d: Dialect, *, fts: bool, event_lock: str) -> Statements:
             + f" WHERE llm_calls.status IN {_LIVE}"
         )
 
+    body_insert = insert("llm_call_bodies", BODY_COLUMNS)
+    if fts:  # a body's rowid is its call's (exporter.migrations, the FTS contract); the call comes first
+        names = ", ".join(BODY_COLUMNS)
+        values = ", ".join(p(column) for column in BODY_COLUMNS)
+        body_insert = (
+            f"INSERT INTO llm_call_bodies (rowid, {names}) VALUES "
+            f"((SELECT rowid FROM llm_calls WHERE call_id = {p('call_id')}), {values})"
+        )
     advancing = {column: advance(column) for column in ("stream", "retry_count", "updated_at")}
     queued_call = (
         f"{insert('llm_calls', CALL_COLUMNS)} ON CONFLICT(call_id) DO UPDATE SET "
@@ -215,14 +226,15 @@ def _statements(d: Dialect, *, fts: bool, event_lock: str) -> Statements:
     return Statements(
         begin=d.begin,
         queued_call=queued_call,
-        queued_body=f"{insert('llm_call_bodies', BODY_COLUMNS)} ON CONFLICT(call_id) DO NOTHING",
+        queued_body=f"{body_insert} ON CONFLICT(call_id) DO NOTHING",
         updates={
             n.DISPATCHED: live_update(["started_at", "wait_ms"]),
             n.FIRST_TOKEN: live_update(["first_token_at", "first_token_ms"]),
             n.RETRY: retry,
         },
         final_call=overwrite("llm_calls", CALL_COLUMNS, ["call_id"]),
-        final_body=overwrite("llm_call_bodies", BODY_COLUMNS, ["call_id"]),
+        final_body=f"{body_insert} ON CONFLICT(call_id) DO UPDATE SET "
+        + ", ".join(f"{column} = excluded.{column}" for column in BODY_COLUMNS if column != "call_id"),
         event=event,
         closing=closing,
         closing_event=closing_event,
@@ -253,6 +265,10 @@ def statements_for(database: peewee.Database) -> Statements:
 def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = SQLITE) -> None:
     """Execute every statement of ``batch`` on ``cursor``; the caller owns the transaction."""
     sql = statements
+    ended = to_json(list(dict.fromkeys(rows.call["call_id"] for rows in batch.finals))) if sql.fts else None
+    if batch.finals and ended:
+        # Before the bodies change: a call indexed before (an ended span written twice) is indexed again.
+        cursor.execute(FTS_UNINDEX_SQL, (ended,))
     if batch.queued:
         cursor.executemany(sql.queued_call, [rows.call for rows in batch.queued])
     for kind, rows in batch.updates.items():
@@ -263,13 +279,6 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
         cursor.executemany(sql.queued_body, [rows.body for rows in batch.queued])
     if batch.finals:
         cursor.executemany(sql.final_body, [rows.body for rows in batch.finals])
-        if sql.fts:
-            call_ids = [rows.call["call_id"] for rows in batch.finals]
-            cursor.executemany(FTS_DELETE_SQL, [(call_id, call_id) for call_id in call_ids])
-            cursor.executemany(
-                FTS_INSERT_SQL,
-                [(rows.prompt_text, rows.response_text, rows.call["call_id"]) for rows in batch.finals],
-            )
     if sql.event_lock and (batch.events or batch.closings):
         cursor.execute(sql.event_lock)  # ids committed in order (exporter.migrations, the feed contract)
     if batch.events:
@@ -285,3 +294,6 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
         cursor.executemany(sql.snapshot, batch.snapshots)
         names = to_json([row["scheduler"] for row in batch.snapshots])
         cursor.execute(sql.stale_snapshots, {"process": batch.snapshots[0]["process"], "names": names})
+    if batch.finals and ended:
+        # Last: the index entries of the whole batch stay in memory until the commit writes them.
+        cursor.execute(FTS_INDEX_SQL, (ended,))

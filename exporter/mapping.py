@@ -1,7 +1,7 @@
 """Spans → store rows: pure functions, no I/O.
 
 A call span (it carries ``llm_otel.call.id``) maps to one ``llm_calls`` row, one
-``llm_call_bodies`` row, the text of its full-text row and its ``llm_call_events`` rows; a task
+``llm_call_bodies`` row (whose text full-text search reads) and its ``llm_call_events`` rows; a task
 span (``llm_otel.span.kind == "task"``) maps to one ``llm_tasks`` row. Only the span's attributes,
 events, ids and times are read, so a span from any process, or replayed, maps the same way.
 
@@ -25,7 +25,8 @@ How columns are derived (``docs/contracts/db.md`` is the reference):
 - ``prompt_preview`` = the text of the last user message, ``response_preview`` = the text of the
   first output message, else its tool calls as ``name()``; both whitespace-collapsed, at most
   ``PREVIEW_CHARS`` characters;
-- the body keeps the JSON attributes as recorded and ``attributes``, a JSON object of every
+- the body keeps the JSON attributes as recorded (written again with its characters as they are
+  when the recorder escaped them as ``\\uXXXX``) and ``attributes``, a JSON object of every
   attribute that has no column of its own;
 - events: ``queued`` at the span start, then ``dispatched``, ``retry`` and ``first_token`` from
   the span events, then the final status at the span end; their ``data`` is a JSON object with
@@ -101,11 +102,7 @@ class CallRows:
     call: dict[str, Any]
     """The ``llm_calls`` row (every column)."""
     body: dict[str, Any]
-    """The ``llm_call_bodies`` row."""
-    prompt_text: str
-    """Full-text ``prompt``: system instructions and input message text, one part a line."""
-    response_text: str
-    """Full-text ``response``: output message text, one part a line."""
+    """The ``llm_call_bodies`` row (its text is what full-text search reads, see ``exporter.migrations``)."""
     events: list[dict[str, Any]]
     """``llm_call_events`` rows (``call_id``, ``kind``, ``at``, ``data``) in time order."""
 
@@ -447,9 +444,7 @@ def _call_rows(
         "output_messages": _json_text(output_messages),
         "attributes": to_json(dict(sorted(others.items()))) if others else None,
     }
-    prompt_text = "\n".join(text for text in (system_text, *map(message_text, inputs)) if text)
-    response_text = "\n".join(text for text in map(message_text, outputs) if text)
-    return CallRows(call, body, prompt_text, response_text, [])
+    return CallRows(call, body, [])
 
 
 def _task_row(
@@ -547,9 +542,18 @@ def _dicts(values: Any) -> Iterable[Mapping[str, Any]]:
 
 
 def _json_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return to_json(_plain(value))
+    """JSON text as recorded; re-encoded with its characters as they are (``to_json``) when the
+    recorder escaped them (``\\uXXXX``), so that searching the JSON text finds them."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return to_json(_plain(value))
+    if "\\u" in value:
+        try:
+            return to_json(json.loads(value))
+        except ValueError:
+            return value
+    return value
 
 
 def _plain(value: Any) -> Any:

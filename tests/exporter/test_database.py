@@ -172,7 +172,8 @@ def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
         "llm_calls_source_status_enqueued_at",
     } <= indexes
     fts = database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'llm_calls_fts'").fetchone()[0]
-    assert "fts5(call_id UNINDEXED, prompt, response, tokenize='trigram')" in fts
+    assert "fts5(prompt, response, content='llm_calls_text', content_rowid='id', " in fts
+    assert "tokenize='trigram', detail='none')" in fts
 
 
 def test_migration_2_keeps_the_events_of_a_version_1_store(tmp_path: Path) -> None:

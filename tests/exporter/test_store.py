@@ -106,9 +106,18 @@ def test_a_call_is_written_live_from_queued_to_succeeded(
         1,
     )
     assert event_kinds(store, "live") == ["queued", "dispatched", "retry", "first_token", "succeeded"]
+    # Indexed once ended, from its body: the text parts, one a line.
     assert store.execute_sql(
-        "SELECT call_id, response FROM llm_calls_fts WHERE llm_calls_fts MATCH ?", ('"weather"',)
-    ).fetchall() == [("live", "Rain   expected.")]
+        "SELECT c.call_id, f.prompt, f.response FROM llm_calls_fts AS f JOIN llm_calls AS c "
+        "ON c.rowid = f.rowid WHERE llm_calls_fts MATCH ?",
+        ('"wea"',),
+    ).fetchall() == [
+        (
+            "live",
+            "You are terse.\nWhat is the weather   in Paris?\nSunny.\nAnd  tomorrow,\nin 北京?",
+            "Rain   expected.",
+        )
+    ]
 
 
 def test_an_ended_span_alone_writes_the_whole_call(
@@ -163,6 +172,10 @@ def test_a_call_whose_records_arrive_together_is_stored_as_one_whose_records_arr
         return columns, body, events
 
     assert stored("together") == stored("apart")
+    assert store.execute_sql(  # one rowid names a call and its body (exporter.migrations)
+        "SELECT count(*) FROM llm_call_bodies AS b JOIN llm_calls AS c ON c.call_id = b.call_id "
+        "WHERE b.rowid = c.rowid"
+    ).fetchone() == (2,)
     assert [kind for kind, _, _ in stored("together")[2]] == ["queued", "dispatched", "retry", "succeeded"]
     assert span_store.stats()["written"] == 8  # every record counts as written, coalesced or not
 

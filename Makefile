@@ -16,12 +16,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 # A Chromium for the browser tests: Debian's package where apt works (no browser download is
-# possible here), else Playwright's own download (machines with internet).
+# possible here), else Playwright's own download (machines with internet). With it a CJK font, so
+# that the Chinese screenshots (docs/screenshots/*-zh.png) show text rather than boxes.
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 browser:
-	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	@if [ -x $(CHROMIUM) ] && [ -e $(CJK_FONT) ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-			|| echo "warning: apt-get could not install chromium"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
+			|| echo "warning: apt-get could not install chromium and fonts-wqy-microhei"; \
 	fi; \
 	if [ ! -x $(CHROMIUM) ] && [ -x $(BIN)/playwright ]; then $(BIN)/playwright install chromium; fi; \
 	[ -x $(CHROMIUM) ] || echo "warning: no Chromium at $(CHROMIUM); browser tests will use Playwright's, if any"

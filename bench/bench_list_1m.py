@@ -9,21 +9,30 @@ The database is built with ``executemany`` (about 1 minute per million rows, plu
 and kept, so a second run with the same ``--db`` and ``--rows`` only measures. Rows are realistic:
 statuses 85% succeeded / 8% failed / 3% cancelled / 2% running / 2% queued, 12 sources, 300
 requesters, 6 models, a third of the calls inside tasks of ~10 calls, English and Chinese previews
-of ~150 characters (also the bodies' text, which the full-text index reads), spread over 7 days.
-``--no-fts`` skips the bodies and the full-text index (faster build, no ``q`` cases).
+of ~150 characters, uniform timings (wait 0-3 s, first token 0.1-2 s, duration 0.2-20 s), three
+error types (6:3:1) on the failed calls, spread over 7 days; the previews are also the bodies'
+text, which the full-text index reads. ``--no-fts`` skips the bodies and the full-text index
+(faster build, no ``q`` cases).
 
-Each case runs ``exporter.queries.list_calls`` ``--repeat`` times (pages 1 and 5 alternate; 3 times
-when one run takes over a second) and prints the median and p95 in milliseconds and the total;
-then ``status_aggregates`` over 1 hour, 24 hours and 7 days.
+An existing database is migrated first (the time is printed when a migration ran). Each case runs
+``exporter.queries.list_calls`` ``--repeat`` times (pages 1 and 5 alternate; 3 times when one run
+takes over a second) and prints the median and p95 in milliseconds and the total: every filter,
+then the timing minimums alone and with a status or label filter, then the slowest-first sorts
+alone and with each filter. Then ``call_facets`` for a few filters, ``status_aggregates`` and
+``status_series`` over 1 hour, 24 hours and 7 days, ``store_summary`` and the rate of
+``iter_calls`` (this store's bodies hold only the previews' text: an upper bound). ``--only TEXT`` measures the cases whose
+name holds it.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,13 +40,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporter import migrate, open_database, queries
-from exporter.migrations import FTS_INDEX_SQL
+from exporter.migrations import FTS_INDEX_SQL, schema_version
 from exporter.models import LLMCall, db
 
 DAY_MS = 86_400_000
 STATUSES = ["succeeded"] * 85 + ["failed"] * 8 + ["cancelled"] * 3 + ["running"] * 2 + ["queued"] * 2
 SOURCES = [f"source-{i}" for i in range(12)]
 USERS = [f"user-{i}@example.com" for i in range(300)]
+ERROR_TYPES = ["RateLimitError"] * 6 + ["APITimeoutError"] * 3 + ["InternalServerError"]
 MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o3-mini", "text-embedding-3-small"]
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "so", "pe", "da", "gu", "fe", "zo", "bi", "ha"]
 WORDS_EN = sorted({a + b + c for a in SYLLABLES for b in SYLLABLES for c in ("", "n", "s", "ter", "ing")})
@@ -132,7 +142,7 @@ def build(database_path: str, rows: int, *, fts: bool, seed: int = 7) -> None:
             "cached_tokens": 0,
             "reasoning_tokens": 0,
             "finish_reasons": '["stop"]' if ended else None,
-            "error_type": "RateLimitError" if status == "failed" else None,
+            "error_type": rng.choice(ERROR_TYPES) if status == "failed" else None,
             "error_message": "429 Too Many Requests" if status == "failed" else None,
             "prompt_preview": prompt,
             "response_preview": response or None,
@@ -143,12 +153,11 @@ def build(database_path: str, rows: int, *, fts: bool, seed: int = 7) -> None:
         batch.append(tuple(values[column] for column in columns))
         if fts:  # the body holds the text the full-text index reads (exporter.migrations)
             output = [{"role": "assistant", "parts": [{"type": "text", "content": response}]}]
+            user = [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
             bodies.append(
                 (
                     values["call_id"],
-                    json.dumps(
-                        [{"role": "user", "parts": [{"type": "text", "content": prompt}]}], ensure_ascii=False
-                    ),
+                    json.dumps(user, ensure_ascii=False),
                     json.dumps(output, ensure_ascii=False) if response else None,
                 )
             )
@@ -167,7 +176,9 @@ def build(database_path: str, rows: int, *, fts: bool, seed: int = 7) -> None:
     database.close()
 
 
-CASES: dict[str, dict[str, object]] = {
+TASK = "<a task id>"
+DAY = "<the last 24 hours>"
+LIST_CASES: dict[str, dict[str, object]] = {
     "no filter": {},
     "status=failed": {"status": ["failed"]},
     "status=succeeded,failed": {"status": ["succeeded", "failed"]},
@@ -175,15 +186,62 @@ CASES: dict[str, dict[str, object]] = {
     "source": {"source": "source-3"},
     "requested_by": {"requested_by": "user-42@example.com"},
     "model": {"model": "gpt-4o"},
-    "parent_task_id": {"parent_task_id": None},  # filled with a real task id at run time
-    "last 24h": {"since_ms": None},  # filled at run time
+    "parent_task_id": {"parent_task_id": TASK},
+    "error_type": {"error_type": "APITimeoutError"},
+    "last 24h": {"since_ms": DAY},
     "status=failed & source": {"status": ["failed"], "source": "source-3"},
-    "model & requested_by & 24h": {"model": "gpt-4o", "requested_by": "user-42@example.com"},
+    "model & requested_by & 24h": {"model": "gpt-4o", "requested_by": "user-42@example.com", "since_ms": DAY},
     "q=天气预报 (0.5% of calls)": {"q": "天气预报"},
     "q=refund policy (2%)": {"q": "refund policy"},
     "q=refund policy & status=failed": {"q": "refund policy", "status": ["failed"]},
     "q=the question (50%)": {"q": "the question"},
     "q=下雨 (2 chars, a scan)": {"q": "下雨"},
+}
+LATENCY_CASES: dict[str, dict[str, object]] = {
+    "min_duration 15 s (25%)": {"min_duration_ms": 15_000},
+    "min_duration 19.9 s (0.5%)": {"min_duration_ms": 19_900},
+    "min_wait 2.5 s (17%)": {"min_wait_ms": 2500},
+    "min_first_token 1.9 s (5%)": {"min_first_token_ms": 1900},
+    "min_duration & status=failed": {"min_duration_ms": 15_000, "status": ["failed"]},
+    "min_duration & status=succeeded,failed": {"min_duration_ms": 15_000, "status": ["succeeded", "failed"]},
+    "min_duration & source": {"min_duration_ms": 15_000, "source": "source-3"},
+    "min_duration & requested_by": {"min_duration_ms": 15_000, "requested_by": "user-42@example.com"},
+    "min_duration & model": {"min_duration_ms": 15_000, "model": "gpt-4o"},
+    "min_wait & error_type": {"min_wait_ms": 2500, "error_type": "APITimeoutError"},
+    "min_duration & 24h": {"min_duration_ms": 15_000, "since_ms": DAY},
+    "min_first_token & q=refund policy": {"min_first_token_ms": 1900, "q": "refund policy"},
+}
+SORT_CASES: dict[str, dict[str, object]] = {
+    "sort=duration": {"sort": "duration"},
+    "sort=first_token": {"sort": "first_token"},
+    "sort=wait": {"sort": "wait"},
+    "sort=duration & status=failed": {"sort": "duration", "status": ["failed"]},
+    "sort=duration & status=queued,running": {"sort": "duration", "status": ["queued", "running"]},
+    "sort=duration & source": {"sort": "duration", "source": "source-3"},
+    "sort=duration & requested_by": {"sort": "duration", "requested_by": "user-42@example.com"},
+    "sort=duration & model": {"sort": "duration", "model": "gpt-4o"},
+    "sort=duration & parent_task_id": {"sort": "duration", "parent_task_id": TASK},
+    "sort=wait & error_type": {"sort": "wait", "error_type": "APITimeoutError"},
+    "sort=duration & 24h": {"sort": "duration", "since_ms": DAY},
+    "sort=duration & min_duration": {"sort": "duration", "min_duration_ms": 15_000},
+    "sort=first_token & status=failed & source": {
+        "sort": "first_token",
+        "status": ["failed"],
+        "source": "source-3",
+    },
+    "sort=duration & q=refund policy": {"sort": "duration", "q": "refund policy"},
+    "sort=duration & q=the question": {"sort": "duration", "q": "the question"},
+}
+FACET_CASES: dict[str, dict[str, object]] = {
+    "no filter": {},
+    "status=failed": {"status": ["failed"]},
+    "source": {"source": "source-3"},
+    "requested_by": {"requested_by": "user-42@example.com"},
+    "model": {"model": "gpt-4o"},
+    "parent_task_id": {"parent_task_id": TASK},
+    "last 24h": {"since_ms": DAY},
+    "min_duration 15 s": {"min_duration_ms": 15_000},
+    "q=refund policy": {"q": "refund policy"},
 }
 
 
@@ -199,33 +257,136 @@ def _timed(call: Callable[[], object], repeat: int) -> tuple[float, float, objec
     return statistics.median(timings), timings[min(len(timings) - 1, int(len(timings) * 0.95))], result
 
 
-def measure(database_path: str, repeat: int, *, fts: bool) -> None:
+def _resolved(filters: dict[str, object], task: str, newest: int) -> dict[str, object]:
+    """``filters`` with the run-time values (a real task id, the last 24 hours) filled in."""
+    values = {TASK: task, DAY: newest - DAY_MS}
+    return {
+        name: values.get(value, value) if isinstance(value, str) else value for name, value in filters.items()
+    }
+
+
+def _print_header(title: str, what: str) -> None:
+    print(f"\n{title:44} {'median ms':>10} {'p95 ms':>8} {what:>9}", flush=True)
+
+
+def measure(database_path: str, repeat: int, *, fts: bool, only: str = "") -> None:
     database = open_database(database_path)
+    started = time.perf_counter()
+    before, after = schema_version(database), migrate(database)
+    if after != before:
+        print(
+            f"migrated from version {before} to {after} in {time.perf_counter() - started:.1f} s", flush=True
+        )
     db.initialize(database)
     newest = database.execute_sql("SELECT MAX(enqueued_at) FROM llm_calls").fetchone()[0]
     task = database.execute_sql(
         "SELECT parent_task_id FROM llm_calls WHERE parent_task_id IS NOT NULL LIMIT 1"
     ).fetchone()[0]
-    print(f"{'list page + exact total':36} {'median ms':>10} {'p95 ms':>8} {'total':>9}", flush=True)
-    for name, filters in CASES.items():
-        filters = dict(filters)
-        if name == "parent_task_id":
-            filters["parent_task_id"] = task
-        if "24h" in name:
-            filters["since_ms"] = newest - DAY_MS
-        if "q" in filters and not fts:
-            continue
-        pages = iter(range(10_000))
 
-        def one_page(filters: dict[str, object] = filters, pages: Iterator[int] = pages) -> dict:
-            return queries.list_calls(**filters, page=1 if next(pages) % 2 == 0 else 5, page_size=50)
+    def wanted(name: str, filters: dict[str, object]) -> bool:
+        return only in name and (fts or "q" not in filters)
 
-        median, p95, result = _timed(one_page, repeat)
-        print(f"{name:36} {median:10.2f} {p95:8.2f} {result['total']:9d}", flush=True)
-    print(f"\n{'status_aggregates':36} {'median ms':>10} {'p95 ms':>8} {'calls':>9}", flush=True)
-    for name, window_ms in (("window 1h", 3_600_000), ("window 24h", DAY_MS), ("window 7d", 7 * DAY_MS)):
-        median, p95, stats = _timed(lambda w=window_ms: queries.status_aggregates(w, now_ms=newest), repeat)
-        print(f"{name:36} {median:10.2f} {p95:8.2f} {stats['total']:9d}", flush=True)
+    for title, cases in (
+        ("list page + exact total", LIST_CASES),
+        ("latency filters: page + exact total", LATENCY_CASES),
+        ("slowest first: page + exact total", SORT_CASES),
+    ):
+        _print_header(title, "total")
+        for name, filters in cases.items():
+            if not wanted(name, filters):
+                continue
+            resolved = _resolved(filters, task, newest)
+            pages = iter(range(10_000))
+
+            def one_page(filters: dict[str, object] = resolved, pages: Iterator[int] = pages) -> dict:
+                return queries.list_calls(**filters, page=1 if next(pages) % 2 == 0 else 5, page_size=50)
+
+            median, p95, result = _timed(one_page, repeat)
+            print(f"{name:44} {median:10.2f} {p95:8.2f} {result['total']:9d}", flush=True)
+
+    _print_header("call_facets (the filter's summary)", "total")
+    for name, filters in FACET_CASES.items():
+        if wanted(name, filters):
+            resolved = _resolved(filters, task, newest)
+            median, p95, facets = _timed(lambda f=resolved: queries.call_facets(**f), repeat)
+            print(f"{name:44} {median:10.2f} {p95:8.2f} {facets['total']:9d}", flush=True)
+
+    windows = (("window 1h", 3_600_000), ("window 24h", DAY_MS), ("window 7d", 7 * DAY_MS))
+    _print_header("status_aggregates", "calls")
+    for name, window_ms in windows:
+        if wanted(name, {}):
+            median, p95, stats = _timed(
+                lambda w=window_ms: queries.status_aggregates(w, now_ms=newest), repeat
+            )
+            print(f"{name:44} {median:10.2f} {p95:8.2f} {stats['total']:9d}", flush=True)
+    _print_header("status_series (24 buckets)", "calls")
+    for name, window_ms in windows:
+        if wanted(name, {}):
+            median, p95, series = _timed(lambda w=window_ms: queries.status_series(w, now_ms=newest), repeat)
+            print(f"{name:44} {median:10.2f} {p95:8.2f} {sum(b['calls'] for b in series):9d}", flush=True)
+    _print_header("other reads", "calls")
+    if wanted("store_summary", {}):
+        median, p95, summary = _timed(queries.store_summary, repeat)
+        print(f"{'store_summary':44} {median:10.2f} {p95:8.2f} {summary['calls']:9d}", flush=True)
+    if wanted("iter_calls", {}):
+        count = 50_000
+        started = time.perf_counter()
+        exported = sum(1 for _ in itertools.islice(queries.iter_calls(status=["succeeded"]), count))
+        seconds = time.perf_counter() - started
+        print(f"{'iter_calls (no bodies in this store)':44} {exported / seconds:10.0f} calls/s", flush=True)
+        rate, with_json = _export_rate()
+        print(f"{'iter_calls, 20k calls with 4.5 KB bodies':44} {rate:10.0f} calls/s", flush=True)
+        print(f"{'  and json.dumps of each (a JSONL line)':44} {with_json:10.0f} calls/s", flush=True)
+        db.initialize(database)
+
+
+def _export_rate(calls: int = 20_000) -> tuple[float, float]:
+    """Calls per second of ``iter_calls`` over a store of ``calls`` calls holding ~3 KB of prompt
+    and ~1.5 KB of response each (a temporary file), without and with ``json.dumps`` per call."""
+    with tempfile.TemporaryDirectory() as directory:
+        database = open_database(str(Path(directory) / "export.db"))
+        migrate(database)
+        db.initialize(database)
+        rng = random.Random(11)
+        columns = [field.column_name for field in LLMCall._meta.sorted_fields]
+        insert = f"INSERT INTO llm_calls ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        rows, bodies = [], []
+        for i in range(calls):
+            prompt, response = _text(rng, 3000), _text(rng, 1500)
+            row = dict.fromkeys(columns)
+            row.update(call_id=f"{i:032x}", status="succeeded", stream=0, enqueued_at=1_700_000_000_000 + i)
+            row.update(retry_count=0, updated_at=row["enqueued_at"], prompt_preview=prompt[:200])
+            rows.append(tuple(row[column] for column in columns))
+            messages = [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+            output = [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": response}],
+                    "finish_reason": "stop",
+                }
+            ]
+            bodies.append(
+                (
+                    row["call_id"],
+                    json.dumps({"temperature": 0.2}),
+                    json.dumps([{"type": "text", "content": "You are terse."}]),
+                    json.dumps(messages, ensure_ascii=False),
+                    json.dumps(output, ensure_ascii=False),
+                    json.dumps({"server.port": 443}),
+                )
+            )
+        with database.atomic("IMMEDIATE"):
+            database.cursor().executemany(insert, rows)
+            database.cursor().executemany("INSERT INTO llm_call_bodies VALUES (?, ?, ?, ?, ?, ?)", bodies)
+        rates = []
+        for encode in (False, True):
+            started = time.perf_counter()
+            for call in queries.iter_calls():
+                if encode:
+                    json.dumps(call, ensure_ascii=False)
+            rates.append(calls / (time.perf_counter() - started))
+        database.close()
+    return rates[0], rates[1]
 
 
 def main() -> None:
@@ -234,6 +395,7 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="database file (default /tmp/llm_otel_bench_<rows>.db)")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-fts", action="store_true", help="skip the full-text rows and the q cases")
+    parser.add_argument("--only", default="", help="measure only the cases whose name contains this")
     args = parser.parse_args()
     path = args.db or f"/tmp/llm_otel_bench_{args.rows}.db"
     fts = not args.no_fts
@@ -249,7 +411,7 @@ def main() -> None:
         build(path, args.rows, fts=fts)
         size = Path(path).stat().st_size / 1e6
         print(f"built {args.rows} calls in {time.perf_counter() - started:.1f} s ({size:.0f} MB)", flush=True)
-    measure(path, args.repeat, fts=fts)
+    measure(path, args.repeat, fts=fts, only=args.only)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ committed by one writer at a time, in order. The lock is held from that insert t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -302,6 +303,8 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
 
 LATEST_VERSION = len(MIGRATIONS)
 
+logger = logging.getLogger(__name__)
+
 
 def migrate(database: peewee.Database) -> int:
     """Apply the pending migrations to ``database`` and return its schema version.
@@ -311,6 +314,8 @@ def migrate(database: peewee.Database) -> int:
     """
     with converted_errors("migrating the store"):
         current = schema_version(database)
+        if current > LATEST_VERSION:
+            _warn_newer_schema(database, current)
         if current >= LATEST_VERSION:
             return current
         for number, step in enumerate(MIGRATIONS, start=1):
@@ -323,6 +328,25 @@ def migrate(database: peewee.Database) -> int:
                 step(database)
                 database.execute(SchemaVersion.insert(version=number, applied_at=int(time.time() * 1000)))
         return schema_version(database)
+
+
+def _warn_newer_schema(database: peewee.Database, version: int) -> None:
+    """A newer llm-otel migrated this store: say so once, since its writes may no longer fit."""
+    key = (str(database.database), version)
+    if key in _warned_newer:
+        return
+    _warned_newer.add(key)
+    logger.warning(
+        "llm-otel store: the schema of %s is version %d, newer than this llm-otel knows (%d): a newer "
+        "llm-otel wrote it. Upgrade llm-otel here (pip install -U llm-otel); until then, writes that "
+        "no longer fit the schema fail and are counted as dropped.",
+        database.database,
+        version,
+        LATEST_VERSION,
+    )
+
+
+_warned_newer: set[tuple[str, int]] = set()
 
 
 def schema_version(database: peewee.Database) -> int:

@@ -59,16 +59,21 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
 Bad arguments raise ``QueryError`` (a ``ValueError``) naming the parameter and what it accepts;
 database failures ``StoreDatabaseError``.
 
-Why it stays fast at 1M calls (``bench/bench_list_1m.py``): every filter column has an index
-``(column, status, enqueued_at, ...)`` (``docs/contracts/db.md``), so a page is read in index order and
-its total counted from the index alone; the page's rows are then fetched by primary key. Several
-statuses (or none, with an equality filter) become one ordered index walk per status, merged
-(``UNION ALL``); a status set holding ``succeeded`` alone is counted as all calls minus the other
-statuses. The slowest-first sorts walk ``(status, <timing>, enqueued_at)`` the same way. A search
-term with many FTS matches walks the list's index and tests each call against the matches, rather
-than sorting them all. Aggregates read only the covering window index. What stays slow by nature: a
-1-2 character ``q`` (a scan of every text), a term found in most calls, and aggregates over a
-window holding most of the store.
+Why it stays fast at 1M calls (``bench/bench_list_1m.py``; ``docs/contracts/db.md`` lists the
+indexes): every equality filter has an index ``(column, status, enqueued_at, <timings>)``, so a page
+is read in index order and its total counted from the index alone, timing minimums included; the
+page's rows are then fetched by primary key. Several statuses (or none, with an equality filter or
+a timing sort) become one ordered index walk per status, merged (``UNION ALL``); a timing sort walks
+``(status, <timing>, enqueued_at)``. The exact total is counted first; on SQLite it then decides
+(``_plan``) between walking the index in the list's order, testing the other filters on each entry,
+and reading what the filters' index finds and sorting it (the page's last sort key found in the
+index first, so only the page's calls are read), whichever reads fewer entries: SQLite's own
+statistics cannot tell (a mostly-NULL ``error_type`` looks unselective). A status set holding
+``succeeded`` alone is counted as all calls minus the other statuses. A search term with many FTS
+matches walks the list's index and tests each call against the matches, rather than sorting them
+all. Aggregates read only the covering window index. What stays slow by nature: a 1-2 character
+``q`` (a scan of every text), a term found in most calls (the FTS evaluation itself), and
+aggregates and facets over most of the store.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ import json
 import math
 import operator
 import time
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -147,11 +153,20 @@ class _Selection:
     text: str
     """The stripped ``q``; "" for none."""
 
-    def conditions(self, *, walk_text: bool = False) -> list[Expression]:
-        """Every filter but the statuses, as conditions on ``llm_calls`` (ANDed)."""
-        conditions = [LLMCall._meta.fields[name] == value for name, value in self.equal.items()]
-        conditions += _time_range(self.since_ms, self.until_ms)
-        conditions += [LLMCall._meta.fields[name] >= value for name, value in self.minimums.items()]
+    def conditions(self, *, unindexed: Collection[str] = (), walk_text: bool = False) -> list[Expression]:
+        """Every filter but the statuses, as conditions on ``llm_calls`` (ANDed).
+
+        The conditions on the ``unindexed`` columns are written so that SQLite tests them on each
+        entry of the index it walks, rather than choose an index by them (``_unindexed``).
+        """
+
+        def column(name: str) -> Any:
+            field = LLMCall._meta.fields[name]
+            return _unindexed(field) if name in unindexed else field
+
+        conditions = [column(name) == value for name, value in self.equal.items()]
+        conditions += _time_range(self.since_ms, self.until_ms, column("enqueued_at"))
+        conditions += [column(name) >= value for name, value in self.minimums.items()]
         if self.text:
             conditions.append(_text_search(self.text, walk=walk_text))
         return conditions
@@ -246,21 +261,13 @@ def list_calls(
     _check_sort(sort)
     _check_int("page", page, minimum=1)
     _check_int("page_size", page_size, minimum=1, maximum=MAX_PAGE_SIZE)
-    text = selection.text
+    offset = (page - 1) * page_size
     with converted_errors("listing calls"), read_snapshot(db.obj):  # one snapshot: page and total
-        matches = _fts_matches(text) if text and _uses_fts(text) else None
-        # A frequent term: walk the list's index in order and test each call against the matches,
-        # rather than read and sort every matching call.
-        conditions = selection.conditions(walk_text=matches is not None and matches > _SORT_MATCHES_UP_TO)
-        query = _ordered(selection, conditions, sort).limit(page_size).offset((page - 1) * page_size)
-        ids = [row[0] for row in db.execute(query).fetchall()]
+        plan = _plan(selection, sort, reach=offset + page_size)
+        ids = [row[0] for row in db.execute(plan.page(plan.conditions(selection), offset, page_size))]
         rows = _calls_by_id(ids)
-        if matches is not None and len(conditions) == 1 and not selection.statuses:
-            total = matches  # one FTS row per call (exporter.migrations): no need to join
-        else:
-            total = _total(conditions, selection.counted_statuses)
     items = [_summary(rows[call_id]) for call_id in ids]
-    return {"items": items, "total": total, "page": page, "page_size": page_size}
+    return {"items": items, "total": plan.total, "page": page, "page_size": page_size}
 
 
 def call_facets(
@@ -297,23 +304,36 @@ def call_facets(
         min_first_token_ms=min_first_token_ms,
         q=q,
     )
-    conditions = selection.conditions()
-    if selection.statuses:
-        conditions.append(_status_is(selection.statuses))
     with converted_errors("computing call facets"), read_snapshot(db.obj):
-        by_status = dict(_grouped(LLMCall.status, conditions))
-        values = {key: _grouped(LLMCall._meta.fields[name], conditions) for key, name in _FACETS.items()}
-        failures = _grouped(LLMCall.model, [*conditions, LLMCall.status == "failed"])
-        timings = _where(LLMCall.select(*(LLMCall._meta.fields[name] for name in _METRICS)), conditions)
-        timing_rows = db.execute(timings).fetchall()
-    counts = {name: by_status.get(name, 0) for name in STATUSES}
+        if selection.equal or selection.text:
+            # The calls are found through the filter's index or the text's matches, then read:
+            # read each once, for every facet.
+            by_model_status, values, histograms = _counted_rows(selection)
+        else:  # read each facet from its own index, whole, which holds what the filters test
+            # One pass over the model index gives the models, the statuses and the failures by model.
+            by_model_status = _grouped(selection, ("model", "status"))
+            values = {
+                key: [(value, count) for (value,), count in _grouped(selection, (name,))]
+                for key, name in _FACETS.items()
+                if name != "model"
+            }
+            histograms = {name: _grouped(selection, (name,), known=name) for name in _METRICS}
+    counts = dict.fromkeys(STATUSES, 0)
+    models: dict[str | None, int] = {}
+    failures: dict[str | None, int] = {}
+    for (model, status), count in by_model_status:
+        counts[status] += count
+        models[model] = models.get(model, 0) + count
+        if status == "failed":
+            failures[model] = count
+    values["models"] = list(models.items())
     ended = sum(counts[name] for name in ENDED_STATUSES)
     return {
         "total": sum(counts.values()),
         "statuses": counts,
-        **{key: _top_values(pairs) for key, pairs in values.items()},
-        "failures_by_model": _top_values(failures),
-        **{name: _percentiles(row[i] for row in timing_rows) for i, name in enumerate(_METRICS)},
+        **{key: _top_values(values[key]) for key in _FACETS},
+        "failures_by_model": _top_values(failures.items()),
+        **{name: _ranked(histograms[name]) for name in _METRICS},
         "error_rate": counts["failed"] / ended if ended else None,
     }
 
@@ -363,9 +383,11 @@ def iter_calls(
 
 
 def _details(selection: _Selection, sort: str, chunk_size: int) -> Iterator[dict[str, Any]]:
+    with converted_errors("exporting calls"), read_snapshot(db.obj):
+        plan = _plan(selection, sort, reach=chunk_size)
     after: tuple[Any, ...] | None = None
     while True:
-        chunk = _detail_chunk(selection, sort, after, chunk_size)
+        chunk = _detail_chunk(selection, plan, after, chunk_size)
         yield from chunk
         if len(chunk) < chunk_size:
             return
@@ -377,22 +399,19 @@ def _details(selection: _Selection, sort: str, chunk_size: int) -> Iterator[dict
 
 
 def _detail_chunk(
-    selection: _Selection, sort: str, after: tuple[Any, ...] | None, size: int
+    selection: _Selection, plan: _Plan, after: tuple[Any, ...] | None, size: int
 ) -> list[dict[str, Any]]:
     """The next ``size`` details after the sort key ``after`` (None: from the start), one read."""
     with converted_errors("exporting calls"), read_snapshot(db.obj):
-        conditions = selection.conditions()
-        key_conditions = _after(sort, after)
+        conditions = plan.conditions(selection)
         ids: list[str] = []
-        for extra in key_conditions:  # a timing sort continues with the calls without the value
-            query = _ordered(selection, [*conditions, *extra], sort).limit(size - len(ids))
+        for extra in _after(plan.sort, after):  # a timing sort goes on with the calls without the value
+            query = plan.ordered([*conditions, *extra]).limit(size - len(ids))
             ids += [row[0] for row in db.execute(query).fetchall()]
             if len(ids) == size:
                 break
         rows = _calls_by_id(ids)
-        bodies = {
-            body["call_id"]: body for body in LLMCallBody.select().where(LLMCallBody.call_id.in_(ids)).dicts()
-        }
+        bodies = _rows_by_id(LLMCallBody, ids)
     details = []
     for call_id in ids:
         detail = _summary(rows[call_id])
@@ -687,20 +706,139 @@ def _task_figures(task_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     }
 
 
-def _ordered(selection: _Selection, conditions: list[Expression], sort: str) -> Select:
-    """The query of (call_id, ...) of the matching calls in ``sort`` order (no limit yet)."""
+@dataclass(frozen=True)
+class _Plan:
+    """How to read the calls a selection holds in ``sort`` order, and how many there are."""
+
+    sort: str
+    total: int
+    statuses: tuple[str, ...]
+    """The statuses kept (() for any)."""
+    arms: bool = False
+    """One index walk per status, merged (UNION ALL), rather than one query."""
+    unindexed: Collection[str] = ()
+    """Columns whose conditions are tested on each entry of the index read (``_unindexed``)."""
+    walk_text: bool = False
+    """The FTS matches are tested on each entry of the index walked (``_text_search``)."""
+    sorted_here: bool = False
+    """The database sorts the matching calls (the first ORDER BY term made unindexed), rather than
+    reading them in the order of an index."""
+    keys_first: bool = False
+    """Sorting: first find the sort key of the page's last call in the index alone, then look up
+    only the calls up to it (SQLite; the filters' index holds the sort keys)."""
+
+    def conditions(self, selection: _Selection) -> list[Expression]:
+        return selection.conditions(unindexed=self.unindexed, walk_text=self.walk_text)
+
+    def ordered(self, conditions: list[Expression], *, keys_only: bool = False) -> Select:
+        """The query of (call_id, enqueued_at[, timing]) of the matching calls in order (no limit
+        yet); ``keys_only``: of their sort keys, in the order of the keys alone."""
+        column = _SORT_COLUMNS.get(self.sort)
+        if self.arms and len(self.statuses) > 1:
+            arms = [_where(_page_columns(column), [*conditions, _status_is((one,))]) for one in self.statuses]
+            return reduce(operator.add, arms).order_by(*_compound_order(column))
+        if self.statuses:
+            conditions = [*conditions, _status_is(self.statuses, unindexed="status" in self.unindexed)]
+        order = _order(column, sorted_here=self.sorted_here)
+        if keys_only:
+            keys = [LLMCall._meta.fields[column]] if column else []
+            return _where(LLMCall.select(*keys, LLMCall.enqueued_at), conditions).order_by(*order[:-1])
+        return _where(_page_columns(column), conditions).order_by(*order)
+
+    def page(self, conditions: list[Expression], offset: int, limit: int) -> Select:
+        """The query of the ``limit`` calls after the first ``offset``."""
+        if self.keys_first and offset + limit < self.total:
+            last = db.execute(self.ordered(conditions, keys_only=True).limit(1).offset(offset + limit - 1))
+            conditions = [*conditions, *_up_to(self.sort, last.fetchone())]
+        return self.ordered(conditions).limit(limit).offset(offset)
+
+
+def _up_to(sort: str, key: tuple[Any, ...]) -> list[Expression]:
+    """The calls whose sort key comes before ``key`` or equals it, in list order (unindexed)."""
+    enqueued_at = _unindexed(LLMCall.enqueued_at)
     column = _SORT_COLUMNS.get(sort)
-    # A timing sort walks (status, <timing>, enqueued_at), so it names every status; newest first
-    # names them with an equality filter, whose index is (column, status, enqueued_at).
-    statuses = selection.statuses or (STATUSES if selection.equal or column else ())
-    if len(statuses) > 1 and not selection.text:
-        # One index walk per status, each already in order, merged by SQLite (UNION ALL): no sort
-        # of every matching row.
-        arms = [_where(_page_columns(column), [*conditions, _status_is((one,))]) for one in statuses]
-        return reduce(operator.add, arms).order_by(*_compound_order(column))
-    if statuses:
-        conditions = [*conditions, _status_is(statuses)]
-    return _where(_page_columns(column), conditions).order_by(*_order(column))
+    if column is None:
+        return [enqueued_at >= key[0]]
+    timing = _unindexed(LLMCall._meta.fields[column])
+    value, newest = key
+    if value is None:  # every call with the value, then those without it up to ``newest``
+        return [timing.is_null(False) | (enqueued_at >= newest)]
+    return [timing.is_null(False), (timing > value) | ((timing == value) & (enqueued_at >= newest))]
+
+
+def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
+    """Count the selection and choose how to read its first ``reach`` calls in order.
+
+    Both engines run the same shapes; on SQLite, whose statistics mislead its planner here (a
+    column that is mostly NULL, such as ``error_type``, looks unselective; ``analysis_limit``
+    samples), the choice is made here from the exact total: walk the index that has the list's
+    order (one walk per status, merged) and test the other filters on each entry, or read the
+    matching calls through the filters' index and sort them, whichever reads fewer entries.
+    """
+    column = _SORT_COLUMNS.get(sort)
+    labels = set(selection.equal)
+    minimums = set(selection.minimums)
+    text = selection.text
+    matches = _fts_matches(text) if text and _uses_fts(text) else None
+    # Few FTS matches are read and sorted; so are many for a timing sort, which would otherwise
+    # test each entry of five walks (one per status) against the matches, evaluating them five times.
+    text_decides = matches is not None and (matches <= _SORT_MATCHES_UP_TO or column is not None)
+    many_matches = matches is not None and not text_decides
+    if text_decides:  # count the matches, testing the other filters on each
+        count_unindexed: Collection[str] = {*labels, *minimums, "enqueued_at", "status"}
+    else:  # an equality filter's index holds the timings: the minimums are checked there
+        count_unindexed = minimums if labels else ()
+    conditions = selection.conditions(unindexed=count_unindexed, walk_text=many_matches)
+    if matches is not None and len(conditions) == 1 and not selection.statuses:
+        total = matches  # one FTS row per call (exporter.migrations): no need to join
+    elif text_decides:
+        total = _total(conditions, selection.statuses, unindexed_status=True)
+    else:
+        total = _total(conditions, selection.counted_statuses)
+    statuses = selection.statuses or (STATUSES if labels or column else ())
+    if text_decides:  # the matches are read and sorted
+        return _Plan(sort, total, selection.statuses, unindexed=count_unindexed, sorted_here=True)
+    if text and matches is None:  # a 1-2 character q: a scan of the previews and the texts
+        return _Plan(sort, total, statuses)
+    if column is None:
+        if labels or not minimums:
+            # The label's index (or the window / status index) has the order and the timings.
+            return _Plan(sort, total, statuses, arms=not text, unindexed=minimums, walk_text=many_matches)
+        if _walks(total, reach, lookups=bool(text)):  # the window index has the order and the timings
+            unindexed = {*minimums, "status"}
+            return _Plan(sort, total, selection.statuses, unindexed=unindexed, walk_text=many_matches)
+        statuses = selection.statuses or STATUSES  # (status, <timing>, enqueued_at) ranges, sorted
+        sorted_in_index = {"unindexed": {"enqueued_at"}, "sorted_here": True, "keys_first": not text}
+        return _Plan(sort, total, statuses, walk_text=many_matches, **sorted_in_index)
+    # A timing sort (a q was dealt with above).
+    others = {*labels, *(minimums - {column})}
+    if _walks(total, reach, lookups=bool(others)):  # (status, <timing>, enqueued_at) in order
+        return _Plan(sort, total, statuses, arms=True, unindexed={*others, "enqueued_at"})
+    # Read through the label's index (which holds the timings) or the filters', and sort.
+    unindexed = minimums if labels else ()
+    return _Plan(sort, total, statuses, unindexed=unindexed, sorted_here=True, keys_first=True)
+
+
+_LOOKUP_COST = 16
+"""How many index entries reading one row costs, about (measured at 1M calls)."""
+
+
+def _walks(total: int, reach: int, *, lookups: bool) -> bool:
+    """Whether to walk an index in order to the ``reach``-th of ``total`` matching calls (about
+    ``reach * calls / total`` entries, each read from the table too when ``lookups``) rather than
+    read the ``total`` calls from the filters' index and sort them. On SQLite; elsewhere the
+    database's planner decides and either shape serves it."""
+    if not is_sqlite(db.obj):
+        return True
+    if total == 0:
+        return False
+    return total * total >= reach * _row_estimate() * (_LOOKUP_COST if lookups else 1)
+
+
+def _row_estimate() -> int:
+    """About how many calls the store holds (an upper bound, from the rowid range: two lookups)."""
+    sql = "SELECT (SELECT MAX(rowid) FROM llm_calls) - (SELECT MIN(rowid) FROM llm_calls) + 1"
+    return db.execute_sql(sql).fetchone()[0] or 0
 
 
 def _page_columns(column: str | None) -> Select:
@@ -708,10 +846,20 @@ def _page_columns(column: str | None) -> Select:
     return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at, *sort_columns)
 
 
-def _order(column: str | None) -> tuple[Ordering, ...]:
+def _order(column: str | None, *, sorted_here: bool = False) -> tuple[Ordering, ...]:
+    """The list's order; ``sorted_here`` makes its first term unindexed, so that the database
+    sorts the rows its filters found rather than walk an index in that order."""
+    first = _unindexed(LLMCall._meta.fields[column or "enqueued_at"]) if sorted_here else None
     if column is None:
-        return _NEWEST_FIRST
-    return (LLMCall._meta.fields[column].desc(nulls="LAST"), *_NEWEST_FIRST)
+        return _NEWEST_FIRST if first is None else (first.desc(), LLMCall.call_id.desc())
+    timing = first if first is not None else LLMCall._meta.fields[column]
+    return (timing.desc(nulls="LAST"), *_NEWEST_FIRST)
+
+
+def _unindexed(field: Field) -> Any:
+    """``field`` as ``+field`` on SQLite: the same value, which the planner neither looks rows up
+    by nor reads in order from an index; the field itself elsewhere."""
+    return NodeList((SQL("+"), field), glue="") if is_sqlite(db.obj) else field
 
 
 def _compound_order(column: str | None) -> tuple[SQL, ...]:
@@ -720,11 +868,13 @@ def _compound_order(column: str | None) -> tuple[SQL, ...]:
     return newest if column is None else (SQL(f"{column} DESC NULLS LAST"), *newest)
 
 
-def _total(conditions: list[Expression], statuses: Sequence[str]) -> int:
+def _total(conditions: list[Expression], statuses: Sequence[str], *, unindexed_status: bool = False) -> int:
     """The exact number of calls matching, counted in an index."""
     count = LLMCall.select(fn.COUNT(SQL("*")))
     if conditions or "succeeded" not in statuses:
-        return _where(count, [*conditions, _status_is(statuses)] if statuses else conditions).scalar()
+        if statuses:
+            conditions = [*conditions, _status_is(statuses, unindexed=unindexed_status)]
+        return _where(count, conditions).scalar()
     # Most calls succeed: count the whole table (SQLite counts index pages, not entries), minus the
     # calls in the other statuses, rather than every matching entry.
     others = [one for one in STATUSES if one not in statuses]
@@ -732,10 +882,82 @@ def _total(conditions: list[Expression], statuses: Sequence[str]) -> int:
     return every - count.where(_status_is(others)).scalar() if others else every
 
 
-def _grouped(column: Field, conditions: list[Expression]) -> list[tuple[Any, int]]:
-    """(value, count) of ``column`` over the matching calls."""
-    query = _where(LLMCall.select(column, fn.COUNT(SQL("*"))), conditions).group_by(column)
-    return [(value, int(count)) for value, count in db.execute(query).fetchall()]
+def _grouped(
+    selection: _Selection, columns: Sequence[str], *, known: str | None = None
+) -> list[tuple[tuple[Any, ...], int]]:
+    """(values of ``columns``, count) over the calls ``selection`` holds (those with a ``known``
+    value of that column, when given), one statement.
+
+    On SQLite the filters are written so that the index read is the one that serves best: the
+    text's matches when there is a ``q``, else an equality filter's index (which holds the statuses,
+    times and timings), else the index that leads with ``columns`` (the label's; for a timing
+    ``(status, <timing>, enqueued_at)``), read whole in its order, which holds what the filters test
+    (the window index, for a timing with a minimum of another).
+    """
+    fields = [LLMCall._meta.fields[name] for name in columns]
+    if known is not None:
+        fields = [LLMCall.status, LLMCall._meta.fields[known]]  # the order of its index
+    every = {*selection.equal, *selection.minimums, "enqueued_at", "status"}
+    if selection.text:
+        unindexed: Collection[str] = every
+    elif selection.equal:
+        unindexed = every - set(selection.equal)
+    else:
+        unindexed = every - {known} if known else every
+    conditions = selection.conditions(unindexed=unindexed)
+    if selection.statuses:
+        conditions.append(_status_is(selection.statuses, unindexed="status" in unindexed))
+    if known is not None:
+        conditions.append(LLMCall._meta.fields[known].is_null(False))
+    grouping = fields
+    if known is not None and not selection.text and not selection.equal and set(selection.minimums) - {known}:
+        # A minimum of another timing: its index lacks this one, the window index holds both.
+        grouping = [_unindexed(field) for field in fields]
+    query = _where(LLMCall.select(*fields, fn.COUNT(SQL("*"))), conditions).group_by(*grouping)
+    return [(tuple(row[:-1]), int(row[-1])) for row in db.execute(query).fetchall()]
+
+
+def _counted_rows(
+    selection: _Selection,
+) -> tuple[list[tuple[tuple[Any, ...], int]], dict[str, list[tuple[Any, int]]], dict[str, Any]]:
+    """What ``call_facets`` counts, from one read of the selected calls' columns: (model, status)
+    counts, each label's value counts and each timing's (status, value) counts."""
+    every = {*selection.equal, *selection.minimums, "enqueued_at", "status"}
+    unindexed = every if selection.text else every - set(selection.equal)
+    conditions = selection.conditions(unindexed=unindexed)
+    if selection.statuses:
+        conditions.append(_status_is(selection.statuses, unindexed="status" in unindexed))
+    names = ("status", "model", *(name for name in _FACETS.values() if name != "model"), *_METRICS)
+    query = _where(LLMCall.select(*(LLMCall._meta.fields[name] for name in names)), conditions)
+    rows = db.execute(query).fetchall()
+    if not rows:
+        return [], {key: [] for key in _FACETS if key != "models"}, {name: [] for name in _METRICS}
+    columns = dict(zip(names, zip(*rows, strict=True), strict=True))
+    values = {key: list(Counter(columns[name]).items()) for key, name in _FACETS.items() if name != "model"}
+    status = columns["status"]
+    histograms = {name: list(Counter(zip(status, columns[name], strict=True)).items()) for name in _METRICS}
+    return list(Counter(zip(columns["model"], status, strict=True)).items()), values, histograms
+
+
+def _ranked(histogram: Iterable[tuple[tuple[Any, ...], int]]) -> dict[str, int | None]:
+    """Nearest-rank p50 and p95 of the values counted in ``histogram`` ((status, value), count);
+    None values are not counted."""
+    counts: dict[int, int] = {}
+    for (_, value), count in histogram:
+        if value is not None:
+            counts[value] = counts.get(value, 0) + count
+    total = sum(counts.values())
+    if not total:
+        return {"p50": None, "p95": None}
+    ranks = {"p50": math.ceil(0.50 * total), "p95": math.ceil(0.95 * total)}
+    found: dict[str, int | None] = {}
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        for name, rank in ranks.items():
+            if name not in found and seen >= rank:
+                found[name] = value
+    return found
 
 
 def _top_values(pairs: Iterable[tuple[Any, int]]) -> list[dict[str, Any]]:
@@ -748,7 +970,7 @@ def _statuses(status: Sequence[str] | None, allowed: Sequence[str] = STATUSES) -
     """The wanted statuses, sorted and checked; () for any."""
     if not status:
         return ()
-    if isinstance(status, str):
+    if not isinstance(status, (list, tuple, set, frozenset)):
         raise QueryError(f"status must be a list of statuses, e.g. ['failed']; any of {', '.join(allowed)}")
     unknown = sorted({str(one) for one in status if one not in allowed})
     if unknown:
@@ -756,8 +978,9 @@ def _statuses(status: Sequence[str] | None, allowed: Sequence[str] = STATUSES) -
     return tuple(sorted(set(status)))
 
 
-def _status_is(statuses: Sequence[str]) -> Expression:
-    return LLMCall.status == statuses[0] if len(statuses) == 1 else LLMCall.status.in_(statuses)
+def _status_is(statuses: Sequence[str], *, unindexed: bool = False) -> Expression:
+    status = _unindexed(LLMCall.status) if unindexed else LLMCall.status
+    return status == statuses[0] if len(statuses) == 1 else status.in_(statuses)
 
 
 def _time_range(
@@ -906,10 +1129,27 @@ def _percentiles(values: Iterable[int | None]) -> dict[str, int | None]:
 
 def _calls_by_id(call_ids: Collection[str]) -> dict[str, dict[str, Any]]:
     """The llm_calls rows of these ids (primary-key lookups), by id."""
+    return _rows_by_id(LLMCall, call_ids)
+
+
+def _rows_by_id(
+    model: type[LLMCall] | type[LLMCallBody], call_ids: Collection[str]
+) -> dict[str, dict[str, Any]]:
+    """The rows of ``model`` with these ``call_id`` values (primary-key lookups), by id.
+
+    One statement written here: peewee would build the SQL of a 500-id ``IN`` and a dict per row
+    through its converters, which cost an export as much as the decoding of the bodies.
+    """
     if not call_ids:
         return {}
-    query = LLMCall.select().where(LLMCall.call_id.in_(list(call_ids))).dicts()
-    return {row["call_id"]: row for row in query}
+    columns = [field.column_name for field in model._meta.sorted_fields]
+    marker = "?" if is_sqlite(db.obj) else "%s"
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {model._meta.table_name} "
+        f"WHERE call_id IN ({', '.join([marker] * len(call_ids))})"
+    )
+    rows = (dict(zip(columns, row, strict=True)) for row in db.execute_sql(sql, list(call_ids)))
+    return {row["call_id"]: row for row in rows}
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-PACKAGES = ["llm_otel", "llm_otel.instrumentation", "llm_otel.testing", "exporter"]
+PACKAGES = ["llm_otel", "llm_otel.instrumentation", "llm_otel.testing", "exporter", "admin_flask"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from exporter import QueryError, queries
 from exporter.database import is_sqlite
 from tests.exporter.conftest import NOW_MS, Rows
+from tests.exporter.test_queries import FILTERS, _expected
 
 HOUR = 3_600_000
 
@@ -227,3 +230,49 @@ def test_store_summary(any_rows: Rows) -> None:
     any_rows.each([{"enqueued_at": NOW_MS - 5000}, {"enqueued_at": NOW_MS - 9000}, {"enqueued_at": NOW_MS}])
 
     assert queries.store_summary() == {"engine": engine, "calls": 3, "oldest_call_ms": NOW_MS - 9000}
+
+
+def _computed(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The facets of ``calls``, computed here."""
+
+    def top(values: list[Any]) -> list[dict[str, Any]]:
+        counts = Counter(values)
+        ranked = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0] is None, pair[0] or ""))
+        return [{"value": value, "count": count} for value, count in ranked[:50]]
+
+    def ranks(name: str) -> dict[str, int | None]:
+        known = sorted(call[name] for call in calls if call[name] is not None)
+        if not known:
+            return {"p50": None, "p95": None}
+        return {"p50": known[math.ceil(0.5 * len(known)) - 1], "p95": known[math.ceil(0.95 * len(known)) - 1]}
+
+    statuses = Counter(call["status"] for call in calls)
+    ended = sum(statuses[name] for name in ("succeeded", "failed", "cancelled"))
+    return {
+        "total": len(calls),
+        "statuses": {
+            name: statuses[name] for name in ("queued", "running", "succeeded", "failed", "cancelled")
+        },
+        "sources": top([call["source"] for call in calls]),
+        "requested_by": top([call["requested_by"] for call in calls]),
+        "models": top([call["model"] for call in calls]),
+        "error_types": top([call["error_type"] for call in calls]),
+        "failures_by_model": top([call["model"] for call in calls if call["status"] == "failed"]),
+        "wait_ms": ranks("wait_ms"),
+        "first_token_ms": ranks("first_token_ms"),
+        "duration_ms": ranks("duration_ms"),
+        "error_rate": statuses["failed"] / ended if ended else None,
+    }
+
+
+def test_facets_of_every_filter_equal_those_computed_from_the_calls(any_rows: Rows) -> None:
+    written = {call["call_id"]: call for call in any_rows.mixed()}
+    for filters in [
+        *FILTERS,
+        {"q": "quarterly", "source": "app"},
+        {"q": "quarterly", "min_duration_ms": 2500},
+    ]:
+        without_q = {name: value for name, value in filters.items() if name != "q"}
+        selected = [written[call_id] for call_id in _expected(list(written.values()), without_q)]
+
+        assert queries.call_facets(**filters) == _computed(selected), filters

@@ -226,6 +226,8 @@ def test_empty_status_list_means_any_status(mixed: list[dict[str, Any]]) -> None
         ({"page_size": 201}, "page_size must be <= 200"),
         ({"page_size": True}, "page_size must be an integer"),
         ({"status": "failed"}, "status must be a list"),
+        ({"status": 5}, "status must be a list"),
+        ({"status": [3]}, "unknown status 3"),
         ({"status": ["failed", "lost"]}, "unknown status lost"),
         ({"since_ms": 10, "until_ms": 5}, "since_ms (10) is after until_ms (5)"),
         ({"since_ms": "yesterday"}, "since_ms must be an integer"),
@@ -283,7 +285,9 @@ def test_several_statuses_are_merged_index_walks_not_a_sort(
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="peewee"):
         queries.list_calls(status=["failed", "succeeded"], source="app")
-    sql, params = next(record.msg for record in caplog.records if isinstance(record.msg, tuple))
+    sql, params = next(
+        record.msg for record in caplog.records if isinstance(record.msg, tuple) and "UNION" in record.msg[0]
+    )
     plan = [row[3] for row in db.obj.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
 
     assert "MERGE (UNION ALL)" in plan

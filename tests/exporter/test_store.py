@@ -31,7 +31,9 @@ from tests.exporter.call_spans import (
 
 @pytest.fixture
 def span_store(store: peewee.Database) -> Iterator[SpanStore]:
-    span_store = SpanStore(f"sqlite:///{store.database}")
+    # The calls are stamped at T0 (when call_spans was imported): once the suite has run longer than
+    # the heartbeat timeout, the store's start-up maintenance would close them as lost.
+    span_store = SpanStore(f"sqlite:///{store.database}", heartbeat_timeout_s=3600)
     yield span_store
     span_store.shutdown(5)
 

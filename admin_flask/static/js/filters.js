@@ -3,7 +3,7 @@
 // (kept in this browser's localStorage). Every change goes through the router, so the URL holds it.
 
 import { fill, h } from "./dom.js";
-import { compact, t } from "./i18n.js";
+import { compact, language, t } from "./i18n.js";
 import { RANGES, SLOW_METRICS, SORTS, STATUSES, toSearch, fromSearch } from "./state.js";
 
 const VIEWS_KEY = "llm-otel-admin.views";
@@ -163,10 +163,17 @@ export class FilterBar {
       return new Date(date.getTime() - date.getTimezoneOffset() * 60e3).toISOString().slice(0, 16);
     };
     const isCustom = !f.range && Boolean(f.from || f.to);
-    fill(this.range,
-      h("option", { value: "" }, t("range.all")),
-      RANGES.map((r) => h("option", { value: r }, t(`range.${r}`))),
-      h("option", { value: "custom" }, t("range.custom")));
+    // Options are rebuilt only when their texts change: rebuilding closes a dropdown the admin has open.
+    const fresh = this.lang !== language();
+    this.lang = language();
+    if (fresh) {
+      fill(this.range,
+        h("option", { value: "" }, t("range.all")),
+        RANGES.map((r) => h("option", { value: r }, t(`range.${r}`))),
+        h("option", { value: "custom" }, t("range.custom")));
+      fill(this.slowMetric, SLOW_METRICS.map((key) => h("option", { value: key }, t(`slow.${key}`))));
+      fill(this.sort, SORTS.map((key) => h("option", { value: key }, t(`sort.${key}`))));
+    }
     this.range.value = isCustom ? "custom" : f.range;
     if (!this.custom.hidden || isCustom) {
       this.custom.hidden = !isCustom && this.range.value !== "custom";
@@ -177,13 +184,11 @@ export class FilterBar {
     this.to.setAttribute("aria-label", t("range.to"));
 
     const metric = SLOW_METRICS.find((key) => f[key]) || SLOW_METRICS[0];
-    fill(this.slowMetric, SLOW_METRICS.map((key) => h("option", { value: key }, t(`slow.${key}`))));
     this.slowMetric.value = metric;
     if (document.activeElement !== this.slowValue) this.slowValue.value = f[metric] || "";
     this.slowValue.placeholder = "0";
     this.slowValue.setAttribute("aria-label", t("filters.slowValue"));
 
-    fill(this.sort, SORTS.map((key) => h("option", { value: key }, t(`sort.${key}`))));
     this.sort.value = state.sort;
 
     const counts = this.facets?.statuses || {};
@@ -206,9 +211,12 @@ export class FilterBar {
       select.title = t(`filters.${key}`);
       const choices = (this.facets?.[facetKey] || []).filter((c) => c.value !== null && c.value !== "");
       if (f[key] && !choices.some((c) => c.value === f[key])) choices.unshift({ value: f[key], count: 0 });
-      fill(select,
-        h("option", { value: "" }, t(`filters.all.${key}`)),
-        choices.map((c) => h("option", { value: c.value, translate: "no" }, `${c.value}  (${compact(c.count)})`)));
+      const options = [[ "", t(`filters.all.${key}`)], ...choices.map((c) => [c.value, `${c.value}  (${compact(c.count)})`])];
+      const signature = JSON.stringify(options);
+      if (select.dataset.options !== signature && document.activeElement !== select) {
+        fill(select, options.map(([value, text], i) => h("option", { value, translate: i ? "no" : null }, text)));
+        select.dataset.options = signature;
+      }
       select.value = f[key];
       select.classList.toggle("is-on", Boolean(f[key]));
     }

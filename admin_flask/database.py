@@ -1,0 +1,123 @@
+"""The store the admin reads: opened from its URL, its schema checked, bound to ``exporter.models.db``.
+
+``exporter.queries`` reads through ``exporter.models.db``, a peewee ``DatabaseProxy`` that is one
+per process. So **one process serves one store**: every admin app of a process reads the store the
+most recent ``init_app`` bound (two apps naming the same URL share it). An app whose store was
+replaced by another app's answers 503 saying so, rather than reading the other store.
+
+The admin never writes calls. At start it brings the schema up to date (``exporter.migrate``: a
+read when the store is current, as it is once any app has run ``llm_otel.setup()``); when the store
+cannot be reached (a PostgreSQL server down, a file it cannot open), the admin starts anyway and
+answers 503 until the store is back, checking again at most once a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import peewee
+
+from admin_flask.errors import StoreUnavailable
+from exporter import StoreError, migrate, open_database
+from exporter.models import db
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DB = "sqlite:///llm_calls.db"
+_RECHECK_S = 1.0
+
+_bound_lock = threading.Lock()
+_bound: AdminStore | None = None
+
+
+class AdminStore:
+    """One store URL, opened once per process, and whether its schema is known to be ready."""
+
+    def __init__(self, url: str, busy_timeout_ms: int) -> None:
+        self.url = url
+        self.database: peewee.Database = open_database(url, busy_timeout_ms=busy_timeout_ms)
+        self._ready = False
+        self._checked_at = 0.0
+        self._last_error: str | None = None
+        self._lock = threading.Lock()
+        self.released = False
+
+    @property
+    def engine(self) -> str:
+        return "sqlite" if isinstance(self.database, peewee.SqliteDatabase) else "postgresql"
+
+    def check(self) -> bool:
+        """Migrate (a read when current); False, logged once per new error, when the store fails."""
+        with self._lock:
+            self._checked_at = time.monotonic()
+            try:
+                migrate(self.database)
+            except StoreError as exc:
+                if str(exc) != self._last_error:
+                    logger.warning("the LLM admin cannot use the store %s yet: %s", redacted(self.url), exc)
+                self._last_error = str(exc)
+                self._ready = False
+            else:
+                if self._last_error is not None:
+                    logger.warning("the LLM admin can read the store %s again", redacted(self.url))
+                self._ready, self._last_error = True, None
+            finally:
+                close_connection(self.database)
+            return self._ready
+
+    def require(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store is bound to this process and migrated."""
+        if db.obj is not self.database:
+            other = _bound.url if _bound is not None else "none"
+            raise StoreUnavailable(
+                f"this process now serves another store ({redacted(other)}): one process serves one store"
+            )
+        if self._ready:
+            return
+        if time.monotonic() - self._checked_at >= _RECHECK_S:
+            self.check()
+        if not self._ready:
+            raise StoreUnavailable(
+                f"the span store cannot be read right now ({self._last_error}); retry shortly"
+            )
+
+
+def bind(url: str, busy_timeout_ms: int) -> AdminStore:
+    """The process's store for ``url``: the bound one if it is the same URL, else a new one, bound."""
+    global _bound
+    with _bound_lock:
+        if _bound is not None and _bound.url == url and db.obj is _bound.database:
+            return _bound
+        store = AdminStore(url, busy_timeout_ms)
+        if _bound is not None and db.obj is _bound.database and _bound.url != url and not _bound.released:
+            logger.warning(
+                "the LLM admin now reads %s instead of %s: one process serves one store, so apps that "
+                "read %s answer 503",
+                redacted(url),
+                redacted(_bound.url),
+                redacted(_bound.url),
+            )
+        db.initialize(store.database)
+        _bound = store
+    store.check()
+    return store
+
+
+def close_connection(database: peewee.Database) -> None:
+    """Close this thread's connection (peewee keeps one per thread), even a broken one."""
+    try:
+        database.close()
+    except Exception:
+        database._state.reset()  # forget it: the next query opens a new one
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password hidden, for logs and messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

@@ -1,0 +1,483 @@
+"""The live feed: one reader per admin process follows ``llm_call_events`` for every live client.
+
+::
+
+    store ──(one read per tick, ~50 ms)──► Feed reader thread ──► ring of recent ticks
+                                                      │            (resume from memory)
+                                                      ├──► Subscription (bounded queue) ──► websocket
+                                                      └──► condition variable ──► long polls
+
+- **One reader**: the thread reads ``call_events_after(position)`` once per tick, whatever the
+  number of clients, and sleeps while no client is connected (it stays awake for ``LINGER_S``
+  after the last one leaves, so long polls that come back at once find it awake).
+- **Coalescing**: the events of one call read in one tick become one ``llm.call`` message: the
+  last event's ``event_id``, ``kind`` and ``at``, the call's current summary, and ``events`` (every
+  event folded into it, in order). Messages go out in ``event_id`` order.
+- **Resuming**: ``after`` is the ``event_id`` of the last message a client received (or a
+  ``last_event_id`` the feed gave it). The ring holds the last ``buffer`` messages as whole ticks;
+  a client whose ``after`` is older than the ring is first served from the store (in reads of
+  ``READ_LIMIT`` events, coalesced the same way, up to the ring's start), then joins the ring and
+  the live feed: every later event exactly once.
+- **Slow clients**: each websocket client has a queue of at most ``client_queue`` messages. When it
+  overflows, the client is sent ``{"type": "llm.reset", "reason": "behind", "last_event_id": N}``
+  and closed: it should reload its view and reconnect with ``after=N``.
+- **Status**: while clients are connected the reader also computes the ``llm/status`` body every
+  ``status_interval_s`` and sends it to every websocket client as ``llm.status``.
+- **Faults**: when the store cannot be read the reader keeps its position, retries every second,
+  and sends ``llm.status`` with an ``error``; once the store is back it carries on from where it was.
+  The reader reconnects every ``status_interval_s``, and a store whose newest event id went
+  backwards (a new file under the same path) resets every client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from admin_flask import serialize
+from admin_flask.errors import StoreUnavailable
+from exporter import StoreError
+
+logger = logging.getLogger(__name__)
+
+READ_LIMIT = 500
+"""Events read per tick (a burst larger than this is read in several ticks without sleeping)."""
+POLL_LIMIT = 500
+"""Messages one long poll returns at most (the client asks again with the last ``event_id``)."""
+LINGER_S = 10.0
+_RETRY_S = 1.0
+
+ReadEvents = Callable[[int, int], "list[dict[str, Any]]"]
+
+
+@dataclass(frozen=True)
+class LiveMessage:
+    """One ``llm.call`` message: its JSON text and what resuming needs."""
+
+    event_id: int
+    first_event_id: int
+    payload: dict[str, Any]
+    text: str
+
+
+@dataclass
+class _Tick:
+    """The messages of one read: every event in ``(start, end]``, coalesced."""
+
+    start: int
+    end: int
+    messages: list[LiveMessage]
+
+
+@dataclass
+class FeedStats:
+    """Counters for tests and benchmarks: the reads the feed made, by kind."""
+
+    ticks: int = 0
+    event_reads: int = 0
+    catch_up_reads: int = 0
+    status_reads: int = 0
+    resets: int = 0
+
+
+class Behind(Exception):
+    """The client's queue overflowed: send it ``llm.reset`` and close it."""
+
+    def __init__(self, last_event_id: int, reason: str = "behind") -> None:
+        super().__init__(reason)
+        self.last_event_id = last_event_id
+        self.reason = reason
+
+    @property
+    def text(self) -> str:
+        return serialize.dumps(
+            {"type": "llm.reset", "reason": self.reason, "last_event_id": self.last_event_id}
+        )
+
+
+class FeedClosed(Exception):
+    """The feed was closed (the app is stopping)."""
+
+
+def coalesce(events: Sequence[dict[str, Any]]) -> list[LiveMessage]:
+    """One message per call: the call's events of this read folded into its last one, by event id."""
+    folded: dict[str, list[dict[str, Any]]] = {}
+    for one in events:
+        folded.setdefault(one["call_id"], []).append(one)
+    messages = []
+    for call_id, group in folded.items():
+        last = group[-1]
+        payload = {
+            "type": "llm.call",
+            "event_id": last["id"],
+            "kind": last["kind"],
+            "at": serialize.iso(last.get("at")),
+            "call_id": call_id,
+            "call": serialize.call_summary(last["call"]) if last.get("call") else None,
+            "events": [serialize.event(one) for one in group],
+        }
+        messages.append(LiveMessage(last["id"], group[0]["id"], payload, serialize.dumps(payload)))
+    messages.sort(key=lambda message: message.event_id)
+    return messages
+
+
+def _without_events_up_to(messages: Iterable[LiveMessage], cursor: int) -> list[LiveMessage]:
+    """``messages`` after ``cursor``, each without the folded events at or before it (already sent)."""
+    kept = []
+    for message in messages:
+        if message.event_id <= cursor:
+            continue
+        if message.first_event_id > cursor:
+            kept.append(message)
+            continue
+        payload = dict(
+            message.payload, events=[one for one in message.payload["events"] if one["id"] > cursor]
+        )
+        first = payload["events"][0]["id"]
+        kept.append(LiveMessage(message.event_id, first, payload, serialize.dumps(payload)))
+    return kept
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One websocket client's queue; the feed fills it, the client's thread drains it."""
+
+    feed: Feed
+    limit: int
+    queue: deque[str] = field(default_factory=deque)
+    behind: Behind | None = None
+
+    def push(self, texts: Sequence[str]) -> None:
+        """Under the feed's lock: queue ``texts``, or mark the client behind when they do not fit."""
+        if self.behind is not None:
+            return
+        if len(self.queue) + len(texts) > self.limit:
+            self.queue.clear()
+            self.behind = Behind(self.feed.position)
+            return
+        self.queue.extend(texts)
+
+    def next(self, timeout: float) -> list[str]:
+        """The queued messages (waiting up to ``timeout`` s for one; [] if none came).
+
+        Raises ``Behind`` once the queue overflowed and ``FeedClosed`` when the feed closed.
+        """
+        return self.feed._drain(self, timeout)
+
+    def close(self) -> None:
+        self.feed._unsubscribe(self)
+
+
+class Feed:
+    """The live feed of one admin app; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        read_events: ReadEvents,
+        latest_event_id: Callable[[], int],
+        read_status: Callable[[], dict[str, Any]],
+        require_store: Callable[[], None],
+        close_connection: Callable[[], None],
+        poll_interval_s: float = 0.05,
+        status_interval_s: float = 5.0,
+        buffer: int = 5000,
+        client_queue: int = 2000,
+    ) -> None:
+        self._read_events = read_events
+        self._latest_event_id = latest_event_id
+        self._read_status = read_status
+        self._require_store = require_store
+        self._close_connection = close_connection
+        self.poll_interval_s = poll_interval_s
+        self.status_interval_s = status_interval_s
+        self.buffer = buffer
+        self.client_queue = client_queue
+        self.stats = FeedStats()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._ticks: deque[_Tick] = deque()
+        self._buffered = 0  # messages in self._ticks
+        self._floor = 0  # the ring holds every event after this id
+        self.position = 0  # the last event id read
+        self._active = False
+        self._subscribers: set[Subscription] = set()
+        self._waiting = 0  # long polls
+        self._last_client_at = 0.0
+        self._status: dict[str, Any] | None = None
+        self._status_at = 0.0
+        self._status_due = True
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._last_error: str | None = None
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def subscribe(self, after: int | None) -> Subscription:
+        """A websocket client's subscription, holding the messages after ``after`` (None: from now).
+
+        Reads the store in the calling thread when ``after`` is older than the ring; raises
+        ``StoreUnavailable`` / ``StoreError`` when the store cannot be read.
+        """
+        subscription = Subscription(self, self.client_queue)
+        self._activate()
+        cursor, from_store = after, False
+        while True:
+            with self._lock:
+                self._check_open()
+                if cursor is None:
+                    cursor = self.position
+                if cursor >= self._floor:
+                    backlog = [m for tick in self._ticks if tick.end > cursor for m in tick.messages]
+                    ready = (
+                        _without_events_up_to(backlog, cursor)
+                        if from_store
+                        else [m for m in backlog if m.event_id > cursor]
+                    )
+                    subscription.push([message.text for message in ready])
+                    subscription.push([self._status_text(max(cursor, self.position))] if self._status else [])
+                    self._subscribers.add(subscription)
+                    self._status_due = self._status_due or self._status is None
+                    self._changed.notify_all()
+                    return subscription
+                floor = self._floor
+            cursor = self._catch_up(cursor, floor, subscription)
+            from_store = True
+            if subscription.behind is not None:
+                with self._lock:
+                    subscription.behind = Behind(self.position)
+                return subscription
+
+    def poll(self, after: int | None, timeout: float) -> tuple[list[str], int]:
+        """A long poll: the messages after ``after`` (None: from now), waiting up to ``timeout`` s.
+
+        Returns their texts and the ``last_event_id`` to poll after next.
+        """
+        self._activate()
+        with self._lock:
+            self._check_open()
+            if self._last_error is not None:  # the reader cannot read the store: say so, not "no news"
+                raise StoreUnavailable(f"the span store cannot be read right now ({self._last_error})")
+            self._waiting += 1
+            cursor = self.position if after is None else after
+            floor = self._floor
+            self._changed.notify_all()
+        try:
+            if cursor < floor:
+                events = self._catch_up_read(cursor, floor)
+                if events:
+                    messages = coalesce(events)[:POLL_LIMIT]
+                    return [message.text for message in messages], messages[-1].event_id
+                cursor = floor
+            deadline = time.monotonic() + timeout
+            with self._lock:
+                while True:
+                    ready = [m for tick in self._ticks if tick.end > cursor for m in tick.messages]
+                    ready = [message for message in ready if message.event_id > cursor][:POLL_LIMIT]
+                    remaining = deadline - time.monotonic()
+                    if ready or self._closed or remaining <= 0:
+                        return [message.text for message in ready], ready[-1].event_id if ready else cursor
+                    self._changed.wait(remaining)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+                self._last_client_at = time.monotonic()
+
+    def close(self) -> None:
+        """Stop the reader and wake every client (their next ``next()`` raises ``FeedClosed``)."""
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "subscribers": len(self._subscribers),
+                "long_polls": self._waiting,
+                "buffered": self._buffered,
+            }
+
+    # -- the subscription side -------------------------------------------------------------------
+
+    def _drain(self, subscription: Subscription, timeout: float) -> list[str]:
+        with self._lock:
+            if not subscription.queue and subscription.behind is None and not self._closed:
+                self._changed.wait(timeout)
+            if subscription.behind is not None:
+                self._subscribers.discard(subscription)
+                raise subscription.behind
+            if self._closed:
+                raise FeedClosed()
+            texts = list(subscription.queue)
+            subscription.queue.clear()
+            return texts
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscribers.discard(subscription)
+            self._last_client_at = time.monotonic()
+
+    def _catch_up(self, cursor: int, floor: int, subscription: Subscription) -> int:
+        """Queue the store's events after ``cursor`` up to ``floor`` (the ring's start); the new cursor."""
+        while cursor < floor and subscription.behind is None:
+            events = self._catch_up_read(cursor, floor)
+            if not events:  # retention deleted them: nothing more to send below the ring
+                return floor
+            subscription.push([message.text for message in coalesce(events)])
+            cursor = events[-1]["id"]
+        return cursor
+
+    def _catch_up_read(self, cursor: int, floor: int) -> list[dict[str, Any]]:
+        """One read of the events after ``cursor``, cut at ``floor`` so the ring takes over exactly."""
+        self._require_store()
+        try:
+            events = self._read_events(cursor, READ_LIMIT)
+        finally:
+            self._close_connection()
+        with self._lock:
+            self.stats.catch_up_reads += 1
+        return [one for one in events if one["id"] <= floor]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FeedClosed()
+
+    # -- the reader ------------------------------------------------------------------------------
+
+    def _activate(self) -> None:
+        """Wake the reader; when it was asleep, start the ring at the store's newest event."""
+        with self._lock:
+            self._check_open()
+            active = self._active
+        if not active:
+            self._require_store()
+            try:
+                latest = self._latest_event_id()
+            finally:
+                self._close_connection()
+            with self._lock:
+                if not self._active:
+                    self._restart_at(latest)
+                    self._active = True
+                    self._last_client_at = time.monotonic()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="llm-otel-admin-feed", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+
+    def _restart_at(self, latest: int) -> None:
+        self._ticks.clear()
+        self._buffered = 0
+        self._floor = self.position = latest
+
+    def _wanted(self) -> bool:
+        return bool(self._subscribers or self._waiting) or time.monotonic() - self._last_client_at < LINGER_S
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and not (self._active and self._wanted()):
+                    if self._active:  # the last client left LINGER_S ago: sleep
+                        self._active = False
+                        self._restart_at(self.position)
+                        self._close_connection()
+                    self._changed.wait()
+                if self._closed:
+                    return
+            pause = self.poll_interval_s
+            try:
+                self._require_store()
+                full = self._tick()
+                if self._last_error is not None:
+                    logger.warning("the LLM admin's live feed reads the store again")
+                    self._last_error, self._status_due = None, True
+                if self._status_due or time.monotonic() - self._status_at >= self.status_interval_s:
+                    self._refresh_status()
+                if full:
+                    pause = 0.0
+            except (StoreUnavailable, StoreError) as exc:
+                self._close_connection()
+                message = exc.description if isinstance(exc, StoreUnavailable) else str(exc)
+                if message != self._last_error:
+                    logger.warning("the LLM admin's live feed cannot read the store: %s", message)
+                if (
+                    message != self._last_error
+                    or time.monotonic() - self._status_at >= self.status_interval_s
+                ):
+                    self._publish_status({"error": {"code": "store_unavailable", "message": message}})
+                self._last_error = message
+                pause = max(pause, _RETRY_S)
+            except Exception:
+                logger.exception("the LLM admin's live feed failed; it carries on")
+                self._close_connection()
+                pause = max(pause, _RETRY_S)
+            if pause and self._stop.wait(pause):
+                return
+
+    def _tick(self) -> bool:
+        """Read once after the position; True when the read was full (more are waiting)."""
+        start = self.position
+        events = self._read_events(start, READ_LIMIT)
+        with self._lock:
+            self.stats.ticks += 1
+            self.stats.event_reads += 1
+        if not events:
+            return False
+        messages = coalesce(events)
+        with self._lock:
+            if self.position != start:  # the feed was restarted meanwhile
+                return False
+            self._ticks.append(_Tick(start, events[-1]["id"], messages))
+            self._buffered += len(messages)
+            while self._buffered > self.buffer and len(self._ticks) > 1:
+                evicted = self._ticks.popleft()
+                self._buffered -= len(evicted.messages)
+                self._floor = evicted.end
+            self.position = events[-1]["id"]
+            texts = [message.text for message in messages]
+            for subscription in self._subscribers:
+                subscription.push(texts)
+            self._changed.notify_all()
+        return len(events) >= READ_LIMIT
+
+    def _refresh_status(self) -> None:
+        # A fresh connection every status interval: a store file replaced under the same path (a
+        # restore, a new store) is then read, not the old file an open connection still holds.
+        self._close_connection()
+        body = self._read_status()
+        latest = self._latest_event_id()
+        with self._lock:
+            self.stats.status_reads += 1
+            if latest < self.position:  # a new store under the same URL: ids start again
+                logger.warning(
+                    "the store's newest event id went back from %s to %s: resetting the live feed",
+                    self.position,
+                    latest,
+                )
+                self.stats.resets += 1
+                self._restart_at(latest)
+                for subscription in self._subscribers:
+                    subscription.behind = Behind(latest, "store_reset")
+        self._publish_status(body)
+
+    def _publish_status(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._status, self._status_at, self._status_due = body, time.monotonic(), False
+            if self._subscribers:
+                text = self._status_text(self.position)
+                for subscription in self._subscribers:
+                    subscription.push([text])
+            self._changed.notify_all()
+
+    def _status_text(self, last_event_id: int) -> str:
+        return serialize.dumps({"type": "llm.status", "last_event_id": last_event_id, **(self._status or {})})

@@ -1,0 +1,169 @@
+"""Store rows → the admin API's JSON: epoch ms → ISO 8601 ``...Z``, one field list per shape.
+
+The store speaks epoch milliseconds (``*_at`` columns); the API answers ISO 8601 UTC strings with
+milliseconds (``2026-12-01T11:02:03.456Z``) and keeps durations as integer ``*_ms``
+(docs/contracts/http-apis.md). JSON is written with ``ensure_ascii=False`` whatever the host app's
+JSON settings are, so Chinese text stays readable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from flask import Response
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+CALL_SUMMARY_FIELDS = (
+    "call_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "parent_task_id",
+    "parent_task_name",
+    "status",
+    "operation",
+    "provider",
+    "api_type",
+    "model",
+    "response_model",
+    "response_id",
+    "source",
+    "requested_by",
+    "stream",
+    "enqueued_at",
+    "started_at",
+    "first_token_at",
+    "ended_at",
+    "wait_ms",
+    "first_token_ms",
+    "duration_ms",
+    "retry_count",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "finish_reasons",
+    "error_type",
+    "error_message",
+    "prompt_preview",
+    "response_preview",
+    "server_address",
+    "process",
+    "updated_at",
+)
+"""What a list item holds: every small column of ``llm_calls``, never the messages."""
+
+CALL_BODY_FIELDS = (
+    "request_params",
+    "system_instructions",
+    "input_messages",
+    "output_messages",
+    "attributes",
+)
+"""What the detail adds: the call's large text (JSON decoded)."""
+
+TASK_FIELDS = (
+    "task_id",
+    "name",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "calls",
+    "failed_calls",
+    "input_tokens",
+    "output_tokens",
+    "process",
+)
+TASK_DETAIL_FIELDS = ("trace_id", "span_id", "attributes", "calls_truncated")
+
+
+def iso(ms: int | None) -> str | None:
+    """Epoch milliseconds → ``YYYY-MM-DDTHH:MM:SS.mmmZ``; None (or a value no date holds) → None."""
+    if ms is None or isinstance(ms, bool):
+        return None
+    try:
+        moment = _EPOCH + dt.timedelta(milliseconds=int(ms))
+    except (OverflowError, TypeError, ValueError):
+        return None
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def timestamps(row: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """``fields`` of ``row`` (missing ones None), each ``*_at`` as ISO 8601."""
+    return {name: iso(row.get(name)) if name.endswith("_at") else row.get(name) for name in fields}
+
+
+def call_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    summary = timestamps(row, CALL_SUMMARY_FIELDS)
+    summary["stream"] = bool(summary["stream"])
+    return summary
+
+
+def event(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "kind": row["kind"], "at": iso(row.get("at")), "data": row.get("data")}
+
+
+def call_detail(row: Mapping[str, Any], task_link: Callable[[str], str]) -> dict[str, Any]:
+    """The detail: the summary, the bodies, the event timeline and the parent task with its link."""
+    detail = call_summary(row)
+    detail.update({name: row.get(name) for name in CALL_BODY_FIELDS})
+    detail["events"] = [event(one) for one in row.get("events") or ()]
+    task = row.get("task")
+    task_id = (task or {}).get("task_id") or row.get("parent_task_id")
+    if task_id:
+        known = timestamps(task or {}, ("name", "status", "started_at", "ended_at", "duration_ms"))
+        if task is None:  # the task span is not (or no longer) stored: the call still names it
+            known["name"] = row.get("parent_task_name")
+        detail["task"] = {"task_id": task_id, **known, "url": task_link(task_id)}
+    else:
+        detail["task"] = None
+    return detail
+
+
+def export_line(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One line of the export: the summary and the bodies (no timeline)."""
+    line = call_summary(row)
+    line.update({name: row.get(name) for name in CALL_BODY_FIELDS})
+    return line
+
+
+def task_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    return timestamps(row, TASK_FIELDS)
+
+
+def task_detail(row: Mapping[str, Any]) -> dict[str, Any]:
+    detail = timestamps(row, TASK_FIELDS + TASK_DETAIL_FIELDS)
+    detail["calls"] = [call_summary(call) for call in row.get("calls") or ()]
+    detail["calls_truncated"] = bool(row.get("calls_truncated"))
+    return detail
+
+
+def percentiles(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    value = value or {}
+    return {"p50": value.get("p50"), "p95": value.get("p95")}
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, UTF-8 text kept as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_plain)
+
+
+def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(dumps(value), status=status, headers=headers, mimetype="application/json")
+
+
+def _plain(value: Any) -> Any:
+    """Values the store's drivers may hand over that json cannot write (PostgreSQL NUMERIC sums)."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

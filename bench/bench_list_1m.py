@@ -20,8 +20,8 @@ takes over a second) and prints the median and p95 in milliseconds and the total
 then the timing minimums alone and with a status or label filter, then the slowest-first sorts
 alone and with each filter. Then ``call_facets`` for a few filters, ``status_aggregates`` and
 ``status_series`` over 1 hour, 24 hours and 7 days, ``store_summary`` and the rate of
-``iter_calls`` (this store's bodies hold only the previews' text: an upper bound). ``--only TEXT`` measures the cases whose
-name holds it.
+``iter_calls`` (this store's bodies hold only the previews' text: an upper bound). ``--only TEXT``
+measures the cases whose name holds it.
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ def measure(database_path: str, repeat: int, *, fts: bool, only: str = "") -> No
         started = time.perf_counter()
         exported = sum(1 for _ in itertools.islice(queries.iter_calls(status=["succeeded"]), count))
         seconds = time.perf_counter() - started
-        print(f"{'iter_calls (no bodies in this store)':44} {exported / seconds:10.0f} calls/s", flush=True)
+        print(f"{'iter_calls (short bodies here)':44} {exported / seconds:10.0f} calls/s", flush=True)
         rate, with_json = _export_rate()
         print(f"{'iter_calls, 20k calls with 4.5 KB bodies':44} {rate:10.0f} calls/s", flush=True)
         print(f"{'  and json.dumps of each (a JSONL line)':44} {with_json:10.0f} calls/s", flush=True)

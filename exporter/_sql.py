@@ -44,7 +44,7 @@ import peewee
 from exporter import _names as n
 from exporter.database import is_sqlite
 from exporter.mapping import LIVE_STATUSES, RowBatch, to_json
-from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_INDEX_SQL, FTS_UNINDEX_SQL
+from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_INDEX_SQL, FTS_INDEXED_SQL, FTS_UNINDEX_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMTask, SchedulerSnapshot
 
 
@@ -53,6 +53,7 @@ class DBAPICursor(Protocol):
 
     def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
     def close(self) -> Any: ...
 
 
@@ -268,7 +269,7 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
     ended = to_json(list(dict.fromkeys(rows.call["call_id"] for rows in batch.finals))) if sql.fts else None
     if batch.finals and ended:
         # Before the bodies change: a call indexed before (an ended span written twice) is indexed again.
-        cursor.execute(FTS_UNINDEX_SQL, (ended,))
+        unindex(cursor, ended)
     if batch.queued:
         cursor.executemany(sql.queued_call, [rows.call for rows in batch.queued])
     for kind, rows in batch.updates.items():
@@ -297,3 +298,11 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
     if batch.finals and ended:
         # Last: the index entries of the whole batch stay in memory until the commit writes them.
         cursor.execute(FTS_INDEX_SQL, (ended,))
+
+
+def unindex(cursor: DBAPICursor, call_ids: str) -> None:
+    """Remove the full-text entries of the calls of ``call_ids`` (a JSON list) that are indexed."""
+    cursor.execute(FTS_INDEXED_SQL, (call_ids,))
+    indexed = cursor.fetchall()
+    if indexed:
+        cursor.executemany(FTS_UNINDEX_SQL, indexed)

@@ -392,7 +392,7 @@ def _call_rows(
     output_messages = attributes.get(n.OUTPUT_MESSAGES)
     inputs = _messages(input_messages)
     outputs = _messages(output_messages)
-    system_text = _parts_text(_json_list(system_instructions))
+    prompt_text = _prompt_preview_text(inputs) or _parts_text(_json_list(system_instructions))
     context: SpanContext | None = span.context
     finish_reasons = attributes.get(n.RESPONSE_FINISH_REASONS)
     if isinstance(finish_reasons, str):
@@ -429,7 +429,7 @@ def _call_rows(
         "finish_reasons": to_json(list(finish_reasons)) if finish_reasons else None,
         "error_type": None,
         "error_message": None,
-        "prompt_preview": preview(_prompt_preview_text(inputs) or system_text),
+        "prompt_preview": preview(prompt_text),
         "response_preview": preview(_response_preview_text(outputs)),
         "server_address": _str(attributes.get(n.SERVER_ADDRESS)),
         "process": _str(attributes.get(n.PROCESS)),
@@ -473,8 +473,8 @@ def _task_row(
 
 
 def _event(call_id: str, kind: str, at: int, data: Mapping[str, Any] | None) -> dict[str, Any]:
-    kept = {key: value for key, value in (data or {}).items() if value is not None}
-    return {"call_id": call_id, "kind": kind, "at": at, "data": to_json(kept) if kept else None}
+    kept = {key: value for key, value in data.items() if value is not None} if data else None
+    return {"call_id": call_id, "kind": kind, "at": at, "data": _ENCODER.encode(kept) if kept else None}
 
 
 def _final_status(value: Any, status_code: StatusCode) -> str:
@@ -565,18 +565,24 @@ def _ms(ns: int) -> int:
 
 
 def _seconds_to_ms(value: Any) -> int | None:
+    if value.__class__ is float or value.__class__ is int:  # the usual case, first (bool is neither)
+        return round(value * 1000)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return round(value * 1000)
 
 
 def _int(value: Any) -> int | None:
+    if value.__class__ is int:  # the usual case, first (bool is not int here)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return int(value)
 
 
 def _str(value: Any) -> str | None:
+    if value.__class__ is str:  # the usual case, first
+        return value or None
     if value is None or value == "":
         return None
     return value if isinstance(value, str) else str(value)

@@ -53,8 +53,9 @@ through the view to find its entries. So a writer:
 - indexes a call once it has ended, with ``FTS_INDEX_SQL`` (one parameter: a JSON list of call
   ids), after its ``llm_calls`` and ``llm_call_bodies`` rows are written; calls already indexed are
   skipped (a row of ``llm_calls_fts_docsize`` marks an indexed call);
-- before it changes or deletes the body of a call that may be indexed, removes its entries with
-  ``FTS_UNINDEX_SQL`` (same parameter), while the body still holds the text that was indexed;
+- before it changes or deletes the body of a call that may be indexed, finds whether it is
+  (``FTS_INDEXED_SQL``, same parameter) and removes its entries with ``FTS_UNINDEX_SQL``, while the
+  body still holds the text that was indexed;
 - updates ``llm_calls`` and ``llm_call_bodies`` in place (``UPDATE`` or ``INSERT ... ON CONFLICT
   DO UPDATE``; never ``INSERT OR REPLACE``, which gives the row a new ``rowid``). ``VACUUM`` may
   renumber rowids: the store frees space with ``incremental_vacuum``, which does not.
@@ -134,11 +135,13 @@ FTS_INDEX_SQL = (
 )
 """Parameter: a JSON list of distinct call ids. Indexes those not indexed yet (needs their rows)."""
 
-FTS_UNINDEX_SQL = (
-    f"DELETE FROM {FTS_TABLE} WHERE rowid IN (SELECT b.rowid FROM {_BODIES_OF} "
-    f"JOIN {FTS_TABLE}_docsize AS d ON d.id = b.rowid)"
-)
-"""Parameter: a JSON list of call ids. Removes the entries of those that are indexed."""
+FTS_INDEXED_SQL = f"SELECT b.rowid FROM {_BODIES_OF} JOIN {FTS_TABLE}_docsize AS d ON d.id = b.rowid"
+"""Parameter: a JSON list of call ids. The rowids of those that are indexed."""
+
+FTS_UNINDEX_SQL = f"DELETE FROM {FTS_TABLE} WHERE rowid = ?"
+"""Parameter: an indexed rowid (``FTS_INDEXED_SQL``). Removes its entries. Found first, then
+removed: a statement that touches the FTS table makes every later statement of the transaction
+that opens a savepoint call into FTS5 too."""
 
 EVENT_ORDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(5497854205308589139)"  # b"LLMEVNTS"
 """PostgreSQL: the writers' lock of the event ids (see "The event feed contract" above)."""

@@ -1,249 +1,386 @@
-"""Benchmark: store ingest, the app thread's cost per call, write latency, size on disk.
+"""Benchmark: store ingest against raw ``executemany`` of the same rows (issue 10, target 8), size on
+disk per 100k calls (target 9), the app thread's hand-off and how soon a row is visible (DESIGN §9).
 
 Usage::
 
-    .venv/bin/python bench/bench_ingest.py                      # 20,000 calls per ingest case
-    .venv/bin/python bench/bench_ingest.py --calls 50000 --size 100000
+    .venv/bin/python bench/bench_ingest.py                 # 5 rounds x 10,000 calls, size of 100k calls
+    .venv/bin/python bench/bench_ingest.py --quick         # 3 rounds x 2,000 calls, size of 10k calls
+    .venv/bin/python bench/bench_ingest.py --only ingest   # ingest | size | handoff
+    .venv/bin/python bench/bench_ingest.py --tree before=/tmp/old-checkout   # + that code's store
 
-Every call carries ~3 KB of text (system + user ~2 KB, answer ~1 KB, English and Chinese words in
-random order, so the trigram index sees realistic text), a dispatch and a first token event, tokens
-and labels. Each case writes to a fresh SQLite file under ``--dir`` (default: a temporary one).
+Every call carries ~3.2 KB of text (a 200-character system instruction, an 1,800-character user
+message, a 1,000-character answer: pseudo-English words from ~1,100 distinct ones, a fifth of runs
+of Chinese characters, so the trigram index sees the variety of real text), a dispatch and a first
+token event, tokens and labels. Each case writes into a fresh SQLite file, in a process of its own.
 
-1. Ingest of ended calls, calls per second (DESIGN §9: the store ≥ 0.5x raw ``executemany``):
-   ``raw`` plain ``INSERT`` of the already-mapped rows (call, body, events, FTS row) with
-   ``sqlite3.executemany`` in 500-call transactions, the reference; ``raw, no FTS`` the same without
-   the full-text rows (the DESIGN's anchor: ~37k rows/s); ``SpanStore`` ``on_end`` for every span then
-   ``flush`` (mapping included, on the writer thread); ``SpanStore live`` the same plus a ``queued``
-   and a ``dispatched`` notice per call (three records); ``SQLiteSpanExporter`` ``export`` of
-   512-span batches.
-2. The app thread's time in the store per call (``on_call_event("queued")`` + ``on_end``), p50/p99
-   in µs, with the database idle and while another connection holds an exclusive lock (DESIGN §9:
-   ≤ 1 ms p99 even while locked).
-3. Notice → row visible to another connection, p50/p95/max in ms (DESIGN §9: ≤ 250 ms p95).
-4. With ``--size N``: the file size after N ended calls through the store, and per 100k calls.
+Ingest cases, calls per second from the first hand-over to the last row written:
+
+- ``raw``, the reference: the rows already mapped (call, body, events), written with plain
+  ``INSERT`` ``executemany`` in 500-call transactions, then indexed for full-text search as the
+  writers index (the same index, the same text);
+- ``ended``: ``SpanStore``, ``span_processor.on_end`` of every span, then ``flush`` (mapping, the
+  writer's merges and its batching included);
+- ``live``: ``SpanStore``, a ``queued`` and a ``dispatched`` notice then the end of each call, as
+  fast as they come: a call's records mostly land in one batch;
+- ``live-apart``: the same with the notices of 200 calls written before their ends (calls that
+  last longer than a batch, as real LLM calls do): every call is written three times;
+- ``exporter``: ``SQLiteSpanExporter.export`` of 512-span batches.
+
+Each round runs every case once, in an order rotated per round; a case's ratio is its rate over
+the raw rate of the same round (median over rounds, 95% CI, min–max). ``--tree NAME=PATH`` adds
+``NAME:ended`` and ``NAME:live`` run from another checkout. Process CPU per call is printed too.
+
+``size``: the file after N calls through the store (ended spans) and a checkpoint, per 100k calls,
+with its largest tables and indexes (``dbstat``). ``handoff``: µs the app's thread spends per call
+(a queued notice and ``on_end``), the database idle and while another connection holds it.
+``visibility``: ms from a queued notice to its row being visible to another connection.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+import _common as common  # noqa: E402
 
-from exporter.mapping import CallRows, span_to_rows, to_json
-from exporter.migrations import FTS_INSERT_SQL
-from exporter.span_exporter import SQLiteSpanExporter
-from exporter.store import SpanStore
-from tests.exporter.call_spans import dispatch, dispatch_attributes, finish, first_token, ns, start_call
-
-WORDS_EN = [
-    "report",
-    "quarter",
-    "revenue",
-    "growth",
-    "customer",
-    "refund",
-    "policy",
-    "invoice",
-    "total",
-    "translate",
-    "paragraph",
-    "reply",
-    "ticket",
-    "classify",
-    "forecast",
-    "weather",
-    "parser",
-    "tests",
-    "stack",
-    "trace",
-    "summary",
-    "meeting",
-    "notes",
-    "schedule",
-]
-WORDS_ZH = [
-    "今天",
-    "天气",
-    "预报",
-    "下雨",
-    "季度",
-    "报告",
-    "总结",
-    "翻译",
-    "客户",
-    "退款",
-    "政策",
-    "单元",
-    "测试",
-    "会议",
-    "记录",
-    "安排",
-]
+CASES = ("raw", "ended", "live", "live-apart", "exporter")
+TREE_CASES = ("ended", "live")
+RAW_CHUNK = 500
+APART_CHUNK = 200
+FULL = {"rounds": 5, "calls": 10_000, "size": 100_000}
+QUICK = {"rounds": 3, "calls": 2_000, "size": 10_000}
 
 
-def _text(rng: random.Random, chars: int) -> str:
-    words: list[str] = []
-    size = 0
-    while size < chars:
-        word = rng.choice(WORDS_ZH) if rng.random() < 0.2 else rng.choice(WORDS_EN)
-        words.append(word)
-        size += len(word) + 1
-    return " ".join(words)
+# -- the calls --------------------------------------------------------------------------------------
 
 
-def make_spans(count: int, seed: int = 7) -> list[ReadableSpan]:
-    """``count`` ended streaming calls with ~3 KB of text each."""
+def write_texts(path: Path, count: int, seed: int) -> None:
+    """The text of ``count`` calls (system, user, answer), made once and read by every process."""
     rng = random.Random(seed)
+    texts = [
+        (common.realistic_text(rng, 200), common.realistic_text(rng, 1800), common.realistic_text(rng, 1000))
+        for _ in range(count)
+    ]
+    path.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+
+
+def make_spans(texts: Sequence[Sequence[str]], prefix: str) -> list[Any]:
+    """Ended streaming calls, one per text, as the instrumentation makes them."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tests.exporter.call_spans import dispatch, finish, first_token, start_call
+
     tracer = TracerProvider().get_tracer("bench")
     spans = []
-    for i in range(count):
-        messages = [
-            {"role": "user", "parts": [{"type": "text", "content": _text(rng, 1800)}]},
-        ]
+    for i, (system, user, answer) in enumerate(texts):
+        messages = [{"role": "user", "parts": [{"type": "text", "content": user}]}]
         output = [
-            {
-                "role": "assistant",
-                "parts": [{"type": "text", "content": _text(rng, 1000)}],
-                "finish_reason": "stop",
-            }
+            {"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"}
         ]
         span = start_call(
             tracer,
-            f"call-{seed}-{i:08d}",
+            f"{prefix}-{i:08d}",
             **{
-                "gen_ai.system_instructions": to_json([{"type": "text", "content": _text(rng, 200)}]),
-                "gen_ai.input.messages": to_json(messages),
+                "gen_ai.system_instructions": json.dumps(
+                    [{"type": "text", "content": system}], ensure_ascii=False
+                ),
+                "gen_ai.input.messages": json.dumps(messages, ensure_ascii=False),
                 "llm_otel.source": f"source-{i % 12}",
                 "llm_otel.requested_by": f"user-{i % 300}",
             },
         )
         dispatch(span, at_ms=5, wait=0.005)
         first_token(span, at_ms=300, ttft=0.295)
-        finish(span, at_ms=900, **{"gen_ai.output.messages": to_json(output)})
+        finish(span, at_ms=900, **{"gen_ai.output.messages": json.dumps(output, ensure_ascii=False)})
         spans.append(span)
     return spans
 
 
-def _fresh(directory: Path, name: str) -> Path:
-    path = directory / f"{name}.db"
+def _fresh(path: Path) -> Path:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     return path
 
 
-def _migrated(path: Path) -> sqlite3.Connection:
-    from exporter import migrate, open_database
+# -- one case in one process ------------------------------------------------------------------------
+
+
+def _raw(path: Path, spans: list[Any]) -> tuple[float, float]:
+    """Plain INSERTs of the mapped rows and the full-text index, as the writers index."""
+    from exporter import migrate, migrations, open_database
+    from exporter.mapping import span_to_rows
 
     database = open_database(str(path))
     migrate(database)
     database.close()
+    rows = [r for r in map(span_to_rows, spans) if r is not None]
     connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
-    return connection
+    call_columns, body_columns = list(rows[0].call), list(rows[0].body)
 
+    def insert(table: str, columns: list[str]) -> str:
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
-def _plain_insert(table: str, columns: list[str]) -> str:
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-
-
-def raw_ingest(path: Path, rows: list[CallRows], *, fts: bool) -> float:
-    """Seconds to write the mapped rows with plain INSERTs and ``executemany``, 500 calls per transaction."""
-    connection = _migrated(path)
-    call_columns = list(rows[0].call)
-    body_columns = list(rows[0].body)
-    call_sql = _plain_insert("llm_calls", call_columns)
-    body_sql = _plain_insert("llm_call_bodies", body_columns)
-    event_sql = _plain_insert("llm_call_events", ["call_id", "kind", "at", "data"])
-    started = time.perf_counter()
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
-        connection.execute("BEGIN IMMEDIATE")
-        connection.executemany(call_sql, [tuple(r.call[c] for c in call_columns) for r in chunk])
-        connection.executemany(body_sql, [tuple(r.body[c] for c in body_columns) for r in chunk])
-        connection.executemany(
-            event_sql, [(e["call_id"], e["kind"], e["at"], e["data"]) for r in chunk for e in r.events]
+    calls_sql, bodies_sql = insert("llm_calls", call_columns), insert("llm_call_bodies", body_columns)
+    index_sql = getattr(migrations, "FTS_INDEX_SQL", None)  # a checkout from before migration 4: its own copy
+    if index_sql:  # a body's rowid is its call's (exporter.migrations, the FTS contract)
+        names = ", ".join(body_columns)  # call_id first
+        marks = ", ".join(f"?{number}" for number in range(1, len(body_columns) + 1))
+        bodies_sql = (
+            f"INSERT INTO llm_call_bodies (rowid, {names}) "
+            f"VALUES ((SELECT rowid FROM llm_calls WHERE call_id = ?1), {marks})"
         )
-        if fts:
-            connection.executemany(
-                FTS_INSERT_SQL, [(r.prompt_text, r.response_text, r.call["call_id"]) for r in chunk]
-            )
+    events_sql = insert("llm_call_events", ["call_id", "kind", "at", "data"])
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for start in range(0, len(rows), RAW_CHUNK):
+        chunk = rows[start : start + RAW_CHUNK]
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(calls_sql, [tuple(r.call[c] for c in call_columns) for r in chunk])
+        connection.executemany(bodies_sql, [tuple(r.body[c] for c in body_columns) for r in chunk])
+        connection.executemany(
+            events_sql, [(e["call_id"], e["kind"], e["at"], e["data"]) for r in chunk for e in r.events]
+        )
+        if index_sql:
+            connection.execute(index_sql, (json.dumps([r.call["call_id"] for r in chunk]),))
+        else:
+            texts = [(r.prompt_text, r.response_text, r.call["call_id"]) for r in chunk]
+            connection.executemany(migrations.FTS_INSERT_SQL, texts)
         connection.execute("COMMIT")
-    elapsed = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     connection.close()
-    return elapsed
+    return wall, cpu
 
 
-def store_ingest(path: Path, spans: list[ReadableSpan], *, live: bool) -> float:
-    """Seconds from the first hand-over to the end of ``flush`` through a SpanStore."""
+def _store(path: Path, spans: list[Any], case: str) -> tuple[float, float]:
+    from exporter.store import SpanStore
+    from tests.exporter.call_spans import dispatch_attributes, ns
+
     store = SpanStore(str(path), queue_size=len(spans) * 3 + 10)
-    assert store.flush(30)
-    started = time.perf_counter()
-    for span in spans:
-        if live:
-            store.on_call_event("queued", span, span.start_time or 0, {})
+    assert store.flush(60)
+    time.sleep(0.2)  # the store's first maintenance runs on its own thread: let it end
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    if case == "ended":
+        for span in spans:
+            store.span_processor.on_end(span)
+    elif case == "live":
+        for span in spans:
+            store.on_call_event("queued", span, span.start_time, {})
             store.on_call_event("dispatched", span, ns(5), dispatch_attributes(0.005))
-        store.span_processor.on_end(span)
+            store.span_processor.on_end(span)
+    else:  # live-apart
+        for start in range(0, len(spans), APART_CHUNK):
+            chunk = spans[start : start + APART_CHUNK]
+            for span in chunk:
+                store.on_call_event("queued", span, span.start_time, {})
+                store.on_call_event("dispatched", span, ns(5), dispatch_attributes(0.005))
+            assert store.flush(600)
+            for span in chunk:
+                store.span_processor.on_end(span)
     assert store.flush(600)
-    elapsed = time.perf_counter() - started
-    assert store.stats()["dropped"] == 0
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    stats = store.stats()
     store.shutdown()
-    return elapsed
+    assert stats["dropped"] == 0, stats
+    return wall, cpu
 
 
-def exporter_ingest(path: Path, spans: list[ReadableSpan]) -> float:
+def _exporter(path: Path, spans: list[Any]) -> tuple[float, float]:
+    from exporter.span_exporter import SQLiteSpanExporter
+
     span_exporter = SQLiteSpanExporter(str(path))
     span_exporter.export(spans[:1])  # open, migrate and run retention outside the measurement
-    started = time.perf_counter()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     for start in range(1, len(spans), 512):
         span_exporter.export(spans[start : start + 512])
-    elapsed = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     span_exporter.shutdown()
-    return elapsed
+    return wall, cpu
 
 
-def app_thread_cost(path: Path, spans: list[ReadableSpan], *, locked: bool) -> list[float]:
-    """Per call, µs the app thread spends in the store: a queued notice plus ``on_end``."""
-    store = SpanStore(str(path))
-    assert store.flush(30)
-    holder = None
-    if locked:
-        holder = sqlite3.connect(path, isolation_level=None)
-        holder.execute("BEGIN EXCLUSIVE")
-    costs = []
-    clock = time.perf_counter_ns
-    for span in spans:
-        started = clock()
-        store.on_call_event("queued", span, span.start_time or 0, {})
-        store.span_processor.on_end(span)
-        costs.append((clock() - started) / 1000)
-    if holder is not None:
-        holder.execute("COMMIT")
-        holder.close()
-    assert store.flush(120)
-    assert store.stats()["dropped"] == 0
+def _size(path: Path, texts: list[Any], calls: int) -> dict[str, Any]:
+    from exporter.store import SpanStore
+
+    store = SpanStore(str(path), queue_size=20_000)
+    done = 0
+    while done < calls:
+        count = min(5000, calls - done)
+        chunk = [texts[(done + i) % len(texts)] for i in range(count)]
+        for span in make_spans(chunk, f"size{done}"):
+            store.span_processor.on_end(span)
+        assert store.flush(600)
+        done += count
     store.shutdown()
-    return costs
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        parts = connection.execute(  # by table, its indexes and FTS5's shadow tables included
+            "SELECT CASE WHEN m.tbl_name LIKE 'llm_calls_fts%' THEN 'llm_calls_fts' ELSE m.tbl_name END, "
+            "SUM(d.pgsize) FROM dbstat AS d JOIN sqlite_master AS m ON m.name = d.name "
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 6"
+        ).fetchall()
+    size = sum(Path(f"{path}{s}").stat().st_size for s in ("", "-wal") if Path(f"{path}{s}").exists())
+    return {"bytes": size, "calls": calls, "parts": parts}
 
 
-def visibility(path: Path, spans: list[ReadableSpan]) -> list[float]:
-    """Per call, ms from the queued notice to its row being visible to another connection."""
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    sys.path.insert(0, spec.get("tree") or str(ROOT))
+    sys.path.insert(1, str(ROOT))  # tests.exporter.call_spans
+    texts = json.loads(Path(spec["texts"]).read_text(encoding="utf-8"))
+    path = _fresh(Path(spec["db"]))
+    case = spec["case"]
+    if case == "size":
+        return _size(path, texts, spec["calls"])
+    spans = make_spans(texts[: spec["calls"]], f"{case}-{spec['round']}")
+    if case == "raw":
+        wall, cpu = _raw(path, spans)
+    elif case == "exporter":
+        wall, cpu = _exporter(path, spans)
+    else:
+        wall, cpu = _store(path, spans, case)
+    return {"wall": wall, "cpu": cpu, "calls": len(spans)}
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise SystemExit(f"{spec['case']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- ingest -----------------------------------------------------------------------------------------
+
+
+def bench_ingest(work: Path, texts: Path, rounds: int, calls: int, trees: dict[str, str]) -> str:
+    cases = [*CASES, *(f"{name}:{case}" for name in trees for case in TREE_CASES)]
+    results: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
+    before, started = common.load(), time.perf_counter()
+    for round_ in range(rounds):
+        shift = round_ % len(cases)
+        for case in [*cases[shift:], *cases[:shift]]:
+            tree, _, name = case.rpartition(":")
+            spec = {
+                "case": name,
+                "round": round_,
+                "calls": calls,
+                "texts": str(texts),
+                "db": str(work / f"{case.replace(':', '-')}.db"),
+                "tree": trees.get(tree),
+            }
+            results[case].append(run_child(spec))
+        print(f"  ingest: round {round_ + 1}/{rounds} (load {common.load()})", flush=True)
+    raw_rates = [r["calls"] / r["wall"] for r in results["raw"]]
+    rows = []
+    for case in cases:
+        rates = [r["calls"] / r["wall"] for r in results[case]]
+        ratios = common.Summary.of(rate / raw for rate, raw in zip(rates, raw_rates, strict=True))
+        cpu = statistics.median(r["cpu"] / r["calls"] * 1e6 for r in results[case])
+        rows.append(
+            [
+                f"`{case}`",
+                f"{statistics.median(rates):,.0f}",
+                f"{min(rates):,.0f}–{max(rates):,.0f}",
+                "" if case == "raw" else f"{ratios.median:.2f}x [{ratios.ci_low:.2f}..{ratios.ci_high:.2f}]",
+                "" if case == "raw" else ratios.spread(2),
+                f"{cpu:,.0f}",
+            ]
+        )
+    return (
+        f"**ingest**: {calls:,} calls per case, {rounds} rounds, each case a fresh process and file; "
+        f"{time.perf_counter() - started:.0f} s; load average {before} before, {common.load()} after.\n\n"
+        + common.table(
+            [
+                "case",
+                "calls/s (median)",
+                "calls/s min–max",
+                "/ raw [95% CI]",
+                "/ raw min–max",
+                "process CPU µs/call",
+            ],
+            rows,
+        )
+    )
+
+
+def bench_size(work: Path, texts: Path, calls: int, trees: dict[str, str]) -> str:
+    sections = []
+    for name, tree in {"this": None, **trees}.items():
+        spec = {
+            "case": "size",
+            "calls": calls,
+            "texts": str(texts),
+            "db": str(work / f"size-{name}.db"),
+            "tree": tree,
+        }
+        result = run_child(spec)
+        per_100k = result["bytes"] / calls * 100_000
+        parts = ", ".join(
+            f"`{part}` {size / calls * 100_000 / 1e9:.2f} GB" for part, size in result["parts"][:5]
+        )
+        label = "this checkout" if tree is None else f"`{name}`"
+        sections.append(
+            f"- {label}: **{per_100k / 1e9:.2f} GB per 100k calls** "
+            f"({result['bytes'] / 1e6:,.0f} MB after {calls:,} calls); largest: {parts}"
+        )
+        os.unlink(spec["db"])
+    return (
+        "**size** on disk (SQLite, 4 KB pages, after a checkpoint), by table with its indexes:\n\n"
+        + "\n".join(sections)
+    )
+
+
+# -- hand-off and visibility (in this process) ------------------------------------------------------
+
+
+def bench_handoff(work: Path, texts: list[Any]) -> str:
+    sys.path.insert(0, str(ROOT))
+    from exporter.store import SpanStore
+
+    spans = make_spans(texts[:4000], "handoff")
+    lines = []
+    for locked in (False, True):
+        path = _fresh(work / f"handoff-{locked}.db")
+        store = SpanStore(str(path))
+        assert store.flush(30)
+        holder = None
+        if locked:
+            holder = sqlite3.connect(path, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+        costs = []
+        for span in spans:
+            started = time.perf_counter_ns()
+            store.on_call_event("queued", span, span.start_time or 0, {})
+            store.span_processor.on_end(span)
+            costs.append((time.perf_counter_ns() - started) / 1000)
+        if holder is not None:
+            holder.execute("COMMIT")
+            holder.close()
+        assert store.flush(120) and store.stats()["dropped"] == 0
+        store.shutdown()
+        state = "locked by another connection" if locked else "idle"
+        p50, p99 = statistics.median(costs), common.percentile(costs, 99)
+        lines.append(f"- database {state}: p50 {p50:.1f} µs, p99 {p99:.1f} µs, max {max(costs):,.0f} µs")
+    path = _fresh(work / "visibility.db")
     store = SpanStore(str(path))
     assert store.flush(30)
     reader = sqlite3.connect(path)
     latencies = []
-    for span in spans:
-        call_id = span.attributes["llm_otel.call.id"]  # type: ignore[index]
+    for span in spans[:200]:
+        call_id = span.attributes["llm_otel.call.id"]
         started = time.perf_counter()
         store.on_call_event("queued", span, span.start_time or 0, {})
         while not reader.execute("SELECT 1 FROM llm_calls WHERE call_id = ?", (call_id,)).fetchone():
@@ -252,92 +389,50 @@ def visibility(path: Path, spans: list[ReadableSpan]) -> list[float]:
         time.sleep(0.01)
     reader.close()
     store.shutdown()
-    return latencies
-
-
-def size_on_disk(path: Path, spans_for: Callable[[int], list[ReadableSpan]], calls: int) -> int:
-    store = SpanStore(str(path), queue_size=20_000)
-    done = 0
-    while done < calls:
-        chunk = spans_for(min(5000, calls - done))
-        for span in chunk:
-            store.span_processor.on_end(span)
-        assert store.flush(600)
-        done += len(chunk)
-    store.shutdown()
-    with sqlite3.connect(path) as connection:
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return sum(
-        Path(f"{path}{suffix}").stat().st_size for suffix in ("", "-wal") if Path(f"{path}{suffix}").exists()
+    return (
+        f"**handoff**: the app's thread per call (a queued notice and `on_end`), {len(spans):,} calls "
+        "(bar: ≤ 1 ms p99, even while locked):\n\n"
+        + "\n".join(lines)
+        + f"\n\n**visibility**: queued notice → row visible to another connection, {len(latencies)} calls: "
+        f"p50 {statistics.median(latencies):.1f} ms, p95 {common.percentile(latencies, 95):.1f} ms, "
+        f"max {max(latencies):.1f} ms (bar: ≤ 250 ms p95)."
     )
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--calls", type=int, default=20_000, help="calls per ingest case")
-    parser.add_argument(
-        "--size", type=int, default=0, help="also measure the file size after this many calls"
-    )
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="where the files go (default: a temporary dir)"
-    )
-    args = parser.parse_args()
-    directory = args.dir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    directory.mkdir(parents=True, exist_ok=True)
-
-    print(f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, files in {directory}")
-    spans = make_spans(args.calls)
-    started = time.perf_counter()
-    rows = [r for r in map(span_to_rows, spans) if r is not None]
-    mapping_us = (time.perf_counter() - started) / len(spans) * 1e6
-    print(f"mapping: {mapping_us:.0f} µs per call (done on the writer thread)")
-
-    print(f"\n1. ingest of {args.calls} ended calls (~3 KB text each)")
-    results = {
-        "raw executemany": raw_ingest(_fresh(directory, "raw"), rows, fts=True),
-        "raw executemany, no FTS": raw_ingest(_fresh(directory, "raw-nofts"), rows, fts=False),
-        "SpanStore (on_end + flush)": store_ingest(_fresh(directory, "store"), spans, live=False),
-        "SpanStore live (queued + dispatched + end)": store_ingest(
-            _fresh(directory, "live"), spans, live=True
-        ),
-        "SQLiteSpanExporter (512-span exports)": exporter_ingest(_fresh(directory, "exporter"), spans),
-    }
-    reference = args.calls / results["raw executemany"]
-    for name, seconds in results.items():
-        rate = args.calls / seconds
-        print(f"   {name:45s} {rate:9,.0f} calls/s   {rate / reference:5.2f}x raw")
-
-    sample = spans[: min(4000, len(spans))]
-    print(f"\n2. app thread per call (queued notice + on_end), {len(sample)} calls")
-    for locked in (False, True):
-        costs = app_thread_cost(_fresh(directory, f"cost-{locked}"), sample, locked=locked)
-        state = "database locked" if locked else "database idle  "
-        print(
-            f"   {state}: p50 {statistics.median(costs):6.1f} µs   p99 {_pct(costs, 0.99):6.1f} µs   "
-            f"max {max(costs):8.1f} µs"
-        )
-
-    latencies = visibility(_fresh(directory, "latency"), spans[:200])
-    print(
-        f"\n3. queued notice -> row visible to another connection, {len(latencies)} calls: "
-        f"p50 {statistics.median(latencies):.1f} ms   p95 {_pct(latencies, 0.95):.1f} ms   "
-        f"max {max(latencies):.1f} ms"
-    )
-
-    if args.size:
-        seeds = iter(range(100, 10_000))
-        size = size_on_disk(_fresh(directory, "size"), lambda n: make_spans(n, next(seeds)), args.size)
-        print(
-            f"\n4. size on disk after {args.size} calls: {size / 1e6:.1f} MB "
-            f"= {size / args.size * 100_000 / 1e6:.0f} MB per 100k calls"
-        )
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and calls")
+    parser.add_argument("--only", choices=("ingest", "size", "handoff"), action="append")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--calls", type=int, help="calls per ingest case")
+    parser.add_argument("--size", type=int, help="calls written for the size measurement")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument("--markdown", help="write the results as a markdown fragment to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    settings = QUICK if args.quick else FULL
+    rounds, calls = args.rounds or settings["rounds"], args.calls or settings["calls"]
+    size_calls = args.size or settings["size"]
+    trees = dict(item.split("=", 1) for item in args.tree)
+    print(common.describe_machine())
+    sections = []
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as directory:
+        work = Path(directory)
+        texts_path = work / "texts.json"
+        write_texts(texts_path, max(calls, 10_000), seed=7)
+        for what in args.only or ("ingest", "size", "handoff"):
+            if what == "ingest":
+                sections.append(bench_ingest(work, texts_path, rounds, calls, trees))
+            elif what == "size":
+                sections.append(bench_size(work, texts_path, size_calls, trees))
+            else:
+                texts = json.loads(texts_path.read_text(encoding="utf-8"))
+                sections.append(bench_handoff(work, texts))
+            print("\n" + sections[-1] + "\n", flush=True)
+    common.write_markdown(args.markdown, "\n\n".join(sections))
 
 
 if __name__ == "__main__":

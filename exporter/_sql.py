@@ -1,23 +1,22 @@
 """The SQL that writes mapped rows (``exporter.mapping.RowBatch``) to a SQLite or PostgreSQL store.
 
 Both writers use it: the store's background thread (``exporter.writer``) and the standalone
-``SQLiteSpanExporter``. A ``RowBatch`` is written by ``write_batch`` with one
-``executemany`` per statement on the DB-API cursor (peewee's ``insert_many`` builds the SQL per row
-and is ~25x slower), inside one transaction (``transaction``: ``BEGIN IMMEDIATE`` on SQLite).
+``SQLiteSpanExporter``, through ``exporter._connection.StoreFile``, which owns the connection and
+the transaction (``BEGIN IMMEDIATE`` on SQLite). A ``RowBatch`` is written by ``write_batch`` with
+one ``executemany`` per statement on the DB-API cursor (peewee's ``insert_many`` builds the SQL per
+row and is ~25x slower).
 
 The statements are built once per dialect at import (``_statements``): ``SQLITE`` (``:name``
-parameters, byte for byte the statements the benchmarks measured) and ``POSTGRESQL`` (psycopg2's
-``%(name)s``, ``GREATEST`` for SQLite's two-argument ``MAX``, ``false`` for the BOOLEAN ``stream``,
-``json_array_elements_text`` for ``json_each``, no full-text rows); ``statements_for(database)``
-picks one. ``store_path`` checks a writer's URL: SQLite and PostgreSQL are accepted, any other
-database is refused.
+parameters) and ``POSTGRESQL`` (psycopg2's ``%(name)s``, ``GREATEST`` for SQLite's two-argument
+``MAX``, ``false`` for the BOOLEAN ``stream``, ``json_array_elements_text`` for ``json_each``, no
+full-text rows); ``statements_for(database)`` picks one.
 
 Every statement is an idempotent merge, so a notice written twice, or a span exported by two
 writers, changes nothing the second time:
 
-- a final row (span ended) overwrites the call's row and body and replaces its full-text row (a
-  call gets its full-text row when it ends: trigram indexing is the most expensive part of a write,
-  and indexing the prompt twice per call would cost ~40% of the ingest rate);
+- a final row (span ended) overwrites the call's row and body and (re)indexes the call for
+  full-text search (a call is indexed when it ends: trigram indexing is the most expensive part of
+  a write, and indexing the prompt twice per call would cost ~40% of the ingest rate);
 - a live row (queued, dispatched, first token, retry) only fills empty columns and advances
   ``status`` / ``retry_count``, and only while the stored status is ``queued`` or ``running``: a
   notice that arrives after the end never regresses a finished call;
@@ -25,47 +24,28 @@ writers, changes nothing the second time:
   that millisecond), which makes live events and the span's own events the same rows; a live
   event is not inserted once the call has ended.
 
-``StoreFile`` holds one writer's connection: it opens (and migrates) the database on first use,
-notices when a SQLite file was deleted or replaced under it (SQLite would go on writing to the
-unlinked inode), and after any database error closes the connection so that the next write reopens
-it (on PostgreSQL that also recovers a connection the server dropped).
-
-Within a batch the statements run in this order: queued calls, live updates, final calls, bodies,
-full-text rows, events (in arrival order; on PostgreSQL after taking the event-order lock, see the
-feed contract in ``exporter.migrations``), closings of calls whose end was dropped, tasks, scheduler
-snapshots (which replace all of the process's snapshot rows). Because each merge is monotonic, the
-order of rows for one call inside a batch does not change the result.
+Within a batch the statements run in this order: the removal of the index entries of ended calls
+indexed before (rare: a span written twice), queued calls, live updates, final calls, bodies,
+events (in arrival order; on PostgreSQL after taking the event-order lock, see the feed contract in
+``exporter.migrations``), closings of calls whose end was dropped, tasks, scheduler snapshots
+(which replace all of the process's snapshot rows), and last the full-text indexing of the ended
+calls, in one statement (the FTS contract in ``exporter.migrations``). Because each merge is
+monotonic, the order of rows for one call inside a batch does not change the result.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import peewee
-from playhouse import db_url
 
 from exporter import _names as n
-from exporter._exceptions import StoreConfigurationError, StoreDatabaseError, StoreError
-from exporter.database import is_sqlite, open_database
+from exporter.database import is_sqlite
 from exporter.mapping import LIVE_STATUSES, RowBatch, to_json
-from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_DELETE_SQL, FTS_INSERT_SQL
+from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_INDEX_SQL, FTS_INDEXED_SQL, FTS_UNINDEX_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMTask, SchedulerSnapshot
-
-try:  # the PostgreSQL driver is optional (``pip install 'llm-otel[postgres]'``)
-    import psycopg2
-except ImportError:  # pragma: no cover - depends on the installed extras
-    psycopg2 = None
-
-logger = logging.getLogger(__name__)
-
-DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,) + ((psycopg2.Error,) if psycopg2 else ())
-"""The base errors of the DB-API drivers in use, raised by raw cursors (peewee does not wrap them)."""
 
 
 class DBAPICursor(Protocol):
@@ -73,6 +53,7 @@ class DBAPICursor(Protocol):
 
     def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
     def close(self) -> Any: ...
 
 
@@ -135,7 +116,8 @@ class Statements:
     stale_snapshots: str
     forget_process: str
     fts: bool
-    """Whether the full-text rows are written (``FTS_DELETE_SQL`` / ``FTS_INSERT_SQL``, SQLite only)."""
+    """Whether calls are indexed for full-text search (``FTS_INDEX_SQL`` / ``FTS_UNINDEX_SQL``, SQLite
+    only)."""
     event_lock: str
     """Run before the events are inserted (PostgreSQL: ``EVENT_ORDER_LOCK_SQL``); "" for none."""
 
@@ -185,6 +167,14 @@ def _statements(d: Dialect, *, fts: bool, event_lock: str) -> Statements:
             + f" WHERE llm_calls.status IN {_LIVE}"
         )
 
+    body_insert = insert("llm_call_bodies", BODY_COLUMNS)
+    if fts:  # a body's rowid is its call's (exporter.migrations, the FTS contract); the call comes first
+        names = ", ".join(BODY_COLUMNS)
+        values = ", ".join(p(column) for column in BODY_COLUMNS)
+        body_insert = (
+            f"INSERT INTO llm_call_bodies (rowid, {names}) VALUES "
+            f"((SELECT rowid FROM llm_calls WHERE call_id = {p('call_id')}), {values})"
+        )
     advancing = {column: advance(column) for column in ("stream", "retry_count", "updated_at")}
     queued_call = (
         f"{insert('llm_calls', CALL_COLUMNS)} ON CONFLICT(call_id) DO UPDATE SET "
@@ -237,14 +227,15 @@ def _statements(d: Dialect, *, fts: bool, event_lock: str) -> Statements:
     return Statements(
         begin=d.begin,
         queued_call=queued_call,
-        queued_body=f"{insert('llm_call_bodies', BODY_COLUMNS)} ON CONFLICT(call_id) DO NOTHING",
+        queued_body=f"{body_insert} ON CONFLICT(call_id) DO NOTHING",
         updates={
             n.DISPATCHED: live_update(["started_at", "wait_ms"]),
             n.FIRST_TOKEN: live_update(["first_token_at", "first_token_ms"]),
             n.RETRY: retry,
         },
         final_call=overwrite("llm_calls", CALL_COLUMNS, ["call_id"]),
-        final_body=overwrite("llm_call_bodies", BODY_COLUMNS, ["call_id"]),
+        final_body=f"{body_insert} ON CONFLICT(call_id) DO UPDATE SET "
+        + ", ".join(f"{column} = excluded.{column}" for column in BODY_COLUMNS if column != "call_id"),
         event=event,
         closing=closing,
         closing_event=closing_event,
@@ -268,13 +259,17 @@ POSTGRESQL = _statements(POSTGRESQL_DIALECT, fts=False, event_lock=EVENT_ORDER_L
 
 def statements_for(database: peewee.Database) -> Statements:
     """The write statements of ``database``: SQLite's, else PostgreSQL's (peewee's other databases
-    are refused by ``store_path``)."""
+    are refused by ``exporter._connection.store_path``)."""
     return SQLITE if is_sqlite(database) else POSTGRESQL
 
 
 def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = SQLITE) -> None:
     """Execute every statement of ``batch`` on ``cursor``; the caller owns the transaction."""
     sql = statements
+    ended = to_json(list(dict.fromkeys(rows.call["call_id"] for rows in batch.finals))) if sql.fts else None
+    if batch.finals and ended:
+        # Before the bodies change: a call indexed before (an ended span written twice) is indexed again.
+        unindex(cursor, ended)
     if batch.queued:
         cursor.executemany(sql.queued_call, [rows.call for rows in batch.queued])
     for kind, rows in batch.updates.items():
@@ -285,13 +280,6 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
         cursor.executemany(sql.queued_body, [rows.body for rows in batch.queued])
     if batch.finals:
         cursor.executemany(sql.final_body, [rows.body for rows in batch.finals])
-        if sql.fts:
-            call_ids = [rows.call["call_id"] for rows in batch.finals]
-            cursor.executemany(FTS_DELETE_SQL, [(call_id, call_id) for call_id in call_ids])
-            cursor.executemany(
-                FTS_INSERT_SQL,
-                [(rows.prompt_text, rows.response_text, rows.call["call_id"]) for rows in batch.finals],
-            )
     if sql.event_lock and (batch.events or batch.closings):
         cursor.execute(sql.event_lock)  # ids committed in order (exporter.migrations, the feed contract)
     if batch.events:
@@ -307,151 +295,14 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
         cursor.executemany(sql.snapshot, batch.snapshots)
         names = to_json([row["scheduler"] for row in batch.snapshots])
         cursor.execute(sql.stale_snapshots, {"process": batch.snapshots[0]["process"], "names": names})
+    if batch.finals and ended:
+        # Last: the index entries of the whole batch stay in memory until the commit writes them.
+        cursor.execute(FTS_INDEX_SQL, (ended,))
 
 
-@contextmanager
-def transaction(connection: Any, begin: str = SQLITE.begin) -> Iterator[DBAPICursor]:
-    """``begin`` … ``COMMIT`` on a raw DB-API connection; rolls back on any error.
-
-    Unlike ``peewee``'s ``atomic()``, a failed rollback never hides the error that caused it (after
-    ``SQLITE_FULL`` or an I/O error SQLite may already have rolled back on its own; a PostgreSQL
-    connection may be gone). peewee keeps PostgreSQL connections in autocommit mode, so ``BEGIN``
-    and ``COMMIT`` are ours to send there too.
-    """
-    cursor = connection.cursor()
-    cursor.execute(begin)
-    try:
-        yield cursor
-        cursor.execute("COMMIT")
-    except BaseException:
-        # sqlite3 knows whether a transaction is open; with another driver, try.
-        if getattr(connection, "in_transaction", True):
-            with suppress(*DRIVER_ERRORS):
-                cursor.execute("ROLLBACK")
-        raise
-    finally:
-        cursor.close()
-
-
-def store_path(url: str) -> str | None:
-    """The absolute path of the SQLite file ``url`` names; None for a PostgreSQL URL.
-
-    Checks ``url`` as ``open_database`` does and raises ``StoreConfigurationError`` for one that
-    cannot work (a database other than SQLite and PostgreSQL included). A SQLite file that cannot be
-    prepared right now (locked, read-only directory, ...) is only logged: the writer opens it again
-    until it works. The path is absolute so that a later ``chdir`` of the app cannot move the store.
-    """
-    try:
-        database = open_database(url)
-    except StoreDatabaseError as exc:
-        path = os.path.expanduser(url) if "://" not in url else db_url.parse(url)["database"]
-        logger.warning("llm-otel store: %s; writing will start once it can be opened", exc)
-        return os.path.abspath(path)
-    if isinstance(database, peewee.PostgresqlDatabase):
-        return None
-    if not is_sqlite(database):
-        raise StoreConfigurationError(
-            f"the span store writes SQLite or PostgreSQL, not {url!r}; give it "
-            "'sqlite:///path/to/llm_calls.db' or 'postgresql://user:pass@host:5432/dbname'"
-        )
-    return os.path.abspath(database.database)
-
-
-class StoreFile:
-    """A writer's database: opened on first use, reopened after a fault or once its file was deleted.
-
-    On SQLite it also notices a file deleted or replaced under it (SQLite would go on writing to the
-    unlinked inode); on PostgreSQL a lost connection is a fault like any other.
-    """
-
-    def __init__(self, open_database: Callable[[], peewee.Database]) -> None:
-        """``open_database()`` returns a connected, migrated database (called again to reopen)."""
-        self._open = open_database
-        self._database: peewee.Database | None = None
-        self._file_id: tuple[int, int] | None = None
-
-    def database(self) -> peewee.Database:
-        """The open database (opened now if needed), e.g. for retention on the same thread."""
-        if self._database is None:
-            self._database = self._open()
-            self._file_id = _file_id(self._database)
-        return self._database
-
-    @property
-    def statements(self) -> Statements:
-        """The write statements of this database (opened now if needed)."""
-        return statements_for(self.database())
-
-    @contextmanager
-    def transaction(self) -> Iterator[DBAPICursor]:
-        """A write transaction on this thread's connection, (re)opened as needed.
-
-        On a fault (``is_fault``) the connection is closed before the error propagates.
-        """
-        try:
-            if self._database is not None and _file_id(self._database) != self._file_id:
-                raise StoreDatabaseError(
-                    f"the database file {self._database.database} was deleted or replaced while open; "
-                    "it is opened again (and created anew if missing)"
-                )
-            database = self.database()
-            with transaction(database.connection(), statements_for(database).begin) as cursor:
-                yield cursor
-        except Exception as exc:
-            if is_fault(exc):
-                self.close()
-            raise
-
-    def write(self, batch: RowBatch) -> None:
-        """Write ``batch`` in one transaction."""
-        with self.transaction() as cursor:
-            write_batch(cursor, batch, self.statements)
-
-    def close(self) -> None:
-        """Close this thread's connection; the next transaction reopens the database."""
-        database, self._database = self._database, None
-        close_quietly(database)
-
-
-def is_fault(exc: BaseException) -> bool:
-    """True when the database is unavailable (retry later), False when it refuses the rows.
-
-    Constraint, data and binding (or syntax) errors, and errors that are not the database's, belong
-    to the rows: retrying them would fail the same way. A PostgreSQL ``InterfaceError`` is a closed
-    connection, hence a fault; sqlite3's is a binding error.
-    """
-    refused: tuple[type[BaseException], ...] = (
-        sqlite3.IntegrityError,
-        sqlite3.DataError,
-        sqlite3.InterfaceError,
-        sqlite3.ProgrammingError,
-        peewee.IntegrityError,
-        peewee.DataError,
-        peewee.InterfaceError,
-        peewee.ProgrammingError,
-    )
-    if psycopg2 is not None:
-        refused += (psycopg2.IntegrityError, psycopg2.DataError, psycopg2.ProgrammingError)
-    if isinstance(exc, refused):
-        return False
-    return isinstance(exc, (*DRIVER_ERRORS, peewee.PeeweeException, StoreError, OSError))
-
-
-def close_quietly(database: peewee.Database | None) -> None:
-    """Close this thread's connection to ``database``, forgetting one that is already broken."""
-    if database is not None:
-        try:
-            database.close()
-        except Exception:
-            database.dispose()
-
-
-def _file_id(database: peewee.Database) -> tuple[int, int] | None:
-    """The (device, inode) of a SQLite database file; None when it is gone or not a file."""
-    if not is_sqlite(database):
-        return None
-    try:
-        stat = os.stat(database.database)
-    except FileNotFoundError:
-        return None
-    return stat.st_dev, stat.st_ino
+def unindex(cursor: DBAPICursor, call_ids: str) -> None:
+    """Remove the full-text entries of the calls of ``call_ids`` (a JSON list) that are indexed."""
+    cursor.execute(FTS_INDEXED_SQL, (call_ids,))
+    indexed = cursor.fetchall()
+    if indexed:
+        cursor.executemany(FTS_UNINDEX_SQL, indexed)

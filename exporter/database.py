@@ -31,6 +31,9 @@ PostgreSQL databases get 64-bit integer columns (``BIGINT``, ``BIGSERIAL``: epoc
 do not fit PostgreSQL's 32-bit ``INTEGER``) and ``DOUBLE PRECISION`` floats, like SQLite's; their
 connections are opened lazily by peewee, in autocommit mode, one per thread.
 
+``check_url(url)`` checks a URL as ``open_database`` does, without touching the disk, and returns
+the database class it names and, for SQLite, the file's absolute path.
+
 ``immediate(database)`` opens a write transaction that takes SQLite's write lock at ``BEGIN``
 (``BEGIN IMMEDIATE``), so a reader never has to upgrade to a writer mid-transaction; elsewhere a
 plain transaction. ``read_snapshot(database)`` opens a transaction whose statements all see the
@@ -71,6 +74,26 @@ def open_database(
     and with ``create=False`` (tools that read or prune a store) for a SQLite file that does not
     exist, creating nothing.
     """
+    database_class, path, params = _parse(url)
+    if path is None:
+        return _connect(url.strip(), database_class)
+    return _sqlite(path, busy_timeout_ms, params, database_class, create=create)
+
+
+def check_url(url: str) -> tuple[type[peewee.Database], str | None]:
+    """The database class ``url`` names and, for SQLite, the file's absolute path.
+
+    Checks ``url`` exactly as ``open_database`` does, without touching the disk (no directory is
+    made, no file opened), and raises the same ``StoreConfigurationError``.
+    """
+    database_class, path, _ = _parse(url)
+    if path is None:
+        return type(_connect(url.strip(), database_class)), None
+    return database_class, os.path.abspath(path)
+
+
+def _parse(url: str) -> tuple[type[peewee.Database], str | None, dict[str, object]]:
+    """(database class, SQLite path or None, SQLite URL parameters); raises for a URL it cannot use."""
     if not isinstance(url, str):
         raise StoreConfigurationError(
             f"a database URL must be a string, not {type(url).__name__} {url!r}; {_ACCEPTED}"
@@ -79,7 +102,7 @@ def open_database(
         raise StoreConfigurationError(f"the database URL is empty; {_ACCEPTED}")
     url = url.strip()
     if "://" not in url:
-        return _sqlite(os.path.expanduser(url), busy_timeout_ms, {}, create=create)
+        return peewee.SqliteDatabase, _checked_path(os.path.expanduser(url)), {}
     parsed = urlparse(url)
     database_class = db_url.schemes.get(parsed.scheme)
     if database_class is None:
@@ -89,15 +112,19 @@ def open_database(
             f"{url!r} names a {parsed.scheme} database: the span store writes SQLite or PostgreSQL only; "
             f"{_ACCEPTED}"
         )
-    if issubclass(database_class, peewee.SqliteDatabase):
-        if parsed.netloc:
-            raise StoreConfigurationError(
-                f"{url!r} names a host ({parsed.netloc!r}); a SQLite file takes three slashes "
-                f"('sqlite:///{parsed.netloc}{parsed.path}'); {_ACCEPTED}"
-            )
-        params = db_url.parse(url)
-        path = params.pop("database")
-        return _sqlite(path, busy_timeout_ms, params, database_class, create=create)
+    if not issubclass(database_class, peewee.SqliteDatabase):
+        return database_class, None, {}
+    if parsed.netloc:
+        raise StoreConfigurationError(
+            f"{url!r} names a host ({parsed.netloc!r}); a SQLite file takes three slashes "
+            f"('sqlite:///{parsed.netloc}{parsed.path}'); {_ACCEPTED}"
+        )
+    params = db_url.parse(url)
+    return database_class, _checked_path(params.pop("database")), params
+
+
+def _connect(url: str, database_class: type[peewee.Database]) -> peewee.Database:
+    """A PostgreSQL database (nothing is connected yet)."""
     postgresql = issubclass(database_class, peewee.PostgresqlDatabase)
     try:
         database = db_url.connect(url, **({"field_types": POSTGRESQL_FIELD_TYPES} if postgresql else {}))
@@ -108,6 +135,14 @@ def open_database(
     if postgresql and importlib.util.find_spec("psycopg2") is None:  # the store's SQL is written for it
         raise StoreConfigurationError(f"{url!r} needs the psycopg2 driver: pip install 'llm-otel[postgres]'")
     return database
+
+
+def _checked_path(path: str) -> str:
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise StoreConfigurationError(
+            f"{path!r} is not a database file (an in-memory database would differ per thread); {_ACCEPTED}"
+        )
+    return path
 
 
 def is_sqlite(database: peewee.Database) -> bool:
@@ -145,10 +180,6 @@ def _sqlite(
     *,
     create: bool,
 ) -> peewee.SqliteDatabase:
-    if not path or path == ":memory:" or path.startswith("file:"):
-        raise StoreConfigurationError(
-            f"{path!r} is not a database file (an in-memory database would differ per thread); {_ACCEPTED}"
-        )
     if busy_timeout_ms < 0:
         raise StoreConfigurationError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms}")
     file = Path(path)

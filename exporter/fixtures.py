@@ -33,7 +33,6 @@ The sets (``FIXTURES`` holds their one-line descriptions):
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -42,10 +41,11 @@ from typing import Any
 
 import peewee
 
-from exporter._sql import statements_for, transaction, write_batch
+from exporter._connection import transaction
+from exporter._sql import statements_for, write_batch
 from exporter.database import is_sqlite, open_database
 from exporter.mapping import CallRows, RowBatch, message_text, preview, to_json
-from exporter.migrations import FTS_DELETE_SQL, migrate
+from exporter.migrations import migrate
 
 BATCH_CALLS = 5000
 """Calls written per transaction."""
@@ -713,13 +713,7 @@ class _Fixture:
             "output_messages": to_json(output) if output is not None else None,
             "attributes": to_json({"server.port": 443, "openai.response.service_tier": "default"}),
         }
-        rows = CallRows(
-            call=row,
-            body=body,
-            prompt_text="\n".join(filter(None, map(message_text, messages))),
-            response_text="\n".join(filter(None, map(message_text, output or []))),
-            events=self._events(row, retries),
-        )
+        rows = CallRows(call=row, body=body, events=self._events(row, retries))
         self.calls.append(rows)
         self._by_id[call_id] = rows
         if task is not None:
@@ -808,14 +802,9 @@ def _tokens(text: str) -> int:
 
 
 def _write(database: peewee.Database, fixture: _Fixture) -> int:
-    """Write the fixture's rows with the writer's statements, ``BATCH_CALLS`` calls a transaction.
-
-    The full-text rows are the writer's too, inserted with a scalar subquery for the rowid rather
-    than ``FTS_INSERT_SQL``'s ``INSERT ... SELECT``, which SQLite runs ~5x slower into FTS5 (measured
-    here: 40,000 rows in 0.6 s against 3.0 s).
-    """
-    writer = statements_for(database)
-    statements = dataclasses.replace(writer, fts=False)
+    """Write the fixture's rows with the writer's statements (full-text indexing included),
+    ``BATCH_CALLS`` calls a transaction."""
+    statements = statements_for(database)
     if is_sqlite(database):  # this connection only: the indexes of 100k calls stay in memory (~25% faster)
         database.execute_sql("PRAGMA cache_size = -262144")
     batches = [RowBatch() for _ in range(max(1, -(-len(fixture.calls) // BATCH_CALLS)))]
@@ -831,17 +820,4 @@ def _write(database: peewee.Database, fixture: _Fixture) -> int:
     for batch in batches:
         with transaction(database.connection(), statements.begin) as cursor:
             write_batch(cursor, batch, statements)
-            if writer.fts and batch.finals:
-                call_ids = [rows.call["call_id"] for rows in batch.finals]
-                cursor.executemany(FTS_DELETE_SQL, [(call_id, call_id) for call_id in call_ids])
-                cursor.executemany(
-                    _FTS_INSERT, [(r.prompt_text, r.response_text, r.call["call_id"]) for r in batch.finals]
-                )
     return len(fixture.calls)
-
-
-_FTS_INSERT = (
-    "INSERT INTO llm_calls_fts (rowid, call_id, prompt, response) "
-    "VALUES ((SELECT rowid FROM llm_calls WHERE call_id = ?3), ?3, ?1, ?2)"
-)
-"""``exporter.migrations.FTS_INSERT_SQL`` (same parameters, same row) in the form FTS5 takes fast."""

@@ -1,7 +1,7 @@
 """Spans → store rows: pure functions, no I/O.
 
 A call span (it carries ``llm_otel.call.id``) maps to one ``llm_calls`` row, one
-``llm_call_bodies`` row, the text of its full-text row and its ``llm_call_events`` rows; a task
+``llm_call_bodies`` row (whose text full-text search reads) and its ``llm_call_events`` rows; a task
 span (``llm_otel.span.kind == "task"``) maps to one ``llm_tasks`` row. Only the span's attributes,
 events, ids and times are read, so a span from any process, or replayed, maps the same way.
 
@@ -25,7 +25,8 @@ How columns are derived (``docs/contracts/db.md`` is the reference):
 - ``prompt_preview`` = the text of the last user message, ``response_preview`` = the text of the
   first output message, else its tool calls as ``name()``; both whitespace-collapsed, at most
   ``PREVIEW_CHARS`` characters;
-- the body keeps the JSON attributes as recorded and ``attributes``, a JSON object of every
+- the body keeps the JSON attributes as recorded (written again with its characters as they are
+  when the recorder escaped them as ``\\uXXXX``) and ``attributes``, a JSON object of every
   attribute that has no column of its own;
 - events: ``queued`` at the span start, then ``dispatched``, ``retry`` and ``first_token`` from
   the span events, then the final status at the span end; their ``data`` is a JSON object with
@@ -43,6 +44,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, StatusCode
 
 from exporter import _names as n
+from exporter.records import CallNotice, EndedSpan, QueuedCall, Record, TaskStarted
 
 PREVIEW_CHARS = 200
 """Longest ``prompt_preview`` / ``response_preview``, in characters (an ellipsis marks a cut)."""
@@ -100,11 +102,7 @@ class CallRows:
     call: dict[str, Any]
     """The ``llm_calls`` row (every column)."""
     body: dict[str, Any]
-    """The ``llm_call_bodies`` row."""
-    prompt_text: str
-    """Full-text ``prompt``: system instructions and input message text, one part a line."""
-    response_text: str
-    """Full-text ``response``: output message text, one part a line."""
+    """The ``llm_call_bodies`` row (its text is what full-text search reads, see ``exporter.migrations``)."""
     events: list[dict[str, Any]]
     """``llm_call_events`` rows (``call_id``, ``kind``, ``at``, ``data``) in time order."""
 
@@ -121,7 +119,7 @@ class CallUpdate:
 
 @dataclass
 class RowBatch:
-    """The rows of one transaction, mapped from spans and notices added in arrival order.
+    """The rows of one transaction, mapped from records (``exporter.records``) in arrival order.
 
     ``exporter._sql.write_batch`` writes it. ``snapshots`` holds scheduler snapshot rows.
     """
@@ -137,44 +135,42 @@ class RowBatch:
     closings: list[dict[str, Any]] = field(default_factory=list)
     """``closing_row``s of calls whose ended span the writer had to drop."""
 
-    def add_ended_span(self, span: ReadableSpan, process: str | None = None) -> None:
-        """An ended span: a task's final row, a call's final rows, or nothing for other spans.
+    def add(self, record: Record) -> None:
+        """Map ``record`` into rows; raises when it cannot be mapped (the writer drops it alone)."""
+        match record:
+            case EndedSpan(span=span, call_id=call_id, process=process):
+                self._add_ended_span(span, call_id, process)
+            case QueuedCall(span=span, attributes=attributes):
+                rows = queued_rows(span, attributes)
+                if rows is not None:
+                    self.queued.append(rows)
+                    self.events.extend({**event, "live": 1} for event in rows.events)
+            case CallNotice():
+                update = call_update(
+                    record.kind, record.call_id, record.start_time_ns, record.timestamp_ns, record.attributes
+                )
+                self.updates.setdefault(record.kind, []).append(update.row)
+                self.events.append({**update.event, "live": 1})
+            case TaskStarted(span=span, attributes=attributes, process=process):
+                row = task_start_row(span, attributes)
+                if row is not None:
+                    row["process"] = row["process"] or process
+                    self.task_starts.append(row)
+            case _:
+                raise TypeError(f"not a store record: {record!r}")
 
-        ``process`` fills a task row's ``process`` (task spans do not carry ``llm_otel.process``).
-        """
-        task = span_to_task_row(span)
-        if task is not None:
-            task["process"] = task["process"] or process
-            self.task_ends.append(task)
-            return
+    def _add_ended_span(self, span: ReadableSpan, call_id: str | None, process: str | None) -> None:
+        """A call's final rows, a task's final row, or nothing for other spans."""
+        if call_id is None:
+            task = span_to_task_row(span)
+            if task is not None:
+                task["process"] = task["process"] or process
+                self.task_ends.append(task)
+                return
         rows = span_to_rows(span)
         if rows is not None:
             self.finals.append(rows)
             self.events.extend({**event, "live": 0} for event in rows.events)
-
-    def add_queued(self, span: ReadableSpan, attributes: Mapping[str, Any]) -> None:
-        """A call just queued; ``attributes`` is a copy of the live span's attributes."""
-        rows = queued_rows(span, attributes)
-        if rows is not None:
-            self.queued.append(rows)
-            self.events.extend({**event, "live": 1} for event in rows.events)
-
-    def add_notice(
-        self, kind: str, call_id: str, start_time_ns: int, timestamp_ns: int, attributes: Mapping[str, Any]
-    ) -> None:
-        """A live notice (dispatched, first_token, retry) of a call in flight; see ``call_update``."""
-        update = call_update(kind, call_id, start_time_ns, timestamp_ns, attributes)
-        self.updates.setdefault(kind, []).append(update.row)
-        self.events.append({**update.event, "live": 1})
-
-    def add_task_start(
-        self, span: ReadableSpan, attributes: Mapping[str, Any], process: str | None = None
-    ) -> None:
-        """A task span that just started; ``attributes`` is a copy of its attributes."""
-        row = task_start_row(span, attributes)
-        if row is not None:
-            row["process"] = row["process"] or process
-            self.task_starts.append(row)
 
     def __bool__(self) -> bool:
         return bool(
@@ -190,7 +186,7 @@ class RowBatch:
 
 def span_to_rows(span: ReadableSpan) -> CallRows | None:
     """The rows of an ended call span; None when ``span`` is not a call (no ``llm_otel.call.id``)."""
-    attributes = dict(span.attributes or {})  # a plain dict: the SDK's mapping is slow to query
+    attributes = attribute_dict(span)
     call_id = attributes.get(n.CALL_ID)
     if not isinstance(call_id, str) or not call_id or span.start_time is None:
         return None
@@ -207,7 +203,7 @@ def span_to_rows(span: ReadableSpan) -> CallRows | None:
         kind = _EVENT_KINDS.get(span_event.name)
         if kind is None:
             continue
-        event_attributes = dict(span_event.attributes or {})
+        event_attributes = span_event.attributes or {}
         event = notice_event(call_id, kind, span_event.timestamp, event_attributes)
         events.append(event)
         if kind == n.DISPATCHED and started_at is None:
@@ -340,13 +336,23 @@ def task_start_row(span: ReadableSpan, attributes: Mapping[str, Any]) -> dict[st
 
 def span_to_task_row(span: ReadableSpan) -> dict[str, Any] | None:
     """The ``llm_tasks`` row of an ended task span; None when ``span`` is not a task."""
-    attributes = dict(span.attributes or {})
+    attributes = attribute_dict(span)
     if not is_task(attributes) or span.start_time is None:
         return None
     status = attributes.get(n.STATUS)
     if status not in (n.SUCCEEDED, n.FAILED):
         status = n.FAILED if span.status.status_code is StatusCode.ERROR else n.SUCCEEDED
     return _task_row(span, attributes, status, span.end_time)
+
+
+def attribute_dict(span: ReadableSpan) -> dict[str, Any]:
+    """A span's attributes as a plain dict: the SDK's read-only mapping is slow to query and to
+    copy key by key, but its ``copy()`` copies the dict underneath at C speed."""
+    attributes = span.attributes
+    if not attributes:
+        return {}
+    copied = attributes.copy() if hasattr(attributes, "copy") else None
+    return copied if isinstance(copied, dict) else dict(attributes)
 
 
 def preview(text: str | None) -> str | None:
@@ -386,7 +392,7 @@ def _call_rows(
     output_messages = attributes.get(n.OUTPUT_MESSAGES)
     inputs = _messages(input_messages)
     outputs = _messages(output_messages)
-    system_text = _parts_text(_json_list(system_instructions))
+    prompt_text = _prompt_preview_text(inputs) or _parts_text(_json_list(system_instructions))
     context: SpanContext | None = span.context
     finish_reasons = attributes.get(n.RESPONSE_FINISH_REASONS)
     if isinstance(finish_reasons, str):
@@ -423,7 +429,7 @@ def _call_rows(
         "finish_reasons": to_json(list(finish_reasons)) if finish_reasons else None,
         "error_type": None,
         "error_message": None,
-        "prompt_preview": preview(_prompt_preview_text(inputs) or system_text),
+        "prompt_preview": preview(prompt_text),
         "response_preview": preview(_response_preview_text(outputs)),
         "server_address": _str(attributes.get(n.SERVER_ADDRESS)),
         "process": _str(attributes.get(n.PROCESS)),
@@ -438,9 +444,7 @@ def _call_rows(
         "output_messages": _json_text(output_messages),
         "attributes": to_json(dict(sorted(others.items()))) if others else None,
     }
-    prompt_text = "\n".join(text for text in (system_text, *map(message_text, inputs)) if text)
-    response_text = "\n".join(text for text in map(message_text, outputs) if text)
-    return CallRows(call, body, prompt_text, response_text, [])
+    return CallRows(call, body, [])
 
 
 def _task_row(
@@ -469,8 +473,8 @@ def _task_row(
 
 
 def _event(call_id: str, kind: str, at: int, data: Mapping[str, Any] | None) -> dict[str, Any]:
-    kept = {key: value for key, value in (data or {}).items() if value is not None}
-    return {"call_id": call_id, "kind": kind, "at": at, "data": to_json(kept) if kept else None}
+    kept = {key: value for key, value in data.items() if value is not None} if data else None
+    return {"call_id": call_id, "kind": kind, "at": at, "data": _ENCODER.encode(kept) if kept else None}
 
 
 def _final_status(value: Any, status_code: StatusCode) -> str:
@@ -538,9 +542,18 @@ def _dicts(values: Any) -> Iterable[Mapping[str, Any]]:
 
 
 def _json_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return to_json(_plain(value))
+    """JSON text as recorded; re-encoded with its characters as they are (``to_json``) when the
+    recorder escaped them (``\\uXXXX``), so that searching the JSON text finds them."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return to_json(_plain(value))
+    if "\\u" in value:
+        try:
+            return to_json(json.loads(value))
+        except ValueError:
+            return value
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -552,18 +565,24 @@ def _ms(ns: int) -> int:
 
 
 def _seconds_to_ms(value: Any) -> int | None:
+    if value.__class__ is float or value.__class__ is int:  # the usual case, first (bool is neither)
+        return round(value * 1000)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return round(value * 1000)
 
 
 def _int(value: Any) -> int | None:
+    if value.__class__ is int:  # the usual case, first (bool is not int here)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return int(value)
 
 
 def _str(value: Any) -> str | None:
+    if value.__class__ is str:  # the usual case, first
+        return value or None
     if value is None or value == "":
         return None
     return value if isinstance(value, str) else str(value)

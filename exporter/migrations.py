@@ -22,22 +22,47 @@ queries then fall back to ``LIKE`` over ``llm_call_bodies``.
 Migration 2 (SQLite only) rebuilds ``llm_call_events`` with ``AUTOINCREMENT``, keeping its rows
 and ids, so that an event id is never given out twice (see ``_monotonic_event_ids``).
 
+Migration 4 (SQLite only) rebuilds ``llm_calls_fts`` so that it keeps no copy of the text and no
+token positions, and ``llm_call_bodies`` so that a body's rowid is its call's (see the FTS contract
+below): less than half the size on disk. It copies the bodies and indexes the ended calls again:
+on a store of 1M calls with 3 KB of text each that takes minutes, during which writers wait for
+the lock and retry.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
 it took 11 s here (each index is built by reading the table), during which writers wait for the
 lock and retry.
 
-The FTS contract (for the writer)
----------------------------------
-One row per call: ``call_id``, ``prompt`` (plain text of the system instructions and the text parts
-of the input messages, joined by newlines) and ``response`` (the text parts of the output messages).
-Its ``rowid`` is the ``rowid`` of the call's ``llm_calls`` row, because ``call_id`` is UNINDEXED in
-FTS5: deleting ``WHERE call_id = ?`` would read the whole table (the search in ``exporter.queries``
-joins on the rowid too, reading matches from the FTS index alone). So the writer replaces a call's row
-with ``FTS_DELETE_SQL`` then ``FTS_INSERT_SQL`` (qmark parameters, ``executemany``-friendly), after
-the ``llm_calls`` row exists, and updates ``llm_calls`` in place (``UPDATE`` or ``INSERT ... ON
-CONFLICT DO UPDATE``; never ``INSERT OR REPLACE``, which gives the row a new ``rowid``).
+The FTS contract (for the writers)
+----------------------------------
+Since migration 4 the full-text table keeps neither a copy of the text nor token positions:
+``llm_calls_fts`` is an FTS5 table with ``detail=none`` whose content is the view ``llm_calls_text``
+(``id``; ``prompt`` = the text parts of the system instructions and the input messages,
+``response`` = the text parts of the output messages, each joined by newlines), computed from
+``llm_call_bodies``: the text is stored once, in the bodies.
+
+One ``rowid`` names a call in all three: a body's ``rowid`` is its call's ``llm_calls`` ``rowid``
+(the writers insert it so: ``(SELECT rowid FROM llm_calls WHERE call_id = ...)``, after the call's
+row), and so is its FTS row's. Searching then goes from an FTS row to the call and to the body
+text that checks it by integer key, one lookup each.
+
+FTS5 does not know which rows of such a table are indexed, and removing a row reads its text back
+through the view to find its entries. So a writer:
+
+- indexes a call once it has ended, with ``FTS_INDEX_SQL`` (one parameter: a JSON list of call
+  ids), after its ``llm_calls`` and ``llm_call_bodies`` rows are written; calls already indexed are
+  skipped (a row of ``llm_calls_fts_docsize`` marks an indexed call);
+- before it changes or deletes the body of a call that may be indexed, finds whether it is
+  (``FTS_INDEXED_SQL``, same parameter) and removes its entries with ``FTS_UNINDEX_SQL``, while the
+  body still holds the text that was indexed;
+- updates ``llm_calls`` and ``llm_call_bodies`` in place (``UPDATE`` or ``INSERT ... ON CONFLICT
+  DO UPDATE``; never ``INSERT OR REPLACE``, which gives the row a new ``rowid``). ``VACUUM`` may
+  renumber rowids: the store frees space with ``incremental_vacuum``, which does not.
+
+Within one transaction FTS5 keeps what is indexed in memory until a statement opens a savepoint
+(an ``INSERT ... SELECT``, an upsert): one ``FTS_INDEX_SQL`` for a whole batch, last in its
+transaction, makes one index segment per transaction instead of one per call.
 
 The event feed contract (for the writers)
 -----------------------------------------
@@ -65,16 +90,58 @@ from exporter.models import SchemaVersion
 
 FTS_TABLE = "llm_calls_fts"
 
-FTS_DELETE_SQL = (
-    "DELETE FROM llm_calls_fts WHERE rowid = (SELECT rowid FROM llm_calls WHERE call_id = ?) AND call_id = ?"
-)
-"""Parameters ``(call_id, call_id)``: removes the call's FTS row, if any."""
+TEXT_VIEW = "llm_calls_text"
 
-FTS_INSERT_SQL = (
-    "INSERT INTO llm_calls_fts (rowid, call_id, prompt, response) "
-    "SELECT rowid, call_id, ?, ? FROM llm_calls WHERE call_id = ?"
+_ENDED = "('succeeded', 'failed', 'cancelled')"
+
+
+def _text_parts(column: str, shape: str, depth: str) -> str:
+    """The ``content`` of the text parts of a JSON column whose parts sit at paths like ``shape``
+    (``depth``: a GLOB matching deeper paths, left out), in document order; malformed JSON or a
+    JSON value that is not a list holds none."""
+    value = f"b.{column}"
+    is_list = f"CASE WHEN json_type({value}) = 'array' THEN {value} END"
+    checked = f"CASE WHEN json_valid({value}) THEN {is_list} END"
+    return (
+        f"SELECT t.atom AS text FROM json_tree({checked}) AS t "
+        f"WHERE t.key = 'content' AND t.type = 'text' AND t.atom != '' AND t.path GLOB '{shape}' "
+        f"AND t.path NOT GLOB '{depth}' AND json_extract({value}, t.path || '.type') = 'text'"
+    )
+
+
+TEXT_VIEW_DDL = (
+    f'CREATE VIEW IF NOT EXISTS "{TEXT_VIEW}" (id, prompt, response) AS SELECT b.rowid, '
+    "(SELECT group_concat(text, char(10)) FROM ("
+    + _text_parts("system_instructions", "$[[]*]", "*.*")
+    + " UNION ALL "
+    + _text_parts("input_messages", "$[[]*].parts[[]*]", "*.*.*")
+    + ")), (SELECT group_concat(text, char(10)) FROM ("
+    + _text_parts("output_messages", "$[[]*].parts[[]*]", "*.*.*")
+    + ")) FROM llm_call_bodies AS b"
 )
-"""Parameters ``(prompt, response, call_id)``: adds the call's FTS row (needs its llm_calls row)."""
+"""The full-text table's content: each call's prompt and response text, read from its body."""
+
+FTS_DDL = (
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(prompt, response, "
+    f"content='{TEXT_VIEW}', content_rowid='id', tokenize='trigram', detail='none')"
+)
+
+_BODIES_OF = "json_each(?) AS j JOIN llm_call_bodies AS b ON b.call_id = j.value"
+
+FTS_INDEX_SQL = (
+    f"INSERT INTO {FTS_TABLE} (rowid, prompt, response) SELECT t.id, t.prompt, t.response "
+    f"FROM {_BODIES_OF} JOIN {TEXT_VIEW} AS t ON t.id = b.rowid "
+    f"WHERE NOT EXISTS (SELECT 1 FROM {FTS_TABLE}_docsize AS d WHERE d.id = b.rowid)"
+)
+"""Parameter: a JSON list of distinct call ids. Indexes those not indexed yet (needs their rows)."""
+
+FTS_INDEXED_SQL = f"SELECT b.rowid FROM {_BODIES_OF} JOIN {FTS_TABLE}_docsize AS d ON d.id = b.rowid"
+"""Parameter: a JSON list of call ids. The rowids of those that are indexed."""
+
+FTS_UNINDEX_SQL = f"DELETE FROM {FTS_TABLE} WHERE rowid = ?"
+"""Parameter: an indexed rowid (``FTS_INDEXED_SQL``). Removes its entries. Found first, then
+removed: a statement that touches the FTS table makes every later statement of the transaction
+that opens a savepoint call into FTS5 too."""
 
 EVENT_ORDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(5497854205308589139)"  # b"LLMEVNTS"
 """PostgreSQL: the writers' lock of the event ids (see "The event feed contract" above)."""
@@ -205,10 +272,35 @@ def _list_indexes(database: peewee.Database) -> None:
         database.execute_sql(statement)
 
 
+def _text_once(database: peewee.Database) -> None:
+    """SQLite: ``llm_call_bodies`` rebuilt with each body's rowid its call's (bodies without a call
+    left out), and ``llm_calls_fts`` over their text (the view ``llm_calls_text``) without token
+    positions, the ended calls indexed again. PostgreSQL has no full-text table."""
+    if not is_sqlite(database):
+        return
+    columns = "call_id, request_params, system_instructions, input_messages, output_messages, attributes"
+    for statement in (
+        f"DROP TABLE IF EXISTS {FTS_TABLE}",
+        'CREATE TABLE "llm_call_bodies_new" ("call_id" TEXT NOT NULL PRIMARY KEY, "request_params" TEXT, '
+        '"system_instructions" TEXT, "input_messages" TEXT, "output_messages" TEXT, "attributes" TEXT)',
+        f'INSERT INTO "llm_call_bodies_new" (rowid, {columns}) SELECT c.rowid, '
+        + ", ".join(f"b.{column}" for column in columns.split(", "))
+        + " FROM llm_call_bodies AS b JOIN llm_calls AS c ON c.call_id = b.call_id",
+        'DROP TABLE "llm_call_bodies"',
+        'ALTER TABLE "llm_call_bodies_new" RENAME TO "llm_call_bodies"',
+        TEXT_VIEW_DDL,
+        FTS_DDL,
+        f"INSERT INTO {FTS_TABLE} (rowid, prompt, response) SELECT t.id, t.prompt, t.response "
+        f"FROM llm_calls AS c JOIN {TEXT_VIEW} AS t ON t.id = c.rowid WHERE c.status IN {_ENDED}",
+    ):
+        database.execute_sql(statement)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
     _list_indexes,
+    _text_once,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

@@ -88,10 +88,11 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
-from peewee import SQL, Case, Expression, Field, NodeList, Ordering, Select, Value, fn
+from peewee import SQL, Case, Column, Expression, Field, NodeList, Ordering, Select, Value, fn
 
 from exporter._exceptions import QueryError, converted_errors
 from exporter.database import is_sqlite, read_snapshot
+from exporter.mapping import to_json
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, db
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -1017,24 +1018,77 @@ def _uses_fts(q: str) -> bool:
     return len(q) >= FTS_MIN_CHARS and is_sqlite(db.obj)
 
 
-def _fts_literal(q: str) -> str:
-    """``q`` as one FTS5 string (double quotes doubled): the user's text is a phrase, never syntax."""
-    return '"' + q.replace('"', '""') + '"'
+def _fts_query(q: str) -> str:
+    """The FTS5 query of the calls whose text holds trigrams covering ``q`` (>= 3 characters).
+
+    Each trigram is one FTS5 string (double quotes doubled), so the user's text is never FTS5
+    syntax. The index keeps no positions (``detail=none``, exporter.migrations): for ``q`` longer
+    than one trigram the calls it finds are then checked against their text (``_holds``), so
+    trigrams side by side are enough: ``q[0:3]``, ``q[3:6]``, ... and the last three characters.
+    """
+    starts = [*range(0, len(q) - 2, 3), len(q) - 3]
+    trigrams = dict.fromkeys(q[start : start + 3] for start in starts)
+    return " AND ".join('"' + trigram.replace('"', '""') + '"' for trigram in trigrams)
+
+
+def _body_pattern(q: str) -> tuple[str, str]:
+    """(operator, pattern) finding ``q`` in a body's JSON text, case-insensitively.
+
+    The bodies hold JSON written with its characters as they are (``exporter.mapping.to_json``), so
+    ``q`` is searched as that JSON spells it (a quote as ``\\"``, a newline as ``\\n``). LIKE
+    ignores the case of ASCII letters only: a ``q`` with other cased letters (é, Ж) is a GLOB with
+    each letter in its cases (``[éÉ]``).
+    """
+    spelled = to_json(q)[1:-1]
+    if all(char.isascii() or char.lower() == char.upper() for char in spelled):
+        return "LIKE", _like_pattern(spelled)
+    pattern = []
+    for char in spelled:
+        cases = sorted({case for case in (char, char.lower(), char.upper()) if len(case) == 1})
+        if char in "*?[":
+            pattern.append(f"[{char}]")
+        else:
+            pattern.append(char if len(cases) == 1 else "[" + "".join(cases) + "]")
+    return "GLOB", "*" + "".join(pattern) + "*"
+
+
+def _body_holds(q: str, body: str = "") -> tuple[str, list[str]]:
+    """SQL (and its parameters) true when the body holds ``q``; ``body``: its alias and a dot."""
+    operator_, pattern = _body_pattern(q)
+    escape = " ESCAPE '\\'" if operator_ == "LIKE" else ""
+    columns = ("input_messages", "output_messages", "system_instructions")  # the likeliest first
+    sql = " OR ".join(f"{body}{column} {operator_} ?{escape}" for column in columns)
+    return f"({sql})", [pattern] * len(columns)
+
+
+def _holds(q: str) -> Expression:
+    """The call's body holds ``q``: the check of each call the trigrams of ``q`` find, read by its
+    rowid (a body's rowid is its call's, exporter.migrations)."""
+    sql, params = _body_holds(q)
+    same_call = Column(LLMCallBody, "rowid") == Column(LLMCall, "rowid")
+    return fn.EXISTS(LLMCallBody.select(SQL("1")).where(same_call & SQL(sql, params)))
 
 
 def _fts_matches(q: str) -> int:
-    """How many calls the FTS index matches for ``q`` (>= 3 characters, SQLite)."""
-    sql = "SELECT COUNT(*) FROM llm_calls_fts WHERE llm_calls_fts MATCH ?"
-    return db.execute_sql(sql, (_fts_literal(q),)).fetchone()[0]
+    """How many calls hold ``q`` (>= 3 characters, SQLite): the FTS index, then each body."""
+    if len(q) == FTS_MIN_CHARS:  # one trigram: the index alone is exact
+        sql = "SELECT COUNT(*) FROM llm_calls_fts WHERE llm_calls_fts MATCH ?"
+        return db.execute_sql(sql, (_fts_query(q),)).fetchone()[0]
+    holds, params = _body_holds(q, "b.")
+    sql = (
+        "SELECT COUNT(*) FROM llm_calls_fts AS f JOIN llm_call_bodies AS b ON b.rowid = f.rowid "
+        f"WHERE llm_calls_fts MATCH ? AND {holds}"
+    )
+    return db.execute_sql(sql, (_fts_query(q), *params)).fetchone()[0]
 
 
 def _text_search(q: str, *, walk: bool) -> Expression:
-    """The condition for ``q``: FTS5 MATCH (>= 3 chars), else substring; ILIKE on PostgreSQL.
+    """The condition for ``q``: FTS5 trigrams (>= 3 chars), else substring; ILIKE on PostgreSQL.
 
     ``walk`` writes the FTS join as ``+rowid``, which SQLite cannot use to look calls up by rowid:
     it then reads the calls through the list's index, in order, and stops once the page is full.
     """
-    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = _like_pattern(q)
     if not is_sqlite(db.obj):
         # No FTS table: ILIKE over the previews and the bodies' JSON text, where non-ASCII text is
         # kept as is (a quote, backslash or newline in ``q`` is escaped there: found in previews only).
@@ -1042,15 +1096,27 @@ def _text_search(q: str, *, walk: bool) -> Expression:
         previews = _any_ilike((LLMCall.prompt_preview, LLMCall.response_preview), pattern)
         return previews | LLMCall.call_id.in_(bodies)
     # An FTS row's rowid is its call's llm_calls rowid (exporter.migrations): joining on it reads
-    # the matches from the FTS index alone, without looking each one up in the FTS content table.
+    # the matches from the FTS index alone.
     if _uses_fts(q):
-        matching = SQL("(SELECT rowid FROM llm_calls_fts WHERE llm_calls_fts MATCH ?)", [_fts_literal(q)])
-        return (_ROWID_UNINDEXED if walk else _ROWID).in_(matching)
-    fts_rows = SQL(
-        "(SELECT rowid FROM llm_calls_fts WHERE prompt LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')",
-        [pattern, pattern],
+        matching = SQL("(SELECT rowid FROM llm_calls_fts WHERE llm_calls_fts MATCH ?)", [_fts_query(q)])
+        found = (_ROWID_UNINDEXED if walk else _ROWID).in_(matching)
+        return found if len(q) == FTS_MIN_CHARS else found & _holds(q)
+    # 1-2 characters: the bodies whose JSON holds ``q`` (a scan), of the indexed calls, checked
+    # against their text (the FTS table's content: keys such as "role" are not text).
+    spelled = _like_pattern(to_json(q)[1:-1])
+    scanned = SQL(
+        "(SELECT b.rowid FROM llm_call_bodies AS b JOIN llm_calls_fts_docsize AS d ON d.id = b.rowid "
+        "WHERE (b.input_messages LIKE ? ESCAPE '\\' OR b.output_messages LIKE ? ESCAPE '\\' "
+        "OR b.system_instructions LIKE ? ESCAPE '\\') AND EXISTS (SELECT 1 FROM llm_calls_text AS t "
+        "WHERE t.id = b.rowid AND (t.prompt LIKE ? ESCAPE '\\' OR t.response LIKE ? ESCAPE '\\')))",
+        [spelled, spelled, spelled, pattern, pattern],
     )
-    return _in_previews(q) | _ROWID.in_(fts_rows)
+    return _in_previews(q) | _ROWID.in_(scanned)
+
+
+def _like_pattern(text: str) -> str:
+    """``%text%`` with LIKE's wildcards and the escape character escaped (``ESCAPE '\\'``)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _any_ilike(columns: Sequence[Field], pattern: str) -> Expression:

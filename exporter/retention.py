@@ -51,8 +51,10 @@ from functools import partial
 import peewee
 
 from exporter._exceptions import StoreConfigurationError, converted_errors
+from exporter._sql import unindex
 from exporter.database import immediate, is_sqlite, open_database
-from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_DELETE_SQL
+from exporter.mapping import to_json
+from exporter.migrations import EVENT_ORDER_LOCK_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot
 
 logger = logging.getLogger(__name__)
@@ -243,8 +245,8 @@ def _prune_calls(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
     ]
     if not ids:
         return 0
-    if is_sqlite(database):  # the full-text row first: it is found through the call's rowid
-        database.cursor().executemany(FTS_DELETE_SQL, [(call_id, call_id) for call_id in ids])
+    if is_sqlite(database):  # the index entries first: they are read back through the bodies
+        unindex(database.cursor(), to_json(ids))
     database.execute(LLMCallEvent.delete().where(LLMCallEvent.call_id.in_(ids)))
     database.execute(LLMCallBody.delete().where(LLMCallBody.call_id.in_(ids)))
     database.execute(LLMCall.delete().where(LLMCall.call_id.in_(ids)))

@@ -44,10 +44,12 @@ import peewee
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from exporter._sql import StoreFile, store_path
+from exporter import _names as n
+from exporter._connection import StoreFile, store_path
 from exporter.database import open_database
 from exporter.mapping import RowBatch
 from exporter.migrations import migrate
+from exporter.records import EndedSpan
 from exporter.retention import run_retention
 from exporter.store import RETENTION_INTERVAL_S, resolve_retention_days
 from exporter.writer import current_process
@@ -85,7 +87,8 @@ class SQLiteSpanExporter(SpanExporter):
             batch = RowBatch()
             process = current_process()
             for span in spans:
-                batch.add_ended_span(span, process)
+                call_id = (span.attributes or {}).get(n.CALL_ID)
+                batch.add(EndedSpan(span, call_id if isinstance(call_id, str) else None, process))
             if not batch:
                 return SpanExportResult.SUCCESS
             with self._lock:

@@ -56,11 +56,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from exporter import _names as n
+from exporter._connection import store_path
 from exporter._exceptions import StoreConfigurationError
-from exporter._sql import store_path
 from exporter.database import open_database
-from exporter.mapping import RowBatch, closing_row
+from exporter.mapping import closing_row
 from exporter.migrations import migrate
+from exporter.records import CallNotice, EndedSpan, QueuedCall, TaskStarted
 from exporter.retention import close_lost_calls, retention_days_from_env, run_retention
 from exporter.writer import Job, StatusSource, StoreWriter
 
@@ -135,13 +136,14 @@ class SpanStore:
         try:
             if kind == n.QUEUED:
                 # The notice carries the call's start attributes: no copy of the span's on this thread.
-                self._writer.put((RowBatch.add_queued, span, attributes or dict(span.attributes)))
+                attributes = attributes or dict(span.attributes)
+                call_id = attributes.get(n.CALL_ID)
+                if call_id:
+                    self._writer.put(QueuedCall(call_id, span, attributes))
             elif kind in _NOTICE_KINDS:
                 call_id = span.attributes.get(n.CALL_ID)
                 if call_id:
-                    self._writer.put(
-                        (RowBatch.add_notice, kind, call_id, span.start_time, timestamp_ns, attributes)
-                    )
+                    self._writer.put(CallNotice(kind, call_id, span.start_time, timestamp_ns, attributes))
         except Exception:
             logger.exception("llm-otel store: could not take a %s notice", kind)
 
@@ -172,7 +174,7 @@ class _StoreSpanProcessor(SpanProcessor):
         try:
             attributes = span.attributes
             if attributes is not None and attributes.get(n.TASK_KIND) == n.TASK_KIND_VALUE:
-                self._writer.put((RowBatch.add_task_start, span, dict(attributes), self._writer.process))
+                self._writer.put(TaskStarted(span, dict(attributes), self._writer.process))
         except Exception:
             logger.exception("llm-otel store: could not take a task start")
 
@@ -181,13 +183,14 @@ class _StoreSpanProcessor(SpanProcessor):
             attributes = span.attributes
             if attributes is None:
                 return
-            if n.CALL_ID in attributes:
-                if not self._writer.put((RowBatch.add_ended_span, span, self._writer.process)):
+            call_id = attributes.get(n.CALL_ID)
+            if call_id:
+                if not self._writer.put(EndedSpan(span, call_id)):
                     closing = closing_row(span)  # the queue is full: keep at least how it ended
                     if closing is not None:
                         self._writer.keep_closing(closing)
             elif attributes.get(n.TASK_KIND) == n.TASK_KIND_VALUE:
-                self._writer.put((RowBatch.add_ended_span, span, self._writer.process))
+                self._writer.put(EndedSpan(span, process=self._writer.process))
         except Exception:
             logger.exception("llm-otel store: could not take an ended span")
 

@@ -1,16 +1,21 @@
 """The store's background writer: one thread per process, a bounded queue, batched transactions.
 
 The app's threads only hand records over (``put``: a size check and a ``SimpleQueue.put``, a
-microsecond, never a lock held by the database, never a wait). The writer thread takes up to
-``BATCH_MAX`` records at a time (after the first, it waits up to ``LINGER_S`` for more), maps them
-to rows (``exporter.mapping.RowBatch``) and writes each batch in one transaction (``BEGIN
-IMMEDIATE`` on SQLite, a plain ``BEGIN`` on PostgreSQL) with ``executemany`` (``exporter._sql``).
-Records become visible in the database a few tens of milliseconds after ``put``.
+microsecond, never a lock held by the database, never a wait); ``exporter.records`` lists every
+kind of record. The writer thread takes up to ``BATCH_MAX`` records at a time (after the first, it
+waits up to ``LINGER_S`` for more), maps them to rows (``exporter.mapping.RowBatch``) and writes
+each batch in one transaction (``BEGIN IMMEDIATE`` on SQLite, a plain ``BEGIN`` on PostgreSQL)
+with ``executemany`` (``exporter._sql``). Records become visible in the database a few tens of
+milliseconds after ``put``.
+
+A call whose span ended within the batch is written once, from its ``EndedSpan``: its
+``QueuedCall`` and ``CallNotice`` records in the same batch add nothing the ended span does not
+carry (its events included), so they are not mapped or written.
 
 Usage (``exporter.store.SpanStore`` does this for you)::
 
     writer = StoreWriter(lambda: ready_database(url), jobs=[Job("retention", 3600, retention)])
-    writer.put((RowBatch.add_ended_span, span))     # any (function, *args); function(batch, *args)
+    writer.put(EndedSpan(span, call_id))            # any exporter.records.Record
     writer.add_status_source(scheduler.status)
     writer.flush(timeout=5)                         # True once everything put before is written
     writer.shutdown(timeout=5)
@@ -58,16 +63,17 @@ from typing import Any
 
 import peewee
 
-from exporter import _sql
+from exporter import _connection
 from exporter.mapping import RowBatch, to_json
+from exporter.records import CallNotice, EndedSpan, QueuedCall, Record
 
 logger = logging.getLogger(__name__)
 
 BATCH_MAX = 500
+"""Most records written in one transaction."""
 LINGER_S = 0.02
 """How long the writer waits for more records after the first of a batch (well under the 250 ms
 within which a change must be visible)."""
-"""Most records written in one transaction."""
 HEARTBEAT_S = 1.0
 """Seconds between two scheduler snapshot upserts."""
 BACKOFF_MIN = 0.05
@@ -78,8 +84,6 @@ JOB_RETRY_S = 60.0
 WAITING_MAX = 100
 """Most waiting callers listed in a snapshot row's ``waiting``."""
 
-Record = tuple[Any, ...]
-"""``(function, *args)``: the writer thread calls ``function(batch, *args)`` to add its rows."""
 StatusSource = Callable[[], Mapping[str, Any]]
 
 
@@ -154,6 +158,7 @@ class StoreWriter:
         self._lock = threading.Lock()  # guards the counters below; never held during I/O
         self._queue: queue.SimpleQueue[Record | _Flush | None] = queue.SimpleQueue()
         self._dropped = 0
+        self._refused = 0  # of which refused by ``put`` because the queue was full
         self._written = 0
         self._in_hand = 0
         self._last_error: str | None = None
@@ -181,6 +186,7 @@ class StoreWriter:
         if self._closed or self._queue.qsize() >= self._queue_size:
             with self._lock:
                 self._dropped += 1
+                self._refused += 1
             return False
         self._queue.put(record)
         return True
@@ -240,7 +246,7 @@ class StoreWriter:
     # -- the writer thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        store = _sql.StoreFile(self._connect)
+        store = _connection.StoreFile(self._connect)
         pending: list[Record] = []
         markers: list[_Flush] = []
         backoff = 0.0
@@ -254,7 +260,7 @@ class StoreWriter:
         while not stopping:
             if not pending and not markers:
                 stopping = self._take(pending, markers, max(0.0, next_heartbeat - time.monotonic()))
-            drops.check(self._dropped, self._queue.qsize(), self._queue_size)
+            drops.check(self._refused, self._queue.qsize(), self._queue_size)
             heartbeat = bool(markers) or time.monotonic() >= next_heartbeat
             if pending or heartbeat:
                 try:
@@ -343,7 +349,7 @@ class StoreWriter:
             self._in_hand = len(pending)
         return False
 
-    def _write(self, store: _sql.StoreFile, pending: list[Record], heartbeat: bool) -> None:
+    def _write(self, store: _connection.StoreFile, pending: list[Record], heartbeat: bool) -> None:
         """Write ``pending`` (and a heartbeat) in one transaction; raises when the database fails.
 
         Records whose mapping fails, or that the database refuses, are dropped from ``pending``.
@@ -356,7 +362,7 @@ class StoreWriter:
         try:
             store.write(batch)
         except Exception as exc:
-            if _sql.is_fault(exc):
+            if _connection.is_fault(exc):
                 raise
             self._note_error(exc, "the database refused a batch; writing its records one by one")
             self._write_one_by_one(store, pending)
@@ -366,7 +372,7 @@ class StoreWriter:
             for row in batch.closings:
                 self._closings.pop(row["call_id"], None)
 
-    def _write_heartbeat(self, store: _sql.StoreFile, batch: RowBatch) -> None:
+    def _write_heartbeat(self, store: _connection.StoreFile, batch: RowBatch) -> None:
         """Write the snapshots and closings of a refused batch; what the database refuses is skipped
         (raising would retry the batch forever and block every record behind it)."""
         for rows in (
@@ -377,17 +383,17 @@ class StoreWriter:
                 store.write(rows)
                 return
             except Exception as exc:
-                if _sql.is_fault(exc):
+                if _connection.is_fault(exc):
                     raise
                 self._note_error(exc, "the database refused a heartbeat; it was skipped")
 
-    def _write_one_by_one(self, store: _sql.StoreFile, pending: list[Record]) -> None:
+    def _write_one_by_one(self, store: _connection.StoreFile, pending: list[Record]) -> None:
         kept = []
         for record in pending:
             try:
                 store.write(self._map([record]))
             except Exception as exc:
-                if _sql.is_fault(exc):
+                if _connection.is_fault(exc):
                     raise
                 self._drop(exc)
                 continue
@@ -395,17 +401,41 @@ class StoreWriter:
         pending[:] = kept
 
     def _map(self, pending: list[Record]) -> RowBatch:
+        """Map ``pending`` into one batch; records that cannot be mapped are dropped from it.
+
+        The live records of a call whose ``EndedSpan`` is in ``pending`` are left out (its final
+        rows carry everything they would write), unless that span cannot be mapped.
+        """
+        ended = {record.call_id for record in pending if type(record) is EndedSpan and record.call_id}
+        superseded: dict[str, list[Record]] = {}
+        written_by_end: set[str] = set()
         batch = RowBatch()
-        kept = []
+        kept: list[Record] = []
         for record in pending:
-            try:
-                record[0](batch, *record[1:])
-            except Exception as exc:
-                self._drop(exc)
+            if ended and type(record) in (QueuedCall, CallNotice) and record.call_id in ended:
+                if record.call_id in written_by_end:
+                    kept.append(record)
+                else:
+                    superseded.setdefault(record.call_id, []).append(record)
                 continue
-            kept.append(record)
+            if self._add(batch, record):
+                kept.append(record)
+                if type(record) is EndedSpan and record.call_id in ended:
+                    written_by_end.add(record.call_id)
+                    kept += superseded.pop(record.call_id, ())
+            elif type(record) is EndedSpan:  # the call is written as its live records had it
+                kept += [live for live in superseded.pop(record.call_id, ()) if self._add(batch, live)]
         pending[:] = kept
         return batch
+
+    def _add(self, batch: RowBatch, record: Record) -> bool:
+        """Add ``record``'s rows to ``batch``; False (dropped and counted) if it cannot be mapped."""
+        try:
+            batch.add(record)
+        except Exception as exc:
+            self._drop(exc)
+            return False
+        return True
 
     def _drop(self, exc: Exception) -> None:
         self._note_error(exc, "a record could not be written and was dropped")
@@ -439,7 +469,7 @@ class StoreWriter:
                 self._note_error(exc, f"the status source {source!r} failed")
         return rows or [{**_snapshot_fields({"name": ""}), **common}]
 
-    def _forget_process(self, store: _sql.StoreFile) -> None:
+    def _forget_process(self, store: _connection.StoreFile) -> None:
         """On shutdown: remove this process's snapshot rows (it no longer runs a scheduler)."""
         try:
             with store.transaction() as cursor:
@@ -484,7 +514,7 @@ class StoreWriter:
                 "llm-otel store: maintenance could not open the database (%s: %s)", type(exc).__name__, exc
             )
         finally:
-            _sql.close_quietly(database)
+            _connection.close_quietly(database)
 
 
 def _snapshot_fields(status: Mapping[str, Any]) -> dict[str, Any]:

@@ -167,13 +167,14 @@ def _same_store(store: Any | None, db: str | bool) -> bool:
         return db is False and store is None
     if db.strip() == store.url:
         return True
-    from exporter import StoreError, open_database
+    from exporter import StoreError
+    from exporter.database import check_url
 
-    try:  # the same SQLite file under another spelling; creates nothing
-        database = open_database(db, create=False)
+    try:  # the same SQLite file under another spelling; touches no file
+        _, path = check_url(db)
     except StoreError:
         return False
-    return store.path is not None and os.path.abspath(getattr(database, "database", "")) == store.path
+    return store.path is not None and path == store.path
 
 
 def setup(

@@ -12,7 +12,7 @@ import peewee
 import pytest
 
 from exporter import StoreConfigurationError, StoreDatabaseError, migrate, open_database
-from exporter.database import immediate
+from exporter.database import check_url, immediate
 from exporter.migrations import LATEST_VERSION, MIGRATIONS, schema_version
 from exporter.models import ALL_MODELS
 
@@ -57,6 +57,24 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert path.is_file(), url
 
 
+def test_check_url_resolves_the_same_forms_without_touching_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    forms = {
+        "sqlite:///relative/dir/a.db": tmp_path / "relative" / "dir" / "a.db",
+        f"sqlite:///{tmp_path}/absolute/b.db": tmp_path / "absolute" / "b.db",
+        "plain/c.db": tmp_path / "plain" / "c.db",
+        "~/e.db": tmp_path / "home" / "e.db",
+    }
+
+    for url, path in forms.items():
+        assert check_url(url) == (peewee.SqliteDatabase, str(path))
+    assert check_url("postgresql://user:secret@db.example:5433/llm") == (peewee.PostgresqlDatabase, None)
+    assert sorted(tmp_path.iterdir()) == []  # no directory made, no file opened
+
+
 def test_an_existing_file_without_auto_vacuum_keeps_working(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as connection:
@@ -88,6 +106,8 @@ def test_bad_urls_raise_a_configuration_error_naming_the_accepted_forms(url: str
     ) as caught:
         open_database(url)
     assert isinstance(caught.value, ValueError)
+    with pytest.raises(StoreConfigurationError, match=re.escape(str(caught.value))):
+        check_url(url)
 
 
 def test_postgresql_urls_go_to_playhouse_db_url() -> None:
@@ -152,7 +172,8 @@ def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
         "llm_calls_source_status_enqueued_at",
     } <= indexes
     fts = database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'llm_calls_fts'").fetchone()[0]
-    assert "fts5(call_id UNINDEXED, prompt, response, tokenize='trigram')" in fts
+    assert "fts5(prompt, response, content='llm_calls_text', content_rowid='id', " in fts
+    assert "tokenize='trigram', detail='none')" in fts
 
 
 def test_migration_2_keeps_the_events_of_a_version_1_store(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from exporter import latest_event_id, open_database, queries
-from exporter._sql import StoreFile
+from exporter._connection import StoreFile
 from exporter.mapping import RowBatch
 from tests.exporter.conftest import NOW_MS, Rows
 

@@ -3,6 +3,8 @@ migration 3 (the admin API's indexes) over a store written by migrations 1 and 2
 
 from __future__ import annotations
 
+import json
+
 import peewee
 import pytest
 
@@ -87,3 +89,67 @@ def test_migration_3_keeps_the_rows_of_a_version_2_store(new_database: peewee.Da
     if is_sqlite(new_database):  # the planner has statistics for the new indexes
         analyzed = new_database.execute_sql("SELECT idx FROM sqlite_stat1 WHERE tbl = 'llm_calls'").fetchall()
         assert ("llm_calls_error_type_status_enqueued_at",) in analyzed
+
+
+def test_migration_4_indexes_the_ended_calls_of_a_version_3_store_from_their_bodies(tmp_path) -> None:
+    database = open_database(str(tmp_path / "store.db"))
+    for number, step in enumerate(MIGRATIONS[:3], start=1):
+        with immediate(database):
+            step(database)
+            database.execute_sql(f"INSERT INTO llm_otel_schema (version, applied_at) VALUES ({number}, 0)")
+    db.initialize(database)
+    rows = Rows(database)
+    ended = rows.call(prompt="季度销售报告 with the quokka", response="A small marsupial.")
+    rows.call(prompt="a running quokka", response="", status="running")
+    assert schema_version(database) == 3
+
+    assert migrate(database) == LATEST_VERSION
+
+    tables = {name for (name,) in database.execute_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "llm_calls_fts_content" not in tables  # the text lives in the bodies only
+    assert database.execute_sql(  # one rowid names a call and its body
+        "SELECT count(*) FROM llm_call_bodies AS b JOIN llm_calls AS c ON c.call_id = b.call_id "
+        "WHERE b.rowid = c.rowid"
+    ).fetchone() == (2,)
+    assert [item["call_id"] for item in queries.list_calls(q="quokka")["items"]] == [ended]
+    assert queries.list_calls(q="销售报告")["total"] == 1
+    database.execute_sql("INSERT INTO llm_calls_fts (llm_calls_fts) VALUES ('integrity-check')")
+    database.close()
+
+
+def test_the_full_text_index_reads_the_text_parts_of_the_bodies(tmp_path) -> None:
+    """``llm_calls_text``: prompt = system instructions and input text parts, response = output text
+    parts, one part a line, in order; other parts, and JSON that is not a list, hold no text."""
+    database = open_database(str(tmp_path / "store.db"))
+    migrate(database)
+    system = [{"type": "text", "content": "Be brief."}, {"type": "text", "content": ""}]
+    inputs = [
+        {"role": "user", "parts": [{"type": "text", "content": "Hi"}, {"type": "image", "content": "x"}]},
+        {"role": "assistant", "parts": [{"type": "tool_call", "name": "f", "arguments": {"content": "no"}}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "response": {"content": "no"}}]},
+        {"role": "user", "parts": [{"type": "text", "content": "天气\nnext line"}]},
+    ]
+    outputs = [{"role": "assistant", "parts": [{"type": "text", "content": "Done."}]}]
+    bodies = {
+        "full": (json.dumps(system), json.dumps(inputs, ensure_ascii=False), json.dumps(outputs)),
+        "odd": ("not json", json.dumps({"parts": [{"type": "text", "content": "no"}]}), None),
+    }
+    for call_id, (system_json, input_json, output_json) in bodies.items():
+        database.execute_sql(
+            "INSERT INTO llm_calls (call_id, status, stream, enqueued_at, retry_count, updated_at) "
+            "VALUES (?, 'succeeded', 0, 0, 0, 0)",
+            (call_id,),
+        )
+        database.execute_sql(
+            "INSERT INTO llm_call_bodies (rowid, call_id, system_instructions, input_messages, "
+            "output_messages) VALUES ((SELECT rowid FROM llm_calls WHERE call_id = ?1), ?1, ?2, ?3, ?4)",
+            (call_id, system_json, input_json, output_json),
+        )
+
+    texts = database.execute_sql(
+        "SELECT c.call_id, t.prompt, t.response FROM llm_calls_text AS t "
+        "JOIN llm_calls AS c ON c.rowid = t.id ORDER BY c.call_id"  # one rowid names the call in both
+    ).fetchall()
+
+    assert texts == [("full", "Be brief.\nHi\n天气\nnext line", "Done."), ("odd", None, None)]
+    database.close()

@@ -17,9 +17,10 @@ from opentelemetry.sdk.trace import Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from exporter import SQLiteSpanExporter, close_lost_calls, migrate, open_database, prune, queries
-from exporter._sql import StoreFile
+from exporter._connection import StoreFile
 from exporter.mapping import RowBatch
 from exporter.migrations import LATEST_VERSION, schema_version
+from exporter.records import EndedSpan
 from exporter.retention import run_retention
 from exporter.store import SpanStore
 from tests.exporter.call_spans import (
@@ -189,7 +190,7 @@ def test_the_writer_statements_are_idempotent_and_keep_the_process_schedulers(
 ) -> None:
     tracer = TracerProvider().get_tracer("tests")
     batch = RowBatch()
-    batch.add_ended_span(full_call(tracer, "c1"), "host-a:100")
+    batch.add(EndedSpan(full_call(tracer, "c1"), "c1"))
     batch.snapshots = [_snapshot("a"), _snapshot("b")]
     store = StoreFile(lambda: pg_store)
 

@@ -34,8 +34,10 @@ def _call_ids(database: peewee.Database) -> list[str]:
     return [row[0] for row in database.execute_sql("SELECT call_id FROM llm_calls")]
 
 
-def _fts_ids(database: peewee.Database) -> set[str]:
-    return {row[0] for row in database.execute_sql("SELECT call_id FROM llm_calls_fts")}
+def _fts_ids(database: peewee.Database) -> set[str | None]:
+    """The calls the full-text index holds entries of (None for entries whose call is gone)."""
+    indexed = "SELECT c.call_id FROM llm_calls_fts_docsize AS d LEFT JOIN llm_calls AS c ON c.rowid = d.id"
+    return {row[0] for row in database.execute_sql(indexed)}
 
 
 def test_prune_deletes_what_is_older_than_the_cutoff_and_keeps_the_rest(

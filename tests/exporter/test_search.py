@@ -85,3 +85,23 @@ def test_sql_and_like_metacharacters_in_filters_are_plain_data(any_rows: Rows, n
     assert queries.call_facets(**{name: value})["total"] == 1
     assert [call["call_id"] for call in queries.iter_calls(**{name: value})] == [hostile]
     assert queries.store_summary()["calls"] == 4  # the table is still there, whole
+
+
+def test_the_words_of_a_query_found_apart_are_not_a_match(any_rows: Rows) -> None:
+    """Every trigram of "question" is in the first text, never the word: the index keeps no
+    positions on SQLite, so its candidates are checked against the text."""
+    apart = any_rows.call(prompt="the quest ended at the station", response="ok")
+    together = any_rows.call(prompt="a question for the station", response="ok")
+
+    assert _found(q="question") == {together}
+    assert _found(q="station") == {apart, together}
+    assert queries.list_calls(q="question")["total"] == 1
+
+
+def test_letters_of_any_alphabet_are_found_in_either_case(any_rows: Rows) -> None:
+    cyrillic = any_rows.call(prompt="ПРИВЕТ, МИР", response="Здравствуйте")
+    accented = any_rows.call(prompt="Crème brûlée au CAFÉ", response="Très bien")
+
+    assert _found(q="привет") == {cyrillic}
+    assert _found(q="здравств") == {cyrillic}
+    assert _found(q="café") == _found(q="CAFÉ") == {accented}

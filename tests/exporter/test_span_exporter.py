@@ -70,7 +70,10 @@ def test_exporting_the_same_spans_twice_changes_nothing(tmp_path: Path) -> None:
     assert results == [SpanExportResult.SUCCESS] * 2
     assert rows(path, "SELECT count(*) FROM llm_calls") == [(3,)]
     assert rows(path, "SELECT count(*) FROM llm_call_events") == [(15,)]
-    assert rows(path, "SELECT count(*) FROM llm_calls_fts") == [(3,)]
+    assert rows(path, "SELECT count(*) FROM llm_calls_fts_docsize") == [(3,)]  # each call indexed once
+    assert rows(path, "SELECT count(*) FROM llm_calls_fts WHERE llm_calls_fts MATCH '\"Par\"'") == [(3,)]
+    with sqlite3.connect(path) as connection:  # the index matches the bodies it was made from
+        connection.execute("INSERT INTO llm_calls_fts (llm_calls_fts) VALUES ('integrity-check')")
 
 
 def test_a_failing_database_fails_the_export_without_raising_then_recovers(
@@ -79,7 +82,7 @@ def test_a_failing_database_fails_the_export_without_raising_then_recovers(
     path = tmp_path / "calls.db"
     span_exporter = SQLiteSpanExporter(str(path))
     spans = [full_call(TracerProvider().get_tracer("tests"), "c1")]
-    path.unlink()
+    assert not path.exists()  # the URL is checked without touching the disk: the first export opens it
     path.mkdir()  # a directory where the file should be: SQLite cannot open it
 
     with caplog.at_level(logging.WARNING, logger="exporter.span_exporter"):

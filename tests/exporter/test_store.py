@@ -108,9 +108,18 @@ def test_a_call_is_written_live_from_queued_to_succeeded(
         1,
     )
     assert event_kinds(store, "live") == ["queued", "dispatched", "retry", "first_token", "succeeded"]
+    # Indexed once ended, from its body: the text parts, one a line.
     assert store.execute_sql(
-        "SELECT call_id, response FROM llm_calls_fts WHERE llm_calls_fts MATCH ?", ('"weather"',)
-    ).fetchall() == [("live", "Rain   expected.")]
+        "SELECT c.call_id, f.prompt, f.response FROM llm_calls_fts AS f JOIN llm_calls AS c "
+        "ON c.rowid = f.rowid WHERE llm_calls_fts MATCH ?",
+        ('"wea"',),
+    ).fetchall() == [
+        (
+            "live",
+            "You are terse.\nWhat is the weather   in Paris?\nSunny.\nAnd  tomorrow,\nin 北京?",
+            "Rain   expected.",
+        )
+    ]
 
 
 def test_an_ended_span_alone_writes_the_whole_call(
@@ -124,6 +133,53 @@ def test_an_ended_span_alone_writes_the_whole_call(
     assert call_row(store, "late", "status, wait_ms, duration_ms") == ("succeeded", 10, 40)
     assert event_kinds(store, "late") == ["queued", "dispatched", "succeeded"]
     assert store.execute_sql("SELECT count(*) FROM llm_call_bodies WHERE call_id = 'late'").fetchone() == (1,)
+
+
+def test_a_call_whose_records_arrive_together_is_stored_as_one_whose_records_arrive_apart(
+    span_store: SpanStore, tracer: Tracer, store: peewee.Database
+) -> None:
+    """The writer writes a call ended within its batch from the ended span alone: same rows."""
+    assert span_store.flush(5)
+
+    def run(call_id: str, *, flush_between: bool) -> None:
+        # This process's heartbeat keeps the lost-calls job off the call while it is live.
+        span = start_call(tracer, call_id, **{"llm_otel.process": span_store._writer.process})
+        span_store.on_call_event("queued", span, ns(0), {})
+        dispatch(span, at_ms=250, wait=0.25)
+        span_store.on_call_event("dispatched", span, ns(250), dispatch_attributes(0.25))
+        retry(span, at_ms=300, attempt=1, status_code=429)
+        span_store.on_call_event("retry", span, ns(300), retry_attributes(1, status_code=429))
+        if flush_between:
+            assert span_store.flush(5)
+            assert call_row(store, call_id, "status, retry_count") == ("running", 1)
+        finish(span, at_ms=1500, retries=1)
+        assert span_store.flush(5)
+
+    run("apart", flush_between=True)
+    run("together", flush_between=False)
+
+    def stored(call_id: str) -> tuple[Any, ...]:
+        columns = store.execute_sql(
+            "SELECT status, enqueued_at, started_at, ended_at, wait_ms, duration_ms, retry_count, "
+            "input_tokens, prompt_preview, response_preview FROM llm_calls WHERE call_id = ?",
+            (call_id,),
+        ).fetchone()
+        body = store.execute_sql(
+            "SELECT input_messages, output_messages, attributes FROM llm_call_bodies WHERE call_id = ?",
+            (call_id,),
+        ).fetchone()
+        events = store.execute_sql(
+            "SELECT kind, at, data FROM llm_call_events WHERE call_id = ? ORDER BY id", (call_id,)
+        ).fetchall()
+        return columns, body, events
+
+    assert stored("together") == stored("apart")
+    assert store.execute_sql(  # one rowid names a call and its body (exporter.migrations)
+        "SELECT count(*) FROM llm_call_bodies AS b JOIN llm_calls AS c ON c.call_id = b.call_id "
+        "WHERE b.rowid = c.rowid"
+    ).fetchone() == (2,)
+    assert [kind for kind, _, _ in stored("together")[2]] == ["queued", "dispatched", "retry", "succeeded"]
+    assert span_store.stats()["written"] == 8  # every record counts as written, coalesced or not
 
 
 def test_task_spans_are_running_then_ended(

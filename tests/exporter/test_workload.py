@@ -31,7 +31,8 @@ def recorded(tmp_path, fake_openai: FakeOpenAI) -> Iterator[tuple[InMemorySpanEx
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     db_path = tmp_path / "llm_calls.db"
-    llm_otel.setup(db=f"sqlite:///{db_path}", tracer_provider=provider)
+    # The store's file is made and migrated by its writer: flush() waits for that.
+    assert llm_otel.setup(db=f"sqlite:///{db_path}", tracer_provider=provider).flush(5)
     connection = sqlite3.connect(db_path)
     connection.row_factory = sqlite3.Row
     yield spans, connection

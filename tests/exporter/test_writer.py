@@ -15,9 +15,9 @@ import pytest
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 
 from exporter import migrate, open_database
-from exporter.mapping import RowBatch
+from exporter.records import CallNotice, EndedSpan, Record
 from exporter.writer import Job, StoreWriter, current_process
-from tests.exporter.call_spans import finish, full_call, start_call
+from tests.exporter.call_spans import T0, finish, full_call, start_call
 
 
 def opener(path: Path) -> Callable[[], peewee.SqliteDatabase]:
@@ -56,10 +56,10 @@ def make_writer(db_path: Path) -> Iterator[Callable[..., StoreWriter]]:
         writer.shutdown(5)
 
 
-def ended(tracer: Tracer, call_id: str) -> tuple[Any, ...]:
+def ended(tracer: Tracer, call_id: str, **end_attributes: Any) -> Record:
     span = start_call(tracer, call_id)
-    finish(span, at_ms=100)
-    return (RowBatch.add_ended_span, span, None)
+    finish(span, at_ms=100, **end_attributes)
+    return EndedSpan(span, call_id)
 
 
 def count(store: peewee.Database, sql: str, *params: Any) -> int:
@@ -87,7 +87,7 @@ def test_a_record_is_visible_within_250_ms(
 ) -> None:
     writer = make_writer()
     assert writer.flush(5)  # connected and migrated
-    record = (RowBatch.add_ended_span, full_call(tracer, "visible"), None)
+    record = EndedSpan(full_call(tracer, "visible"), "visible")
     put_at = time.perf_counter()
     writer.put(record)
     latency = None
@@ -135,25 +135,19 @@ def test_a_record_that_fails_is_dropped_alone(
     writer = make_writer()
     assert writer.flush(5)
 
-    def unmappable(batch: RowBatch) -> None:
-        raise KeyError("no such attribute")
-
-    def refused(batch: RowBatch) -> None:  # llm_tasks.name is NOT NULL
-        batch.task_ends.append(
-            {"task_id": "t", "name": None, "trace_id": None, "span_id": None, "status": "succeeded"}
-            | {"started_at": 0, "ended_at": 1, "duration_ms": 1, "attributes": None, "process": None}
-        )
+    unmappable = CallNotice("succeeded", "x", T0, T0, {})  # not a live notice kind
+    refused = ended(tracer, "huge", **{"gen_ai.usage.input_tokens": 2**70})  # beyond SQLite's INTEGER
 
     with caplog.at_level(logging.WARNING, logger="exporter.writer"):
-        for record in [ended(tracer, "a"), (unmappable,), ended(tracer, "b"), (refused,), ended(tracer, "c")]:
+        for record in [ended(tracer, "a"), unmappable, ended(tracer, "b"), refused, ended(tracer, "c")]:
             writer.put(record)
         assert writer.flush(5)
 
     assert count(store, "SELECT count(*) FROM llm_calls") == 3
     stats = writer.stats()
     assert (stats["written"], stats["dropped"]) == (3, 2)
-    assert "NOT NULL" in stats["last_error"]
-    assert any("no such attribute" in message for message in caplog.messages)
+    assert "too large" in stats["last_error"]
+    assert any("unknown live notice kind" in message for message in caplog.messages)
 
 
 def test_heartbeat_rows_come_from_the_status_sources_and_go_at_shutdown(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
 
 import peewee
@@ -91,9 +91,15 @@ class StoreFile:
     unlinked inode); on PostgreSQL a lost connection is a fault like any other.
     """
 
-    def __init__(self, open_database: Callable[[], peewee.Database]) -> None:
-        """``open_database()`` returns a connected, migrated database (called again to reopen)."""
+    def __init__(
+        self,
+        open_database: Callable[[], peewee.Database],
+        write_lock: AbstractContextManager[object] | None = None,
+    ) -> None:
+        """``open_database()`` returns a connected, migrated database (called again to reopen);
+        ``write_lock`` is held around each transaction (shared with this process's retention)."""
         self._open = open_database
+        self._write_lock = write_lock or nullcontext()
         self._database: peewee.Database | None = None
         self._file_id: tuple[int, int] | None = None
 
@@ -122,7 +128,10 @@ class StoreFile:
                     "it is opened again (and created anew if missing)"
                 )
             database = self.database()
-            with transaction(database.connection(), statements_for(database).begin) as cursor:
+            with (
+                self._write_lock,
+                transaction(database.connection(), statements_for(database).begin) as cursor,
+            ):
                 yield cursor
         except Exception as exc:
             if is_fault(exc):

@@ -16,14 +16,18 @@ their bodies, events and full-text rows, the tasks started before it, the events
 call, and the scheduler snapshots whose last heartbeat is before it. It works in batches of at most
 ``batch_size`` calls (or tasks, or events; snapshots, one row per process, go at once), each in its
 own ``BEGIN IMMEDIATE`` transaction, sized as it goes to hold the lock about ``BATCH_TARGET_MS``
-(50 ms) and followed by a pause at least as long (``BATCH_PAUSE_MS``, 30 ms), so a writer never
-waits long. That deletes roughly 2,000 calls a second from a 1M-call file: a large backlog takes
-minutes, so run it on a thread of its own rather than on the one that writes new calls. Then, on
-SQLite, ``PRAGMA incremental_vacuum`` returns the freed pages to the file system a step at a time
+(20 ms, its commit included) and followed by a pause at least as long (``BATCH_PAUSE_MS``), so a
+writer never waits long: with ``write_lock`` (the lock the process's own writer takes; ``SpanStore``
+passes it) the two take turns at once; a writer in another process waits on SQLite's busy handler.
+A transaction that finds the database locked past ``busy_timeout`` is tried again
+(``LOCKED_RETRIES``): retention completes under sustained writing. While pruning, the connection
+makes no automatic WAL checkpoint (it would run inside a commit, the lock held): a passive one runs
+every ``CHECKPOINT_EVERY`` transactions, between them. A large backlog takes minutes, so run it on
+a thread of its own rather than on the one that writes new calls. Then, on SQLite, ``PRAGMA
+incremental_vacuum`` returns the freed pages to the file system in steps sized like the batches
 (the file must have been created with ``auto_vacuum=INCREMENTAL``, which ``open_database`` does for
-new files; an older file keeps reusing its free pages but does not shrink) and a passive WAL
-checkpoint lets the file shrink without waiting on readers. The FTS5 index drops deleted entries
-as its segments merge during later writes, so it shrinks over time rather than at once. On
+new files; an older file keeps reusing its free pages but does not shrink). The FTS5 index drops
+deleted entries as its segments merge during later writes, so it shrinks over time. On
 PostgreSQL the same deletes run in plain transactions, with no full-text rows and no vacuum step
 (the server's autovacuum reuses the space).
 
@@ -43,10 +47,13 @@ import datetime
 import json
 import logging
 import os
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import peewee
 
@@ -58,19 +65,28 @@ from exporter.migrations import EVENT_ORDER_LOCK_SQL
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 RETENTION_DAYS_ENV = "LLM_OTEL_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS = 7.0
 DEFAULT_BATCH_SIZE = 2000
 MAX_BATCH_SIZE = 10_000  # stays under SQLite's limit of bound parameters per statement
-FIRST_BATCH_SIZE = 200
-BATCH_TARGET_MS = 50
-"""How long one delete transaction should hold the write lock (DESIGN §9: a writer waits ≤ 100 ms)."""
-BATCH_PAUSE_MS = 30
+FIRST_BATCH_SIZE = 10
+BATCH_TARGET_MS = 20
+"""How long one delete transaction should hold the write lock, its commit included (issue 10: a
+writer waits ≤ 50 ms): the next batch is sized from what the last ones took."""
+BATCH_PAUSE_MS = 20
 """The shortest pause between two delete transactions, which lets waiting writers take the lock."""
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 300_000
-VACUUM_STEP_PAGES = 2048
-"""Pages freed per ``incremental_vacuum`` step (8 MB of 4 KB pages): each step is one short write."""
+FIRST_VACUUM_PAGES = 64
+"""Pages freed by the first ``incremental_vacuum`` step; later steps are sized like the batches."""
+CHECKPOINT_EVERY = 16
+"""Transactions between two passive WAL checkpoints (made between transactions, never inside one)."""
+LOCKED_RETRIES = 30
+"""Times a transaction that found the database locked (past ``busy_timeout``) is tried again."""
+
+LOST_BATCH_SIZE = 200
+"""Lost calls closed per transaction (a few ms: they are few, but a process may have left many)."""
 
 LOST_ERROR_TYPE = "process_lost"
 _LIVE = ("queued", "running")
@@ -109,15 +125,25 @@ def run_retention(
     heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     now_ms: int | None = None,
+    write_lock: AbstractContextManager[object] | None = None,
 ) -> RetentionResult:
-    """Close the calls of lost processes, prune what is older than ``retention_days``, re-analyze."""
+    """Close the calls of lost processes, prune what is older than ``retention_days``, re-analyze.
+
+    ``write_lock``: held around each write transaction; the lock the process's own writer takes
+    around its transactions (``SpanStore`` passes it), so that the two take turns without waiting
+    on SQLite's lock.
+    """
     now_ms = _now_ms() if now_ms is None else now_ms
-    closed = close_lost_calls(database, heartbeat_timeout_ms=heartbeat_timeout_ms, now_ms=now_ms)
-    pruned = prune(database, older_than=retention_days, batch_size=batch_size, now_ms=now_ms)
+    closed = close_lost_calls(
+        database, heartbeat_timeout_ms=heartbeat_timeout_ms, now_ms=now_ms, write_lock=write_lock
+    )
+    pruned = prune(
+        database, older_than=retention_days, batch_size=batch_size, now_ms=now_ms, write_lock=write_lock
+    )
     if is_sqlite(database):
         with converted_errors("analyzing the store"):
             database.execute_sql("PRAGMA analysis_limit = 1000")
-            database.execute_sql("ANALYZE llm_calls")
+            _write(database, write_lock, lambda: database.execute_sql("ANALYZE llm_calls"), transaction=False)
     return RetentionResult(lost_calls_closed=closed, rows_pruned=pruned)
 
 
@@ -127,11 +153,12 @@ def prune(
     older_than: datetime.timedelta | float,
     batch_size: int = DEFAULT_BATCH_SIZE,
     now_ms: int | None = None,
+    write_lock: AbstractContextManager[object] | None = None,
 ) -> int:
     """Delete what is older than ``older_than`` (a timedelta or days); returns the rows deleted.
 
     The count is of calls, tasks, orphan events and snapshots; the body, events and full-text row
-    deleted with a call are not counted apart.
+    deleted with a call are not counted apart. ``write_lock``: see ``run_retention``.
     """
     age_ms = _age_ms(older_than)
     if (
@@ -145,13 +172,14 @@ def prune(
     cutoff_ms = (_now_ms() if now_ms is None else now_ms) - age_ms
     database = open_database(database_or_url) if isinstance(database_or_url, str) else database_or_url
     try:
-        with converted_errors("pruning the store"):
-            calls = _batches(database, partial(_prune_calls, database, cutoff_ms), batch_size)
-            events = _batches(database, partial(_prune_orphan_events, database, cutoff_ms), batch_size)
-            tasks = _batches(database, partial(_prune_tasks, database, cutoff_ms), batch_size)
-            snapshots = _batches(database, partial(_prune_snapshots, database, cutoff_ms), batch_size)
+        with converted_errors("pruning the store"), _checkpoints_between_transactions(database):
+            batches = _Batches(database, write_lock, batch_size)
+            calls = batches.run(partial(_prune_calls, database, cutoff_ms))
+            events = batches.run(partial(_prune_orphan_events, database, cutoff_ms))
+            tasks = batches.run(partial(_prune_tasks, database, cutoff_ms))
+            snapshots = batches.run(partial(_prune_snapshots, database, cutoff_ms))
             if calls or events or tasks or snapshots:
-                _give_space_back(database)
+                _give_space_back(database, batches)
     finally:
         if database is not database_or_url:
             database.close()
@@ -167,9 +195,16 @@ def prune(
 
 
 def close_lost_calls(
-    database: peewee.Database, *, heartbeat_timeout_ms: int, now_ms: int | None = None
+    database: peewee.Database,
+    *,
+    heartbeat_timeout_ms: int,
+    now_ms: int | None = None,
+    write_lock: AbstractContextManager[object] | None = None,
 ) -> int:
-    """Close as failed the queued/running calls of processes that stopped; returns how many."""
+    """Close as failed the queued/running calls of processes that stopped; returns how many.
+
+    ``write_lock``: see ``run_retention``.
+    """
     if (
         isinstance(heartbeat_timeout_ms, bool)
         or not isinstance(heartbeat_timeout_ms, int)
@@ -199,10 +234,15 @@ def close_lost_calls(
             if (last_seen if last_seen is not None else updated_at) < limit_ms:
                 lost.append((call_id, process, last_seen))
         closed = 0
-        for start in range(0, len(lost), DEFAULT_BATCH_SIZE):
-            with immediate(database):
-                for call_id, process, last_seen in lost[start : start + DEFAULT_BATCH_SIZE]:
-                    closed += _close_lost_call(database, call_id, process, last_seen, now_ms)
+        for start in range(0, len(lost), LOST_BATCH_SIZE):
+            chunk = lost[start : start + LOST_BATCH_SIZE]
+            closed += _write(
+                database,
+                write_lock,
+                lambda chunk=chunk: sum(
+                    _close_lost_call(database, *lost_call, now_ms) for lost_call in chunk
+                ),
+            )
     if closed:
         logger.warning("closed %d calls of lost processes as failed (%s)", closed, LOST_ERROR_TYPE)
     return closed
@@ -280,33 +320,92 @@ def _prune_snapshots(database: peewee.Database, cutoff_ms: int, limit: int) -> i
     return database.execute(stale).rowcount
 
 
-def _batches(database: peewee.Database, step: Callable[[int], int], batch_size: int) -> int:
-    """Run ``step(size)`` in one IMMEDIATE transaction after another until it deletes fewer than asked.
+class _Batches:
+    """Delete transactions one after another, each sized to hold the write lock ``BATCH_TARGET_MS``.
 
-    ``size`` starts small and adapts so that each transaction lasts about ``BATCH_TARGET_MS`` (the
-    time a writer may wait for the lock), never above ``batch_size``: what a row costs to delete
-    depends on its indexes, its full-text row and the file's size. Between transactions it pauses
-    as long as the last one took (at least ``BATCH_PAUSE_MS``): a waiting writer retries on SQLite's
-    busy-handler schedule (gaps of 25 ms in its first 100 ms, then 50-100 ms) and would otherwise
-    find the lock taken again.
+    ``size`` starts at ``FIRST_BATCH_SIZE`` and follows what the last transaction took (its commit
+    included), at most doubling, never above ``batch_size``: what a row costs to delete depends on
+    its indexes, its full-text entries and the file. Between transactions it pauses as long as the
+    last one took (at least ``BATCH_PAUSE_MS``), so a waiting writer gets the lock: at once in this
+    process (``write_lock``), on SQLite's busy-handler schedule in another.
     """
-    total = 0
-    size = min(batch_size, FIRST_BATCH_SIZE)
-    while True:
+
+    def __init__(
+        self, database: peewee.Database, write_lock: AbstractContextManager[object] | None, batch_size: int
+    ) -> None:
+        self.database = database
+        self.write_lock = write_lock
+        self.batch_size = batch_size
+        self.transactions = 0
+
+    def run(self, step: Callable[[int], int]) -> int:
+        """Run ``step(size)`` in one transaction after another until it deletes fewer than asked."""
+        total = 0
+        size = min(self.batch_size, FIRST_BATCH_SIZE)
+        while True:
+            deleted, elapsed_ms = self.timed(lambda size=size: step(size))
+            total += deleted
+            if deleted < size:
+                return total
+            size = self.next_size(size, elapsed_ms, self.batch_size)
+
+    def timed(self, work: Callable[[], int], *, transaction: bool = True) -> tuple[int, float]:
+        """``work()`` in one write transaction, then the pause; (its result, the ms it took)."""
         started = time.perf_counter()
-        with immediate(database):
-            deleted = step(size)
+        result = _write(self.database, self.write_lock, work, transaction=transaction)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        total += deleted
-        if deleted < size:
-            return total
-        fitting = int(size * BATCH_TARGET_MS / max(elapsed_ms, 0.1))
-        size = max(1, min(batch_size, size * 2, fitting))
+        self.transactions += 1
+        if self.transactions % CHECKPOINT_EVERY == 0 and is_sqlite(self.database):
+            self.database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         time.sleep(max(BATCH_PAUSE_MS, elapsed_ms) / 1000)
+        return result, elapsed_ms
+
+    @staticmethod
+    def next_size(size: int, elapsed_ms: float, most: int) -> int:
+        fitting = int(size * BATCH_TARGET_MS / max(elapsed_ms, 0.1))
+        return max(1, min(most, size * 2, fitting))
 
 
-def _give_space_back(database: peewee.Database) -> None:
-    """Free the file's empty pages a step at a time, then a passive checkpoint (SQLite only)."""
+def _write(
+    database: peewee.Database,
+    write_lock: AbstractContextManager[object] | None,
+    work: Callable[[], _T],
+    *,
+    transaction: bool = True,
+) -> _T:
+    """``work()`` holding ``write_lock`` and, with ``transaction``, in a ``BEGIN IMMEDIATE``
+    transaction. Tried again when another process held the database past ``busy_timeout``
+    (``LOCKED_RETRIES`` times, backing off): retention completes under sustained writing."""
+    for attempt in range(LOCKED_RETRIES + 1):
+        try:
+            with write_lock or nullcontext(), immediate(database) if transaction else nullcontext():
+                return work()
+        except (peewee.OperationalError, sqlite3.OperationalError) as exc:
+            if "locked" not in str(exc) or attempt == LOCKED_RETRIES:
+                raise
+            logger.info("retention: the database is locked by another process; trying again (%s)", exc)
+        time.sleep(min(5.0, 0.05 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _checkpoints_between_transactions(database: peewee.Database) -> Iterator[None]:
+    """No automatic WAL checkpoint at the commits of this connection while pruning: one would run
+    inside the commit, the write lock still held (``_Batches`` checkpoints between transactions)."""
+    if not is_sqlite(database):
+        yield
+        return
+    before = database.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0]
+    database.execute_sql("PRAGMA wal_autocheckpoint = 0").fetchall()
+    try:
+        yield
+    finally:
+        database.execute_sql(f"PRAGMA wal_autocheckpoint = {int(before)}").fetchall()
+        database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _give_space_back(database: peewee.Database, batches: _Batches) -> None:
+    """Free the file's empty pages in steps sized like the delete batches (SQLite only)."""
     if not is_sqlite(database):
         return
     if database.execute_sql("PRAGMA auto_vacuum").fetchone()[0] != 2:
@@ -314,15 +413,22 @@ def _give_space_back(database: peewee.Database) -> None:
             "this store was created without auto_vacuum=INCREMENTAL: free pages are reused, not returned"
         )
         return
+    pages = FIRST_VACUUM_PAGES
     free = database.execute_sql("PRAGMA freelist_count").fetchone()[0]
     while free:
-        # Through executescript, which steps the pragma to its end: one execute() frees one page.
-        database.connection().executescript(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES});")
+        _, elapsed_ms = batches.timed(partial(_vacuum_step, database, pages), transaction=False)
         remaining = database.execute_sql("PRAGMA freelist_count").fetchone()[0]
         if remaining >= free:
             break
         free = remaining
-    database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        pages = batches.next_size(pages, elapsed_ms, 1 << 20)
+
+
+def _vacuum_step(database: peewee.Database, pages: int) -> int:
+    """Free up to ``pages`` pages, in a transaction of their own: through executescript, which
+    steps the pragma to its end (one ``execute()`` would free one page)."""
+    database.connection().executescript(f"PRAGMA incremental_vacuum({pages});")
+    return pages
 
 
 def _age_ms(older_than: datetime.timedelta | float) -> int:

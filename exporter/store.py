@@ -45,7 +45,6 @@ machines); either is migrated on first use. A URL it cannot use (another scheme,
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import weakref
 from collections.abc import Mapping
@@ -101,16 +100,19 @@ class SpanStore:
             Job(
                 "retention",
                 RETENTION_INTERVAL_S,
-                functools.partial(
-                    run_retention,
-                    retention_days=self.retention_days,
+                lambda database, write_lock: run_retention(
+                    database,
+                    retention,
                     heartbeat_timeout_ms=heartbeat_timeout_ms,
+                    write_lock=write_lock,
                 ),
             ),
             Job(
                 "closing the calls of lost processes",
                 heartbeat_timeout_s,
-                functools.partial(close_lost_calls, heartbeat_timeout_ms=heartbeat_timeout_ms),
+                lambda database, write_lock: close_lost_calls(
+                    database, heartbeat_timeout_ms=heartbeat_timeout_ms, write_lock=write_lock
+                ),
             ),
         ]
         self._writer = StoreWriter(self._open, queue_size=queue_size, jobs=jobs)

@@ -41,7 +41,8 @@ dropped count, last error and the time; with no source it writes one row under t
 Jobs. Periodic maintenance (retention, closing calls of lost processes) runs on a short-lived
 helper thread with its own connection, so the writer keeps writing between the job's batches: each
 ``Job`` runs when the writer starts and then every ``interval_s``; a failed job is retried after
-``JOB_RETRY_S``.
+``JOB_RETRY_S``. The writer and the jobs take one lock around each write transaction, so in this
+process they take turns at once instead of waiting on SQLite's lock.
 
 After ``os.fork()`` the child starts with an empty queue and starts its own writer thread on its
 first ``put`` (the parent's thread and connection do not exist in the child).
@@ -58,6 +59,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,11 +91,16 @@ StatusSource = Callable[[], Mapping[str, Any]]
 
 @dataclass(frozen=True)
 class Job:
-    """A maintenance function run on its own connection at start, then every ``interval_s``."""
+    """A maintenance function run on its own connection at start, then every ``interval_s``.
+
+    ``run(database, write_lock)``: ``write_lock`` is the lock the writer holds around each of its
+    transactions; a job holds it around each of its own, so that the two take turns at once rather
+    than wait on SQLite's lock (whose busy handler sleeps in steps and can starve one of them).
+    """
 
     name: str
     interval_s: float
-    run: Callable[[peewee.Database], object]
+    run: Callable[[peewee.Database, AbstractContextManager[object]], object]
 
 
 def current_process() -> str:
@@ -156,6 +163,7 @@ class StoreWriter:
         """Fresh state for this process: an empty queue, zero counters, an unstarted thread."""
         self.process = current_process()
         self._lock = threading.Lock()  # guards the counters below; never held during I/O
+        self._write_lock = threading.Lock()  # one write transaction at a time: the writer's or a job's
         self._queue: queue.SimpleQueue[Record | _Flush | None] = queue.SimpleQueue()
         self._dropped = 0
         self._refused = 0  # of which refused by ``put`` because the queue was full
@@ -246,7 +254,7 @@ class StoreWriter:
     # -- the writer thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        store = _connection.StoreFile(self._connect)
+        store = _connection.StoreFile(self._connect, self._write_lock)
         pending: list[Record] = []
         markers: list[_Flush] = []
         backoff = 0.0
@@ -498,7 +506,7 @@ class StoreWriter:
                 if self._stop.is_set():
                     return
                 try:
-                    job.run(database)
+                    job.run(database, self._write_lock)
                 except Exception as exc:
                     job_due[job] = time.monotonic() + min(job.interval_s, JOB_RETRY_S)
                     logger.warning(

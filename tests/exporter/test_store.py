@@ -239,23 +239,25 @@ def test_retention_and_lost_calls_run_when_the_store_starts(
     monkeypatch.setattr(
         exporter.store,
         "run_retention",
-        lambda database, retention_days, heartbeat_timeout_ms: calls.append(
-            ("retention", retention_days, heartbeat_timeout_ms)
+        lambda database, retention_days, heartbeat_timeout_ms, write_lock: calls.append(
+            ("retention", retention_days, heartbeat_timeout_ms, write_lock)
         ),
     )
     monkeypatch.setattr(
         exporter.store,
         "close_lost_calls",
-        lambda database, heartbeat_timeout_ms: calls.append(("lost", heartbeat_timeout_ms)),
+        lambda database, heartbeat_timeout_ms, write_lock: calls.append(("lost", heartbeat_timeout_ms)),
     )
     monkeypatch.setenv("LLM_OTEL_RETENTION_DAYS", "0.5")
 
     span_store = SpanStore(str(store.database), heartbeat_timeout_s=30)
     try:
-        poll(lambda: sorted(calls), [("lost", 30_000), ("retention", 0.5, 30_000)])
+        poll(lambda: sorted(call[:3] for call in calls), [("lost", 30_000), ("retention", 0.5, 30_000)])
     finally:
         span_store.shutdown(5)
     assert span_store.retention_days == 0.5
+    retention = next(call for call in calls if call[0] == "retention")
+    assert retention[3] is span_store._writer._write_lock  # it takes turns with the store's writer
 
 
 @pytest.mark.parametrize(

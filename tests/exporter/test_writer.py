@@ -208,11 +208,11 @@ def test_jobs_run_at_start_on_their_own_connection_and_failures_are_logged(
 ) -> None:
     ran = threading.Event()
 
-    def ok(database: peewee.Database) -> None:
+    def ok(database: peewee.Database, write_lock: Any) -> None:
         assert database.execute_sql("SELECT count(*) FROM llm_calls").fetchone() is not None
         ran.set()
 
-    def broken(database: peewee.Database) -> None:
+    def broken(database: peewee.Database, write_lock: Any) -> None:
         raise RuntimeError("retention exploded")
 
     with caplog.at_level(logging.WARNING, logger="exporter.writer"):
@@ -223,6 +223,27 @@ def test_jobs_run_at_start_on_their_own_connection_and_failures_are_logged(
     assert writer.flush(5)
     assert count(store, "SELECT count(*) FROM llm_calls") == 1
     assert any("broken failed" in message and "retention exploded" in message for message in caplog.messages)
+
+
+def test_the_writer_and_a_job_take_turns_on_the_write_lock(
+    tracer: Tracer, store: peewee.Database, make_writer: Callable[..., StoreWriter]
+) -> None:
+    """A job holds the writer's lock around its transactions: the writer writes once it is free."""
+    holding, release = threading.Event(), threading.Event()
+
+    def job(database: peewee.Database, write_lock: Any) -> None:
+        with write_lock:
+            holding.set()
+            release.wait(10)
+
+    writer = make_writer(jobs=[Job("holds the lock", 3600, job)])
+    assert holding.wait(5)
+    writer.put(ended(tracer, "waits"))
+
+    assert not writer.flush(0.3)  # the job holds the lock
+    release.set()
+    assert writer.flush(5)
+    assert count(store, "SELECT count(*) FROM llm_calls") == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

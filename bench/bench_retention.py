@@ -1,0 +1,443 @@
+"""Benchmark: retention of one day of calls at 1M calls while the app writes (issue 10, target 10).
+
+Usage::
+
+    .venv/bin/python bench/bench_retention.py                  # 1M calls (built once, ~15 min), then measures
+    .venv/bin/python bench/bench_retention.py --quick          # 100k calls
+    .venv/bin/python bench/bench_retention.py --tree before=/tmp/old-checkout   # + that code
+
+The store holds ``--calls`` ended calls spread evenly over 8 days, each with ~1.5 KB of text (a
+system instruction, a user message, an answer), its body, three events and its full-text entries,
+written with the checkout's own ``exporter._sql.write_batch`` (so an older checkout gets its own
+schema); the file is built once per checkout and size and copied for every case. Retention keeps 7
+days: it deletes one day, an eighth of the calls.
+
+Cases, each in a process of its own, each on a fresh copy of the file:
+
+- ``same process``: what ``llm_otel.setup()`` does: a ``SpanStore`` with ``retention_days=7``,
+  whose maintenance thread runs retention at start, while the app ends ``--rate`` calls a second
+  (real spans with ~1.5 KB of text) into the same store;
+- ``other process``: an app process writes as above with a store that has nothing to prune, while
+  this process runs ``exporter.prune`` on the same file (another process's retention, or the CLI).
+
+For every write transaction of the app's writer, the **wait**: from asking for the transaction
+(``StoreFile.transaction``) to holding the write lock. Printed: retention's duration and what it
+deleted, whether it completed, and the writes during it: count, wait p50 / p99 / max in ms
+(target: max ≤ 50 ms, bar ≤ 100 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import _common as common  # noqa: E402
+
+DAY_MS = 86_400_000
+DAYS = 8
+RETENTION_DAYS = 7
+FULL = {"calls": 1_000_000, "rate": 50.0}
+QUICK = {"calls": 100_000, "rate": 50.0}
+BUILD_BATCH = 2000
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+def build(path: Path, calls: int, now_ms: int, seed: int = 5) -> None:
+    """``calls`` ended calls over the ``DAYS`` days before ``now_ms``, with the checkout's writer."""
+    from exporter import migrate, open_database
+    from exporter._sql import statements_for, write_batch
+    from exporter.mapping import CallRows, RowBatch, to_json
+
+    try:
+        from exporter._connection import transaction
+    except ImportError:  # an older checkout
+        from exporter._sql import transaction
+
+    database = open_database(str(path))
+    migrate(database)
+    statements = statements_for(database)
+    rng = random.Random(seed)
+    fields = {field.name for field in dataclasses.fields(CallRows)}
+    step_ms = DAYS * DAY_MS / calls
+    start_ms = now_ms - DAYS * DAY_MS
+    for first in range(0, calls, BUILD_BATCH):
+        batch = RowBatch()
+        for i in range(first, min(calls, first + BUILD_BATCH)):
+            enqueued = int(start_ms + i * step_ms)
+            call_id = f"{i:032x}"
+            system, user, answer = (common.realistic_text(rng, n) for n in (100, 900, 500))
+            call = _call_row(call_id, enqueued, user, answer, rng)
+            body = {
+                "call_id": call_id,
+                "request_params": to_json({"temperature": 0.2}),
+                "system_instructions": to_json([{"type": "text", "content": system}]),
+                "input_messages": to_json([{"role": "user", "parts": [{"type": "text", "content": user}]}]),
+                "output_messages": to_json(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": answer}],
+                            "finish_reason": "stop",
+                        }
+                    ]
+                ),
+                "attributes": to_json({"server.port": 443}),
+            }
+            events = [
+                {"call_id": call_id, "kind": kind, "at": at, "data": None, "live": 0}
+                for kind, at in (
+                    ("queued", enqueued),
+                    ("dispatched", enqueued + 5),
+                    ("succeeded", call["ended_at"]),
+                )
+            ]
+            extra = {
+                "prompt_text": system + "\n" + user,
+                "response_text": answer,
+            }  # checkouts before migration 4
+            rows = CallRows(
+                call=call, body=body, events=[], **{k: v for k, v in extra.items() if k in fields}
+            )
+            batch.finals.append(rows)
+            batch.events.extend(events)
+        with transaction(database.connection(), statements.begin) as cursor:
+            write_batch(cursor, batch, statements)
+    database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.close()
+
+
+def _call_row(call_id: str, enqueued: int, user: str, answer: str, rng: random.Random) -> dict[str, Any]:
+    from exporter.models import LLMCall
+
+    row: dict[str, Any] = dict.fromkeys(field.column_name for field in LLMCall._meta.sorted_fields)
+    duration = rng.randint(200, 20_000)
+    row.update(
+        call_id=call_id,
+        trace_id=f"{rng.getrandbits(128):032x}",
+        span_id=f"{rng.getrandbits(64):016x}",
+        status="succeeded",
+        operation="chat",
+        provider="openai",
+        api_type="chat_completions",
+        model=rng.choice(["gpt-4o-mini", "gpt-4o", "gpt-4.1"]),
+        source=f"source-{rng.randrange(12)}",
+        requested_by=f"user-{rng.randrange(300)}",
+        stream=False,
+        enqueued_at=enqueued,
+        started_at=enqueued + 5,
+        ended_at=enqueued + 5 + duration,
+        wait_ms=5,
+        duration_ms=duration,
+        retry_count=0,
+        input_tokens=rng.randint(50, 4000),
+        output_tokens=rng.randint(10, 2000),
+        prompt_preview=user[:200],
+        response_preview=answer[:200],
+        process="host-a:1",
+        updated_at=enqueued + 5 + duration,
+    )
+    return row
+
+
+# -- one case in one process --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def timed_writes() -> Iterator[list[tuple[float, float]]]:
+    """Every write transaction of a StoreFile: (start, wait in seconds)."""
+    try:
+        from exporter import _connection
+    except ImportError:  # an older checkout
+        from exporter import _sql as _connection
+
+    waits: list[tuple[float, float]] = []
+    original = _connection.StoreFile.transaction
+
+    @contextlib.contextmanager
+    def transaction(self: Any) -> Iterator[Any]:
+        asked = time.perf_counter()
+        with original(self) as cursor:
+            waits.append((asked, time.perf_counter() - asked))
+            yield cursor
+
+    _connection.StoreFile.transaction = transaction  # type: ignore[method-assign]
+    try:
+        yield waits
+    finally:
+        _connection.StoreFile.transaction = original  # type: ignore[method-assign]
+
+
+def _app(store: Any, rate: float, stop: threading.Event) -> threading.Thread:
+    """The app: ``rate`` calls a second, each queued, dispatched and ended (~1.5 KB of text)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tests.exporter.call_spans import dispatch, finish, start_call
+
+    tracer = TracerProvider().get_tracer("bench")
+    rng = random.Random(9)
+
+    def run() -> None:
+        i = 0
+        while not stop.is_set():
+            user, answer = common.realistic_text(rng, 900), common.realistic_text(rng, 500)
+            messages = [{"role": "user", "parts": [{"type": "text", "content": user}]}]
+            output = [
+                {"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"}
+            ]
+            span = start_call(
+                tracer,
+                f"app-{os.getpid()}-{i}",
+                at_ms=time.time() * 1000 - _t0_ms(),
+                **{"gen_ai.input.messages": json.dumps(messages, ensure_ascii=False)},
+            )
+            store.on_call_event("queued", span, span.start_time, {})
+            dispatch(span, at_ms=(span.start_time // 1_000_000) - _t0_ms() + 5, wait=0.005)
+            finish(
+                span,
+                at_ms=(span.start_time // 1_000_000) - _t0_ms() + 20,
+                **{"gen_ai.output.messages": json.dumps(output, ensure_ascii=False)},
+            )
+            i += 1
+            stop.wait(1 / rate)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _t0_ms() -> int:
+    from tests.exporter.call_spans import T0_MS
+
+    return T0_MS
+
+
+def _summary(waits: list[tuple[float, float]], started: float, ended: float) -> dict[str, Any]:
+    during = [wait * 1000 for at, wait in waits if started <= at <= ended]
+    return {
+        "writes": len(during),
+        "p50": statistics.median(during) if during else None,
+        "p99": common.percentile(during, 99) if during else None,
+        "max": max(during) if during else None,
+    }
+
+
+def case_same_process(path: Path, rate: float) -> dict[str, Any]:
+    import exporter.store as store_module
+    from exporter import retention
+
+    runs: list[dict[str, Any]] = []
+    original = retention.run_retention
+
+    def run_retention(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            result = original(*args, **kwargs)
+        except Exception as exc:
+            runs.append(
+                {"started": started, "ended": time.perf_counter(), "error": f"{type(exc).__name__}: {exc}"}
+            )
+            raise
+        runs.append({"started": started, "ended": time.perf_counter(), "pruned": result.rows_pruned})
+        return result
+
+    store_module.run_retention = run_retention
+    stop = threading.Event()
+    with timed_writes() as waits:
+        store = store_module.SpanStore(str(path), retention_days=RETENTION_DAYS)
+        app = _app(store, rate, stop)
+        deadline = time.perf_counter() + 3600
+        while not runs and time.perf_counter() < deadline:
+            time.sleep(0.2)
+        stop.set()
+        app.join()
+        store.flush(30)
+        store.shutdown()
+    run = runs[0] if runs else {"started": 0.0, "ended": 0.0, "error": "did not end within an hour"}
+    return {**run, "seconds": run["ended"] - run["started"], **_summary(waits, run["started"], run["ended"])}
+
+
+def case_other_process(path: Path, rate: float, work: Path) -> dict[str, Any]:
+    from exporter import open_database, prune
+
+    ready, waits_file = work / "app-ready", work / "app-waits.json"
+    spec = {"case": "app", "db": str(path), "rate": rate, "ready": str(ready), "waits": str(waits_file)}
+    app = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path[:2])},
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not ready.exists():
+            time.sleep(0.05)
+        time.sleep(1)
+        database = open_database(str(path))
+        started = time.time()
+        try:
+            pruned = prune(database, older_than=RETENTION_DAYS)
+            outcome: dict[str, Any] = {"pruned": pruned}
+        except Exception as exc:
+            outcome = {"error": f"{type(exc).__name__}: {exc}"}
+        ended = time.time()
+        database.close()
+    finally:
+        assert app.stdin is not None
+        app.stdin.close()
+        app.wait(120)
+    waits = [(at, wait) for at, wait in json.loads(waits_file.read_text())]
+    return {**outcome, "seconds": ended - started, **_summary(waits, started, ended)}
+
+
+def app_child(spec: dict[str, Any]) -> None:
+    """The app of ``other process``: writes until stdin closes; its waits are stamped wall-clock."""
+    from exporter.store import SpanStore
+
+    stop = threading.Event()
+    with timed_writes() as waits:
+        store = SpanStore(spec["db"], retention_days=3650)  # nothing of its own to prune
+        store.flush(60)
+        app = _app(store, spec["rate"], stop)
+        Path(spec["ready"]).touch()
+        sys.stdin.read()
+        stop.set()
+        app.join()
+        store.flush(30)
+        store.shutdown()
+    offset = time.time() - time.perf_counter()
+    Path(spec["waits"]).write_text(json.dumps([(at + offset, wait) for at, wait in waits]))
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any] | None:
+    sys.path.insert(0, spec.get("tree") or str(ROOT))
+    sys.path.insert(1, str(ROOT))  # tests.exporter.call_spans
+    if spec["case"] == "app":
+        app_child(spec)
+        return None
+    if spec["case"] == "build":
+        build(Path(spec["db"]), spec["calls"], spec["now_ms"])
+        return {"bytes": Path(spec["db"]).stat().st_size}
+    path = Path(spec["db"])
+    if spec["case"] == "same process":
+        return case_same_process(path, spec["rate"])
+    return case_other_process(path, spec["rate"], Path(spec["work"]))
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [spec.get("tree"), str(ROOT)]))}
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=7200, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{spec['case']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _copy(source: Path, target: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def bench(calls: int, rate: float, trees: dict[str, str], cache: Path, work: Path) -> str:
+    rows = []
+    now_ms = int(time.time() * 1000) // DAY_MS * DAY_MS  # the day the cached files were made for
+    for name, tree in {"this": None, **trees}.items():
+        built = cache / f"llm_otel_retention_{name}_{calls}_{now_ms}.db"
+        if not built.exists():
+            started = time.perf_counter()
+            spec = {"case": "build", "db": str(built), "calls": calls, "now_ms": now_ms, "tree": tree}
+            size = run_child(spec)["bytes"]
+            seconds = time.perf_counter() - started
+            print(f"  built {calls:,} calls ({size / 1e9:.1f} GB) for {name} in {seconds:.0f} s")
+        for case in ("same process", "other process"):
+            copy = _copy(built, work / "retention.db")
+            spec = {"case": case, "db": str(copy), "rate": rate, "tree": tree, "work": str(work)}
+            result = run_child(spec)
+            print(f"  {name} {case}: {result}", flush=True)
+            done = "yes" if "error" not in result else f"**no**: {result['error']}"
+
+            def ms(value: float | None) -> str:
+                return "" if value is None else f"{value:.1f}"
+
+            rows.append(
+                [
+                    f"{'this checkout' if tree is None else name}, {case}",
+                    done,
+                    f"{result.get('pruned', 0):,}",
+                    f"{result['seconds']:.0f}",
+                    result["writes"],
+                    ms(result["p50"]),
+                    ms(result["p99"]),
+                    f"**{ms(result['max'])}**",
+                ]
+            )
+    return (
+        f"**retention**: one day of {calls:,} calls over {DAYS} days (~1.5 KB of text each) pruned while "
+        f"the app ends {rate:.0f} calls a second; load average {common.load()} at the end. Wait = asking "
+        "for a write transaction → holding the lock, ms.\n\n"
+        + common.table(
+            [
+                "store, retention in",
+                "completed",
+                "rows deleted",
+                "seconds",
+                "writes",
+                "wait p50",
+                "wait p99",
+                "wait max",
+            ],
+            rows,
+        )
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="100k calls instead of 1M")
+    parser.add_argument("--calls", type=int)
+    parser.add_argument("--rate", type=float, help="calls a second the app ends while retention runs")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH")
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()), help="where built files are kept"
+    )
+    parser.add_argument("--markdown", help="write the results as a markdown fragment to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        result = child(json.loads(args.child))
+        if result is not None:
+            print(json.dumps(result))
+        return
+    settings = QUICK if args.quick else FULL
+    calls, rate = args.calls or settings["calls"], args.rate or settings["rate"]
+    print(common.describe_machine())
+    with tempfile.TemporaryDirectory(prefix="bench-retention-") as directory:
+        section = bench(
+            calls, rate, dict(item.split("=", 1) for item in args.tree), args.cache, Path(directory)
+        )
+    print("\n" + section)
+    common.write_markdown(args.markdown, section)
+
+
+if __name__ == "__main__":
+    main()

@@ -39,6 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _common as common
+
 from exporter import migrate, open_database, queries
 from exporter.migrations import FTS_INDEX_SQL, schema_version
 from exporter.models import LLMCall, db
@@ -49,17 +51,6 @@ SOURCES = [f"source-{i}" for i in range(12)]
 USERS = [f"user-{i}@example.com" for i in range(300)]
 ERROR_TYPES = ["RateLimitError"] * 6 + ["APITimeoutError"] * 3 + ["InternalServerError"]
 MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o3-mini", "text-embedding-3-small"]
-SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vi", "so", "pe", "da", "gu", "fe", "zo", "bi", "ha"]
-WORDS_EN = sorted({a + b + c for a in SYLLABLES for b in SYLLABLES for c in ("", "n", "s", "ter", "ing")})
-HANZI = (  # ~500 common characters
-    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动"
-    "同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自"
-    "二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日"
-    "那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变"
-    "条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总"
-    "次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指"
-    "几九区强放决西被干做必战先回则任取据处理府研质"
-)
 NEEDLES = [  # (text, share of calls whose prompt contains it)
     ("今天的天气预报说会下雨", 0.005),
     ("customer asked about the refund policy", 0.02),
@@ -67,22 +58,8 @@ NEEDLES = [  # (text, share of calls whose prompt contains it)
 COMMON = "Please answer the question below."  # in half of the prompts: the worst case of a search
 
 
-def _text(rng: random.Random, length: int) -> str:
-    """Varied text: pseudo-English words (~1,100 distinct) and random common hanzi, as in real traffic."""
-    parts: list[str] = []
-    size = 0
-    while size < length:
-        if rng.random() < 0.2:
-            part = "".join(rng.choices(HANZI, k=rng.randint(4, 12)))
-        else:
-            part = " ".join(rng.choices(WORDS_EN, k=rng.randint(3, 8)))
-        parts.append(part)
-        size += len(part) + 1
-    return " ".join(parts)[:length]
-
-
 def _prompt(rng: random.Random) -> str:
-    text = _text(rng, 150)
+    text = common.realistic_text(rng, 150)
     for needle, share in NEEDLES:
         if rng.random() < share:
             text = needle + " " + text[: 150 - len(needle)]
@@ -111,7 +88,7 @@ def build(database_path: str, rows: int, *, fts: bool, seed: int = 7) -> None:
         enqueued = int(start_ms + i * step_ms)
         wait = rng.randint(0, 3000)
         duration = rng.randint(200, 20000) if ended else None
-        prompt, response = _prompt(rng), _text(rng, 150) if ended else ""
+        prompt, response = _prompt(rng), common.realistic_text(rng, 150) if ended else ""
         values = {
             "call_id": f"{rng.getrandbits(128):032x}",
             "trace_id": f"{rng.getrandbits(128):032x}",
@@ -352,7 +329,7 @@ def _export_rate(calls: int = 20_000) -> tuple[float, float]:
         insert = f"INSERT INTO llm_calls ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         rows, bodies = [], []
         for i in range(calls):
-            prompt, response = _text(rng, 3000), _text(rng, 1500)
+            prompt, response = common.realistic_text(rng, 3000), common.realistic_text(rng, 1500)
             row = dict.fromkeys(columns)
             row.update(call_id=f"{i:032x}", status="succeeded", stream=0, enqueued_at=1_700_000_000_000 + i)
             row.update(retry_count=0, updated_at=row["enqueued_at"], prompt_preview=prompt[:200])

@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import RequestRedirect
+from werkzeug.routing import PathConverter, RequestRedirect
 
 from admin_flask import errors, params, serialize, websocket
 from admin_flask.auth import check_admin
@@ -27,6 +27,17 @@ from admin_flask.status import status_body
 from exporter import StoreError, queries
 
 api = Blueprint("llm_otel_admin_api", __name__)
+
+
+class AnyTextPathConverter(PathConverter):
+    """A path that may hold any character: Werkzeug's ``path`` stops at a newline, so a task id or
+    URL holding one fell through to the host app's HTML 404."""
+
+    regex = r"(?s:[^/].*?)"
+
+
+# Before the routes: a rule finds its converter when it is added.
+api.record_once(lambda state: state.app.url_map.converters.setdefault("any_text", AnyTextPathConverter))
 errors.register(api)
 api.after_request(add_security_headers)
 
@@ -65,13 +76,14 @@ def status() -> Response:
 def calls() -> Response:
     args = params.CALL_LIST.parse(request.args)
     page = queries.list_calls(**args)
+    return _page_response(page, serialize.call_summary)
+
+
+def _page_response(page: dict[str, Any], item: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+    """A page of the store (``items``, ``total``, ``page``, ``page_size``) with each item serialized."""
+    items = [item(row) for row in page["items"]]
     return serialize.json_response(
-        {
-            "items": [serialize.call_summary(row) for row in page["items"]],
-            "total": page["total"],
-            "page": page["page"],
-            "page_size": page["page_size"],
-        }
+        {"items": items, "total": page["total"], "page": page["page"], "page_size": page["page_size"]}
     )
 
 
@@ -125,17 +137,10 @@ def call(call_id: str) -> Response:
 def tasks() -> Response:
     args = params.TASK_LIST.parse(request.args)
     page = queries.list_tasks(**args)
-    return serialize.json_response(
-        {
-            "items": [serialize.task_summary(row) for row in page["items"]],
-            "total": page["total"],
-            "page": page["page"],
-            "page_size": page["page_size"],
-        }
-    )
+    return _page_response(page, serialize.task_summary)
 
 
-@api.get("/tasks/<path:task_id>")  # task ids are the app's own: "/" included
+@api.get("/tasks/<any_text:task_id>")  # task ids are the app's own: "/" included
 def task(task_id: str) -> Response:
     row = queries.get_task(task_id) if _plausible_id(task_id) else None
     if row is None:
@@ -159,7 +164,7 @@ def openapi() -> Response:
 
 
 @api.route("/", defaults={"path": ""}, methods=_METHODS, strict_slashes=False)
-@api.route("/<path:path>", methods=_METHODS)
+@api.route("/<any_text:path>", methods=_METHODS)
 def unknown(path: str) -> Response:
     """Every other URL under the prefix: a JSON 405 when another method would match, else 404."""
     adapter = current_app.url_map.bind_to_environ(request.environ)

@@ -135,7 +135,7 @@ def tasks() -> Response:
     )
 
 
-@api.get("/tasks/<task_id>")
+@api.get("/tasks/<path:task_id>")  # task ids are the app's own: "/" included
 def task(task_id: str) -> Response:
     row = queries.get_task(task_id) if _plausible_id(task_id) else None
     if row is None:

@@ -305,9 +305,9 @@ def call_facets(
         q=q,
     )
     with converted_errors("computing call facets"), read_snapshot(db.obj):
-        if selection.equal or selection.text:
-            # The calls are found through the filter's index or the text's matches, then read:
-            # read each once, for every facet.
+        if is_sqlite(db.obj) and (selection.equal or selection.text or _few(selection)):
+            # The calls are found through the filter's index or the text's matches (or they are few),
+            # then read: read each once, for every facet. (PostgreSQL groups them itself.)
             by_model_status, values, histograms = _counted_rows(selection)
         else:  # read each facet from its own index, whole, which holds what the filters test
             # One pass over the model index gives the models, the statuses and the failures by model.
@@ -917,16 +917,26 @@ def _grouped(
     return [(tuple(row[:-1]), int(row[-1])) for row in db.execute(query).fetchall()]
 
 
+def _few(selection: _Selection) -> bool:
+    """Whether reading the selected calls costs less than reading an index whole (SQLite)."""
+    return _plan(selection, "newest", reach=1).total * _LOOKUP_COST < _row_estimate()
+
+
 def _counted_rows(
     selection: _Selection,
 ) -> tuple[list[tuple[tuple[Any, ...], int]], dict[str, list[tuple[Any, int]]], dict[str, Any]]:
     """What ``call_facets`` counts, from one read of the selected calls' columns: (model, status)
     counts, each label's value counts and each timing's (status, value) counts."""
     every = {*selection.equal, *selection.minimums, "enqueued_at", "status"}
-    unindexed = every if selection.text else every - set(selection.equal)
+    unindexed: Collection[str] = ()  # without a label or a q: the planner picks the filters' index
+    if selection.text:
+        unindexed = every
+    elif selection.equal:
+        unindexed = every - set(selection.equal)
     conditions = selection.conditions(unindexed=unindexed)
-    if selection.statuses:
-        conditions.append(_status_is(selection.statuses, unindexed="status" in unindexed))
+    statuses = selection.statuses if unindexed else selection.counted_statuses  # (status, <timing>) ranges
+    if statuses:
+        conditions.append(_status_is(statuses, unindexed="status" in unindexed))
     names = ("status", "model", *(name for name in _FACETS.values() if name != "model"), *_METRICS)
     query = _where(LLMCall.select(*(LLMCall._meta.fields[name] for name in names)), conditions)
     rows = db.execute(query).fetchall()

@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -49,14 +50,15 @@ class FakeOpenAI:
     """An OpenAI-compatible server on ``host`` (a free port when ``port`` is 0).
 
     Use it as a context manager, or call ``start()`` / ``stop()``. Behaviours, scripts and the
-    recorded calls survive a stop and a restart (which reuses the port).
+    recorded calls survive a stop and a restart (which reuses the port). ``max_calls`` keeps only
+    the latest that many recorded calls (a server that runs for hours: ``llm-otel demo``).
     """
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", *, max_calls: int | None = None) -> None:
         self.host = host
         self.port = port
         self._playbook = Playbook()
-        self._calls: list[RecordedCall] = []
+        self._calls: deque[RecordedCall] = deque(maxlen=max_calls)
         self._calls_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -115,7 +117,7 @@ class FakeOpenAI:
 
     @property
     def calls(self) -> list[RecordedCall]:
-        """Every request received (control requests aside), in order: a copy."""
+        """Every request received (control requests aside; the latest ``max_calls``), in order: a copy."""
         with self._calls_lock:
             return list(self._calls)
 

@@ -284,6 +284,18 @@ def test_tasks_and_a_tasks_calls(admin: Admin, store: Store) -> None:
     assert enqueued == sorted(enqueued)  # oldest first
 
 
+def test_a_task_id_with_slashes_has_its_detail(admin: Admin, store: Store) -> None:
+    task_id = "nightly/2026-12-01/eu"  # an app's own id scheme (a path, a queue name ...)
+    store.rows(
+        "INSERT INTO llm_tasks (task_id, name, status, started_at) VALUES (?, 'nightly', 'running', 1)",
+        task_id,
+    )
+    response = admin.client.get(f"{API}/tasks/{task_id.replace('/', '%2F')}")
+    assert response.status_code == 200, response.text
+    assert response.json()["task_id"] == task_id
+    assert admin.get("/tasks/nightly%2Fnone").status_code == 404
+
+
 def test_task_filters_and_paging(admin: Admin, store: Store) -> None:
     tasks = store.rows(
         "SELECT task_id, name, status, started_at FROM llm_tasks ORDER BY started_at DESC, task_id DESC"

@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -16,9 +17,10 @@ import openai
 import pytest
 
 from llm_otel.cli import cli
+from llm_otel.testing import FakeOpenAI
 
 LLM_OTEL = Path(sys.executable).with_name("llm-otel")
-ENV = {key: value for key, value in os.environ.items() if not key.startswith("LLM_OTEL_")}
+ENV = {key: value for key, value in os.environ.items() if not key.startswith(("LLM_OTEL_", "OPENAI_"))}
 
 
 def _run(*args: str, cwd: Path, status: int = 0, **env: str) -> subprocess.CompletedProcess:
@@ -34,11 +36,16 @@ def _statuses(db: Path) -> dict[str, int]:
         return dict(connection.execute("SELECT status, count(*) FROM llm_calls GROUP BY status"))
 
 
+def _count(db: Path) -> int:
+    return sum(_statuses(db).values())
+
+
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store the demo wrote once, copied by the tests that change it."""
+    """A store the demo wrote for a few seconds, copied by the tests that change it."""
     db = tmp_path_factory.mktemp("demo") / "demo.db"
-    _run("demo", "--db", f"sqlite:///{db}", cwd=db.parent)
+    _run("demo", "--db", f"sqlite:///{db}", "--duration", "4s", "--port", "0", "--seed", "1", cwd=db.parent)
+    assert _count(db) > 5
     return db
 
 
@@ -49,32 +56,82 @@ def _copy(store: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def test_demo_records_its_workload_and_prints_it_back_from_the_store(demo_store: Path) -> None:
-    with sqlite3.connect(demo_store) as connection:
-        tasks = {name for (name,) in connection.execute("SELECT name FROM llm_tasks")}
-        retried = connection.execute("SELECT max(retry_count) FROM llm_calls").fetchone()[0]
-    assert _statuses(demo_store) == {"succeeded": 10, "failed": 1, "cancelled": 1}
-    assert tasks == {"daily-digest", "index-documents"}
-    assert retried == 2
-
-
 def test_demo_says_where_it_writes_and_that_it_adds_to_an_existing_store(tmp_path: Path) -> None:
-    first = _run("demo", cwd=tmp_path).stdout  # the default store, in the working directory
-    second = _run("demo", cwd=tmp_path).stdout
-
+    demo = ("demo", "--duration", "3s", "--port", "0", "--seed", "2")
+    # The default store, in the working directory; an OpenAI key in the environment changes nothing.
+    first = _run(*demo, cwd=tmp_path, OPENAI_API_KEY="sk-of-the-user").stdout
     path = tmp_path / "llm_otel_demo.db"
-    assert f"Recording into {path} (a new store)." in first
-    assert "12 calls recorded by this run (12 in the store)" in first
-    assert f"Adding to {path}, which holds 12 calls already" in second
-    assert "12 calls recorded by this run (24 in the store)" in second
-    assert "no OpenAI key needed" in first
-    assert "请用中文总结今天的天气预报" in first and "InternalServerError: Error code: 500" in first
+    after_first = _count(path)
+    second = _run(*demo, cwd=tmp_path).stdout
+
+    assert first.startswith(f"Recording into {path} (a new store).\n")
+    assert f"\n{after_first} calls recorded by this run ({after_first} in the store)" in first
+    assert second.startswith(f"Adding to {path}, which holds {after_first} calls already.\n")
+    assert f"calls recorded by this run ({_count(path)} in the store)" in second
+    assert "the fake OpenAI server (no OpenAI key needed)" in first
     assert "first token n/a (not streamed)" in first
-    assert re.search(r"first token \d+ ms", first)  # the streams
-    assert first.rstrip().endswith(
-        "This run: 10 succeeded, 1 failed, 1 cancelled; error rate 8.3% (1 failed of 12 ended)"
-    )
+    assert re.search(r"\nThis run: \d+ succeeded.*; error rate \d+\.\d% \(\d+ failed of \d+ ended\)", first)
     assert "{" not in first  # no raw Python dict
+
+
+def test_demo_runs_until_ctrl_c_then_stops_cleanly_and_reports(tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    demo = subprocess.Popen(
+        [str(LLM_OTEL), "demo", "--db", str(db), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+    )
+    assert demo.stdout is not None
+    lines = []
+    while not lines or lines[-1] != "Ctrl-C stops.\n":
+        lines.append(demo.stdout.readline())
+        assert lines[-1], "the demo ended early"
+    deadline = time.monotonic() + 30
+    while (not db.exists() or _count(db) < 5) and time.monotonic() < deadline:  # calls keep coming
+        time.sleep(0.2)
+    demo.send_signal(signal.SIGINT)
+    out, err = demo.communicate(timeout=30)
+    assert demo.returncode == 0, err
+    assert "stopping after the calls in flight" in err and "Traceback" not in err
+    assert re.search(r"\n\d+ calls recorded by this run", out)
+    assert _statuses(db).keys() <= {"succeeded", "failed", "cancelled"}  # nothing left running
+
+
+def test_demo_sends_its_workload_to_another_server_with_base_url_and_api_key(tmp_path: Path) -> None:
+    db = tmp_path / "real.db"
+    with FakeOpenAI() as other:  # stands for a real OpenAI-compatible server
+        out = _run(
+            "demo", "--db", str(db), "--duration", "4s", "--port", "0", "--base-url", other.base_url,
+            "--api-key", "sk-real-key", "--model", "my-model", cwd=tmp_path,
+        ).stdout  # fmt: skip
+        requests = other.calls
+    assert f"Calls go to {other.base_url}" in out
+    assert requests and {call.headers["authorization"] for call in requests} == {"Bearer sk-real-key"}
+    with sqlite3.connect(db) as connection:
+        models = {model for (model,) in connection.execute("SELECT DISTINCT model FROM llm_calls")}
+        keys = connection.execute(
+            "SELECT count(*) FROM llm_call_bodies WHERE request_params LIKE '%sk-real%'"
+        )
+        assert keys.fetchone() == (0,)
+    assert models <= {"my-model", "text-embedding-3-small"} and "my-model" in models
+
+
+def test_demo_with_an_unreachable_store_is_one_line_and_exit_code_1(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = _run("demo", "--db", f"postgresql://a:b@127.0.0.1:{port}/c", "--port", "0", cwd=tmp_path, status=1)
+    [line] = done.stderr.splitlines()
+    assert line.startswith("Error: the store cannot be reached: ") and "Connection refused" in line
+
+
+def test_demo_refuses_an_api_key_without_a_base_url(tmp_path: Path) -> None:
+    done = _run("demo", "--api-key", "sk-x", "--port", "0", cwd=tmp_path, status=2)
+    assert done.stderr.startswith("Error: --api-key goes with --base-url")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_prune_older_than_days_zero_deletes_every_ended_call(demo_store: Path, tmp_path: Path) -> None:
@@ -89,13 +146,13 @@ def test_prune_keeps_what_is_younger_than_asked(age: list[str], demo_store: Path
     db = _copy(demo_store, tmp_path)
     out = _run("prune", "--db", str(db), *age, cwd=tmp_path).stdout
     assert out == f"deleted 0 rows older than 7 days from {db}\n"
-    assert sum(_statuses(db).values()) == 12
+    assert _count(db) == _count(demo_store)
 
 
 def test_prune_older_than_takes_hours_minutes_and_seconds(demo_store: Path, tmp_path: Path) -> None:
     db = _copy(demo_store, tmp_path)
     assert "older than 12 hours" in _run("prune", "--db", str(db), "--older-than", "12h", cwd=tmp_path).stdout
-    assert sum(_statuses(db).values()) == 12
+    assert _count(db) == _count(demo_store)
     assert "older than 0 seconds" in _run("prune", "--db", str(db), "--older-than", "0s", cwd=tmp_path).stdout
     assert _statuses(db) == {}
 
@@ -107,7 +164,7 @@ def test_prune_older_than_takes_hours_minutes_and_seconds(demo_store: Path, tmp_
         (["--db", "sqlite:///missing.db"], "there is no store at 'missing.db' (no such file)"),
         (["--db", "STORE", "--older-than-days", "-1"], "'-1' is not a number of days of 0 or more"),
         (["--db", "STORE", "--older-than", "-1d"], "'-1d' is not a duration"),
-        (["--db", "STORE", "--older-than", "7"], "write a number and a unit, e.g. 7d, 12h, 30m or 90s"),
+        (["--db", "STORE", "--older-than", "7"], "write a number and a unit, e.g. 7d, 12h"),
         (["--db", "STORE", "--older-than", "1d", "--older-than-days", "1"], "not both"),
         (["--db", "NOT_A_STORE"], "is not an llm-otel store (it has no llm_calls table)"),
         (["--db", "TEXT_FILE"], "file is not a database"),
@@ -133,7 +190,7 @@ def test_prune_answers_bad_input_with_one_line_and_exit_code_2_creating_nothing(
     assert line.startswith("Error: ") and message in line
     assert sorted(tmp_path.iterdir()) == before  # no file, no directory created
     assert not Path("/nonexistent").exists()
-    assert sum(_statuses(store).values()) == 12  # nothing pruned
+    assert _count(store) == _count(demo_store)  # nothing pruned
 
 
 def test_prune_reads_the_store_and_days_from_the_environment(demo_store: Path, tmp_path: Path) -> None:

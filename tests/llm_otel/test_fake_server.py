@@ -524,3 +524,13 @@ async def test_async_dropped_stream_raises(fake_openai: FakeOpenAI, async_client
     with pytest.raises(openai.APIConnectionError):
         async for _ in await async_client.responses.create(model="gpt-4o-mini", input="a b c", stream=True):
             pass
+
+
+def test_max_calls_keeps_only_the_latest_recorded_calls() -> None:
+    with FakeOpenAI(max_calls=2) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="sk-x")
+        for text in ("one", "two", "three"):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": text}])
+        client.close()
+        kept = [call.body["messages"][0]["content"] for call in server.calls]
+    assert kept == ["two", "three"]

@@ -42,15 +42,19 @@ BENCHMARKS = {
     "ingest": ("bench_ingest.py", [], ["--quick"]),
     "retention": ("bench_retention.py", [], ["--quick"]),
     "list": ("bench_list_1m.py", ["--rows", "1000000"], ["--rows", "100000", "--repeat", "5"]),
+    "live": ("bench_live_feed.py", [], ["--calls", "100", "--idle", "5"]),
+    "page": ("bench_page.py", [], ["--rounds", "3", "--no-100k"]),
 }
 """name → (script, its arguments in full, with ``--quick``)."""
+PRINTED = {"list", "live", "page"}
+"""Benchmarks that print their tables (kept as printed) rather than write markdown."""
 
 
 def run(name: str, quick: bool, work: Path) -> tuple[str, dict[str, Any]]:
     script, full, fast = BENCHMARKS[name]
     markdown, summary = work / f"{name}.md", work / f"{name}.json"
     command = [sys.executable, str(BENCH / script), *(fast if quick else full)]
-    if name != "list":  # bench_list_1m prints its tables: kept as they are
+    if name not in PRINTED:
         command += ["--markdown", str(markdown), "--summary", str(summary)]
     print(f"== {name}: {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
@@ -60,7 +64,7 @@ def run(name: str, quick: bool, work: Path) -> tuple[str, dict[str, Any]]:
         raise SystemExit(f"{name} failed (exit {done.returncode})")
     seconds = time.perf_counter() - started
     shown = " ".join(["bench/" + script, *(fast if quick else full)])
-    if name == "list":
+    if name in PRINTED:
         body = "```text\n" + done.stdout.strip() + "\n```"
     else:
         body = markdown.read_text(encoding="utf-8").strip()
@@ -97,17 +101,23 @@ def targets(summaries: dict[str, dict[str, Any]]) -> str:
         ratio = ingest.get(f"ingest {case} / raw")
         if ratio is not None:
             verdict = "met" if ratio >= 0.8 else ("bar met" if ratio >= 0.5 else "missed")
-            rows.append([f"ingest, {case}", f"{ratio:.2f}x raw", "≥ 0.8x raw executemany (bar 0.5x)", verdict])
+            rows.append(
+                [f"ingest, {case}", f"{ratio:.2f}x raw", "≥ 0.8x raw executemany (bar 0.5x)", verdict]
+            )
     size = ingest.get("size this GB per 100k")
     if size is not None:
-        rows.append(["size on disk", f"{size:.2f} GB per 100k calls", "≤ 1.0 GB", "met" if size <= 1.0 else "missed"])
+        rows.append(
+            ["size on disk", f"{size:.2f} GB per 100k calls", "≤ 1.0 GB", "met" if size <= 1.0 else "missed"]
+        )
     for case, result in summaries.get("retention", {}).items():
         if case.startswith("this "):
             wait = result["max_wait_ms"]
             ok = result["completed"]
             verdict = "met" if ok and wait <= 50 else ("bar met" if ok and wait <= 100 else "missed")
             where = case.removeprefix("this ")
-            rows.append([f"retention, {where}", f"max wait {wait:.0f} ms", "≤ 50 ms (bar 100), completes", verdict])
+            rows.append(
+                [f"retention, {where}", f"max wait {wait:.0f} ms", "≤ 50 ms (bar 100), completes", verdict]
+            )
     return common.table(["target", "this run", "goal", "verdict"], rows, "llll")
 
 

@@ -4,8 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
+# The benchmarks' own venv: the project plus the official OpenAI instrumentation they compare with
+# (installed for the benchmarks only, never a dependency of the project).
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_REFERENCE := opentelemetry-instrumentation-openai-v2==2.4b0 opentelemetry-util-genai==1.1b0
 
-.PHONY: demo test soak lint browser postgres clean
+.PHONY: demo test soak bench lint browser postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,9 +56,19 @@ test: $(STAMP) browser postgres
 soak: $(STAMP) postgres
 	$(BIN)/python -m pytest -q -s -m soak tests/soak
 
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q -e '.[test]' $(BENCH_REFERENCE)
+	touch $(BENCH_STAMP)
+
+# Every benchmark, then their figures into docs/performance.md (about an hour; ARGS=--quick: minutes).
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/run.py $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) *.egg-info

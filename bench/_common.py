@@ -13,6 +13,7 @@ Each benchmark writes its results as a markdown fragment with ``--markdown PATH`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import random
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,3 +177,9 @@ def realistic_text(rng: random.Random, length: int) -> str:
         parts.append(part)
         size += len(part) + 1
     return " ".join(parts)[:length]
+
+
+def write_summary(path: str | None, summary: dict[str, Any]) -> None:
+    """Write a benchmark's key figures as JSON (``--summary``); ``bench/run.py`` checks the targets."""
+    if path:
+        Path(path).write_text(json.dumps(summary, indent=1), encoding="utf-8")

@@ -265,7 +265,9 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 # -- ingest -----------------------------------------------------------------------------------------
 
 
-def bench_ingest(work: Path, texts: Path, rounds: int, calls: int, trees: dict[str, str]) -> str:
+def bench_ingest(
+    work: Path, texts: Path, rounds: int, calls: int, trees: dict[str, str], summary: dict[str, Any]
+) -> str:
     cases = [*CASES, *(f"{name}:{case}" for name in trees for case in TREE_CASES)]
     results: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
     before, started = common.load(), time.perf_counter()
@@ -288,6 +290,7 @@ def bench_ingest(work: Path, texts: Path, rounds: int, calls: int, trees: dict[s
     for case in cases:
         rates = [r["calls"] / r["wall"] for r in results[case]]
         ratios = common.Summary.of(rate / raw for rate, raw in zip(rates, raw_rates, strict=True))
+        summary[f"ingest {case} / raw"] = ratios.median
         cpu = statistics.median(r["cpu"] / r["calls"] * 1e6 for r in results[case])
         rows.append(
             [
@@ -316,7 +319,7 @@ def bench_ingest(work: Path, texts: Path, rounds: int, calls: int, trees: dict[s
     )
 
 
-def bench_size(work: Path, texts: Path, calls: int, trees: dict[str, str]) -> str:
+def bench_size(work: Path, texts: Path, calls: int, trees: dict[str, str], summary: dict[str, Any]) -> str:
     sections = []
     for name, tree in {"this": None, **trees}.items():
         spec = {
@@ -328,6 +331,7 @@ def bench_size(work: Path, texts: Path, calls: int, trees: dict[str, str]) -> st
         }
         result = run_child(spec)
         per_100k = result["bytes"] / calls * 100_000
+        summary[f"size {name} GB per 100k"] = per_100k / 1e9
         parts = ", ".join(
             f"`{part}` {size / calls * 100_000 / 1e9:.2f} GB" for part, size in result["parts"][:5]
         )
@@ -408,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, help="calls written for the size measurement")
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--markdown", help="write the results as a markdown fragment to this file")
+    parser.add_argument("--summary", help="write the key figures as JSON to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -419,20 +424,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     trees = dict(item.split("=", 1) for item in args.tree)
     print(common.describe_machine())
     sections = []
+    summary: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as directory:
         work = Path(directory)
         texts_path = work / "texts.json"
         write_texts(texts_path, max(calls, 10_000), seed=7)
         for what in args.only or ("ingest", "size", "handoff"):
             if what == "ingest":
-                sections.append(bench_ingest(work, texts_path, rounds, calls, trees))
+                sections.append(bench_ingest(work, texts_path, rounds, calls, trees, summary))
             elif what == "size":
-                sections.append(bench_size(work, texts_path, size_calls, trees))
+                sections.append(bench_size(work, texts_path, size_calls, trees, summary))
             else:
                 texts = json.loads(texts_path.read_text(encoding="utf-8"))
                 sections.append(bench_handoff(work, texts))
             print("\n" + sections[-1] + "\n", flush=True)
     common.write_markdown(args.markdown, "\n\n".join(sections))
+    common.write_summary(args.summary, summary)
 
 
 if __name__ == "__main__":

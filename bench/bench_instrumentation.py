@@ -504,6 +504,16 @@ def case_markdown(result: CaseResult) -> str:
     return text
 
 
+def case_summary(result: CaseResult) -> dict[str, float]:
+    """Median added CPU of each variant (µs per call, or per chunk for ``stream``)."""
+    stat = "chunk" if result.case == "stream" else "process"
+    return {
+        variant: statistics.median(result.added(variant, stat))
+        for variant in result.values
+        if variant != "baseline"
+    }
+
+
 # -- the fake server (http and handoff cases) -------------------------------------------------------
 
 SERVER_SCRIPT = """
@@ -682,6 +692,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--variants", help="comma-separated variants to run (default: all)")
     parser.add_argument("--markdown", help="write the results as a markdown fragment to this file")
+    parser.add_argument("--summary", help="write the key figures as JSON to this file")
     parser.add_argument("--profile", metavar="VARIANT", help="cProfile --calls calls of one variant")
     parser.add_argument("--case", choices=CASES, default="mock", help="the case --profile runs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -708,6 +719,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(common.describe_machine())
         print(f"load average at start: {common.load()}", flush=True)
         sections = []
+        summary: dict[str, Any] = {}
         for case in args.only or (*CASES, "handoff"):
             if case == "handoff":
                 sections.append(bench_handoff(args.calls or (500 if args.quick else 1500), work))
@@ -719,8 +731,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 base_url = stack.enter_context(fake_server_process(HTTP_ANSWER)) if case == "http" else None
                 result = run_case(case, variants, trees, rounds, calls, work, base_url)
             sections.append(case_markdown(result))
+            summary[case] = case_summary(result)
             print("\n" + sections[-1] + "\n", flush=True)
     common.write_markdown(args.markdown, "\n\n".join(sections))
+    common.write_summary(args.summary, summary)
 
 
 if __name__ == "__main__":

@@ -358,7 +358,9 @@ def _copy(source: Path, target: Path) -> Path:
     return target
 
 
-def bench(calls: int, rate: float, trees: dict[str, str], cache: Path, work: Path) -> str:
+def bench(
+    calls: int, rate: float, trees: dict[str, str], cache: Path, work: Path, summary: dict[str, Any]
+) -> str:
     rows = []
     now_ms = int(time.time() * 1000) // DAY_MS * DAY_MS  # the day the cached files were made for
     for name, tree in {"this": None, **trees}.items():
@@ -374,6 +376,7 @@ def bench(calls: int, rate: float, trees: dict[str, str], cache: Path, work: Pat
             spec = {"case": case, "db": str(copy), "rate": rate, "tree": tree, "work": str(work)}
             result = run_child(spec)
             print(f"  {name} {case}: {result}", flush=True)
+            summary[f"{name} {case}"] = {"max_wait_ms": result["max"], "completed": "error" not in result}
             done = "yes" if "error" not in result else f"**no**: {result['error']}"
 
             def ms(value: float | None) -> str:
@@ -421,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--cache", type=Path, default=Path(tempfile.gettempdir()), help="where built files are kept"
     )
     parser.add_argument("--markdown", help="write the results as a markdown fragment to this file")
+    parser.add_argument("--summary", help="write the key figures as JSON to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -431,12 +435,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = QUICK if args.quick else FULL
     calls, rate = args.calls or settings["calls"], args.rate or settings["rate"]
     print(common.describe_machine())
+    summary: dict[str, Any] = {}
+    trees = dict(item.split("=", 1) for item in args.tree)
     with tempfile.TemporaryDirectory(prefix="bench-retention-") as directory:
-        section = bench(
-            calls, rate, dict(item.split("=", 1) for item in args.tree), args.cache, Path(directory)
-        )
+        section = bench(calls, rate, trees, args.cache, Path(directory), summary)
     print("\n" + section)
     common.write_markdown(args.markdown, section)
+    common.write_summary(args.summary, summary)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ below): less than half the size on disk. It copies the bodies and indexes the en
 on a store of 1M calls with 3 KB of text each that takes minutes, during which writers wait for
 the lock and retry.
 
+Migration 5 (SQLite only) sets the full-text table's ``crisismerge`` to ``FTS_CRISIS_MERGE``, so
+that retention's deletes no longer set off merges that hold the write lock for most of a second.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -296,11 +299,28 @@ def _text_once(database: peewee.Database) -> None:
         database.execute_sql(statement)
 
 
+FTS_CRISIS_MERGE = 64
+"""Segments of one level of the full-text index that force a merge of them all at once (FTS5's
+default is 16). Removing a call writes delete markers that cancel its entries only as segments
+merge up to the old, large ones; at 16 such forced merges took 0.2-0.75 s inside a commit of
+retention at 1M calls, the write lock held. FTS5's incremental merges (``automerge``) keep the
+levels short meanwhile."""
+
+
+def _bounded_fts_merges(database: peewee.Database) -> None:
+    """SQLite: ``llm_calls_fts`` merges a level of segments at once only past ``FTS_CRISIS_MERGE``."""
+    if is_sqlite(database):
+        database.execute_sql(
+            f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rank) VALUES ('crisismerge', {FTS_CRISIS_MERGE})"
+        )
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
     _list_indexes,
     _text_once,
+    _bounded_fts_merges,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

@@ -16,7 +16,7 @@ their bodies, events and full-text rows, the tasks started before it, the events
 call, and the scheduler snapshots whose last heartbeat is before it. It works in batches of at most
 ``batch_size`` calls (or tasks, or events; snapshots, one row per process, go at once), each in its
 own ``BEGIN IMMEDIATE`` transaction, sized as it goes to hold the lock about ``BATCH_TARGET_MS``
-(20 ms, its commit included) and followed by a pause at least as long (``BATCH_PAUSE_MS``), so a
+(10 ms, its commit included) and followed by a pause at least as long (``BATCH_PAUSE_MS``), so a
 writer never waits long: with ``write_lock`` (the lock the process's own writer takes; ``SpanStore``
 passes it) the two take turns at once; a writer in another process waits on SQLite's busy handler.
 A transaction that finds the database locked past ``busy_timeout`` is tried again
@@ -72,7 +72,7 @@ DEFAULT_RETENTION_DAYS = 7.0
 DEFAULT_BATCH_SIZE = 2000
 MAX_BATCH_SIZE = 10_000  # stays under SQLite's limit of bound parameters per statement
 FIRST_BATCH_SIZE = 10
-BATCH_TARGET_MS = 20
+BATCH_TARGET_MS = 10
 """How long one delete transaction should hold the write lock, its commit included (issue 10: a
 writer waits ≤ 50 ms): the next batch is sized from what the last ones took."""
 BATCH_PAUSE_MS = 20

@@ -153,3 +153,13 @@ def test_the_full_text_index_reads_the_text_parts_of_the_bodies(tmp_path) -> Non
 
     assert texts == [("full", "Be brief.\nHi\n天气\nnext line", "Done."), ("odd", None, None)]
     database.close()
+
+
+def test_the_full_text_index_merges_a_level_at_once_only_past_64_segments(tmp_path) -> None:
+    database = open_database(str(tmp_path / "store.db"))
+    migrate(database)
+
+    config = dict(database.execute_sql("SELECT k, v FROM llm_calls_fts_config").fetchall())
+
+    assert config["crisismerge"] == 64
+    database.close()

@@ -10,7 +10,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 BENCH_REFERENCE := opentelemetry-instrumentation-openai-v2==2.4b0 opentelemetry-util-genai==1.1b0
 
-.PHONY: demo test soak bench lint browser postgres clean
+.PHONY: demo test soak bench screenshots lint browser postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ $(BENCH_STAMP): pyproject.toml
 # Every benchmark, then their figures into docs/performance.md (about an hour; ARGS=--quick: minutes).
 bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/run.py $(ARGS)
+
+# The README's and docs/page.md's pictures (a plain `make test` writes them to a temporary folder).
+screenshots: $(STAMP) browser
+	LLM_OTEL_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/admin_flask/browser/test_screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,8 +1,10 @@
-"""Screenshots of each main state of the page, in English and 简体中文, into docs/screenshots/.
+"""Screenshots of each main state of the page, in English and 简体中文.
 
 They are the README's pictures and a reviewer's quick look: the list, a call's drawer, the tasks tab
 with a task's timeline, the status card, the empty store and the store unavailable. Each is also
 checked for what it must show, so a broken state fails here rather than producing a broken picture.
+A test run writes them to a temporary folder, so it leaves the checkout as it was; ``make
+screenshots`` sets ``LLM_OTEL_SCREENSHOTS=docs/screenshots`` to refresh the committed ones.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from tests.admin_flask.browser.conftest import Site, Watch, running_site
 from tests.admin_flask.conftest import REPO, Store
 from tests.admin_flask.seed import Manifest
 
-SHOTS = REPO / "docs" / "screenshots"
 LANGUAGES = {"en": "en", "zh": "zh-CN"}
 
 
-def shoot(page: Page, name: str, lang: str, element: str | None = None) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}-{lang}.png"
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the pictures go: ``$LLM_OTEL_SCREENSHOTS`` (relative to the checkout), else a temp folder."""
+    chosen = os.environ.get("LLM_OTEL_SCREENSHOTS")
+    folder = REPO / chosen if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def shoot(folder: Path, page: Page, name: str, lang: str, element: str | None = None) -> Path:
+    path = folder / f"{name}-{lang}.png"
     target = page.locator(element) if element else page
     target.screenshot(path=str(path), animations="disabled", caret="hide")
     assert path.stat().st_size > 10_000
@@ -48,15 +57,15 @@ def fixture_site(tmp_path: Path, *names: str) -> Iterator[Site]:
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_list_drawer_tasks_and_status_card(tmp_path: Path, page: Page, lang: str) -> None:
+def test_list_drawer_tasks_and_status_card(tmp_path: Path, shots: Path, page: Page, lang: str) -> None:
     with fixture_site(tmp_path, "normal-day", "agent-tools") as site:
         site.open(page, "tab=llm")
         set_language(page, lang)
         expect(page.locator("#call-list tr.call-row")).to_have_count(50)
         expect(page.locator("#status-card .chart .bucket").first).to_be_attached()
         expect(page.locator("#call-list")).not_to_have_attribute("aria-busy", "true")
-        shoot(page, "llm-list", lang)
-        shoot(page, "llm-status", lang, "#status-card")
+        shoot(shots, page, "llm-list", lang)
+        shoot(shots, page, "llm-status", lang, "#status-card")
         [(call_id,)] = site.store.rows(
             "SELECT c.call_id FROM llm_calls c JOIN llm_call_bodies b USING (call_id) "
             "WHERE c.source = 'support-bot' AND c.requested_by = 'agent' "
@@ -65,23 +74,23 @@ def test_list_drawer_tasks_and_status_card(tmp_path: Path, page: Page, lang: str
         )
         page.goto(f"{site.url}/admin/jobs/?tab=llm&call={call_id}")
         expect(page.locator("#drawer .tool-card").first).to_be_visible()
-        shoot(page, "llm-drawer", lang)
+        shoot(shots, page, "llm-drawer", lang)
         page.locator("#drawer .btn-task").click()
         expect(page.locator(".task-card .tl-lane").first).to_be_visible()
-        shoot(page, "tasks", lang)
+        shoot(shots, page, "tasks", lang)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_empty_store(tmp_path: Path, page: Page, lang: str) -> None:
+def test_empty_store(tmp_path: Path, shots: Path, page: Page, lang: str) -> None:
     with fixture_site(tmp_path, "empty") as site:
         site.open(page, "tab=llm")
         set_language(page, lang)
         expect(page.locator("#call-list .state-empty pre.code")).to_be_visible()
-        shoot(page, "empty", lang)
+        shoot(shots, page, "empty", lang)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_store_unavailable(tmp_path: Path, page: Page, watch: Watch, lang: str) -> None:
+def test_store_unavailable(tmp_path: Path, shots: Path, page: Page, watch: Watch, lang: str) -> None:
     watch.allow(r"status of 503")
     with fixture_site(tmp_path, "errors") as site:
         site.open(page, "tab=llm")
@@ -95,4 +104,4 @@ def test_store_unavailable(tmp_path: Path, page: Page, watch: Watch, lang: str) 
         page.reload()
         expect(page.locator("#call-list .state-error")).to_be_visible()
         expect(page.locator("#status-card .status-error")).to_be_visible()
-        shoot(page, "error", lang)
+        shoot(shots, page, "error", lang)

@@ -23,17 +23,34 @@ import re
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session, url_for
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from admin_flask.errors import NotAdmin, Unauthenticated
-from admin_flask.state import AdminState, current_state
+from admin_flask.login_backoff import LoginBackoff, TooManyAttempts
+from admin_flask.state import EXTENSION_KEY, AdminState, current_state
 
 SESSION_KEY = "llm_otel_admin"
 TOKEN_PARAM = "token"
 LOGGED_LOGGERS = ("werkzeug", "gunicorn.access")
 """The request loggers that print URLs, which ``TokenFilter`` is installed on."""
 
+BACKOFF_KEY = "llm_otel_admin_login_backoff"
+"""Where an app keeps its ``LoginBackoff``, in ``app.extensions``."""
+
 auth = Blueprint("llm_otel_admin_auth", __name__, template_folder="templates")
+
+
+@auth.record_once
+def _make_backoff(setup: BlueprintSetupState) -> None:
+    """One ``LoginBackoff`` per app that uses the token login (this blueprint is registered then)."""
+    settings = setup.app.extensions[EXTENSION_KEY].settings
+    setup.app.extensions[BACKOFF_KEY] = LoginBackoff(
+        attempts=settings.login_attempts,
+        backoff_s=settings.login_backoff_s,
+        backoff_max_s=settings.login_backoff_max_s,
+        window_s=settings.login_window_s,
+    )
 
 
 def check_admin() -> None:
@@ -54,7 +71,7 @@ def check_admin() -> None:
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, credentials = header.partition(" ")
-        if scheme.lower() == "bearer" and _token_matches(state, credentials.strip()):
+        if scheme.lower() == "bearer" and _token_accepted(state, credentials.strip()):
             return
         raise Unauthenticated("the Authorization header does not hold the admin token", bearer=True)
     if _session_matches(state):
@@ -66,12 +83,18 @@ def guard_page() -> Response | None:
     """``before_request`` of the pages: the ``?token=`` login, else a redirect of anonymous visitors."""
     state = current_state()
     if state.standalone and request.method == "GET" and TOKEN_PARAM in request.args:
-        if _token_matches(state, request.args.get(TOKEN_PARAM, "")):
+        try:
+            accepted = _token_accepted(state, request.args.get(TOKEN_PARAM, ""))
+        except TooManyAttempts as wait:
+            return _too_many_attempts_page(state, wait)
+        if accepted:
             _log_in(state)
             return redirect(_without_token(), 303)
         return _login_page(state, "That login link holds a wrong or expired token.", status=401)
     try:
         check_admin()
+    except TooManyAttempts as wait:
+        return _too_many_attempts_page(state, wait)
     except Unauthenticated:
         if state.standalone:
             return redirect(url_for("llm_otel_admin_auth.login", next=_here()), 303)
@@ -87,7 +110,11 @@ def login() -> Response:
     state = current_state()
     target = _safe_next(request.values.get("next"), state)
     if request.method == "POST":
-        if _token_matches(state, request.form.get(TOKEN_PARAM, "").strip()):
+        try:
+            accepted = _token_accepted(state, request.form.get(TOKEN_PARAM, "").strip())
+        except TooManyAttempts as wait:
+            return _too_many_attempts_page(state, wait, target)
+        if accepted:
             _log_in(state)
             return redirect(target, 303)
         return _login_page(state, "That token is not the admin token.", target, status=401)
@@ -123,6 +150,19 @@ def install_token_filter() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(existing, TokenFilter) for existing in logger.filters):
             logger.addFilter(TokenFilter())
+
+
+def _token_accepted(state: AdminState, given: str) -> bool:
+    """Whether ``given`` is the token, counted by the back-off; raises ``TooManyAttempts`` while this
+    client address must wait (the token is then not compared)."""
+    backoff: LoginBackoff = current_app.extensions[BACKOFF_KEY]
+    address = request.remote_addr
+    backoff.check(address)
+    if _token_matches(state, given):
+        backoff.succeeded(address)
+        return True
+    backoff.failed(address)
+    return False
 
 
 def _token_matches(state: AdminState, given: str) -> bool:
@@ -162,6 +202,13 @@ def _login_page(
         action=url_for("llm_otel_admin_auth.login"),
     )
     return Response(body, status=status, mimetype="text/html")
+
+
+def _too_many_attempts_page(state: AdminState, wait: TooManyAttempts, target: str | None = None) -> Response:
+    message = f"Too many wrong tokens were sent from your address. Try again in {wait.retry_after_s} s."
+    response = _login_page(state, message, target, status=429)
+    response.headers["Retry-After"] = str(wait.retry_after_s)
+    return response
 
 
 def _here() -> str:

@@ -135,6 +135,36 @@ SETTINGS: tuple[Setting, ...] = (
         _int,
         "messages waiting for one slow websocket client before it is sent llm.reset and closed",
     ),
+    Setting(
+        "LLM_OTEL_ADMIN_SEND_TIMEOUT_S",
+        10.0,
+        _float,
+        "how long one websocket message may take to be written to a client before the client is cut off",
+    ),
+    Setting(
+        "LLM_OTEL_ADMIN_LOGIN_ATTEMPTS",
+        5,
+        _int,
+        "token login: wrong tokens one client address may send in a row before it must wait (0: no wait)",
+    ),
+    Setting(
+        "LLM_OTEL_ADMIN_LOGIN_BACKOFF_S",
+        1.0,
+        _float,
+        "token login: the first wait after those wrong tokens; it doubles with each further one",
+    ),
+    Setting(
+        "LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S",
+        30.0,
+        _float,
+        "token login: the longest wait",
+    ),
+    Setting(
+        "LLM_OTEL_ADMIN_LOGIN_WINDOW_S",
+        300.0,
+        _float,
+        "token login: a wrong token older than this is forgotten",
+    ),
 )
 
 DEFAULTS: dict[str, Any] = {setting.key: setting.default for setting in SETTINGS}
@@ -159,6 +189,11 @@ class AdminSettings:
     status_interval_s: float
     feed_buffer: int
     client_queue: int
+    send_timeout_s: float
+    login_attempts: int
+    login_backoff_s: float
+    login_backoff_max_s: float
+    login_window_s: float
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -192,9 +227,19 @@ def read_settings(config: Mapping[str, Any], overrides: Mapping[str, Any] | None
         ("LLM_OTEL_ADMIN_STATUS_INTERVAL_S", 0.1),
         ("LLM_OTEL_ADMIN_FEED_BUFFER", 1),
         ("LLM_OTEL_ADMIN_CLIENT_QUEUE", 1),
+        ("LLM_OTEL_ADMIN_SEND_TIMEOUT_S", 0.1),
+        ("LLM_OTEL_ADMIN_LOGIN_ATTEMPTS", 0),
+        ("LLM_OTEL_ADMIN_LOGIN_BACKOFF_S", 0.0),
+        ("LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S", 0.0),
+        ("LLM_OTEL_ADMIN_LOGIN_WINDOW_S", 0.0),
     ):
         if values[key] < minimum:
             raise AdminConfigurationError(f"{key} must be >= {minimum}, got {values[key]!r}")
+    if values["LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S"] < values["LLM_OTEL_ADMIN_LOGIN_BACKOFF_S"]:
+        raise AdminConfigurationError(
+            "LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S must be >= LLM_OTEL_ADMIN_LOGIN_BACKOFF_S, got "
+            f"{values['LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S']!r} < {values['LLM_OTEL_ADMIN_LOGIN_BACKOFF_S']!r}"
+        )
     task_url = values["LLM_OTEL_ADMIN_TASK_URL"]
     if task_url is not None and "{task_id}" not in task_url:
         raise AdminConfigurationError(
@@ -215,6 +260,11 @@ def read_settings(config: Mapping[str, Any], overrides: Mapping[str, Any] | None
         status_interval_s=values["LLM_OTEL_ADMIN_STATUS_INTERVAL_S"],
         feed_buffer=values["LLM_OTEL_ADMIN_FEED_BUFFER"],
         client_queue=values["LLM_OTEL_ADMIN_CLIENT_QUEUE"],
+        send_timeout_s=values["LLM_OTEL_ADMIN_SEND_TIMEOUT_S"],
+        login_attempts=values["LLM_OTEL_ADMIN_LOGIN_ATTEMPTS"],
+        login_backoff_s=values["LLM_OTEL_ADMIN_LOGIN_BACKOFF_S"],
+        login_backoff_max_s=values["LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S"],
+        login_window_s=values["LLM_OTEL_ADMIN_LOGIN_WINDOW_S"],
     )
 
 

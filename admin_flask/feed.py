@@ -162,6 +162,11 @@ class Subscription:
             return
         self.queue.extend(texts)
 
+    @property
+    def pending(self) -> int:
+        """Messages queued for the client and not yet taken by its thread."""
+        return len(self.queue)
+
     def next(self, timeout: float) -> list[str]:
         """The queued messages (waiting up to ``timeout`` s for one; [] if none came).
 

@@ -54,7 +54,7 @@ def admin_urls(app: Flask, store: Store) -> list[tuple[str, str]]:
             continue  # the page's scripts and styles are public: tested below
         path = rule.rule
         for name in rule.arguments:
-            path = path.replace(f"<{name}>", values[name]).replace(f"<path:{name}>", values[name])
+            path = re.sub(rf"<(?:\w+:)?{name}>", values[name], path)  # <name>, <path:name>, <any_text:name>
         if rule.endpoint.endswith(".events"):
             path += "?timeout=0"
         urls.append(("ws" if rule.websocket else "http", path))

@@ -180,15 +180,17 @@ class _EventReads(logging.Handler):
             return dict(self._counts)
 
 
-def insert_events(store: Store, events: list[tuple[str, str]]) -> list[int]:
-    """Append events ``(call_id, kind)`` in one transaction, as a writer would; their ids."""
+def insert_events(
+    store: Store, events: list[tuple[str, str]], data: dict[str, Any] | None = None
+) -> list[int]:
+    """Append events ``(call_id, kind)`` (with ``data``) in one transaction, as a writer would; their ids."""
     with contextlib.closing(sqlite3.connect(store.url.removeprefix("sqlite:///"))) as connection, connection:
         now = int(time.time() * 1000)
         ids = []
         for call_id, kind in events:
             cursor = connection.execute(
                 "INSERT INTO llm_call_events (call_id, kind, at, data) VALUES (?, ?, ?, ?)",
-                (call_id, kind, now, json.dumps({"attempt": 1})),
+                (call_id, kind, now, json.dumps(data or {"attempt": 1})),
             )
             ids.append(cursor.lastrowid)
     return ids

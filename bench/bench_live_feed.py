@@ -1,9 +1,11 @@
-"""Benchmark: span end → websocket message, with 1 and with 50 clients, and the admin's idle CPU.
+"""Benchmark: span end → websocket message, with 1 and with 50 clients, with a stuck client present,
+and the admin's idle CPU.
 
 Usage::
 
     .venv/bin/python bench/bench_live_feed.py                    # 200 calls, 1 and 50 clients
     .venv/bin/python bench/bench_live_feed.py --calls 500 --clients 1,10,50 --idle 20
+    .venv/bin/python bench/bench_live_feed.py --stuck 1          # then again with a stuck client
 
 Three processes, as in production: the admin (``create_app`` on a threaded Werkzeug server, its live
 feed polling every 50 ms), an app making LLM calls (``llm_otel.setup()``, the real openai client and
@@ -14,14 +16,25 @@ clock): the writer's linger (~20 ms), the feed's poll (≤ 50 ms) and the fan-ou
 p95 / max over every (call, client) delivery, and over the slowest client of each call. Then, with
 the clients connected and no calls, the admin process's CPU (its ``/proc`` times) over ``--idle`` s.
 
-DESIGN §9: ≤ 250 ms p95; issue 10: ≤ 100 ms p95 with 50 clients, ≤ 2% of a core with 50 idle clients.
+With ``--stuck N`` the largest case runs once more with N stuck clients present: bare sockets that
+did the handshake with a 4 KB receive buffer and never read. A burst of 6 MB of events first fills
+their buffers, so the admin's writes to them block (until ``--send-timeout``, the admin's
+``LLM_OTEL_ADMIN_SEND_TIMEOUT_S``, cuts them off) while the healthy clients are measured. Reported
+with it: the admin process's threads before any client, with every client connected, and once the
+stuck ones were cut off and the healthy ones closed, and how long the cut-off took.
+
+DESIGN §9: ≤ 250 ms p95; issue 10: ≤ 100 ms p95 with 50 clients, ≤ 2% of a core with 50 idle clients;
+issue 9: a stuck client does not hold up the others, and its threads are freed.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -140,6 +153,68 @@ def run_case(port: int, url: str, fake: FakeOpenAI, clients: int, calls: int, ga
     }
 
 
+def admin_threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise RuntimeError("no thread count in /proc")
+
+
+def stuck_client(port: int) -> socket.socket:
+    """A client that did the handshake and never reads a byte (4 KB receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /api/admin/jobs/llm/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {TOKEN}\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def fill_stuck_clients(url: str, events: int = 2000, size: int = 3000) -> None:
+    """Append ``events`` events of ``size`` bytes (6 MB): more than a stuck client's buffers hold."""
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+        now = int(time.time() * 1000)
+        connection.executemany(
+            "INSERT INTO llm_call_events (call_id, kind, at, data) VALUES (?, 'retry', ?, ?)",
+            [(f"burst-{number % 50}", now, json.dumps({"error": "x" * size})) for number in range(events)],
+        )
+    time.sleep(3)  # the feed reads the burst and writes it out until the stuck clients' buffers are full
+
+
+def watch_resets(socks: list[socket.socket], since: float) -> list[float]:
+    """Fills, in the background, the seconds after ``since`` at which the admin reset each socket."""
+    resets: list[float] = []
+
+    def watch() -> None:
+        pending = list(socks)
+        while pending:
+            for sock in list(pending):
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):  # ECONNRESET, without reading
+                    resets.append(time.monotonic() - since)
+                    pending.remove(sock)
+            time.sleep(0.1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return resets
+
+
+def wait_for_threads(pid: int, target: int, timeout: float) -> tuple[int, float]:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout and admin_threads(pid) > target:
+        time.sleep(0.1)
+    return admin_threads(pid), time.monotonic() - started
+
+
 def _epoch_ms(iso: str) -> int:
     import datetime as dt
 
@@ -170,6 +245,12 @@ def main() -> None:
     parser.add_argument("--clients", default="1,50", help="comma list of client counts, one case each")
     parser.add_argument("--gap", type=float, default=0.03, help="seconds between two calls")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of the idle CPU measure (0: skip)")
+    parser.add_argument(
+        "--stuck", type=int, default=0, help="stuck clients of the last case (0: no such case)"
+    )
+    parser.add_argument(
+        "--send-timeout", type=float, default=30.0, help="the admin's LLM_OTEL_ADMIN_SEND_TIMEOUT_S"
+    )
     args = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="bench-live-")
     url = f"sqlite:///{directory}/store.db"
@@ -179,12 +260,13 @@ def main() -> None:
     admin = subprocess.Popen(
         [sys.executable, "-c", ADMIN, url, TOKEN],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "LLM_OTEL_ADMIN_SEND_TIMEOUT_S": str(args.send_timeout)},
         stdout=subprocess.PIPE,
         text=True,
     )
     assert admin.stdout is not None
     port = int(admin.stdout.readline())
+    baseline_threads = admin_threads(admin.pid)
     try:
         with FakeOpenAI() as fake:
             print(
@@ -199,6 +281,31 @@ def main() -> None:
                     f"{clients:>8} {result['p50']:>7.1f} {result['p95']:>7.1f} {result['max']:>7.1f} "
                     f"{result['slowest client p95']:>19.1f} {result['missing']:>8}"
                 )
+            if args.stuck:
+                clients = max(int(count) for count in args.clients.split(","))
+                stuck = [stuck_client(port) for _ in range(args.stuck)]
+                burst_at = time.monotonic()
+                fill_stuck_clients(url)
+                cut_after = watch_resets(stuck, burst_at)
+                with_stuck: list[int] = []
+                counter = threading.Timer(3, lambda: with_stuck.append(admin_threads(admin.pid)))
+                counter.start()  # while the healthy clients are connected
+                result = run_case(port, url, fake, clients, args.calls, args.gap)
+                counter.join()
+                label = f"{clients}+{args.stuck}"
+                print(
+                    f"{label:>8} {result['p50']:>7.1f} {result['p95']:>7.1f} {result['max']:>7.1f} "
+                    f"{result['slowest client p95']:>19.1f} {result['missing']:>8}   ({args.stuck} stuck)"
+                )
+                left, _ = wait_for_threads(admin.pid, baseline_threads, args.send_timeout + 60)
+                cut = ", ".join(f"{seconds:.1f}" for seconds in cut_after) or "none"
+                print(
+                    f"stuck clients reset by the admin {cut} s after the burst (send timeout "
+                    f"{args.send_timeout:.0f} s); admin threads: {baseline_threads} before any client, "
+                    f"{with_stuck[0]} with {clients} healthy + {args.stuck} stuck, {left} after"
+                )
+                for sock in stuck:
+                    sock.close()
             if args.idle:
                 clients = max(int(count) for count in args.clients.split(","))
                 share = idle_cpu(admin.pid, port, clients, args.idle)

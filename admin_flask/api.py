@@ -127,6 +127,7 @@ def export() -> Response:
 
 @api.get("/llm/calls/<call_id>")
 def call(call_id: str) -> Response:
+    params.NO_PARAMS.parse(request.args)
     row = queries.get_call(call_id) if _plausible_id(call_id) else None
     if row is None:
         raise NotFound(f"no call with call_id {call_id[:100]!r}")
@@ -142,6 +143,7 @@ def tasks() -> Response:
 
 @api.get("/tasks/<any_text:task_id>")  # task ids are the app's own: "/" included
 def task(task_id: str) -> Response:
+    params.NO_PARAMS.parse(request.args)
     row = queries.get_task(task_id) if _plausible_id(task_id) else None
     if row is None:
         raise NotFound(f"no task with task_id {task_id[:100]!r}")
@@ -158,6 +160,7 @@ def events() -> Response:
 
 @api.get("/llm/openapi.json")
 def openapi() -> Response:
+    params.NO_PARAMS.parse(request.args)
     from admin_flask.openapi import document
 
     return serialize.json_response(document(current_app, current_state()))

@@ -315,7 +315,7 @@ def _json_ok(description: str, schema: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
 
 
-NO_PARAMS = params.Route(())
+NO_PARAMS = params.NO_PARAMS
 PATHS: dict[str, Any] = {
     "/llm/status": _operation(
         "getStatus",

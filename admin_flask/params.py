@@ -287,3 +287,5 @@ EVENTS = Route(
     )
 )
 LIVE = Route((_AFTER,))
+NO_PARAMS = Route(())
+"""The routes that take no query parameter (a call, a task, the OpenAPI document): any is a 400."""

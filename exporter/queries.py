@@ -488,9 +488,24 @@ def call_events_after(after_id: int, limit: int = 500) -> list[dict[str, Any]]:
     return events
 
 
+_SQLITE_LATEST_EVENT_ID = (
+    "SELECT max(coalesce((SELECT max(id) FROM llm_call_events), 0), "
+    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'llm_call_events'), 0))"
+)
+
+
 def latest_event_id() -> int:
-    """The highest event id in the store (0 when there is none): a feed that starts from now."""
+    """The highest event id given out (0 when there is none): a feed that starts from now.
+
+    On SQLite that is the ``AUTOINCREMENT`` counter, not ``max(id)``: retention deleting the newest
+    events (a store idle longer than its retention) does not lower it, so the admin's feed does not
+    take the store for a new one. Every id up to it is committed (one writer; the counter moves in
+    the inserting transaction). On PostgreSQL ``max(id)``: the sequence runs ahead of inserts not
+    yet committed.
+    """
     with converted_errors("reading the latest event id"):
+        if is_sqlite(db.obj):
+            return db.execute_sql(_SQLITE_LATEST_EVENT_ID).fetchone()[0]
         return db.execute(LLMCallEvent.select(fn.MAX(LLMCallEvent.id))).fetchone()[0] or 0
 
 

@@ -31,6 +31,20 @@ def test_latest_event_id_is_where_a_feed_from_now_starts(any_rows: Rows) -> None
     ]
 
 
+def test_retention_deleting_the_newest_events_does_not_move_now_back_on_sqlite(rows: Rows) -> None:
+    """A store idle longer than its retention loses its newest events; ``now`` stays where it was
+    (the admin's feed would otherwise take the store for a new one and reset every client), and the
+    next event still comes after it."""
+    rows.calls(2)
+    before = latest_event_id()
+    rows.database.execute_sql("DELETE FROM llm_call_events")
+    assert latest_event_id() == before
+    new = rows.call(status="queued")
+    assert [(event["call_id"], event["id"] > before) for event in queries.call_events_after(before)] == [
+        (new, True)
+    ]
+
+
 WRITERS = 4
 BATCHES = 30
 EVENTS_PER_BATCH = 6

@@ -263,36 +263,49 @@ def statements_for(database: peewee.Database) -> Statements:
     return SQLITE if is_sqlite(database) else POSTGRESQL
 
 
+def _executemany(cursor: DBAPICursor, statement: str, rows: Any) -> None:
+    cursor.executemany(statement, rows)
+
+
+def _execute_batch(cursor: DBAPICursor, statement: str, rows: Any) -> None:
+    """psycopg2's ``executemany`` makes one round trip per row (a batch of 500 records: ~1,000, the
+    event-order lock held through most of them); ``execute_batch`` sends pages of 100 statements."""
+    from psycopg2.extras import execute_batch
+
+    execute_batch(cursor, statement, rows, page_size=100)
+
+
 def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = SQLITE) -> None:
     """Execute every statement of ``batch`` on ``cursor``; the caller owns the transaction."""
     sql = statements
+    many = _execute_batch if sql is POSTGRESQL else _executemany
     ended = to_json(list(dict.fromkeys(rows.call["call_id"] for rows in batch.finals))) if sql.fts else None
     if batch.finals and ended:
         # Before the bodies change: a call indexed before (an ended span written twice) is indexed again.
         unindex(cursor, ended)
     if batch.queued:
-        cursor.executemany(sql.queued_call, [rows.call for rows in batch.queued])
+        many(cursor, sql.queued_call, [rows.call for rows in batch.queued])
     for kind, rows in batch.updates.items():
-        cursor.executemany(sql.updates[kind], rows)
+        many(cursor, sql.updates[kind], rows)
     if batch.finals:
-        cursor.executemany(sql.final_call, [rows.call for rows in batch.finals])
+        many(cursor, sql.final_call, [rows.call for rows in batch.finals])
     if batch.queued:
-        cursor.executemany(sql.queued_body, [rows.body for rows in batch.queued])
+        many(cursor, sql.queued_body, [rows.body for rows in batch.queued])
     if batch.finals:
-        cursor.executemany(sql.final_body, [rows.body for rows in batch.finals])
+        many(cursor, sql.final_body, [rows.body for rows in batch.finals])
     if sql.event_lock and (batch.events or batch.closings):
         cursor.execute(sql.event_lock)  # ids committed in order (exporter.migrations, the feed contract)
     if batch.events:
-        cursor.executemany(sql.event, batch.events)
+        many(cursor, sql.event, batch.events)
     if batch.closings:
-        cursor.executemany(sql.closing, batch.closings)
-        cursor.executemany(sql.closing_event, batch.closings)
+        many(cursor, sql.closing, batch.closings)
+        many(cursor, sql.closing_event, batch.closings)
     if batch.task_starts:
-        cursor.executemany(sql.task_start, batch.task_starts)
+        many(cursor, sql.task_start, batch.task_starts)
     if batch.task_ends:
-        cursor.executemany(sql.task_end, batch.task_ends)
+        many(cursor, sql.task_end, batch.task_ends)
     if batch.snapshots:
-        cursor.executemany(sql.snapshot, batch.snapshots)
+        many(cursor, sql.snapshot, batch.snapshots)
         names = to_json([row["scheduler"] for row in batch.snapshots])
         cursor.execute(sql.stale_snapshots, {"process": batch.snapshots[0]["process"], "names": names})
     if batch.finals and ended:

@@ -282,6 +282,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "anonymous",
         403: "signed in, not an admin",
         404: "no such call, task or route",
+        429: "token login: too many wrong tokens from this address (Retry-After: seconds to wait)",
         503: "the store cannot be read right now",
     }
     content = {"application/json": {"schema": _ref("Error")}}
@@ -306,7 +307,7 @@ def _operation(
             "operationId": operation_id,
             "summary": summary,
             "parameters": parameters,
-            "responses": {"200": ok, **_errors(400, 401, 403, *extra_errors)},
+            "responses": {"200": ok, **_errors(400, 401, 403, 429, *extra_errors)},
         }
     }
 

@@ -41,6 +41,8 @@ def wait_out(response: Any) -> None:
 
 
 def test_wrong_bearer_tokens_make_the_address_wait(admin: Admin) -> None:
+    document = admin.json("/llm/openapi.json")
+    assert "429" in document["paths"]["/llm/calls"]["get"]["responses"]  # the answer is documented
     for guess in WRONG[:ATTEMPTS]:
         assert calls_with(admin, guess).status_code == 401
     refused = calls_with(admin, TOKEN)  # the right token too: it is not even compared while waiting

@@ -51,8 +51,10 @@ demo: $(STAMP)
 test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q
 
-# Minutes of load, faults and streams (tests/soak; figures in docs/operations.md). Needs root for
-# the disk-full run (a small tmpfs). Scale with SOAK_CALLS, SOAK_PROCESSES, SOAK_STREAMS.
+# Load (with the admin SIGKILLed mid-run), faults, a PostgreSQL restart and streams at the full scale
+# of the reliability issue (tests/soak; figures in docs/operations.md): about 35 minutes on a shared
+# 2-core machine. Needs root for the disk-full run (a small tmpfs). Scale down with SOAK_CALLS (per
+# process, default 10000), SOAK_PROCESSES (4), SOAK_CLIENTS (20), SOAK_STREAMS (10000).
 soak: $(STAMP) postgres
 	$(BIN)/python -m pytest -q -s -m soak tests/soak
 

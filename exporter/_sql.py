@@ -4,7 +4,8 @@ Both writers use it: the store's background thread (``exporter.writer``) and the
 ``SQLiteSpanExporter``, through ``exporter._connection.StoreFile``, which owns the connection and
 the transaction (``BEGIN IMMEDIATE`` on SQLite). A ``RowBatch`` is written by ``write_batch`` with
 one ``executemany`` per statement on the DB-API cursor (peewee's ``insert_many`` builds the SQL per
-row and is ~25x slower).
+row and is ~25x slower); on PostgreSQL psycopg2's ``execute_batch`` instead, since its
+``executemany`` is a round trip per row.
 
 The statements are built once per dialect at import (``_statements``): ``SQLITE`` (``:name``
 parameters) and ``POSTGRESQL`` (psycopg2's ``%(name)s``, ``GREATEST`` for SQLite's two-argument

@@ -23,6 +23,8 @@ import llm_otel
 
 THREADS = 4
 ASYNC_CONCURRENCY = 8
+FLUSH_TIMEOUT_S = 120
+"""How long the writer may take, after the last call, to store what it still holds."""
 
 
 def rss_mb() -> float:
@@ -99,7 +101,9 @@ def run(base_url: str, db: str, prefix: str, calls: int) -> dict[str, Any]:
     asyncio.run(async_half())
     rss["end"] = rss_mb()
     elapsed = time.monotonic() - started
-    flushed = handle.flush(60)
+    flush_started = time.monotonic()
+    flushed = handle.flush(FLUSH_TIMEOUT_S)
+    flush_s = time.monotonic() - flush_started
     stats = handle.store.stats() if handle.store is not None else {}
     llm_otel.shutdown()
     return {
@@ -110,6 +114,7 @@ def run(base_url: str, db: str, prefix: str, calls: int) -> dict[str, Any]:
         "errors": errors,
         "rss_mb": {k: round(v, 1) for k, v in rss.items()},
         "flushed": flushed,
+        "flush_s": round(flush_s, 1),
         "store": stats,
     }
 

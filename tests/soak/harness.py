@@ -1,10 +1,14 @@
 """The moving parts of a soak run, each a real process or a real client: the fake OpenAI server and
-the admin server as child processes, app processes (``tests.soak.app_process``), websocket clients
-that record every message, and a reader that keeps asking the list API.
+the admin server as child processes (the admin can be SIGKILLed and started again on its port), app
+processes (``tests.soak.app_process``), websocket clients and long polls that record every message
+and resume after the last one when the admin goes away, as the page does, a slow export reader, and
+a reader that keeps asking the list API.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import re
@@ -70,6 +74,9 @@ def fake_openai_process() -> Iterator[str]:
 class AdminServer:
     port: int
     process: subprocess.Popen
+    db_url: str
+    log: Path | None = None
+    restarts: int = 0
 
     @property
     def base(self) -> str:
@@ -85,18 +92,35 @@ class AdminServer:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null"), time.monotonic() - started
 
+    def kill(self) -> None:
+        """SIGKILL: no request, long poll, export or websocket it holds gets an answer or a close."""
+        self.process.kill()
+        self.process.wait(10)
 
-def start_admin(db_url: str, port: int = 0) -> AdminServer:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _ADMIN_SERVER, db_url, TOKEN, str(port)],
-        cwd=REPO,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    def start_again(self) -> None:
+        """A new admin process on the same port (the clients reconnect to the same URL)."""
+        self.process = _spawn_admin(self.db_url, self.port, self.log)[1]
+        self.restarts += 1
+
+
+def _spawn_admin(db_url: str, port: int, log: Path | None) -> tuple[int, subprocess.Popen]:
+    with open(log, "a") if log else open(os.devnull, "w") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _ADMIN_SERVER, db_url, TOKEN, str(port)],
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     assert child.stdout is not None
-    return AdminServer(port=int(child.stdout.readline()), process=child)
+    return int(child.stdout.readline()), child
+
+
+def start_admin(db_url: str, port: int = 0, log: Path | None = None) -> AdminServer:
+    """The admin in a child process; its log (warnings, request lines) appended to ``log``."""
+    port, child = _spawn_admin(db_url, port, log)
+    return AdminServer(port=port, process=child, db_url=db_url, log=log)
 
 
 def stop_admin(server: AdminServer) -> None:
@@ -104,14 +128,36 @@ def stop_admin(server: AdminServer) -> None:
     server.process.wait(10)
 
 
-@dataclass
-class WebsocketRecorder:
-    """One admin's live feed: every ``llm.call`` message as (event_id, kind, call_id, status)."""
+_BACKOFF_S = (0.25, 0.5, 1.0, 2.0)  # the page's first reconnect delays (admin_flask/static/js/live.js)
+_GIVE_UP_S = 60.0
+_REQUEST_ERRORS = (OSError, http.client.HTTPException, ValueError)
+"""A request cut by a dead admin: refused, reset, a body cut short (``IncompleteRead``), bad JSON."""
 
-    url: str
-    calls: list[tuple[int, str, str, str]] = field(default_factory=list)
-    other: list[dict[str, Any]] = field(default_factory=list)
+
+@dataclass
+class FeedRecord:
+    """What one live client received: every ``llm.call`` as (event_id, call_id, status), and the
+    gaps it was told to fill from the store (``llm.reset``: from the last event it had to N)."""
+
+    calls: list[tuple[int, str, str | None]] = field(default_factory=list)
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    reset_reasons: list[str] = field(default_factory=list)
+    disconnects: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def add(self, message: dict[str, Any]) -> int:
+        call = message["call"] or {}
+        self.calls.append((message["event_id"], sys.intern(message["call_id"]), call.get("status")))
+        return message["event_id"]
+
+
+@dataclass
+class WebsocketRecorder(FeedRecord):
+    """One admin's live feed, reconnecting as the page does: with ``after`` = the last event it got,
+    or, after an ``llm.reset``, the reset's ``last_event_id`` (the gap is then read from the store)."""
+
+    base: str = ""  # ws://127.0.0.1:port{API}/llm/ws
+    after: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -121,34 +167,150 @@ class WebsocketRecorder:
         return self
 
     def _run(self) -> None:
-        try:
-            client = simple_websocket.Client.connect(self.url, headers={"Authorization": f"Bearer {TOKEN}"})
-        except Exception as exc:  # recorded: the test asserts there are none
-            self.errors.append(f"connect: {exc!r}")
-            return
-        try:
-            while not self._stop.is_set():
-                text = client.receive(timeout=0.5)
-                if text is None:
-                    continue
-                message = json.loads(text)
-                if message.get("type") == "llm.call":
-                    call = message["call"] or {}
-                    self.calls.append(
-                        (message["event_id"], message["kind"], call.get("call_id"), call.get("status"))
-                    )
-                else:
-                    self.other.append(message)
-        except simple_websocket.ConnectionClosed as exc:
-            if not self._stop.is_set():
-                self.errors.append(f"closed: {exc!r}")
-        finally:
-            client.close()
+        position, failing_since, attempt = self.after, None, 0
+        while not self._stop.is_set():
+            try:
+                client = simple_websocket.Client.connect(
+                    f"{self.base}?after={position}", headers={"Authorization": f"Bearer {TOKEN}"}
+                )
+            except Exception as exc:  # the admin is down: retry, as the page does
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > _GIVE_UP_S:
+                    self.errors.append(f"connect: {exc!r}")
+                    return
+                self._stop.wait(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+                attempt += 1
+                continue
+            failing_since, attempt = None, 0
+            try:
+                while not self._stop.is_set():
+                    text = client.receive(timeout=0.5)
+                    if text is None:
+                        continue
+                    message = json.loads(text)
+                    if message.get("type") == "llm.call":
+                        position = self.add(message)
+                    elif message.get("type") == "llm.reset":
+                        self.gaps.append((position, message["last_event_id"]))
+                        self.reset_reasons.append(message["reason"])
+                        position = message["last_event_id"]
+            except simple_websocket.ConnectionClosed:
+                if not self._stop.is_set():
+                    self.disconnects += 1
+            except Exception as exc:
+                self.errors.append(f"receive: {exc!r}")
+                return
+            finally:
+                with contextlib.suppress(simple_websocket.ConnectionClosed):
+                    client.close()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+
+
+@dataclass
+class LongPollRecorder(FeedRecord):
+    """A client of ``llm/events`` (the page's fallback): polls after its ``last_event_id``, retrying
+    while the admin is down."""
+
+    server: AdminServer | None = None
+    after: int = 0
+    polls: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> LongPollRecorder:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        assert self.server is not None
+        position, failing_since, attempt = self.after, None, 0
+        while not self._stop.is_set():
+            try:
+                status, body, _ = self.server.get(f"/llm/events?after={position}&timeout=10", timeout=30)
+            except _REQUEST_ERRORS:
+                status, body = -1, None
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status != 200:
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > _GIVE_UP_S:
+                    self.errors.append(f"long poll: {status} {body!r}"[:300])
+                    return
+                self.disconnects += status == -1
+                self._stop.wait(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+                attempt += 1
+                continue
+            failing_since, attempt = None, 0
+            self.polls += 1
+            for message in body["events"]:
+                self.add(message)
+            position = body["last_event_id"]
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(40)
+
+
+@dataclass
+class ExportReader:
+    """Downloads one filtered export after another, slowly (an export is always open, so the admin's
+    death cuts one): counts the exports completed and cut, and any line that is not JSON."""
+
+    server: AdminServer
+    query: str
+    bytes_per_s: int = 256 * 1024
+    completed: int = 0
+    cut: int = 0
+    lines: int = 0
+    bad_lines: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ExportReader:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            request = urllib.request.Request(
+                self.server.base + API + "/llm/calls/export?" + self.query,
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    for line in response:
+                        if self._stop.is_set():
+                            return
+                        self._check(line)
+                        self._stop.wait(len(line) / self.bytes_per_s)
+                self.completed += 1
+            except _REQUEST_ERRORS:
+                self.cut += 1
+                self._stop.wait(0.5)
+
+    def _check(self, line: bytes) -> None:
+        if not line.endswith(b"\n"):
+            return  # the tail of a body cut by the admin's death
+        try:
+            row = json.loads(line)
+        except ValueError:
+            self.bad_lines.append(line[:200].decode(errors="replace"))
+            return
+        if "error" in row:
+            self.bad_lines.append(line[:200].decode(errors="replace"))
+        self.lines += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(40)
 
 
 @dataclass
@@ -182,7 +344,7 @@ class ListReader:
             path = self.QUERIES[self.requests % len(self.QUERIES)]
             try:
                 status, body, seconds = self.server.get(path)
-            except OSError:
+            except _REQUEST_ERRORS:
                 status, body, seconds = -1, None, 0.0  # the server is being restarted
             if status == 200 and path.startswith("/llm/status"):
                 for scheduler in body["schedulers"]:

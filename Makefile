@@ -52,7 +52,7 @@ test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q
 
 # Load (with the admin SIGKILLed mid-run), faults, a PostgreSQL restart and streams at the full scale
-# of the reliability issue (tests/soak; figures in docs/operations.md): about 35 minutes on a shared
+# of the reliability issue (tests/soak; figures in docs/operations.md): 20-25 minutes on a shared
 # 2-core machine. Needs root for the disk-full run (a small tmpfs). Scale down with SOAK_CALLS (per
 # process, default 10000), SOAK_PROCESSES (4), SOAK_CLIENTS (20), SOAK_STREAMS (10000).
 soak: $(STAMP) postgres

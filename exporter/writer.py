@@ -35,7 +35,8 @@ heartbeat, so that the call does not stay ``running``.
 Losses. What the writer loses is also written to the store itself (``llm_store_losses``, kept
 for the retention window), so that the admin shows it after this process has exited: one
 ``dropped`` row per episode of drops (records dropped, of which calls whose end was dropped, the
-first and the last drop, the last error), upserted with each heartbeat while records keep being
+first and the last drop, why the last was dropped: the queue full, and the error writing failed
+with if it did), upserted with each heartbeat while records keep being
 dropped, then left as it is; and one ``file_replaced`` row when the store file was deleted, moved
 away or replaced under the writer (``exporter._connection.StoreFile``), written into the new store,
 with the records and calls this process had written into the one that went.
@@ -206,6 +207,7 @@ class StoreWriter:
         self._refused = 0  # of which refused by ``put`` because the queue was full
         self._first_drop_ms: int | None = None  # the first drop not yet in a written loss row
         self._last_drop_ms = 0
+        self._drop_reason: str | None = None
         self._episode: _Episode | None = None  # the episode of drops whose row was last written
         self._reported = (0, 0)  # records and calls dropped in the episodes that are over
         self._file_losses: list[dict[str, Any]] = []  # file_replaced rows not yet written
@@ -236,7 +238,7 @@ class StoreWriter:
             self._start_in_child()
         if self._closed or self._queue.qsize() >= self._queue_size:
             with self._lock:
-                self._count_drop(record)
+                self._count_drop(record, self._full_reason())
                 self._refused += 1
             return False
         self._queue.put(record)
@@ -258,8 +260,15 @@ class StoreWriter:
             if source not in self._sources:
                 self._sources = (*self._sources, source)
 
-    def _count_drop(self, record: Record | None) -> None:
-        """Count one dropped record (the caller holds ``_lock``)."""
+    def _full_reason(self) -> str:
+        if self._closed:
+            return "the store was shut down"
+        reason = f"the writer's queue ({self._queue_size} records) was full"
+        return f"{reason} while writing failed ({self._last_error})" if self._failing else reason
+
+    def _count_drop(self, record: Record | None, reason: str) -> None:
+        """Count one dropped record, lost because of ``reason`` (the caller holds ``_lock``)."""
+        self._drop_reason = reason
         self._dropped += 1
         self._dropped_calls += _is_call_end(record)
         self._last_drop_ms = time.time_ns() // 1_000_000
@@ -359,7 +368,7 @@ class StoreWriter:
                 left.append(item)
         with self._lock:
             for record in left:
-                self._count_drop(record)
+                self._count_drop(record, f"the writer stopped with records unwritten ({self._last_error})")
             self._in_hand = 0
             self._stopped_unwritten = bool(left)
         if left:
@@ -462,7 +471,7 @@ class StoreWriter:
                 if self._first_drop_ms is None:
                     return None
                 episode = _Episode(self._first_drop_ms, self._reported, self.process)
-            return episode.at(self._dropped, self._dropped_calls, self._last_drop_ms, self._last_error)
+            return episode.at(self._dropped, self._dropped_calls, self._last_drop_ms, self._drop_reason)
 
     def _episode_written(self, episode: _Episode) -> None:
         """After its row was written (the caller holds ``_lock``): an episode with no new drop since
@@ -572,7 +581,7 @@ class StoreWriter:
     def _drop(self, exc: Exception, record: Record) -> None:
         self._note_error(exc, "a record could not be written and was dropped")
         with self._lock:
-            self._count_drop(record)
+            self._count_drop(record, f"a record could not be written ({type(exc).__name__}: {exc})")
 
     def _note_error(self, exc: BaseException, what: str = "writing failed; retrying with backoff") -> None:
         """Keep ``exc`` as the last error; log each distinct error once until writing recovers."""

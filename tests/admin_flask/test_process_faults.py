@@ -1,7 +1,8 @@
 """Processes that die or exit: an app SIGKILLed mid-batch leaves a sound store whose calls in flight
-another process closes as lost, and a loss an app's writer recorded stays on the status card after
-that app has exited. Real app processes (``llm_otel.setup`` and the openai client over HTTP to
-``FakeOpenAI``), a real SQLite file, the real admin."""
+another process closes as lost; the admin SIGKILLed during an export stream and a long poll harms
+neither the store nor the app, and starts again on it; a loss an app's writer recorded stays on the
+status card after that app has exited. Real app processes (``llm_otel.setup`` and the openai
+client over HTTP to ``FakeOpenAI``), a real SQLite file, the real admin."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2
+import openai
+from opentelemetry.sdk.trace import TracerProvider
+
+import llm_otel
 from admin_flask import create_app
 from exporter.store import SpanStore
 from llm_otel.testing import Behavior, FakeOpenAI
@@ -189,3 +195,115 @@ def test_a_loss_stays_on_the_status_card_after_the_app_exited(
     stored = rows(path, "SELECT count(*) FROM llm_calls WHERE response_preview LIKE 'Echo: %'")[0][0]
     assert stored + stats["dropped_calls"] == 100  # every call stored in full or counted
     print(f"FAULT loss after exit: {json.dumps({'calls': 100, 'stored': stored, **losses, 'items': None})}")
+
+
+ADMIN = textwrap.dedent(
+    """
+    import sys
+    from werkzeug.serving import make_server
+    from admin_flask import create_app
+
+    app = create_app(db=sys.argv[1], token=sys.argv[2], config={"LLM_OTEL_ADMIN_STATUS_INTERVAL_S": 0.5})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    print(server.server_port, flush=True)
+    server.serve_forever()
+    """
+)
+
+
+def start_admin(path: Path) -> tuple[subprocess.Popen[str], str]:
+    admin = subprocess.Popen(
+        [sys.executable, "-c", ADMIN, f"sqlite:///{path}", TOKEN],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert admin.stdout is not None
+    return admin, f"http://127.0.0.1:{admin.stdout.readline().strip()}"
+
+
+def test_the_admin_killed_mid_request_harms_neither_the_store_nor_the_app(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    path = tmp_path / "store.db"
+    provider = TracerProvider()
+    handle = llm_otel.setup(db=f"sqlite:///{path}", tracer_provider=provider)
+    client = openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-process-test", max_retries=0)
+    made, stop, failures = [0], threading.Event(), []
+
+    def keep_calling() -> None:  # the app goes on the whole time
+        while not stop.is_set():
+            try:
+                client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"a {made[0]}"}]
+                )
+                made[0] += 1
+            except Exception as exc:  # pragma: no cover - what the test looks for
+                failures.append(exc)
+
+    caller = threading.Thread(target=keep_calling)
+    admin, url = start_admin(path)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        caller.start()
+        while made[0] < 600:
+            time.sleep(0.05)
+        assert handle.flush(10)
+        http = httpx2.Client(base_url=url, headers=headers, timeout=30)
+        with http.stream("GET", "/api/admin/jobs/llm/calls/export") as export:  # a long export...
+            assert export.status_code == 200
+            lines = export.iter_lines()
+            assert json.loads(next(lines))["call_id"]
+            poll_started = threading.Event()
+
+            def long_poll() -> None:  # ... and a long poll, both in flight when the admin dies
+                poll_started.set()
+                with contextlib.suppress(httpx2.HTTPError):
+                    httpx2.get(f"{url}/api/admin/jobs/llm/events?timeout=25", headers=headers, timeout=30)
+
+            poller = threading.Thread(target=long_poll)
+            poller.start()
+            assert poll_started.wait(5)
+            time.sleep(0.2)
+            admin.send_signal(signal.SIGKILL)
+            admin.wait()
+            killed_at = made[0]
+            poller.join(10)
+        http.close()
+
+        assert rows(path, "PRAGMA integrity_check") == [("ok",)]
+        admin, url = start_admin(path)  # starts again on the same store, and reads it
+        while made[0] < killed_at + 100:  # the app goes on making calls, unaffected
+            time.sleep(0.05)
+        stop.set()
+        caller.join(10)
+        assert handle.flush(10) and failures == []
+        stats = handle.store.stats()
+        with httpx2.Client(base_url=url, headers=headers, timeout=30) as http:
+            deadline = time.monotonic() + 10
+            while (response := http.get("/api/admin/jobs/llm/calls")).status_code != 200:
+                assert time.monotonic() < deadline, response.text
+                time.sleep(0.1)
+            assert response.json()["total"] == made[0]
+            exported = http.get("/api/admin/jobs/llm/calls/export").text.splitlines()
+            assert len(exported) == made[0] and http.get("/api/admin/jobs/llm/status").status_code == 200
+        assert stats["dropped"] == 0
+        assert rows(
+            path,
+            "SELECT count(*) FROM llm_calls LEFT JOIN llm_call_bodies USING (call_id) "
+            "WHERE llm_call_bodies.call_id IS NULL",
+        ) == [(0,)]
+        print(
+            f"FAULT admin killed mid-request: {json.dumps({'calls': made[0], 'dropped': stats['dropped']})}"
+        )
+    finally:
+        stop.set()
+        admin.kill()
+        admin.wait()
+        if admin.stdout is not None:
+            admin.stdout.close()
+        client.close()
+        llm_otel.shutdown()
+        provider.shutdown()

@@ -225,6 +225,32 @@ def test_a_store_file_replaced_by_a_new_empty_database(app: App, admin: Admin, t
     )
 
 
+def test_a_store_file_emptied_in_place(app: App, admin: Admin) -> None:
+    before = app.calls(20, "before")
+    assert app.flush()
+    with contextlib.closing(sqlite3.connect(app.path)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.truncate(app.path, 0)  # same file, same inode: only its birth (migration 1's time) tells
+
+    during = app.calls(20, "after")
+    assert app.flush()
+
+    stored = stored_or_counted(app, admin, "after", 20)
+    (row,) = [row for row in losses(admin)["items"] if row["kind"] == "file_replaced"]
+    assert row["calls"] == 20 and "emptied or overwritten in place" in row["reason"]
+    assert rows(app.path, "PRAGMA integrity_check") == [("ok",)]
+    report(
+        "file emptied in place",
+        before,
+        during,
+        calls_during=20,
+        stored_during=stored,
+        dropped_calls_counted=app.stats()["dropped_calls"],
+        lost_with_old_file_counted=row["calls"],
+        lost_with_old_file_actual=20,
+    )
+
+
 def test_the_admin_says_the_store_file_is_missing_and_creates_none(
     serve: Callable[..., Any], store: Any
 ) -> None:

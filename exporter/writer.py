@@ -35,9 +35,9 @@ heartbeat, so that the call does not stay ``running``.
 Losses. What the writer loses is also written to the store itself (``llm_store_losses``, kept
 for the retention window), so that the admin shows it after this process has exited: one
 ``dropped`` row per episode of drops (records dropped, of which calls whose end was dropped, the
-first and the last drop, why the last was dropped: the queue full, and the error writing failed
-with if it did), upserted with each heartbeat while records keep being
-dropped, then left as it is; and one ``file_replaced`` row when the store file was deleted, moved
+first and the last drop, and why: the queue full, and the error writing failed with if it did),
+upserted with each heartbeat while records keep being dropped, then left as it is; and one
+``file_replaced`` row when the store file was deleted, moved
 away or replaced under the writer (``exporter._connection.StoreFile``), written into the new store,
 with the records and calls this process had written into the one that went.
 

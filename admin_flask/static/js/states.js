@@ -48,7 +48,7 @@ export function errorState(error, retry) {
   }
   const title = kind === "unavailable" && ["damaged", "missing"].includes(error.reason) ? `error.${error.reason}` : `error.${kind}`;
   return panel("error", kind === "signed-out" ? "⏻" : "!", t(title),
-    h("p", {}, t(`error.${kind}.hint`)),
+    h("p", {}, t(`${title}.hint`)),
     error.message && kind !== "signed-out" ? h("p", { class: "muted small" }, datum(error.message, { class: "mono" })) : null,
     h("div", { class: "state-actions" }, actions));
 }

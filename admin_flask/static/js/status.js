@@ -91,7 +91,7 @@ export class StatusCard {
     const title = kind === "unavailable" && ["damaged", "missing"].includes(error.reason) ? `error.${error.reason}` : `error.${kind}`;
     return h("div", { class: "status-error", role: "alert" },
       h("strong", { class: "bad" }, t(title)), " ",
-      h("span", { class: "muted" }, t(`error.${kind}.hint`)),
+      h("span", { class: "muted" }, t(`${title}.hint`)),
       error.message && kind !== "signed-out" ? h("p", { class: "muted small" }, datum(error.message, { class: "mono" })) : null);
   }
 

@@ -9,18 +9,25 @@ The admin never writes calls. At start it brings the schema up to date (``export
 read when the store is current, as it is once any app has run ``llm_otel.setup()``); when the store
 cannot be reached (a PostgreSQL server down, a file it cannot open), the admin starts anyway and
 answers 503 until the store is back, checking again at most once a second.
+
+On SQLite each request first looks at the file: none at the path (deleted or moved away while the
+admin runs) is a 503 saying so, without creating an empty file there (the apps create the store
+again on their next write); another file at the path (a restore, a new store) is checked (and
+migrated) again before it is read. A damaged file is a 503 saying so (``errors.unavailable``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
 import peewee
 
-from admin_flask.errors import StoreUnavailable
+from admin_flask.errors import StoreUnavailable, unavailable
 from exporter import StoreError, migrate, open_database
+from exporter.database import is_sqlite
 from exporter.models import db
 
 logger = logging.getLogger(__name__)
@@ -38,9 +45,13 @@ class AdminStore:
     def __init__(self, url: str, busy_timeout_ms: int) -> None:
         self.url = url
         self.database: peewee.Database = open_database(url, busy_timeout_ms=busy_timeout_ms)
+        self.path: str | None = self.database.database if is_sqlite(self.database) else None
+        """The SQLite file's path; None on PostgreSQL."""
+        self._file_id = _file_id(self.path)
         self._ready = False
         self._checked_at = 0.0
         self._last_error: str | None = None
+        self._error: StoreError | None = None
         self._lock = threading.Lock()
         self.released = False
 
@@ -52,12 +63,14 @@ class AdminStore:
         """Migrate (a read when current); False, logged once per new error, when the store fails."""
         with self._lock:
             self._checked_at = time.monotonic()
+            self._file_id = _file_id(self.path)
             try:
                 migrate(self.database)
             except StoreError as exc:
                 if str(exc) != self._last_error:
                     logger.warning("the LLM admin cannot use the store %s yet: %s", redacted(self.url), exc)
                 self._last_error = str(exc)
+                self._error = exc
                 self._ready = False
             else:
                 if self._last_error is not None:
@@ -74,14 +87,23 @@ class AdminStore:
             raise StoreUnavailable(
                 f"this process now serves another store ({redacted(other)}): one process serves one store"
             )
+        if self.path is not None:
+            file_id = _file_id(self.path)
+            if file_id is None:  # checked before any connection opens: SQLite would create the file
+                raise StoreUnavailable(
+                    f"the span store cannot be read: there is no file at {self.path} (deleted or moved "
+                    "away?); the apps create a new store there on their next write, or put the file back",
+                    "missing",
+                )
+            if file_id != self._file_id:  # another file at the path: check it before reading it
+                self._ready = False
+                self.check()
         if self._ready:
             return
         if time.monotonic() - self._checked_at >= _RECHECK_S:
             self.check()
         if not self._ready:
-            raise StoreUnavailable(
-                f"the span store cannot be read right now ({self._last_error}); retry shortly"
-            )
+            raise unavailable(self._error or StoreError(self._last_error), self.path)
 
 
 def bind(url: str, busy_timeout_ms: int) -> AdminStore:
@@ -103,6 +125,17 @@ def bind(url: str, busy_timeout_ms: int) -> AdminStore:
         _bound = store
     store.check()
     return store
+
+
+def _file_id(path: str | None) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``; None when there is none (or no path)."""
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def close_connection(database: peewee.Database) -> None:

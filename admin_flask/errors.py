@@ -1,8 +1,9 @@
 """The admin API's errors: ``{"error": {"code", "message"}}`` for every failure, never an HTML page.
 
 One handler for every ``HTTPException`` (400, 401, 403, 404, 405, 503, ...), one for the store's
-errors (``QueryError`` → 400, ``StoreDatabaseError`` → 503) and one last resort for anything else
-(500, logged with its traceback; the client gets no internals). Unknown routes and wrong methods
+errors (``QueryError`` → 400, ``StoreDatabaseError`` → 503, saying so when the file is damaged)
+and one last resort for anything else (500, logged with its traceback; the client gets no
+internals). Unknown routes and wrong methods
 under the API prefix reach these handlers through the blueprint's catch-all route (``api.py``),
 so a host app's own 404 page never answers an API client.
 """
@@ -16,7 +17,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, ServiceUnavailable, Unauthorized
 
 from admin_flask.serialize import json_response
-from exporter import QueryError, StoreDatabaseError
+from exporter import QueryError, StoreDamagedError, StoreDatabaseError, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,32 @@ class NotAdmin(Forbidden):
 
 
 class StoreUnavailable(ServiceUnavailable):
-    """The store cannot be read right now; the API answers 503 until it can again."""
+    """The store cannot be read right now; the API answers 503 until it can again.
 
-    def __init__(self, message: str) -> None:
+    ``reason`` says why, for the page: ``damaged`` (the file is not a sound database: it stays so
+    until it is repaired or replaced), ``missing`` (no file at the store's path: deleted or moved
+    away; the apps create it again), else ``unavailable`` (locked, a server down, ...: retry).
+    """
+
+    def __init__(self, message: str, reason: str = "unavailable") -> None:
         super().__init__(message)
+        self.reason = reason
+
+
+DAMAGED_HINT = (
+    "stop the apps, move the file aside with its -wal and -shm files and restore a backup, or let "
+    "the apps create a new store ('sqlite3 FILE .recover' salvages what it can); see docs/operations.md"
+)
+
+
+def unavailable(exc: StoreError, path: str | None = None) -> StoreUnavailable:
+    """The 503 for a store error ``exc``: one saying the file is damaged when it is."""
+    if isinstance(exc, StoreDamagedError):
+        file = f"its file {path}" if path else "its file"
+        return StoreUnavailable(
+            f"the span store cannot be read: {file} is damaged ({exc}); {DAMAGED_HINT}", "damaged"
+        )
+    return StoreUnavailable(f"the span store cannot be read right now ({exc}); retry shortly")
 
 
 def error_response(status: int, code: str, message: str, **extra: object) -> Response:
@@ -70,7 +93,9 @@ def error_response(status: int, code: str, message: str, **extra: object) -> Res
 def http_error(exc: HTTPException) -> Response:
     """Any ``HTTPException`` as JSON, keeping its ``Allow`` / ``WWW-Authenticate`` headers."""
     status = exc.code or 500
-    extra = {"parameter": exc.parameter} if isinstance(exc, BadParameter) else {}
+    extra: dict[str, object] = {"parameter": exc.parameter} if isinstance(exc, BadParameter) else {}
+    if isinstance(exc, StoreUnavailable):
+        extra["reason"] = exc.reason
     code = getattr(exc, "code_name", None) or _CODES.get(status) or _snake(exc.name)
     response = error_response(status, code, _message(exc), **extra)
     for name, value in exc.get_headers():
@@ -85,9 +110,9 @@ def query_error(exc: QueryError) -> Response:
 
 def store_error(exc: StoreDatabaseError) -> Response:
     logger.warning("the LLM admin cannot read the store: %s", exc)
-    return error_response(
-        503, "store_unavailable", f"the span store cannot be read right now ({exc}); retry shortly"
-    )
+    from admin_flask.state import current_state  # here: the state module imports this one
+
+    return http_error(unavailable(exc, current_state().store.path))
 
 
 def unexpected_error(exc: Exception) -> Response:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from admin_flask import serialize
-from admin_flask.errors import StoreUnavailable
+from admin_flask.errors import StoreUnavailable, unavailable
 from exporter import StoreError
 
 logger = logging.getLogger(__name__)
@@ -221,6 +221,7 @@ class Feed:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
+        self._last_reason = "unavailable"
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -268,7 +269,7 @@ class Feed:
         with self._lock:
             self._check_open()
             if self._last_error is not None:  # the reader cannot read the store: say so, not "no news"
-                raise StoreUnavailable(f"the span store cannot be read right now ({self._last_error})")
+                raise StoreUnavailable(self._last_error, self._last_reason)
             self._waiting += 1
             cursor = self.position if after is None else after
             floor = self._floor
@@ -412,15 +413,17 @@ class Feed:
                     pause = 0.0
             except (StoreUnavailable, StoreError) as exc:
                 self._close_connection()
-                message = exc.description if isinstance(exc, StoreUnavailable) else str(exc)
+                unreadable = exc if isinstance(exc, StoreUnavailable) else unavailable(exc)
+                message = unreadable.description
                 if message != self._last_error:
                     logger.warning("the LLM admin's live feed cannot read the store: %s", message)
                 if (
                     message != self._last_error
                     or time.monotonic() - self._status_at >= self.status_interval_s
                 ):
-                    self._publish_status({"error": {"code": "store_unavailable", "message": message}})
-                self._last_error = message
+                    error = {"code": "store_unavailable", "message": message, "reason": unreadable.reason}
+                    self._publish_status({"error": error})
+                self._last_error, self._last_reason = message, unreadable.reason
                 pause = max(pause, _RETRY_S)
             except Exception:
                 logger.exception("the LLM admin's live feed failed; it carries on")

@@ -172,6 +172,28 @@ _STATUS = _obj(
                         }
                     ),
                 },
+                "losses": _obj(
+                    {
+                        "dropped_records": {"type": "integer", "minimum": 0},
+                        "dropped_calls": {"type": "integer", "minimum": 0},
+                        "episodes": {"type": "integer", "minimum": 0},
+                        "files_replaced": {"type": "integer", "minimum": 0},
+                        "items": {
+                            "type": "array",
+                            "items": _obj(
+                                {
+                                    "process": {"type": "string"},
+                                    "kind": {"type": "string", "enum": ["dropped", "file_replaced"]},
+                                    "started_at": _TIME,
+                                    "ended_at": _TIME,
+                                    "records": {"type": "integer", "minimum": 0},
+                                    "calls": {"type": "integer", "minimum": 0},
+                                    "reason": _STR,
+                                }
+                            ),
+                        },
+                    }
+                ),
             }
         ),
     }
@@ -184,6 +206,7 @@ _ERROR = _obj(
                 "code": {"type": "string"},
                 "message": {"type": "string"},
                 "parameter": {"type": "string"},
+                "reason": {"type": "string", "enum": ["damaged", "missing", "unavailable"]},
             },
             "required": ["code", "message"],
         }
@@ -283,7 +306,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "signed in, not an admin",
         404: "no such call, task or route",
         429: "token login: too many wrong tokens from this address (Retry-After: seconds to wait)",
-        503: "the store cannot be read right now",
+        503: "the store cannot be read right now (error.reason: damaged, missing or unavailable)",
     }
     content = {"application/json": {"schema": _ref("Error")}}
     return {str(status): {"description": reasons[status], "content": content} for status in statuses}

@@ -1,5 +1,8 @@
 """The ``llm/status`` body: every process's scheduler, the window's aggregates, the store.
 
+The store's ``losses`` are the writers' loss rows (``llm_store_losses``) of the retention window,
+whatever ``window`` asks: a loss stays on the status card after the process that saw it exited.
+
 Served by ``GET {api}/llm/status`` and pushed to websocket clients as ``llm.status`` (window 1h).
 The shape is in docs/contracts/http-apis.md.
 """
@@ -14,6 +17,8 @@ from admin_flask.serialize import iso, percentiles
 from exporter import queries
 
 SERIES_BUCKETS = 24
+DEFAULT_RETENTION_DAYS = 7
+DAY_MS = 86_400_000
 
 
 def status_body(window: str, *, stale_after_s: float, retention_days: float | None) -> dict[str, Any]:
@@ -24,6 +29,7 @@ def status_body(window: str, *, stale_after_s: float, retention_days: float | No
     aggregates = queries.status_aggregates(window_ms, now_ms=now)
     series = queries.status_series(window_ms, buckets=SERIES_BUCKETS, now_ms=now)
     summary = queries.store_summary()
+    losses = queries.store_losses(now - round((retention_days or DEFAULT_RETENTION_DAYS) * DAY_MS))
     return {
         "now": iso(now),
         "window": window,
@@ -56,6 +62,13 @@ def status_body(window: str, *, stale_after_s: float, retention_days: float | No
             "oldest_call_at": iso(summary["oldest_call_ms"]),
             "retention_days": retention_days,
             "writers": _writers(snapshots),
+            "losses": {
+                "dropped_records": losses["dropped_records"],
+                "dropped_calls": losses["dropped_calls"],
+                "episodes": losses["episodes"],
+                "files_replaced": losses["files_replaced"],
+                "items": [_loss(row) for row in losses["items"]],
+            },
         },
     }
 
@@ -87,6 +100,18 @@ def _scheduler(row: dict[str, Any], now: int) -> dict[str, Any]:
         ],
         "store_dropped": row["store_dropped"],
         "store_last_error": row["store_last_error"],
+    }
+
+
+def _loss(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "process": row["process"],
+        "kind": row["kind"],
+        "started_at": iso(row["started_at"]),
+        "ended_at": iso(row["ended_at"]),
+        "records": row["records"],
+        "calls": row["calls"],
+        "reason": row["reason"],
     }
 
 

@@ -9,6 +9,7 @@ FTS contract), ``exporter.queries`` (the read side), ``exporter.retention``, ``e
 from exporter._exceptions import (
     QueryError,
     StoreConfigurationError,
+    StoreDamagedError,
     StoreDatabaseError,
     StoreError,
 )
@@ -26,6 +27,7 @@ from exporter.queries import (
     scheduler_snapshots,
     status_aggregates,
     status_series,
+    store_losses,
     store_summary,
 )
 from exporter.retention import (
@@ -44,6 +46,7 @@ __all__ = [
     "SQLiteSpanExporter",
     "SpanStore",
     "StoreConfigurationError",
+    "StoreDamagedError",
     "StoreDatabaseError",
     "StoreError",
     "call_events_after",
@@ -63,5 +66,6 @@ __all__ = [
     "scheduler_snapshots",
     "status_aggregates",
     "status_series",
+    "store_losses",
     "store_summary",
 ]

@@ -11,9 +11,23 @@ Usage::
     store.write(batch)                          # one transaction; a fault closes the connection
     store.close()
 
-``StoreFile`` notices when a SQLite file was deleted or replaced under it (SQLite would go on
-writing to the unlinked inode), and after any database error closes the connection so that the
-next write reopens it (on PostgreSQL that also recovers a connection the server dropped).
+``StoreFile`` notices when a SQLite file was deleted, moved away or replaced under it (SQLite
+would go on writing to the unlinked inode), before and after each transaction: a batch committed
+into a file that left its path meanwhile is reported as failed, so the writer writes it again into
+the file now there (every statement is an idempotent merge). It also notices a store emptied or
+overwritten in place: each store records when it was created (migration 1's ``applied_at``), and a
+reopened store born at another moment is another store. Either way ``on_replaced(reason)`` is
+called once, after the new store is open, so that the writer can record what went with the old
+one. After any database error the connection is closed, so that the next write reopens it (on
+PostgreSQL that also recovers a connection the server dropped).
+
+On SQLite the connection's page cache is dropped (``PRAGMA shrink_memory``) before a transaction
+at most every ``REREAD_S``: SQLite trusts its cache while no other connection writes, so a writer
+alone on a file whose pages were overwritten or cut off (a disk fault, a careless ``dd``, a
+truncation) would go on committing on top of the damage without ever reading it. Reading the pages
+again turns the damage into ``database disk image is malformed`` within a second: a fault, retried,
+the records held and then counted as dropped, and no longer written into a damaged file.
+
 ``is_fault`` tells a database that is unavailable (retry later) from rows it refuses (drop them).
 """
 
@@ -21,6 +35,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
@@ -36,6 +51,9 @@ try:  # the PostgreSQL driver is optional (``pip install 'llm-otel[postgres]'``)
     import psycopg2
 except ImportError:  # pragma: no cover - depends on the installed extras
     psycopg2 = None
+
+REREAD_S = 1.0
+"""Seconds between two drops of a SQLite connection's page cache (see the module docstring)."""
 
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,) + ((psycopg2.Error,) if psycopg2 else ())
 """The base errors of the DB-API drivers in use, raised by raw cursors (peewee does not wrap them)."""
@@ -84,30 +102,56 @@ def transaction(connection: Any, begin: str = SQLITE.begin) -> Iterator[DBAPICur
         cursor.close()
 
 
-class StoreFile:
-    """A writer's database: opened on first use, reopened after a fault or once its file was deleted.
+class StoreFileReplaced(StoreDatabaseError):
+    """The SQLite file left its path (deleted, moved away, replaced) while this writer had it open."""
 
-    On SQLite it also notices a file deleted or replaced under it (SQLite would go on writing to the
-    unlinked inode); on PostgreSQL a lost connection is a fault like any other.
+
+class StoreFile:
+    """A writer's database: opened on first use, reopened after a fault or once its file was replaced.
+
+    See the module docstring: on SQLite it notices a file deleted, moved or replaced under it, and
+    a store emptied in place, and re-reads its pages every ``REREAD_S``; on PostgreSQL a lost
+    connection is a fault like any other.
     """
 
     def __init__(
         self,
         open_database: Callable[[], peewee.Database],
         write_lock: AbstractContextManager[object] | None = None,
+        *,
+        on_replaced: Callable[[str], None] | None = None,
     ) -> None:
         """``open_database()`` returns a connected, migrated database (called again to reopen);
-        ``write_lock`` is held around each transaction (shared with this process's retention)."""
+        ``write_lock`` is held around each transaction (shared with this process's retention);
+        ``on_replaced(reason)`` is called once the store that replaced the one written before is open."""
         self._open = open_database
         self._write_lock = write_lock or nullcontext()
+        self._on_replaced = on_replaced
         self._database: peewee.Database | None = None
         self._file_id: tuple[int, int] | None = None
+        self._born: int | None = None  # when the store written so far was created (epoch ms)
+        self._left: str | None = None  # how the file left its path, until the next store is open
+        self._reread_at = 0.0
 
     def database(self) -> peewee.Database:
         """The open database (opened now if needed), e.g. for retention on the same thread."""
         if self._database is None:
-            self._database = self._open()
-            self._file_id = _file_id(self._database)
+            database = self._open()
+            try:
+                file_id, born = _file_id(database), _born(database)
+            except Exception:
+                close_quietly(database)
+                raise
+            if self._born is not None and born != self._born and self._on_replaced is not None:
+                if self._left is None:
+                    self._left = (
+                        "the store was emptied or overwritten in place"
+                        if file_id == self._file_id
+                        else "the store file was replaced (or deleted and created again)"
+                    )
+                self._on_replaced(f"{self._left}: {database.database} is a new store")
+            self._database, self._file_id, self._born, self._left = database, file_id, born, None
+            self._reread_at = time.monotonic() + REREAD_S
         return self._database
 
     @property
@@ -119,24 +163,37 @@ class StoreFile:
     def transaction(self) -> Iterator[DBAPICursor]:
         """A write transaction on this thread's connection, (re)opened as needed.
 
-        On a fault (``is_fault``) the connection is closed before the error propagates.
+        On a fault (``is_fault``) the connection is closed before the error propagates; a file that
+        left its path before or during the transaction raises ``StoreFileReplaced`` (its commit, if
+        any, went into the file that left).
         """
         try:
-            if self._database is not None and _file_id(self._database) != self._file_id:
-                raise StoreDatabaseError(
-                    f"the database file {self._database.database} was deleted or replaced while open; "
-                    "it is opened again (and created anew if missing)"
-                )
+            self._check_file()
             database = self.database()
-            with (
-                self._write_lock,
-                transaction(database.connection(), statements_for(database).begin) as cursor,
-            ):
+            connection = database.connection()
+            if is_sqlite(database) and time.monotonic() >= self._reread_at:
+                connection.execute("PRAGMA shrink_memory")  # the next reads come from the file
+                self._reread_at = time.monotonic() + REREAD_S
+            with self._write_lock, transaction(connection, statements_for(database).begin) as cursor:
                 yield cursor
+            self._check_file()
         except Exception as exc:
             if is_fault(exc):
                 self.close()
             raise
+
+    def _check_file(self) -> None:
+        if self._database is None or not is_sqlite(self._database):
+            return
+        now = _file_id(self._database)
+        if now != self._file_id:
+            gone = now is None
+            self._left = f"the store file was {'deleted or moved away' if gone else 'replaced by another'}"
+            raise StoreFileReplaced(
+                f"the database file {self._database.database} was "
+                f"{'deleted or moved away' if gone else 'replaced'} while open; "
+                "it is opened again (and created anew if missing)"
+            )
 
     def write(self, batch: RowBatch) -> None:
         """Write ``batch`` in one transaction."""
@@ -180,6 +237,14 @@ def close_quietly(database: peewee.Database | None) -> None:
             database.close()
         except Exception:
             database.dispose()
+
+
+def _born(database: peewee.Database) -> int | None:
+    """When the store was created: migration 1's ``applied_at`` (None when it has no schema yet)."""
+    cursor = database.execute_sql("SELECT applied_at FROM llm_otel_schema WHERE version = 1")
+    row = cursor.fetchone()
+    cursor.close()
+    return None if row is None else row[0]
 
 
 def _file_id(database: peewee.Database) -> tuple[int, int] | None:

@@ -29,9 +29,9 @@ Within a batch the statements run in this order: the removal of the index entrie
 indexed before (rare: a span written twice), queued calls, live updates, final calls, bodies,
 events (in arrival order; on PostgreSQL after taking the event-order lock, see the feed contract in
 ``exporter.migrations``), closings of calls whose end was dropped, tasks, scheduler snapshots
-(which replace all of the process's snapshot rows), and last the full-text indexing of the ended
-calls, in one statement (the FTS contract in ``exporter.migrations``). Because each merge is
-monotonic, the order of rows for one call inside a batch does not change the result.
+(which replace all of the process's snapshot rows), the writer's losses, and last the full-text
+indexing of the ended calls, in one statement (the FTS contract in ``exporter.migrations``).
+Because each merge is monotonic, the order of rows for one call inside a batch does not change the result.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ class Statements:
     snapshot: str
     stale_snapshots: str
     forget_process: str
+    loss: str
     fts: bool
     """Whether calls are indexed for full-text search (``FTS_INDEX_SQL`` / ``FTS_UNINDEX_SQL``, SQLite
     only)."""
@@ -131,6 +132,7 @@ CALL_COLUMNS = _columns(LLMCall)
 BODY_COLUMNS = _columns(LLMCallBody)
 TASK_COLUMNS = _columns(LLMTask)
 SNAPSHOT_COLUMNS = _columns(SchedulerSnapshot)
+LOSS_COLUMNS = ["process", "kind", "started_at", "ended_at", "records", "calls", "reason"]
 
 
 def _statements(d: Dialect, *, fts: bool, event_lock: str) -> Statements:
@@ -249,6 +251,13 @@ def _statements(d: Dialect, *, fts: bool, event_lock: str) -> Statements:
             f"AND scheduler NOT IN {d.json_list.format(p('names'))}"
         ),
         forget_process=f"DELETE FROM llm_scheduler_snapshots WHERE process = {d.positional}",
+        loss=(
+            f"{insert('llm_store_losses', LOSS_COLUMNS)} "
+            "ON CONFLICT(process, kind, started_at) DO UPDATE SET "
+            + ", ".join(
+                f"{column} = excluded.{column}" for column in ("ended_at", "records", "calls", "reason")
+            )
+        ),
         fts=fts,
         event_lock=event_lock,
     )
@@ -309,6 +318,8 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
         many(cursor, sql.snapshot, batch.snapshots)
         names = to_json([row["scheduler"] for row in batch.snapshots])
         cursor.execute(sql.stale_snapshots, {"process": batch.snapshots[0]["process"], "names": names})
+    if batch.losses:
+        cursor.executemany(sql.loss, batch.losses)
     if batch.finals and ended:
         # Last: the index entries of the whole batch stay in memory until the commit writes them.
         cursor.execute(FTS_INDEX_SQL, (ended,))

@@ -25,7 +25,7 @@ parent directory when missing, gives a new file ``auto_vacuum=INCREMENTAL`` (it 
 before the first table, so an existing file keeps its mode and keeps working) and switches the file
 to WAL once, retrying while other processes open the same new file. peewee keeps one connection
 per thread (``thread_safe=True``). A file that is not an SQLite database raises
-``StoreDatabaseError``.
+``StoreDamagedError`` (a ``StoreDatabaseError``).
 
 PostgreSQL databases get 64-bit integer columns (``BIGINT``, ``BIGSERIAL``: epoch milliseconds
 do not fit PostgreSQL's 32-bit ``INTEGER``) and ``DOUBLE PRECISION`` floats, like SQLite's; their
@@ -53,7 +53,7 @@ from urllib.parse import urlparse
 import peewee
 from playhouse import db_url
 
-from exporter._exceptions import StoreConfigurationError, StoreDatabaseError
+from exporter._exceptions import StoreConfigurationError, database_error
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 POSTGRESQL_FIELD_TYPES = {"INT": "BIGINT", "AUTO": "BIGSERIAL", "FLOAT": "DOUBLE PRECISION"}
@@ -228,7 +228,7 @@ def _prepare_file(file: Path, busy_timeout_ms: int) -> None:
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise StoreDatabaseError(f"preparing the SQLite file {str(file)!r} failed: {exc}") from exc
+                raise database_error(f"preparing the SQLite file {str(file)!r} failed: {exc}", exc) from exc
             time.sleep(0.005)
         except sqlite3.Error as exc:
-            raise StoreDatabaseError(f"preparing the SQLite file {str(file)!r} failed: {exc}") from exc
+            raise database_error(f"preparing the SQLite file {str(file)!r} failed: {exc}", exc) from exc

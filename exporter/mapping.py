@@ -134,6 +134,8 @@ class RowBatch:
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     closings: list[dict[str, Any]] = field(default_factory=list)
     """``closing_row``s of calls whose ended span the writer had to drop."""
+    losses: list[dict[str, Any]] = field(default_factory=list)
+    """``llm_store_losses`` rows: what the writer lost, upserted by (process, kind, started_at)."""
 
     def add(self, record: Record) -> None:
         """Map ``record`` into rows; raises when it cannot be mapped (the writer drops it alone)."""

@@ -31,6 +31,10 @@ the lock and retry.
 Migration 5 (SQLite only) sets the full-text table's ``crisismerge`` to ``FTS_CRISIS_MERGE``, so
 that retention's deletes no longer set off merges that hold the write lock for most of a second.
 
+Migration 6 (7 once the rollups' migration is merged before it) creates ``llm_store_losses``:
+one row per loss a writer saw (records it had to drop, a store file replaced under it), kept for
+the retention window so that the admin shows a loss after the process that saw it has exited.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -315,12 +319,27 @@ def _bounded_fts_merges(database: peewee.Database) -> None:
         )
 
 
+def _store_losses(database: peewee.Database) -> None:
+    """``llm_store_losses``: what each writer lost and why (``exporter.writer``, db.md)."""
+    types = _types(database)
+    for statement in (
+        'CREATE TABLE IF NOT EXISTS "llm_store_losses" ("id" {serial} NOT NULL PRIMARY KEY, '
+        '"process" TEXT NOT NULL, "kind" TEXT NOT NULL, "started_at" {int} NOT NULL, '
+        '"ended_at" {int} NOT NULL, "records" {int} NOT NULL, "calls" {int} NOT NULL, "reason" TEXT)',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "llm_store_losses_process_kind_started_at" '
+        'ON "llm_store_losses" ("process", "kind", "started_at")',
+        'CREATE INDEX IF NOT EXISTS "llm_store_losses_ended_at" ON "llm_store_losses" ("ended_at")',
+    ):
+        database.execute_sql(statement.format(**types))
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
     _list_indexes,
     _text_once,
     _bounded_fts_merges,
+    _store_losses,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

@@ -190,6 +190,25 @@ class SchedulerSnapshot(BaseModel):
         primary_key = CompositeKey("process", "scheduler")
 
 
+class StoreLoss(BaseModel):
+    """What one writer lost, and why: records it dropped (``kind="dropped"``, one row per episode,
+    updated while it lasts) or a store file replaced under it (``kind="file_replaced"``: ``records``
+    and ``calls`` are what it had written into the file that went)."""
+
+    id = AutoField()
+    process = TextField()  # host:pid
+    kind = TextField()
+    started_at = IntegerField()
+    ended_at = IntegerField(index=True)
+    records = IntegerField()
+    calls = IntegerField()
+    reason = TextField(null=True)
+
+    class Meta:
+        table_name = "llm_store_losses"
+        indexes = ((("process", "kind", "started_at"), True),)
+
+
 class SchemaVersion(BaseModel):
     """Forward-only migrations applied to this store, one row each."""
 
@@ -200,4 +219,4 @@ class SchemaVersion(BaseModel):
         table_name = "llm_otel_schema"
 
 
-ALL_MODELS = (LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, SchemaVersion)
+ALL_MODELS = (LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss, SchemaVersion)

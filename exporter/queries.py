@@ -93,7 +93,7 @@ from peewee import SQL, Case, Column, Expression, Field, NodeList, Ordering, Sel
 from exporter._exceptions import QueryError, converted_errors
 from exporter.database import is_sqlite, read_snapshot
 from exporter.mapping import to_json
-from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, db
+from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss, db
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 """Every value of ``llm_calls.status``."""
@@ -615,6 +615,39 @@ def scheduler_snapshots(
         row["waiting"] = _json(row["waiting"])
         row["live"] = row["heartbeat_at"] >= cutoff
     return rows
+
+
+def store_losses(since_ms: int, limit: int = 20) -> dict[str, Any]:
+    """The writers' losses (``llm_store_losses``) that ended at or after ``since_ms``: the newest
+    ``limit`` rows, newest first, and the totals of them all (``records``, ``calls``, ``count``)."""
+    _check_int("since_ms", since_ms)
+    _check_int("limit", limit, minimum=1, maximum=MAX_PAGE_SIZE)
+    recent = StoreLoss.ended_at >= since_ms
+    with converted_errors("reading the store's losses"), read_snapshot(db.obj):
+        rows = list(
+            StoreLoss.select()
+            .where(recent)
+            .order_by(StoreLoss.ended_at.desc(), StoreLoss.id.desc())
+            .limit(limit)
+            .dicts()
+        )
+        count, records, calls = (
+            StoreLoss.select(
+                fn.COUNT(SQL("*")),
+                fn.COALESCE(fn.SUM(StoreLoss.records), 0),
+                fn.COALESCE(fn.SUM(StoreLoss.calls), 0),
+            )
+            .where(recent & (StoreLoss.kind == "dropped"))
+            .scalar(as_tuple=True)
+        )
+        replaced = StoreLoss.select(fn.COUNT(SQL("*"))).where(recent & (StoreLoss.kind != "dropped")).scalar()
+    return {
+        "items": rows,
+        "dropped_records": records,
+        "dropped_calls": calls,
+        "episodes": count,
+        "files_replaced": replaced,
+    }
 
 
 def list_tasks(

@@ -62,7 +62,7 @@ from exporter._sql import unindex
 from exporter.database import immediate, is_sqlite, open_database
 from exporter.mapping import to_json
 from exporter.migrations import EVENT_ORDER_LOCK_SQL
-from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot
+from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -316,6 +316,8 @@ def _prune_tasks(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
 
 
 def _prune_snapshots(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
+    """The stale snapshots, and the writers' losses that ended before ``cutoff_ms`` (a few rows)."""
+    database.execute(StoreLoss.delete().where(StoreLoss.ended_at < cutoff_ms))
     stale = SchedulerSnapshot.delete().where(SchedulerSnapshot.heartbeat_at < cutoff_ms)
     return database.execute(stale).rowcount
 

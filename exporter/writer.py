@@ -32,6 +32,15 @@ rows it refuses is skipped (the closings it carried are then written alone). Whe
 refused (queue full), ``keep_closing`` keeps a small row saying how it ended, written with the next
 heartbeat, so that the call does not stay ``running``.
 
+Losses. What the writer loses is also written to the store itself (``llm_store_losses``, kept
+for the retention window), so that the admin shows it after this process has exited: one
+``dropped`` row per episode of drops (records dropped, of which calls whose end was dropped, the
+first and the last drop, and why: the queue full, and the error writing failed with if it did),
+upserted with each heartbeat while records keep being dropped, then left as it is; and one
+``file_replaced`` row when the store file was deleted, moved
+away or replaced under the writer (``exporter._connection.StoreFile``), written into the new store,
+with the records and calls this process had written into the one that went.
+
 Heartbeat. Every ``HEARTBEAT_S`` (and at each ``flush``) the thread upserts one
 ``llm_scheduler_snapshots`` row per status source (a callable returning a dict shaped like
 ``llm_otel.Scheduler.status()``), keyed by (``host:pid``, scheduler name), with the writer's
@@ -60,7 +69,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
@@ -138,6 +147,34 @@ class _DropWarning:
             self.warned = False
 
 
+@dataclass(frozen=True)
+class _Episode:
+    """Records dropped since ``started_ms`` on top of ``base`` (records, calls) reported before."""
+
+    started_ms: int
+    base: tuple[int, int]
+    process: str
+    row: dict[str, Any] = field(default_factory=dict)
+
+    def at(self, dropped: int, dropped_calls: int, last_drop_ms: int, reason: str | None) -> _Episode:
+        """This episode's ``llm_store_losses`` row as of the counters given."""
+        row = {
+            "process": self.process,
+            "kind": "dropped",
+            "started_at": self.started_ms,
+            "ended_at": max(last_drop_ms, self.started_ms),
+            "records": dropped - self.base[0],
+            "calls": dropped_calls - self.base[1],
+            "reason": reason,
+        }
+        return _Episode(self.started_ms, self.base, self.process, row)
+
+
+def _is_call_end(record: Record | None) -> bool:
+    """Whether ``record`` is the ended span of a call (the record that carries the whole call)."""
+    return type(record) is EndedSpan and bool(record.call_id)
+
+
 class StoreWriter:
     """One background writer thread with a bounded queue; see the module docstring."""
 
@@ -166,8 +203,16 @@ class StoreWriter:
         self._write_lock = threading.Lock()  # one write transaction at a time: the writer's or a job's
         self._queue: queue.SimpleQueue[Record | _Flush | None] = queue.SimpleQueue()
         self._dropped = 0
+        self._dropped_calls = 0  # of which the ended span of a call
         self._refused = 0  # of which refused by ``put`` because the queue was full
+        self._first_drop_ms: int | None = None  # the first drop not yet in a written loss row
+        self._last_drop_ms = 0
+        self._drop_reason: str | None = None
+        self._episode: _Episode | None = None  # the episode of drops whose row was last written
+        self._reported = (0, 0)  # records and calls dropped in the episodes that are over
+        self._file_losses: list[dict[str, Any]] = []  # file_replaced rows not yet written
         self._written = 0
+        self._file_written = [0, 0]  # records and calls written into the store file open now
         self._in_hand = 0
         self._last_error: str | None = None
         self._logged: set[str] = set()
@@ -193,7 +238,7 @@ class StoreWriter:
             self._start_in_child()
         if self._closed or self._queue.qsize() >= self._queue_size:
             with self._lock:
-                self._dropped += 1
+                self._count_drop(record, self._full_reason())
                 self._refused += 1
             return False
         self._queue.put(record)
@@ -215,13 +260,30 @@ class StoreWriter:
             if source not in self._sources:
                 self._sources = (*self._sources, source)
 
+    def _full_reason(self) -> str:
+        if self._closed:
+            return "the store was shut down"
+        reason = f"the writer's queue ({self._queue_size} records) was full"
+        return f"{reason} while writing failed ({self._last_error})" if self._failing else reason
+
+    def _count_drop(self, record: Record | None, reason: str) -> None:
+        """Count one dropped record, lost because of ``reason`` (the caller holds ``_lock``)."""
+        self._drop_reason = reason
+        self._dropped += 1
+        self._dropped_calls += _is_call_end(record)
+        self._last_drop_ms = time.time_ns() // 1_000_000
+        if self._first_drop_ms is None:
+            self._first_drop_ms = self._last_drop_ms
+
     def stats(self) -> dict[str, Any]:
-        """``queued`` (waiting to be written), ``written``, ``dropped`` and ``last_error``."""
+        """``queued`` (waiting to be written), ``written``, ``dropped`` (records), ``dropped_calls``
+        (of which calls' ends) and ``last_error``."""
         with self._lock:
             return {
                 "queued": self._queue.qsize() + self._in_hand,
                 "written": self._written,
                 "dropped": self._dropped,
+                "dropped_calls": self._dropped_calls,
                 "last_error": self._last_error,
             }
 
@@ -254,7 +316,7 @@ class StoreWriter:
     # -- the writer thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        store = _connection.StoreFile(self._connect, self._write_lock)
+        store = _connection.StoreFile(self._connect, self._write_lock, on_replaced=self._note_replaced)
         pending: list[Record] = []
         markers: list[_Flush] = []
         backoff = 0.0
@@ -296,23 +358,30 @@ class StoreWriter:
         if failing_since is None:
             self._forget_process(store)
         store.close()
-        left = len(pending)
+        left = list(pending)
         while True:  # what is still queued: records are dropped (not flush markers, not the sentinel)
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            left += item is not None and not isinstance(item, _Flush)
+            if item is not None and not isinstance(item, _Flush):
+                left.append(item)
         with self._lock:
-            self._dropped += left
+            for record in left:
+                self._count_drop(record, f"the writer stopped with records unwritten ({self._last_error})")
             self._in_hand = 0
-            self._stopped_unwritten = left > 0
+            self._stopped_unwritten = bool(left)
         if left:
-            logger.warning("llm-otel store: stopped with %d records unwritten (%s)", left, self._last_error)
+            logger.warning(
+                "llm-otel store: stopped with %d records unwritten (%s)", len(left), self._last_error
+            )
 
     def _written_out(self, pending: list[Record], markers: list[_Flush]) -> None:
+        calls = sum(map(_is_call_end, pending))
         with self._lock:
             self._written += len(pending)
+            self._file_written[0] += len(pending)
+            self._file_written[1] += calls
             self._in_hand = 0
         pending.clear()
         for marker in markers:
@@ -363,8 +432,14 @@ class StoreWriter:
         Records whose mapping fails, or that the database refuses, are dropped from ``pending``.
         """
         batch = self._map(pending)
+        with self._lock:
+            batch.losses = list(self._file_losses)
+        episode = None
         if heartbeat:
             batch.snapshots = self._snapshot_rows()
+            episode = self._episode_now()
+            if episode is not None:
+                batch.losses.append(episode.row)
             with self._lock:
                 batch.closings = list(self._closings.values())
         try:
@@ -379,12 +454,70 @@ class StoreWriter:
         with self._lock:
             for row in batch.closings:
                 self._closings.pop(row["call_id"], None)
+            del self._file_losses[: len(batch.losses) - (episode is not None)]
+            if episode is not None:
+                self._episode_written(episode)
+            replaced = list(self._file_losses)
+        if replaced:  # the file was replaced while this batch was being written: say so in the new one
+            store.write(RowBatch(losses=replaced))
+            with self._lock:
+                del self._file_losses[: len(replaced)]
+
+    def _episode_now(self) -> _Episode | None:
+        """The row of the episode of drops going on (or just ended), or None when nothing was dropped."""
+        with self._lock:
+            episode = self._episode
+            if episode is None:
+                if self._first_drop_ms is None:
+                    return None
+                episode = _Episode(self._first_drop_ms, self._reported, self.process)
+            return episode.at(self._dropped, self._dropped_calls, self._last_drop_ms, self._drop_reason)
+
+    def _episode_written(self, episode: _Episode) -> None:
+        """After its row was written (the caller holds ``_lock``): an episode with no new drop since
+        the row written before it is over; later drops start another."""
+        previous = self._episode
+        if previous is not None and previous.row["records"] == episode.row["records"]:
+            records, calls = episode.row["records"], episode.row["calls"]
+            self._reported = (episode.base[0] + records, episode.base[1] + calls)
+            self._episode = None
+            if (self._dropped, self._dropped_calls) == self._reported:
+                self._first_drop_ms = None
+            else:
+                self._first_drop_ms = self._last_drop_ms
+        else:
+            self._episode = episode
+
+    def _note_replaced(self, reason: str) -> None:
+        """The store file went (``StoreFile``): record what this process had written into it."""
+        now_ms = time.time_ns() // 1_000_000
+        with self._lock:
+            records, calls = self._file_written
+            self._file_written = [0, 0]
+            self._file_losses.append(
+                {
+                    "process": self.process,
+                    "kind": "file_replaced",
+                    "started_at": now_ms,
+                    "ended_at": now_ms,
+                    "records": records,
+                    "calls": calls,
+                    "reason": reason,
+                }
+            )
+        logger.warning(
+            "llm-otel store: %s; the %d calls (%d records) this process had written are not in it",
+            reason,
+            calls,
+            records,
+        )
 
     def _write_heartbeat(self, store: _connection.StoreFile, batch: RowBatch) -> None:
         """Write the snapshots and closings of a refused batch; what the database refuses is skipped
         (raising would retry the batch forever and block every record behind it)."""
         for rows in (
-            RowBatch(snapshots=batch.snapshots, closings=batch.closings),
+            RowBatch(snapshots=batch.snapshots, closings=batch.closings, losses=batch.losses),
+            RowBatch(closings=batch.closings, losses=batch.losses),
             RowBatch(closings=batch.closings),
         ):
             try:
@@ -403,7 +536,7 @@ class StoreWriter:
             except Exception as exc:
                 if _connection.is_fault(exc):
                     raise
-                self._drop(exc)
+                self._drop(exc, record)
                 continue
             kept.append(record)
         pending[:] = kept
@@ -441,14 +574,14 @@ class StoreWriter:
         try:
             batch.add(record)
         except Exception as exc:
-            self._drop(exc)
+            self._drop(exc, record)
             return False
         return True
 
-    def _drop(self, exc: Exception) -> None:
+    def _drop(self, exc: Exception, record: Record) -> None:
         self._note_error(exc, "a record could not be written and was dropped")
         with self._lock:
-            self._dropped += 1
+            self._count_drop(record, f"a record could not be written ({type(exc).__name__}: {exc})")
 
     def _note_error(self, exc: BaseException, what: str = "writing failed; retrying with backoff") -> None:
         """Keep ``exc`` as the last error; log each distinct error once until writing recovers."""

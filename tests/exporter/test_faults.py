@@ -289,7 +289,11 @@ def test_a_deleted_directory_is_created_again_and_writing_goes_on(
     assert calls_in(path, "before-") == 0  # gone with the directory
     assert calls_in(path, "after-") == 5
     stats = span_store.stats()
-    assert stats["dropped"] == 0 and "was deleted or replaced while open" in stats["last_error"]
+    assert stats["dropped"] == 0 and "was deleted or moved away while open" in stats["last_error"]
+    with sqlite3.connect(path) as connection:  # the new store says what went with the old one
+        assert connection.execute("SELECT kind, records, calls FROM llm_store_losses").fetchall() == [
+            ("file_replaced", 10, 5)
+        ]
 
 
 _KILLED_WRITER = textwrap.dedent(

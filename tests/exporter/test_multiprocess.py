@@ -70,6 +70,7 @@ def test_two_processes_write_500_calls_each_at_once(tmp_path: Path) -> None:
             "queued": 0,
             "written": 3 * CALLS,
             "dropped": 0,
+            "dropped_calls": 0,
             "last_error": None,
         }
         assert "locked" not in stderr

@@ -207,7 +207,13 @@ def test_other_spans_and_notices_are_ignored(
 
     assert span_store.flush(5)
     assert store.execute_sql("SELECT count(*) FROM llm_calls").fetchone() == (0,)
-    assert span_store.stats() == {"queued": 0, "written": 0, "dropped": 0, "last_error": None}
+    assert span_store.stats() == {
+        "queued": 0,
+        "written": 0,
+        "dropped": 0,
+        "dropped_calls": 0,
+        "last_error": None,
+    }
 
 
 def test_flush_and_shutdown_write_everything_then_later_records_are_dropped(
@@ -226,7 +232,13 @@ def test_flush_and_shutdown_write_everything_then_later_records_are_dropped(
         1000,
     )
     finish(start_call(tracer, "after"), at_ms=5)
-    assert span_store.stats() == {"queued": 0, "written": 2000, "dropped": 1, "last_error": None}
+    assert span_store.stats() == {
+        "queued": 0,
+        "written": 2000,
+        "dropped": 1,
+        "dropped_calls": 1,  # the call ended after shutdown
+        "last_error": None,
+    }
     assert span_store.flush(1)
 
 

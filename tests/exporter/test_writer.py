@@ -79,7 +79,13 @@ def test_flush_waits_until_every_record_is_written(
     assert count(store, "SELECT count(*) FROM llm_calls WHERE status = 'succeeded'") == 1200
     assert count(store, "SELECT count(*) FROM llm_call_bodies") == 1200
     assert count(store, "SELECT count(*) FROM llm_call_events") == 2400
-    assert writer.stats() == {"queued": 0, "written": 1200, "dropped": 0, "last_error": None}
+    assert writer.stats() == {
+        "queued": 0,
+        "written": 1200,
+        "dropped": 0,
+        "dropped_calls": 0,
+        "last_error": None,
+    }
 
 
 def test_a_record_is_visible_within_250_ms(

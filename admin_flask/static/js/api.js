@@ -2,12 +2,14 @@
 
 /** A failed request: `status` is the HTTP status (0: the server could not be reached). */
 export class ApiError extends Error {
-  constructor(status, code, message, parameter) {
+  constructor(status, code, message, parameter, reason) {
     super(message || code || `HTTP ${status}`);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.parameter = parameter || null;
+    /** A 503's reason: "damaged", "missing" or "unavailable". */
+    this.reason = reason || null;
   }
 
   /** What the page shows for it: "signed-out", "forbidden", "unavailable", "offline", "bad-request", "not-found" or "failed". */
@@ -53,7 +55,7 @@ export class Api {
     }
     if (!response.ok) {
       const error = (body && body.error) || {};
-      throw new ApiError(response.status, error.code, error.message, error.parameter);
+      throw new ApiError(response.status, error.code, error.message, error.parameter, error.reason);
     }
     return body;
   }

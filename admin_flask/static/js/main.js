@@ -128,7 +128,7 @@ class App {
     this.live.addEventListener("status", (event) => {
       const message = event.detail;
       if (message.error) {
-        const error = new ApiError(503, message.error.code, message.error.message);
+        const error = new ApiError(503, message.error.code, message.error.message, null, message.error.reason);
         this.status.fail(error);
         this.showError(error);
         this.failed = true;

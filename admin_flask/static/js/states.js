@@ -46,8 +46,9 @@ export function errorState(error, retry) {
   } else if (kind !== "forbidden") {
     actions.push(h("button", { type: "button", class: "btn", on: { click: retry } }, t("error.retry")));
   }
-  return panel("error", kind === "signed-out" ? "⏻" : "!", t(`error.${kind}`),
-    h("p", {}, t(`error.${kind}.hint`)),
+  const title = kind === "unavailable" && ["damaged", "missing"].includes(error.reason) ? `error.${error.reason}` : `error.${kind}`;
+  return panel("error", kind === "signed-out" ? "⏻" : "!", t(title),
+    h("p", {}, t(`${title}.hint`)),
     error.message && kind !== "signed-out" ? h("p", { class: "muted small" }, datum(error.message, { class: "mono" })) : null,
     h("div", { class: "state-actions" }, actions));
 }

@@ -47,10 +47,7 @@ export class StatusCard {
       body ? h("span", { class: "muted small", title: body.now }, t("status.updated", { ago: ago(body.now) })) : null,
     );
     if (!body || this.error) {
-      fill(this.root, header, this.error
-        ? h("div", { class: "status-error" }, h("strong", { class: "bad" }, t(`error.${this.error.kind || "failed"}`)), " ",
-          h("span", { class: "muted" }, t(`error.${this.error.kind || "failed"}.hint`)))
-        : h("div", { class: "loading-block" }, h("span", { class: "spinner" }), t("state.loading")));
+      fill(this.root, header, this.error ? this.failure(this.error) : h("div", { class: "loading-block" }, h("span", { class: "spinner" }), t("state.loading")));
       return;
     }
     const agg = body.aggregates;
@@ -58,6 +55,7 @@ export class StatusCard {
       this.root,
       header,
       this.alerts(body),
+      this.losses(body.store?.losses),
       h(
         "div",
         { class: "status-grid" },
@@ -84,6 +82,31 @@ export class StatusCard {
       { class: "alert alert-bad", role: "alert" },
       h("strong", {}, t("status.dropped", { n: dropped })),
       errors.length ? h("span", {}, " ", t("status.lastError"), " ", datum(errors[0], { class: "mono" })) : null,
+    );
+  }
+
+  /** The store cannot be read: what the server says (a damaged or missing file is named so). */
+  failure(error) {
+    const kind = error.kind || "failed";
+    const title = kind === "unavailable" && ["damaged", "missing"].includes(error.reason) ? `error.${error.reason}` : `error.${kind}`;
+    return h("div", { class: "status-error", role: "alert" },
+      h("strong", { class: "bad" }, t(title)), " ",
+      h("span", { class: "muted" }, t(`${title}.hint`)),
+      error.message && kind !== "signed-out" ? h("p", { class: "muted small" }, datum(error.message, { class: "mono" })) : null);
+  }
+
+  /** What the writers lost in the retention window (durable: shown after their process exited). */
+  losses(losses) {
+    if (!losses || (!losses.dropped_records && !losses.files_replaced)) return null;
+    const latest = (losses.items || [])[0];
+    return h(
+      "div",
+      { class: "alert alert-bad status-losses", role: "status" },
+      losses.dropped_records ? h("strong", {}, t("status.losses", { n: losses.dropped_records, calls: number(losses.dropped_calls) })) : null,
+      losses.files_replaced ? h("strong", {}, " ", t("status.filesReplaced", { n: losses.files_replaced })) : null,
+      latest ? h("div", { class: "small" },
+        t("status.lossLatest", { process: latest.process, ago: ago(latest.ended_at) }), " ",
+        datum(latest.reason, { class: "mono" })) : null,
     );
   }
 

@@ -59,11 +59,12 @@ def test_an_unreadable_store_shows_a_clear_message_and_the_page_recovers(
         Path(path).write_bytes(b"this is not an SQLite database" * 100)
         page.locator("#filter-bar .status-chip.st-failed").click()
         error = page.locator("#call-list .state-error")
-        expect(error).to_contain_text("The span store is unavailable")
+        expect(error).to_contain_text("The store file is damaged")  # a file that is not a database
         expect(error.locator(".mono")).to_contain_text("cannot be read")
-        expect(page.locator("#status-card")).to_contain_text("The span store is unavailable")
+        expect(error.locator(".mono")).to_contain_text("move the file aside")
+        expect(page.locator("#status-card")).to_contain_text("The store file is damaged")
         page.locator("#lang").select_option("zh-CN")
-        expect(error).to_contain_text("无法读取调用存储")
+        expect(error).to_contain_text("存储文件已损坏")
         assert english_left(page) == []
         page.locator("#lang").select_option("en")
         for suffix in ("", "-wal", "-shm"):

@@ -31,6 +31,13 @@ the lock and retry.
 Migration 5 (SQLite only) sets the full-text table's ``crisismerge`` to ``FTS_CRISIS_MERGE``, so
 that retention's deletes no longer set off merges that hold the write lock for most of a second.
 
+Migration 8 (SQLite only) adds ``llm_calls_cjk``, the index of queries of 1-2 CJK characters
+(``exporter.cjk_grams``): contentless, one row per indexed call holding CJK text, each of its CJK
+characters and adjacent CJK pairs one token. It computes the tokens of every call
+``llm_calls_fts`` holds: 70 s on the 1M-call store of ``bench/bench_list_1m.py`` (~300 characters
+of text a call, a fifth of it Chinese; 2 busy cores), during which writers wait for the lock and
+retry.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -59,6 +66,12 @@ through the view to find its entries. So a writer:
 - before it changes or deletes the body of a call that may be indexed, finds whether it is
   (``FTS_INDEXED_SQL``, same parameter) and removes its entries with ``FTS_UNINDEX_SQL``, while the
   body still holds the text that was indexed;
+- does the same for the short-query index ``llm_calls_cjk`` (migration 8): ``CJK_INDEX_SQL`` right
+  after ``FTS_INDEX_SQL``; ``CJK_INDEXED_SQL`` and ``CJK_UNINDEX_SQL``, which computes the tokens to
+  remove again from the body (a contentless table is told what it indexed), so the body must still
+  hold the indexed text. ``exporter._sql.index`` and ``unindex`` do both. The tokens come from the
+  SQL function ``llm_otel_cjk_grams``, registered by ``exporter.open_database``; nothing in the
+  schema calls it, so a connection without it (the sqlite3 CLI) can read and write the store;
 - updates ``llm_calls`` and ``llm_call_bodies`` in place (``UPDATE`` or ``INSERT ... ON CONFLICT
   DO UPDATE``; never ``INSERT OR REPLACE``, which gives the row a new ``rowid``). ``VACUUM`` may
   renumber rowids: the store frees space with ``incremental_vacuum``, which does not.
@@ -87,7 +100,10 @@ from collections.abc import Callable
 
 import peewee
 
+from exporter import cjk_grams
 from exporter._exceptions import converted_errors
+from exporter.cjk_grams import CJK_GLOB
+from exporter.cjk_grams import SQL_FUNCTION as CJK_SQL_FUNCTION
 from exporter.database import immediate, is_sqlite
 from exporter.models import SchemaVersion
 
@@ -145,6 +161,44 @@ FTS_UNINDEX_SQL = f"DELETE FROM {FTS_TABLE} WHERE rowid = ?"
 """Parameter: an indexed rowid (``FTS_INDEXED_SQL``). Removes its entries. Found first, then
 removed: a statement that touches the FTS table makes every later statement of the transaction
 that opens a savepoint call into FTS5 too."""
+
+CJK_TABLE = "llm_calls_cjk"
+
+CJK_DDL = (
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {CJK_TABLE} USING fts5(grams, content='', tokenize='ascii', "
+    "detail='none')"
+)
+"""The short-query index: contentless (it keeps only the tokens' rowid lists), one row per indexed
+call holding CJK text, its tokens those of ``exporter.cjk_grams``."""
+
+
+def _may_hold_cjk(body: str) -> str:
+    """SQL true when a body's JSON may hold CJK text: a CJK character, or a ``\\u`` escape (which
+    the text parts decode). Tested on the JSON, in C, before any text is extracted."""
+    columns = ("input_messages", "output_messages", "system_instructions")
+    glob = CJK_GLOB.replace("'", "''")
+    return "(" + " OR ".join(f"{body}{c} GLOB '{glob}' OR instr({body}{c}, '\\u')" for c in columns) + ")"
+
+
+_CJK_GRAMS = f"{CJK_SQL_FUNCTION}(t.prompt, t.response)"
+
+CJK_INDEX_SQL = (
+    f"INSERT INTO {CJK_TABLE} (rowid, grams) SELECT t.id, {_CJK_GRAMS} "
+    f"FROM {_BODIES_OF} JOIN {TEXT_VIEW} AS t ON t.id = b.rowid WHERE {_may_hold_cjk('b.')} "
+    f"AND NOT EXISTS (SELECT 1 FROM {CJK_TABLE}_docsize AS d WHERE d.id = b.rowid)"
+)
+"""Parameter: a JSON list of distinct call ids. Adds the CJK tokens of those not indexed yet that
+may hold CJK text (needs their rows and ``exporter.cjk_grams.register`` on the connection)."""
+
+CJK_INDEXED_SQL = f"SELECT b.rowid FROM {_BODIES_OF} JOIN {CJK_TABLE}_docsize AS d ON d.id = b.rowid"
+"""Parameter: a JSON list of call ids. The rowids of those that have CJK tokens."""
+
+CJK_UNINDEX_SQL = (
+    f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rowid, grams) SELECT 'delete', t.id, {_CJK_GRAMS} "
+    f"FROM {TEXT_VIEW} AS t WHERE t.id = ?"
+)
+"""Parameter: a rowid of ``CJK_INDEXED_SQL``. Removes its tokens, computed again from the body's
+text (a contentless table is told what it indexed): the body must not have changed since."""
 
 EVENT_ORDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(5497854205308589139)"  # b"LLMEVNTS"
 """PostgreSQL: the writers' lock of the event ids (see "The event feed contract" above)."""
@@ -315,12 +369,29 @@ def _bounded_fts_merges(database: peewee.Database) -> None:
         )
 
 
+def _cjk_index(database: peewee.Database) -> None:
+    """SQLite: the short-query index ``llm_calls_cjk``, holding the CJK tokens of every call the
+    full-text index holds (those that have CJK text)."""
+    if not is_sqlite(database):
+        return
+    cjk_grams.register(database.connection())  # the backfill computes the tokens
+    for statement in (
+        CJK_DDL,
+        f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rank) VALUES ('crisismerge', {FTS_CRISIS_MERGE})",
+        f"INSERT INTO {CJK_TABLE} (rowid, grams) SELECT t.id, {_CJK_GRAMS} FROM {FTS_TABLE}_docsize AS d "
+        f"JOIN llm_call_bodies AS b ON b.rowid = d.id JOIN {TEXT_VIEW} AS t ON t.id = b.rowid "
+        f"WHERE {_may_hold_cjk('b.')}",
+    ):
+        database.execute_sql(statement)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
     _list_indexes,
     _text_once,
     _bounded_fts_merges,
+    _cjk_index,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

@@ -28,9 +28,6 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020
 the ideographs of planes 2 and 3."""
 _RUN = re.compile(f"[{_CJK}]+")
 
-CJK_GLOB = f"*[{_CJK}]*"
-"""A ``GLOB`` pattern true for a text holding a CJK character (SQLite compares code points)."""
-
 SQL_FUNCTION = "llm_otel_cjk_grams"
 """The SQL name of ``cjk_grams`` (two arguments)."""
 

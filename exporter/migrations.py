@@ -102,7 +102,6 @@ import peewee
 
 from exporter import cjk_grams
 from exporter._exceptions import converted_errors
-from exporter.cjk_grams import CJK_GLOB
 from exporter.cjk_grams import SQL_FUNCTION as CJK_SQL_FUNCTION
 from exporter.database import immediate, is_sqlite
 from exporter.models import SchemaVersion
@@ -173,29 +172,42 @@ call holding CJK text, its tokens those of ``exporter.cjk_grams``."""
 
 
 def _may_hold_cjk(body: str) -> str:
-    """SQL true when a body's JSON may hold CJK text: a CJK character, or a ``\\u`` escape (which
-    the text parts decode). Tested on the JSON, in C, before any text is extracted."""
+    """SQL true when a body's JSON may hold CJK text: a character outside ASCII (its UTF-8 is longer
+    than its length in characters) or a ``\\u`` escape (which the text parts decode). Two loops in C
+    over the JSON, before any text is extracted (a ``GLOB`` of the CJK ranges costs ~50 ns a
+    character: 0.17 ms a call of 3 KB)."""
     columns = ("input_messages", "output_messages", "system_instructions")
-    glob = CJK_GLOB.replace("'", "''")
-    return "(" + " OR ".join(f"{body}{c} GLOB '{glob}' OR instr({body}{c}, '\\u')" for c in columns) + ")"
+    return (
+        "("
+        + " OR ".join(
+            f"length(CAST({body}{c} AS BLOB)) > length({body}{c}) OR instr({body}{c}, '\\u')" for c in columns
+        )
+        + ")"
+    )
 
 
-_CJK_GRAMS = f"{CJK_SQL_FUNCTION}(t.prompt, t.response)"
+def _cjk_rows(calls: str, condition: str) -> str:
+    """The statement adding the CJK tokens of the bodies ``b`` of ``calls`` (SQL after FROM) that
+    pass ``condition``, where they have some: the function runs once a call (materialized)."""
+    return (
+        f"WITH grams (id, grams) AS MATERIALIZED (SELECT t.id, {CJK_SQL_FUNCTION}(t.prompt, t.response) "
+        f"FROM {calls} JOIN {TEXT_VIEW} AS t ON t.id = b.rowid WHERE {_may_hold_cjk('b.')} AND {condition}) "
+        f"INSERT INTO {CJK_TABLE} (rowid, grams) SELECT id, grams FROM grams WHERE grams != ''"
+    )
 
-CJK_INDEX_SQL = (
-    f"INSERT INTO {CJK_TABLE} (rowid, grams) SELECT t.id, {_CJK_GRAMS} "
-    f"FROM {_BODIES_OF} JOIN {TEXT_VIEW} AS t ON t.id = b.rowid WHERE {_may_hold_cjk('b.')} "
-    f"AND NOT EXISTS (SELECT 1 FROM {CJK_TABLE}_docsize AS d WHERE d.id = b.rowid)"
+
+CJK_INDEX_SQL = _cjk_rows(
+    _BODIES_OF, f"NOT EXISTS (SELECT 1 FROM {CJK_TABLE}_docsize AS d WHERE d.id = b.rowid)"
 )
 """Parameter: a JSON list of distinct call ids. Adds the CJK tokens of those not indexed yet that
-may hold CJK text (needs their rows and ``exporter.cjk_grams.register`` on the connection)."""
+have CJK text (needs their rows and ``exporter.cjk_grams.register`` on the connection)."""
 
 CJK_INDEXED_SQL = f"SELECT b.rowid FROM {_BODIES_OF} JOIN {CJK_TABLE}_docsize AS d ON d.id = b.rowid"
 """Parameter: a JSON list of call ids. The rowids of those that have CJK tokens."""
 
 CJK_UNINDEX_SQL = (
-    f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rowid, grams) SELECT 'delete', t.id, {_CJK_GRAMS} "
-    f"FROM {TEXT_VIEW} AS t WHERE t.id = ?"
+    f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rowid, grams) "
+    f"SELECT 'delete', t.id, {CJK_SQL_FUNCTION}(t.prompt, t.response) FROM {TEXT_VIEW} AS t WHERE t.id = ?"
 )
 """Parameter: a rowid of ``CJK_INDEXED_SQL``. Removes its tokens, computed again from the body's
 text (a contentless table is told what it indexed): the body must not have changed since."""
@@ -378,9 +390,7 @@ def _cjk_index(database: peewee.Database) -> None:
     for statement in (
         CJK_DDL,
         f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rank) VALUES ('crisismerge', {FTS_CRISIS_MERGE})",
-        f"INSERT INTO {CJK_TABLE} (rowid, grams) SELECT t.id, {_CJK_GRAMS} FROM {FTS_TABLE}_docsize AS d "
-        f"JOIN llm_call_bodies AS b ON b.rowid = d.id JOIN {TEXT_VIEW} AS t ON t.id = b.rowid "
-        f"WHERE {_may_hold_cjk('b.')}",
+        _cjk_rows(f"{FTS_TABLE}_docsize AS d JOIN llm_call_bodies AS b ON b.rowid = d.id", "1"),
     ):
         database.execute_sql(statement)
 

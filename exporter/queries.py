@@ -1051,11 +1051,30 @@ def _fts_query(q: str) -> str:
     Each trigram is one FTS5 string (double quotes doubled), so the user's text is never FTS5
     syntax. The index keeps no positions (``detail=none``, exporter.migrations): for ``q`` longer
     than one trigram the calls it finds are then checked against their text (``_holds``), so
-    trigrams side by side are enough: ``q[0:3]``, ``q[3:6]``, ... and the last three characters.
+    trigrams side by side are enough: ``q[0:3]``, ``q[3:6]``, ... and the last three characters,
+    and of a long ``q`` only ``_MAX_TRIGRAMS`` of them, spread over it, those without a space
+    first. FTS5 evaluates an AND by reading every term's list of rowids whole (no positions to
+    skip by), so each trigram costs the number of calls holding it; the text check keeps the
+    matches exact whichever trigrams find the candidates. (At 1M calls: ``q`` of 38 characters in
+    2% of the calls, 13 trigrams 43 ms, 4 trigrams 2 ms, the same 19,730 candidates.)
     """
     starts = [*range(0, len(q) - 2, 3), len(q) - 3]
-    trigrams = dict.fromkeys(q[start : start + 3] for start in starts)
+    trigrams = list(dict.fromkeys(q[start : start + 3] for start in starts))
+    if len(trigrams) > _MAX_TRIGRAMS:
+        # Trigrams holding a space (" th", "he ") are among the commonest of any text.
+        trigrams = [trigram for trigram in trigrams if not _has_space(trigram)] or trigrams
+        last = len(trigrams) - 1
+        spread = sorted({round(i * last / (_MAX_TRIGRAMS - 1)) for i in range(_MAX_TRIGRAMS)})
+        trigrams = [trigrams[i] for i in spread]
     return " AND ".join(_fts_string(trigram) for trigram in trigrams)
+
+
+_MAX_TRIGRAMS = 4
+"""The most trigrams of a ``q`` looked up in the index (``_fts_query``)."""
+
+
+def _has_space(text: str) -> bool:
+    return any(char.isspace() for char in text)
 
 
 def _body_pattern(q: str) -> tuple[str, str]:

@@ -37,6 +37,7 @@ TEXTS = [  # (prompt, response): Simplified, Traditional, kana, Hangul, mixed wi
     ('他说"退款"了', "quote\\n退\n款"),  # JSON-escaped: quotes, a backslash, a newline between two
     ("𠀀𠀁 rare", "ext B"),  # outside the BMP
     ("No Chinese here at all", "None either"),
+    ("Crème brûlée — “quoted”", "ça va, 、。"),  # not ASCII, no CJK character: no row
 ]
 
 
@@ -110,6 +111,8 @@ def test_one_or_two_cjk_characters_find_exactly_the_calls_holding_them(
     _write_texts(rows)
 
     _assert_exact(store)
+    holding = sum(1 for p, r in TEXTS if cjk_grams(p, r))
+    assert store.execute_sql(f"SELECT COUNT(*) FROM {CJK_TABLE}_docsize").fetchone()[0] == holding
     assert _found(q="退款") == _brute_force(store, "退款") != set()
     assert len(_brute_force(store, "退")) > len(_brute_force(store, "退款"))
     for mixed in ("气1", "3预", "c退", "京 "):  # not all CJK: the substring scan

@@ -16,6 +16,11 @@ The tokens are written space-separated for FTS5's ``ascii`` tokenizer, which kee
 character in its token: each gram is one token, unchanged. The function is registered by
 ``exporter.open_database`` on every connection it opens; the store's schema never calls it (no
 trigger, no view), so a connection without it (the sqlite3 CLI) reads and writes the store alike.
+
+The table is contentless: removing a call's tokens computes them again from its body and tells
+FTS5 to delete those. So what ``cjk_grams`` returns for a text must never change once released;
+a different tokenization is a new migration that empties the table (``'delete-all'``) and fills it
+again.
 """
 
 from __future__ import annotations

@@ -146,6 +146,7 @@ def _raw(path: Path, spans: list[Any]) -> tuple[float, float]:
             f"VALUES ((SELECT rowid FROM llm_calls WHERE call_id = ?1), {marks})"
         )
     events_sql = insert("llm_call_events", ["call_id", "kind", "at", "data"])
+    index_calls = _index_calls(connection)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for start in range(0, len(rows), RAW_CHUNK):
         chunk = rows[start : start + RAW_CHUNK]
@@ -155,7 +156,9 @@ def _raw(path: Path, spans: list[Any]) -> tuple[float, float]:
         connection.executemany(
             events_sql, [(e["call_id"], e["kind"], e["at"], e["data"]) for r in chunk for e in r.events]
         )
-        if index_sql:
+        if index_calls:  # both full-text indexes (the short-query index since migration 7)
+            index_calls(connection.cursor(), json.dumps([r.call["call_id"] for r in chunk]))
+        elif index_sql:
             connection.execute(index_sql, (json.dumps([r.call["call_id"] for r in chunk]),))
         else:
             texts = [(r.prompt_text, r.response_text, r.call["call_id"]) for r in chunk]
@@ -164,6 +167,18 @@ def _raw(path: Path, spans: list[Any]) -> tuple[float, float]:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     connection.close()
     return wall, cpu
+
+
+def _index_calls(connection: sqlite3.Connection) -> Any:
+    """The writers' full-text indexing of a batch (``exporter._sql.index``), ready on
+    ``connection``; None in a checkout from before the short-query index."""
+    try:
+        from exporter._sql import index
+        from exporter.cjk_grams import register
+    except ImportError:
+        return None
+    register(connection)
+    return index
 
 
 def _store(path: Path, spans: list[Any], case: str) -> tuple[float, float]:
@@ -228,7 +243,8 @@ def _size(path: Path, texts: list[Any], calls: int) -> dict[str, Any]:
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         parts = connection.execute(  # by table, its indexes and FTS5's shadow tables included
-            "SELECT CASE WHEN m.tbl_name LIKE 'llm_calls_fts%' THEN 'llm_calls_fts' ELSE m.tbl_name END, "
+            "SELECT CASE WHEN m.tbl_name LIKE 'llm_calls_fts%' THEN 'llm_calls_fts' "
+            "WHEN m.tbl_name LIKE 'llm_calls_cjk%' THEN 'llm_calls_cjk' ELSE m.tbl_name END, "
             "SUM(d.pgsize) FROM dbstat AS d JOIN sqlite_master AS m ON m.name = d.name "
             "GROUP BY 1 ORDER BY 2 DESC LIMIT 6"
         ).fetchall()

@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as common
 
 from exporter import migrate, open_database, queries
-from exporter.migrations import FTS_INDEX_SQL, schema_version
+from exporter._sql import index
+from exporter.migrations import schema_version
 from exporter.models import LLMCall, db
 
 DAY_MS = 86_400_000
@@ -145,7 +146,7 @@ def build(database_path: str, rows: int, *, fts: bool, seed: int = 7) -> None:
                     body_sql = "INSERT INTO llm_call_bodies (rowid, call_id, input_messages, output_messages)"
                     rowid = "(SELECT rowid FROM llm_calls WHERE call_id = ?1)"  # a body's rowid is its call's
                     database.cursor().executemany(f"{body_sql} VALUES ({rowid}, ?1, ?2, ?3)", bodies)
-                    database.execute_sql(FTS_INDEX_SQL, (json.dumps([body[0] for body in bodies]),))
+                    index(database.cursor(), json.dumps([body[0] for body in bodies]))
             batch.clear()
             bodies.clear()
     database.execute_sql("PRAGMA analysis_limit = 1000")
@@ -172,7 +173,13 @@ LIST_CASES: dict[str, dict[str, object]] = {
     "q=refund policy (2%)": {"q": "refund policy"},
     "q=refund policy & status=failed": {"q": "refund policy", "status": ["failed"]},
     "q=the question (50%)": {"q": "the question"},
-    "q=下雨 (2 chars, a scan)": {"q": "下雨"},
+    "q=下雨 (2 CJK chars, 0.5%)": {"q": "下雨"},
+    "q=雨 (1 CJK char, 0.5%)": {"q": "雨"},
+    "q=的 (1 CJK char, 3%)": {"q": "的"},
+    "q=天气 & status=failed": {"q": "天气", "status": ["failed"]},
+    "q=的 & status=failed": {"q": "的", "status": ["failed"]},
+    "q=的 & source": {"q": "的", "source": "source-3"},
+    "q=ab (2 chars, not CJK: a scan)": {"q": "ab"},
 }
 LATENCY_CASES: dict[str, dict[str, object]] = {
     "min_duration 15 s (25%)": {"min_duration_ms": 15_000},

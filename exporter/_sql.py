@@ -43,14 +43,25 @@ from typing import Any, Protocol
 import peewee
 
 from exporter import _names as n
+from exporter import cjk_grams
 from exporter.database import is_sqlite
 from exporter.mapping import LIVE_STATUSES, RowBatch, to_json
-from exporter.migrations import EVENT_ORDER_LOCK_SQL, FTS_INDEX_SQL, FTS_INDEXED_SQL, FTS_UNINDEX_SQL
+from exporter.migrations import (
+    CJK_INDEX_SQL,
+    CJK_INDEXED_SQL,
+    CJK_UNINDEX_SQL,
+    EVENT_ORDER_LOCK_SQL,
+    FTS_INDEX_SQL,
+    FTS_INDEXED_SQL,
+    FTS_UNINDEX_SQL,
+)
 from exporter.models import LLMCall, LLMCallBody, LLMTask, SchedulerSnapshot
 
 
 class DBAPICursor(Protocol):
     """The part of a DB-API cursor the writers use (sqlite3's or psycopg2's)."""
+
+    connection: Any
 
     def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any: ...
@@ -322,12 +333,28 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
         cursor.executemany(sql.loss, batch.losses)
     if batch.finals and ended:
         # Last: the index entries of the whole batch stay in memory until the commit writes them.
-        cursor.execute(FTS_INDEX_SQL, (ended,))
+        index(cursor, ended)
+
+
+def index(cursor: DBAPICursor, call_ids: str) -> None:
+    """Index the calls of ``call_ids`` (a JSON list, distinct) for full-text search: the trigram
+    index and the short-query index, one statement each (SQLite; the calls' rows written, on a
+    connection of ``exporter.open_database``, which knows the short-query index's function)."""
+    cursor.execute(FTS_INDEX_SQL, (call_ids,))
+    cursor.execute(CJK_INDEX_SQL, (call_ids,))
 
 
 def unindex(cursor: DBAPICursor, call_ids: str) -> None:
-    """Remove the full-text entries of the calls of ``call_ids`` (a JSON list) that are indexed."""
+    """Remove the full-text entries of the calls of ``call_ids`` (a JSON list) that are indexed.
+
+    Every removal is found first: once a statement has touched a full-text table, each later one
+    that opens a savepoint calls into FTS5 too."""
     cursor.execute(FTS_INDEXED_SQL, (call_ids,))
     indexed = cursor.fetchall()
+    cursor.execute(CJK_INDEXED_SQL, (call_ids,))
+    with_cjk = cursor.fetchall()
     if indexed:
         cursor.executemany(FTS_UNINDEX_SQL, indexed)
+    if with_cjk:
+        cjk_grams.register(cursor.connection)  # retention may be given a database opened elsewhere
+        cursor.executemany(CJK_UNINDEX_SQL, with_cjk)

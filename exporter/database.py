@@ -24,8 +24,9 @@ SQLite connections are opened with ``busy_timeout`` (``busy_timeout_ms``, defaul
 parent directory when missing, gives a new file ``auto_vacuum=INCREMENTAL`` (it only takes effect
 before the first table, so an existing file keeps its mode and keeps working) and switches the file
 to WAL once, retrying while other processes open the same new file. peewee keeps one connection
-per thread (``thread_safe=True``). A file that is not an SQLite database raises
-``StoreDamagedError`` (a ``StoreDatabaseError``).
+per thread (``thread_safe=True``); each connection knows the SQL function ``llm_otel_cjk_grams``
+(``exporter.cjk_grams``), which the writers index with. A file that is not an SQLite database
+raises ``StoreDamagedError`` (a ``StoreDatabaseError``).
 
 PostgreSQL databases get 64-bit integer columns (``BIGINT``, ``BIGSERIAL``: epoch milliseconds
 do not fit PostgreSQL's 32-bit ``INTEGER``) and ``DOUBLE PRECISION`` floats, like SQLite's; their
@@ -53,6 +54,7 @@ from urllib.parse import urlparse
 import peewee
 from playhouse import db_url
 
+from exporter import cjk_grams
 from exporter._exceptions import StoreConfigurationError, database_error
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -192,13 +194,16 @@ def _sqlite(
     except OSError as exc:
         raise StoreConfigurationError(f"cannot create the directory of the store {path!r}: {exc}") from exc
     _prepare_file(file, busy_timeout_ms)
-    return database_class(
+    database = database_class(
         str(file),
         pragmas=sqlite_pragmas(busy_timeout_ms),
         timeout=busy_timeout_ms / 1000,
         thread_safe=True,
         **params,
     )
+    # The writers compute the short-query index's tokens in SQL (exporter.cjk_grams).
+    database.register_function(cjk_grams.cjk_grams, cjk_grams.SQL_FUNCTION, 2, deterministic=True)
+    return database
 
 
 def _prepare_file(file: Path, busy_timeout_ms: int) -> None:

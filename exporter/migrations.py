@@ -31,9 +31,16 @@ the lock and retry.
 Migration 5 (SQLite only) sets the full-text table's ``crisismerge`` to ``FTS_CRISIS_MERGE``, so
 that retention's deletes no longer set off merges that hold the write lock for most of a second.
 
-Migration 6 (7 once the rollups' migration is merged before it) creates ``llm_store_losses``:
-one row per loss a writer saw (records it had to drop, a store file replaced under it), kept for
-the retention window so that the admin shows a loss after the process that saw it has exited.
+Migration 6 creates ``llm_store_losses``: one row per loss a writer saw (records it had to drop, a
+store file replaced under it), kept for the retention window so that the admin shows a loss after
+the process that saw it has exited.
+
+Migration 7 (SQLite only) adds ``llm_calls_cjk``, the index of queries of 1-2 CJK characters
+(``exporter.cjk_grams``): contentless, one row per indexed call holding CJK text, each of its CJK
+characters and adjacent CJK pairs one token. It computes the tokens of every call
+``llm_calls_fts`` holds: 70 s on the 1M-call store of ``bench/bench_list_1m.py`` (~300 characters
+of text a call, a fifth of it Chinese; 2 busy cores), during which writers wait for the lock and
+retry.
 
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
@@ -63,6 +70,12 @@ through the view to find its entries. So a writer:
 - before it changes or deletes the body of a call that may be indexed, finds whether it is
   (``FTS_INDEXED_SQL``, same parameter) and removes its entries with ``FTS_UNINDEX_SQL``, while the
   body still holds the text that was indexed;
+- does the same for the short-query index ``llm_calls_cjk`` (migration 7): ``CJK_INDEX_SQL`` right
+  after ``FTS_INDEX_SQL``; ``CJK_INDEXED_SQL`` and ``CJK_UNINDEX_SQL``, which computes the tokens to
+  remove again from the body (a contentless table is told what it indexed), so the body must still
+  hold the indexed text. ``exporter._sql.index`` and ``unindex`` do both. The tokens come from the
+  SQL function ``llm_otel_cjk_grams``, registered by ``exporter.open_database``; nothing in the
+  schema calls it, so a connection without it (the sqlite3 CLI) can read and write the store;
 - updates ``llm_calls`` and ``llm_call_bodies`` in place (``UPDATE`` or ``INSERT ... ON CONFLICT
   DO UPDATE``; never ``INSERT OR REPLACE``, which gives the row a new ``rowid``). ``VACUUM`` may
   renumber rowids: the store frees space with ``incremental_vacuum``, which does not.
@@ -91,7 +104,9 @@ from collections.abc import Callable
 
 import peewee
 
+from exporter import cjk_grams
 from exporter._exceptions import converted_errors
+from exporter.cjk_grams import SQL_FUNCTION as CJK_SQL_FUNCTION
 from exporter.database import immediate, is_sqlite
 from exporter.models import SchemaVersion
 
@@ -149,6 +164,57 @@ FTS_UNINDEX_SQL = f"DELETE FROM {FTS_TABLE} WHERE rowid = ?"
 """Parameter: an indexed rowid (``FTS_INDEXED_SQL``). Removes its entries. Found first, then
 removed: a statement that touches the FTS table makes every later statement of the transaction
 that opens a savepoint call into FTS5 too."""
+
+CJK_TABLE = "llm_calls_cjk"
+
+CJK_DDL = (
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {CJK_TABLE} USING fts5(grams, content='', tokenize='ascii', "
+    "detail='none')"
+)
+"""The short-query index: contentless (it keeps only the tokens' rowid lists), one row per indexed
+call holding CJK text, its tokens those of ``exporter.cjk_grams``."""
+
+
+def _may_hold_cjk(body: str) -> str:
+    """SQL true when a body's JSON may hold CJK text: a character outside ASCII (its UTF-8 is longer
+    than its length in characters) or a ``\\u`` escape (which the text parts decode). Two loops in C
+    over the JSON, before any text is extracted (a ``GLOB`` of the CJK ranges costs ~50 ns a
+    character: 0.17 ms a call of 3 KB)."""
+    columns = ("input_messages", "output_messages", "system_instructions")
+    return (
+        "("
+        + " OR ".join(
+            f"length(CAST({body}{c} AS BLOB)) > length({body}{c}) OR instr({body}{c}, '\\u')" for c in columns
+        )
+        + ")"
+    )
+
+
+def _cjk_rows(calls: str, condition: str) -> str:
+    """The statement adding the CJK tokens of the bodies ``b`` of ``calls`` (SQL after FROM) that
+    pass ``condition``, where they have some: the function runs once a call (materialized)."""
+    return (
+        f"WITH grams (id, grams) AS MATERIALIZED (SELECT t.id, {CJK_SQL_FUNCTION}(t.prompt, t.response) "
+        f"FROM {calls} JOIN {TEXT_VIEW} AS t ON t.id = b.rowid WHERE {_may_hold_cjk('b.')} AND {condition}) "
+        f"INSERT INTO {CJK_TABLE} (rowid, grams) SELECT id, grams FROM grams WHERE grams != ''"
+    )
+
+
+CJK_INDEX_SQL = _cjk_rows(
+    _BODIES_OF, f"NOT EXISTS (SELECT 1 FROM {CJK_TABLE}_docsize AS d WHERE d.id = b.rowid)"
+)
+"""Parameter: a JSON list of distinct call ids. Adds the CJK tokens of those not indexed yet that
+have CJK text (needs their rows and ``exporter.cjk_grams.register`` on the connection)."""
+
+CJK_INDEXED_SQL = f"SELECT b.rowid FROM {_BODIES_OF} JOIN {CJK_TABLE}_docsize AS d ON d.id = b.rowid"
+"""Parameter: a JSON list of call ids. The rowids of those that have CJK tokens."""
+
+CJK_UNINDEX_SQL = (
+    f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rowid, grams) "
+    f"SELECT 'delete', t.id, {CJK_SQL_FUNCTION}(t.prompt, t.response) FROM {TEXT_VIEW} AS t WHERE t.id = ?"
+)
+"""Parameter: a rowid of ``CJK_INDEXED_SQL``. Removes its tokens, computed again from the body's
+text (a contentless table is told what it indexed): the body must not have changed since."""
 
 EVENT_ORDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(5497854205308589139)"  # b"LLMEVNTS"
 """PostgreSQL: the writers' lock of the event ids (see "The event feed contract" above)."""
@@ -333,6 +399,20 @@ def _store_losses(database: peewee.Database) -> None:
         database.execute_sql(statement.format(**types))
 
 
+def _cjk_index(database: peewee.Database) -> None:
+    """SQLite: the short-query index ``llm_calls_cjk``, holding the CJK tokens of every call the
+    full-text index holds (those that have CJK text)."""
+    if not is_sqlite(database):
+        return
+    cjk_grams.register(database.connection())  # the backfill computes the tokens
+    for statement in (
+        CJK_DDL,
+        f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rank) VALUES ('crisismerge', {FTS_CRISIS_MERGE})",
+        _cjk_rows(f"{FTS_TABLE}_docsize AS d JOIN llm_call_bodies AS b ON b.rowid = d.id", "1"),
+    ):
+        database.execute_sql(statement)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
@@ -340,6 +420,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _text_once,
     _bounded_fts_merges,
     _store_losses,
+    _cjk_index,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

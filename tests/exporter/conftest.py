@@ -37,9 +37,9 @@ import peewee
 import pytest
 
 from exporter import migrate, open_database
-from exporter._sql import SQLITE
+from exporter._sql import SQLITE, index
 from exporter.database import is_sqlite
-from exporter.migrations import FTS_INDEX_SQL, TEXT_VIEW
+from exporter.migrations import CJK_TABLE, FTS_INDEX_SQL, TEXT_VIEW
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, db
 
 _FTS_COPY_INSERT = (
@@ -267,9 +267,12 @@ class Rows:
 
     def _index(self, texts: list[tuple[str, str, str]]) -> None:
         """Make every call searchable, queued and running ones too, as the store's schema takes it."""
-        views = self.database.execute_sql("SELECT name FROM sqlite_master WHERE type = 'view'").fetchall()
-        if (TEXT_VIEW,) in views:  # migration 4: the index reads the bodies
-            self.database.execute_sql(FTS_INDEX_SQL, (json.dumps([call_id for _, _, call_id in texts]),))
+        names = {name for (name,) in self.database.execute_sql("SELECT name FROM sqlite_master").fetchall()}
+        call_ids = json.dumps([call_id for _, _, call_id in texts])
+        if CJK_TABLE in names:  # both indexes, as the writers index
+            index(self.database.cursor(), call_ids)
+        elif TEXT_VIEW in names:  # a store from before the short-query index: the trigram index alone
+            self.database.execute_sql(FTS_INDEX_SQL, (call_ids,))
         else:  # an older schema (a migration test): the FTS table holds its own copy of the text
             self.database.cursor().executemany(_FTS_COPY_INSERT, texts)
 

@@ -12,7 +12,7 @@ import peewee
 import pytest
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 
-from exporter import StoreConfigurationError, open_database
+from exporter import StoreConfigurationError, open_database, queries
 from exporter.store import SpanStore
 from tests.exporter.call_spans import (
     T0_MS,
@@ -120,6 +120,9 @@ def test_a_call_is_written_live_from_queued_to_succeeded(
             "Rain   expected.",
         )
     ]
+    # And by its CJK characters, one or two (the short-query index, written in the same batch).
+    assert [item["call_id"] for item in queries.list_calls(q="北京")["items"]] == ["live"]
+    assert queries.list_calls(q="京")["total"] == 1
 
 
 def test_an_ended_span_alone_writes_the_whole_call(

@@ -31,6 +31,11 @@ the lock and retry.
 Migration 5 (SQLite only) sets the full-text table's ``crisismerge`` to ``FTS_CRISIS_MERGE``, so
 that retention's deletes no longer set off merges that hold the write lock for most of a second.
 
+Migration 6 adds the rollups of the ended calls (``exporter.rollups``): four tables of per-hour and
+per-day counts, token sums and latency histograms, kept by triggers on ``llm_calls`` (so every
+writer keeps them, in the transaction that writes the rows), filled from the ended rows already
+stored. On a store of 1M calls that takes about a minute (measured in docs/performance.md).
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -87,6 +92,7 @@ from collections.abc import Callable
 
 import peewee
 
+from exporter import rollups
 from exporter._exceptions import converted_errors
 from exporter.database import immediate, is_sqlite
 from exporter.models import SchemaVersion
@@ -315,12 +321,30 @@ def _bounded_fts_merges(database: peewee.Database) -> None:
         )
 
 
+def _rollups(database: peewee.Database) -> None:
+    """The rollups of the ended calls (``exporter.rollups``): their tables, the histogram bins, the
+    triggers on ``llm_calls`` that keep them, and what the ended rows already stored add up to."""
+    sqlite = is_sqlite(database)
+    for statement in rollups.table_ddl(_types(database)["int"]):
+        database.execute_sql(statement)
+    marker = "?" if sqlite else "%s"
+    database.cursor().executemany(
+        f"INSERT INTO {rollups.BINS_TABLE} (lower) VALUES ({marker})",
+        [(lower,) for lower in rollups.BIN_LOWERS],
+    )
+    triggers = rollups.sqlite_trigger_ddl() if sqlite else rollups.postgresql_trigger_ddl()
+    for statement in (*rollups.backfill_sql(), *triggers, rollups.LIVE_INDEX_DDL):
+        # psycopg2 reads a % (SQL's modulo here) as a parameter unless doubled.
+        database.execute_sql(statement if sqlite else statement.replace("%", "%%"))
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
     _list_indexes,
     _text_once,
     _bounded_fts_merges,
+    _rollups,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

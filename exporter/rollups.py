@@ -20,6 +20,11 @@ Tables (``docs/contracts/db.md``), each row one ``(bucket_ms, bucket_start)`` bu
 - ``llm_call_timing_rollups`` (metric, status, lower): ``calls`` whose ``wait_ms`` (metric 0),
   ``first_token_ms`` (1) or ``duration_ms`` (2) falls in the histogram bin starting at ``lower``.
 
+``shard`` is 0 on SQLite (one writer at a time). On PostgreSQL it is the writing session's
+``pg_backend_pid()``: concurrent writers then never update the same rollup row (they would wait on
+each other's row locks to their commits, and deadlock, locking the rows of their batches' calls in
+different orders); readers sum over the shards, and a session may take back what another added.
+
 A label column holds ``''`` for NULL and ``nulls`` has a bit set for each NULL label (model 1,
 source 2, error_type 4; requested_by 1), so that a key never holds a NULL (a NULL in a unique key
 never conflicts) and an empty label stays apart from none.
@@ -57,6 +62,7 @@ _EXACT_BELOW = 100
 _LAST_LOWER = 10**10
 
 ENDED = ("succeeded", "failed", "cancelled")
+_ENDED_SQL = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
 METRICS = ("wait_ms", "first_token_ms", "duration_ms")
 """Metric codes of ``llm_call_timing_rollups``: the position in this tuple."""
 LABELS = ("model", "source", "error_type")
@@ -157,10 +163,13 @@ def label_value(value: str, nulls: int, bit: int) -> str | None:
 
 _KEY = ("bucket_ms", "bucket_start", "status")
 TABLES = {
-    "llm_call_rollups": (_KEY, ("calls", "retries", *TOKENS)),
-    "llm_call_label_rollups": ((*_KEY, *LABELS, "nulls"), ("calls",)),
-    "llm_call_requester_rollups": ((*_KEY, "requested_by", "nulls"), ("calls",)),
-    "llm_call_timing_rollups": (("bucket_ms", "metric", "bucket_start", "status", "lower"), ("calls",)),
+    "llm_call_rollups": ((*_KEY, "shard"), ("calls", "retries", *TOKENS)),
+    "llm_call_label_rollups": ((*_KEY, *LABELS, "nulls", "shard"), ("calls",)),
+    "llm_call_requester_rollups": ((*_KEY, "requested_by", "nulls", "shard"), ("calls",)),
+    "llm_call_timing_rollups": (
+        ("bucket_ms", "metric", "bucket_start", "status", "lower", "shard"),
+        ("calls",),
+    ),
 }
 """Each rollup table: (its key columns, its summed columns)."""
 BINS_TABLE = "llm_call_timing_bins"
@@ -173,6 +182,7 @@ def table_ddl(integer: str) -> list[str]:
     statements = [f'CREATE TABLE IF NOT EXISTS "{BINS_TABLE}" ("lower" {integer} NOT NULL PRIMARY KEY)']
     for table, (key, sums) in TABLES.items():
         columns = [f'"{name}" {"TEXT" if name in _TEXT_COLUMNS else integer} NOT NULL' for name in key]
+        columns[key.index("shard")] += " DEFAULT 0"
         columns += [f'"{name}" {integer} NOT NULL' for name in sums]
         primary = ", ".join(f'"{name}"' for name in key)
         statements.append(
@@ -187,53 +197,57 @@ def _nulls(row: str, labels: Sequence[str]) -> str:
     )
 
 
-def contribution_sql(row: str, sign: str) -> list[str]:
+def contribution_sql(row: str, sign: str, shard: str = "0") -> list[str]:
     """The upserts adding ``sign`` times the rollup contribution of the ended row ``row`` (``NEW``,
-    ``OLD`` in a SQLite trigger, a row variable in PostgreSQL's function), both bucket sizes.
+    ``OLD`` in a SQLite trigger, a row variable in PostgreSQL's function), both bucket sizes, to
+    the rows of ``shard``.
 
     Each is ``INSERT ... SELECT ... WHERE <ended> ON CONFLICT ... DO UPDATE`` summing the columns.
     """
     sizes = " UNION ALL ".join(f"SELECT {size} AS ms" for size in BUCKET_SIZES)
-    ended = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
     start = f"{row}.enqueued_at - {row}.enqueued_at % s.ms"
     common = f"s.ms, {start}, {row}.status"
-    values = {
+    bin_of = f"(SELECT b.lower FROM {BINS_TABLE} AS b WHERE b.lower <= t.value ORDER BY b.lower DESC LIMIT 1)"
+    timings = " UNION ALL ".join(
+        f"SELECT {code} AS metric, CASE WHEN {row}.{name} < 0 THEN 0 ELSE {row}.{name} END AS value"
+        for code, name in enumerate(METRICS)
+    )
+    values = {  # table: (its key's values but the shard, its sums, more FROM)
         "llm_call_rollups": (
-            f"{common}, {sign}, {sign} * {row}.retry_count, "
+            common,
+            f"{sign}, {sign} * {row}.retry_count, "
             + ", ".join(f"{sign} * COALESCE({row}.{name}, 0)" for name in TOKENS),
             "",
         ),
         "llm_call_label_rollups": (
             f"{common}, "
             + ", ".join(f"COALESCE({row}.{label}, '')" for label in LABELS)
-            + f", {_nulls(row, LABELS)}, {sign}",
+            + f", {_nulls(row, LABELS)}",
+            sign,
             "",
         ),
         "llm_call_requester_rollups": (
-            f"{common}, COALESCE({row}.requested_by, ''), {_nulls(row, ['requested_by'])}, {sign}",
+            f"{common}, COALESCE({row}.requested_by, ''), {_nulls(row, ['requested_by'])}",
+            sign,
             "",
         ),
         "llm_call_timing_rollups": (
-            f"s.ms, t.metric, {start}, {row}.status, (SELECT b.lower FROM {BINS_TABLE} AS b "
-            f"WHERE b.lower <= t.value ORDER BY b.lower DESC LIMIT 1), {sign}",
-            ", ("
-            + " UNION ALL ".join(
-                f"SELECT {code} AS metric, CASE WHEN {row}.{name} < 0 THEN 0 ELSE {row}.{name} END AS value"
-                for code, name in enumerate(METRICS)
-            )
-            + ") AS t",
+            f"s.ms, t.metric, {start}, {row}.status, {bin_of}",
+            sign,
+            f", ({timings}) AS t",
         ),
     }
     statements = []
     for table, (key, sums) in TABLES.items():
-        selected, extra_from = values[table]
+        keyed, summed, extra_from = values[table]
         only_values = " AND t.value IS NOT NULL" if extra_from else ""
         names = ", ".join([*key, *sums])
         conflict = ", ".join(key)
         added = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in sums)
         statements.append(
-            f"INSERT INTO {table} ({names}) SELECT {selected} FROM ({sizes}) AS s{extra_from} "
-            f"WHERE {row}.status IN {ended}{only_values} ON CONFLICT ({conflict}) DO UPDATE SET {added}"
+            f"INSERT INTO {table} ({names}) SELECT {keyed}, {shard}, {summed} "
+            f"FROM ({sizes}) AS s{extra_from} WHERE {row}.status IN {_ENDED_SQL}{only_values} "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {added}"
         )
     return statements
 
@@ -241,7 +255,6 @@ def contribution_sql(row: str, sign: str) -> list[str]:
 ROLLED_UP_COLUMNS = ("status", "enqueued_at", *LABELS, "requested_by", "retry_count", *TOKENS, *METRICS)
 """The columns of ``llm_calls`` the rollups hold: an update that changes none of them changes nothing."""
 
-_ENDED_SQL = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
 _CHANGED = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in ROLLED_UP_COLUMNS)
 
 
@@ -266,7 +279,7 @@ def sqlite_trigger_ddl() -> list[str]:
 def postgresql_trigger_ddl() -> list[str]:
     """PostgreSQL: a function adding a row's contribution, and the triggers calling it (each with
     the ``WHEN`` of SQLite's, so a live row's updates call no function)."""
-    add = "; ".join(contribution_sql("r", "factor"))
+    add = "; ".join(contribution_sql("r", "factor", shard="pg_backend_pid()"))
     changed = _CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")
     ended = f"(OLD.status IN {_ENDED_SQL} OR NEW.status IN {_ENDED_SQL})"
     triggers = {

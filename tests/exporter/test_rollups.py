@@ -10,9 +10,10 @@ from collections import Counter
 from typing import Any
 
 import peewee
+import psycopg2
 import pytest
 
-from exporter import close_lost_calls, migrate, prune, queries, rollups
+from exporter import close_lost_calls, migrate, open_database, prune, queries, rollups
 from exporter._sql import statements_for
 from exporter.database import immediate, is_sqlite
 from exporter.migrations import MIGRATIONS, schema_version
@@ -65,10 +66,10 @@ def _stored(database: peewee.Database) -> dict[str, Counter[tuple[Any, ...]]]:
     for table, (key, sums) in rollups.TABLES.items():
         rows = database.execute_sql(f"SELECT {', '.join(key)}, {', '.join(sums)} FROM {table}").fetchall()
         found[table] = Counter()
-        for row in rows:
+        for row in rows:  # summed over the shards
             for name, value in zip(sums, row[len(key) :], strict=True):
-                if value:
-                    found[table][(*row[: len(key)], name)] = int(value)
+                found[table][(*row[: len(key) - 1], name)] += int(value)
+        found[table] = Counter({key: value for key, value in found[table].items() if value})
     return found
 
 
@@ -384,3 +385,29 @@ def test_facets_with_a_label_a_minimum_or_q_are_read_from_the_calls(
             )
         ]
         assert queries.call_facets(**filters) == _computed(selected), filters  # exact: not the rollups
+
+
+def test_postgresql_writers_never_wait_on_each_others_rollup_rows(postgres_url: str) -> None:
+    """Two sessions ending calls of the same hour at once: the second does not wait for the first
+    one's commit (each session adds to its own shard of the rows), and both are counted."""
+    database = open_database(postgres_url)
+    migrate(database)
+    database.close()
+    insert = (
+        "INSERT INTO llm_calls (call_id, status, stream, enqueued_at, retry_count, updated_at, duration_ms) "
+        "VALUES (%s, 'succeeded', false, %s, 0, %s, 1000)"
+    )
+    first, second = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    try:
+        first.cursor().execute(insert, ("call-1", NOW, NOW))  # its transaction stays open
+        with second.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+            cursor.execute(insert, ("call-2", NOW + 1, NOW))
+        second.commit()
+        first.commit()
+        with first.cursor() as cursor:
+            cursor.execute("SELECT SUM(calls) FROM llm_call_rollups WHERE bucket_ms = %s", (HOUR,))
+            assert cursor.fetchone()[0] == 2
+    finally:
+        first.close()
+        second.close()

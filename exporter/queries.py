@@ -403,13 +403,11 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
     ):
         histograms[_METRICS[metric]].append((lower, calls))
     columns = ("status", "model", "source", "error_type", "requested_by", *_METRICS)
-    for status, model, source, error_type, requested_by, *timings in rollups.raw_rows(
-        db.obj, columns, pieces, selection.statuses
-    ):
-        add(status, model, source, error_type, requested_by, 1)
-        for name, value in zip(_METRICS, timings, strict=True):
-            if value is not None:
-                histograms[name].append((rollups.bin_lower(value), 1))
+    raw = rollups.raw_rows(db.obj, columns, pieces, selection.statuses)
+    for (status, model, source, error_type, requested_by), calls in Counter(row[:5] for row in raw).items():
+        add(status, model, source, error_type, requested_by, calls)
+    for index, name in enumerate(_METRICS, start=5):
+        histograms[name] += rollups.binned(row[index] for row in raw)
     for *labels, calls in rollups.live_groups(db.obj, columns[:4], pieces, selection.statuses):
         add(*labels, _ROLLED, calls)
     for requested_by, calls in rollups.live_groups(db.obj, ("requested_by",), pieces, selection.statuses):
@@ -657,12 +655,15 @@ def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) ->
     ):
         histograms[_METRICS[metric]].append((lower, calls))
     columns = ("status", *_METRICS, "retry_count", *_TOKENS.values())
-    for status, *values in rollups.raw_rows(db.obj, columns, pieces):
-        counts[status] += 1
-        for name, value in zip(_METRICS, values, strict=False):
-            if value is not None:
-                histograms[name].append((rollups.bin_lower(value), 1))
-        sums = [total + (value or 0) for total, value in zip(sums, values[len(_METRICS) :], strict=True)]
+    raw = rollups.raw_rows(db.obj, columns, pieces)
+    if raw:  # column by column: the partial hours hold thousands of calls
+        status_column, *timings = list(zip(*raw, strict=True))[: 1 + len(_METRICS)]
+        for status, calls in Counter(status_column).items():
+            counts[status] += calls
+        for name, values in zip(_METRICS, timings, strict=True):
+            histograms[name] += rollups.binned(values)
+        summed = list(zip(*raw, strict=True))[1 + len(_METRICS) :]
+        sums = [total + sum(filter(None, values)) for total, values in zip(sums, summed, strict=True)]
     for status, calls, *summed in rollups.live_groups(db.obj, ("status",), pieces, sums=columns[4:]):
         counts[status] += calls
         sums = [total + value for total, value in zip(sums, summed, strict=True)]
@@ -754,14 +755,16 @@ def _rolled_series(
     hour = f"enqueued_at / {rollups.HOUR_MS} * {rollups.HOUR_MS}"  # integer division on both engines
     for start, count in rollups.live_groups(db.obj, (hour,), pieces):
         calls[index_of(start)] += count
+    raw: list[list[int | None]] = [[] for _ in range(buckets)]
     for enqueued_at, status, duration_ms in rollups.raw_rows(
         db.obj, ("enqueued_at", "status", "duration_ms"), pieces
     ):
         index = index_of(enqueued_at)
         calls[index] += 1
         failed[index] += status == "failed"
-        if duration_ms is not None:
-            durations[index].append((rollups.bin_lower(duration_ms), 1))
+        raw[index].append(duration_ms)
+    for index, values in enumerate(raw):
+        durations[index] += rollups.binned(values)
     return [
         {
             "start_ms": starts[index],

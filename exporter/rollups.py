@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,18 @@ BIN_LOWERS = _bin_lowers()
 def bin_lower(value: int) -> int:
     """The lower bound of the bin holding ``value`` (negative values count as 0)."""
     return BIN_LOWERS[max(0, bisect.bisect_right(BIN_LOWERS, value) - 1)]
+
+
+def binned(values: Iterable[int | None]) -> list[tuple[int, int]]:
+    """The histogram ((lower, count) pairs) of ``values``, None left out: counted first, so each
+    distinct value is looked up once."""
+    counts: Counter[int] = Counter(values)
+    counts.pop(None, None)  # type: ignore[call-overload]
+    bins: dict[int, int] = {}
+    for value, count in counts.items():
+        lower = bin_lower(value)
+        bins[lower] = bins.get(lower, 0) + count
+    return list(bins.items())
 
 
 def representative(lower: int) -> int:
@@ -368,6 +381,8 @@ def rolled(
     listed = ", ".join([marker] * len(statuses))
     params = [] if metric is None else [metric]
     where = "" if metric is None else f" AND metric = {marker}"
+    if metric is None and table == "llm_call_timing_rollups":  # the key's second column: a range per metric
+        where = " AND metric IN (" + ", ".join(str(code) for code in range(len(METRICS))) + ")"
     sql = (
         f"SELECT {group}{', ' if group else ''}{', '.join(f'SUM({name})' for name in sums)} FROM {table} "
         f"WHERE {buckets} AND status IN ({listed}){where}"

@@ -156,6 +156,7 @@ def build(database_path: str, rows: int, *, fts: bool, seed: int = 7) -> None:
 
 TASK = "<a task id>"
 DAY = "<the last 24 hours>"
+WEEK = "<the last 7 days>"
 LIST_CASES: dict[str, dict[str, object]] = {
     "no filter": {},
     "status=failed": {"status": ["failed"]},
@@ -219,11 +220,15 @@ SORT_CASES: dict[str, dict[str, object]] = {
 FACET_CASES: dict[str, dict[str, object]] = {
     "no filter": {},
     "status=failed": {"status": ["failed"]},
+    "status=succeeded": {"status": ["succeeded"]},
+    "last 24h": {"since_ms": DAY},
+    "last 7d": {"since_ms": WEEK},
+    "status=failed & last 7d": {"status": ["failed"], "since_ms": WEEK},
     "source": {"source": "source-3"},
     "requested_by": {"requested_by": "user-42@example.com"},
     "model": {"model": "gpt-4o"},
+    "error_type": {"error_type": "APITimeoutError"},
     "parent_task_id": {"parent_task_id": TASK},
-    "last 24h": {"since_ms": DAY},
     "min_duration 15 s": {"min_duration_ms": 15_000},
     "q=refund policy": {"q": "refund policy"},
 }
@@ -243,7 +248,7 @@ def _timed(call: Callable[[], object], repeat: int) -> tuple[float, float, objec
 
 def _resolved(filters: dict[str, object], task: str, newest: int) -> dict[str, object]:
     """``filters`` with the run-time values (a real task id, the last 24 hours) filled in."""
-    values = {TASK: task, DAY: newest - DAY_MS}
+    values = {TASK: task, DAY: newest - DAY_MS, WEEK: newest - 7 * DAY_MS}
     return {
         name: values.get(value, value) if isinstance(value, str) else value for name, value in filters.items()
     }
@@ -253,7 +258,12 @@ def _print_header(title: str, what: str) -> None:
     print(f"\n{title:44} {'median ms':>10} {'p95 ms':>8} {what:>9}", flush=True)
 
 
-def measure(database_path: str, repeat: int, *, fts: bool, only: str = "") -> None:
+SECTIONS = ("list", "latency", "sort", "facets", "status", "series", "other")
+
+
+def measure(
+    database_path: str, repeat: int, *, fts: bool, only: str = "", sections: tuple[str, ...] = SECTIONS
+) -> None:
     database = open_database(database_path)
     started = time.perf_counter()
     before, after = schema_version(database), migrate(database)
@@ -270,11 +280,13 @@ def measure(database_path: str, repeat: int, *, fts: bool, only: str = "") -> No
     def wanted(name: str, filters: dict[str, object]) -> bool:
         return only in name and (fts or "q" not in filters)
 
-    for title, cases in (
-        ("list page + exact total", LIST_CASES),
-        ("latency filters: page + exact total", LATENCY_CASES),
-        ("slowest first: page + exact total", SORT_CASES),
+    for section, title, cases in (
+        ("list", "list page + exact total", LIST_CASES),
+        ("latency", "latency filters: page + exact total", LATENCY_CASES),
+        ("sort", "slowest first: page + exact total", SORT_CASES),
     ):
+        if section not in sections:
+            continue
         _print_header(title, "total")
         for name, filters in cases.items():
             if not wanted(name, filters):
@@ -288,26 +300,31 @@ def measure(database_path: str, repeat: int, *, fts: bool, only: str = "") -> No
             median, p95, result = _timed(one_page, repeat)
             print(f"{name:44} {median:10.2f} {p95:8.2f} {result['total']:9d}", flush=True)
 
-    _print_header("call_facets (the filter's summary)", "total")
-    for name, filters in FACET_CASES.items():
+    if "facets" in sections:
+        _print_header("call_facets (the filter's summary)", "total")
+    for name, filters in FACET_CASES.items() if "facets" in sections else ():
         if wanted(name, filters):
             resolved = _resolved(filters, task, newest)
             median, p95, facets = _timed(lambda f=resolved: queries.call_facets(**f), repeat)
             print(f"{name:44} {median:10.2f} {p95:8.2f} {facets['total']:9d}", flush=True)
 
     windows = (("window 1h", 3_600_000), ("window 24h", DAY_MS), ("window 7d", 7 * DAY_MS))
-    _print_header("status_aggregates", "calls")
-    for name, window_ms in windows:
+    if "status" in sections:
+        _print_header("status_aggregates", "calls")
+    for name, window_ms in windows if "status" in sections else ():
         if wanted(name, {}):
             median, p95, stats = _timed(
                 lambda w=window_ms: queries.status_aggregates(w, now_ms=newest), repeat
             )
             print(f"{name:44} {median:10.2f} {p95:8.2f} {stats['total']:9d}", flush=True)
-    _print_header("status_series (24 buckets)", "calls")
-    for name, window_ms in windows:
+    if "series" in sections:
+        _print_header("status_series (24 buckets)", "calls")
+    for name, window_ms in windows if "series" in sections else ():
         if wanted(name, {}):
             median, p95, series = _timed(lambda w=window_ms: queries.status_series(w, now_ms=newest), repeat)
             print(f"{name:44} {median:10.2f} {p95:8.2f} {sum(b['calls'] for b in series):9d}", flush=True)
+    if "other" not in sections:
+        return
     _print_header("other reads", "calls")
     if wanted("store_summary", {}):
         median, p95, summary = _timed(queries.store_summary, repeat)
@@ -380,6 +397,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-fts", action="store_true", help="skip the full-text rows and the q cases")
     parser.add_argument("--only", default="", help="measure only the cases whose name contains this")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated, of {', '.join(SECTIONS)} (default all)",
+    )
     args = parser.parse_args()
     path = args.db or f"/tmp/llm_otel_bench_{args.rows}.db"
     fts = not args.no_fts
@@ -395,7 +417,11 @@ def main() -> None:
         build(path, args.rows, fts=fts)
         size = Path(path).stat().st_size / 1e6
         print(f"built {args.rows} calls in {time.perf_counter() - started:.1f} s ({size:.0f} MB)", flush=True)
-    measure(path, args.repeat, fts=fts, only=args.only)
+    sections = tuple(section.strip() for section in args.sections.split(","))
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        sys.exit(f"unknown --sections {', '.join(sorted(unknown))}; expected some of {', '.join(SECTIONS)}")
+    measure(path, args.repeat, fts=fts, only=args.only, sections=sections)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
   ``latest_event_id()`` → the highest event id (0 when none), to follow the feed from now on.
 - ``status_aggregates(window_ms, now_ms=None)`` → counts by status, error rate, p50/p95 of
   ``wait_ms`` / ``first_token_ms`` / ``duration_ms``, token and retry sums, over calls enqueued in
-  the window; ``status_series(window_ms, *, buckets=24, now_ms=None)`` → the same window cut into
+  the window (past ``EXACT_UP_TO`` ended calls, percentiles from the rollups: within 5%);
+  ``status_series(window_ms, *, buckets=24, now_ms=None)`` → the same window cut into
   ``buckets`` equal intervals: ``[{"start_ms", "calls", "failed", "p95_duration_ms"}]``.
 - ``store_summary()`` → ``{"engine", "calls", "oldest_call_ms"}``.
 - ``scheduler_snapshots(live_within_ms=30000, now_ms=None, *, include_stale=False)`` → the snapshot
@@ -74,13 +75,17 @@ statistics cannot tell (a mostly-NULL ``error_type`` looks unselective). A statu
 ``succeeded`` alone is counted as all calls minus the other statuses. A search term with many FTS
 matches walks the list's index and tests each call against the matches, rather than sorting them
 all. A query of 1-2 CJK characters is one token of the short-query index, counted there. Aggregates
-read only the covering window index. What stays slow by nature: a 1-2 character ``q`` that is not
-all CJK (a scan of every text), a term found in most calls (each candidate's text is read to keep
-the total exact), and aggregates and facets over most of the store.
+over many calls, and facets of statuses and a time range, read the rollups (``exporter.rollups``:
+whole hours and days kept by triggers, the partial hours at the ends and the calls in flight from
+``llm_calls``); smaller ones the covering window index. What stays slow by nature: a 1-2 character
+``q`` that is not all CJK (a scan of every text), a term found in most calls (each candidate's text
+is read to keep the total exact), and facets with a label, a timing minimum or ``q`` over most of
+the store.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import operator
@@ -93,6 +98,7 @@ from typing import Any
 
 from peewee import SQL, Case, Column, Expression, Field, NodeList, Ordering, Select, Value, fn
 
+from exporter import rollups
 from exporter._exceptions import QueryError, converted_errors
 from exporter.cjk_grams import is_cjk_query
 from exporter.database import is_sqlite, read_snapshot
@@ -118,6 +124,10 @@ MAX_BUCKETS = 1000
 FTS_MIN_CHARS = 3
 """Shortest ``q`` served by the trigram index; shorter ones are the short-query index's when all
 CJK (``exporter.cjk_grams``), else a substring scan."""
+EXACT_UP_TO = 10_000
+"""A status window or a filter summary over at most this many ended calls in whole rollup buckets
+is read from ``llm_calls``, exactly; beyond, from the rollups (``exporter.rollups``: the same counts
+and sums, percentiles within ``rollups.RELATIVE_ERROR``)."""
 
 _NEWEST_FIRST = (LLMCall.enqueued_at.desc(), LLMCall.call_id.desc())
 _ROWID = SQL("rowid")  # of llm_calls: every statement here reads that one table
@@ -311,6 +321,10 @@ def call_facets(
         q=q,
     )
     with converted_errors("computing call facets"), read_snapshot(db.obj):
+        if not (selection.equal or selection.minimums or selection.text):  # rollup dimensions only
+            rolled = _rolled_facets(selection)
+            if rolled is not None:
+                return rolled
         if is_sqlite(db.obj) and (selection.equal or selection.text or _few(selection)):
             # The calls are found through the filter's index or the text's matches (or they are few),
             # then read: read each once, for every facet. (PostgreSQL groups them itself.)
@@ -342,6 +356,85 @@ def call_facets(
         **{name: _ranked(histograms[name]) for name in _METRICS},
         "error_rate": counts["failed"] / ended if ended else None,
     }
+
+
+def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
+    """``call_facets`` of a selection of statuses and a time range, from the rollups; None when it
+    holds too few calls for them (``EXACT_UP_TO``: then read exactly) or the store is empty.
+
+    A bound left open reaches to whole days past the oldest and newest calls: no ragged edge.
+    """
+    since, until = selection.since_ms, selection.until_ms
+    if since is None or until is None:
+        oldest, newest = db.execute_sql(  # each from one end of the window index
+            "SELECT (SELECT MIN(enqueued_at) FROM llm_calls), (SELECT MAX(enqueued_at) FROM llm_calls)"
+        ).fetchone()
+        if oldest is None:
+            return None
+        since = oldest // rollups.DAY_MS * rollups.DAY_MS if since is None else since
+        until = (newest // rollups.DAY_MS + 1) * rollups.DAY_MS if until is None else until
+    pieces = rollups.pieces(since, until)
+    statuses = selection.statuses or STATUSES
+    totals = rollups.rolled(db.obj, "llm_call_rollups", ("status",), pieces, statuses=statuses)
+    if sum(row[1] for row in totals) <= EXACT_UP_TO:
+        return None
+    labels = ("status", *rollups.LABELS, "nulls")
+    counts = dict.fromkeys(STATUSES, 0)
+    values: dict[str, Counter[Any]] = {key: Counter() for key in (*_FACETS, "failures_by_model")}
+    histograms: dict[str, list[tuple[int, int]]] = {name: [] for name in _METRICS}
+
+    def add(status: str, model: Any, source: Any, error_type: Any, requested_by: Any, calls: int) -> None:
+        counts[status] += calls
+        values["models"][model] += calls
+        values["sources"][source] += calls
+        values["error_types"][error_type] += calls
+        if requested_by is not _ROLLED:
+            values["requested_by"][requested_by] += calls
+        if status == "failed":
+            values["failures_by_model"][model] += calls
+
+    for status, model, source, error_type, nulls, calls in rollups.rolled(
+        db.obj, "llm_call_label_rollups", labels, pieces, statuses=statuses
+    ):
+        named = [
+            rollups.label_value(value, nulls, 1 << bit)
+            for bit, value in enumerate((model, source, error_type))
+        ]
+        add(status, *named, _ROLLED, calls)
+    for requested_by, nulls, calls in rollups.rolled(
+        db.obj, "llm_call_requester_rollups", ("requested_by", "nulls"), pieces, statuses=statuses
+    ):
+        values["requested_by"][rollups.label_value(requested_by, nulls, 1)] += calls
+    for metric, lower, calls in rollups.rolled(
+        db.obj, "llm_call_timing_rollups", ("metric", "lower"), pieces, statuses=statuses
+    ):
+        histograms[_METRICS[metric]].append((lower, calls))
+    columns = ("status", "model", "source", "error_type", "requested_by", *_METRICS)
+    raw = rollups.raw_rows(db.obj, columns, pieces, selection.statuses)
+    for (status, model, source, error_type, requested_by), calls in Counter(row[:5] for row in raw).items():
+        add(status, model, source, error_type, requested_by, calls)
+    for index, name in enumerate(_METRICS, start=5):
+        histograms[name] += rollups.binned(row[index] for row in raw)
+    for *labels, calls in rollups.live_groups(db.obj, columns[:4], pieces, selection.statuses):
+        add(*labels, _ROLLED, calls)
+    for requested_by, calls in rollups.live_groups(db.obj, ("requested_by",), pieces, selection.statuses):
+        values["requested_by"][requested_by] += calls
+    for name in _METRICS:
+        for value, calls in rollups.live_groups(db.obj, (name,), pieces, selection.statuses, known=name):
+            histograms[name].append((rollups.bin_lower(value), calls))
+    ended = sum(counts[name] for name in ENDED_STATUSES)
+    return {
+        "total": sum(counts.values()),
+        "statuses": counts,
+        **{key: _top_values(value for value in values[key].items() if value[1]) for key in _FACETS},
+        "failures_by_model": _top_values(value for value in values["failures_by_model"].items() if value[1]),
+        **{name: rollups.percentiles(histograms[name]) for name in _METRICS},
+        "error_rate": counts["failed"] / ended if ended else None,
+    }
+
+
+_ROLLED = object()
+"""``requested_by`` of a label rollup row, which does not hold it (the requester rollup does)."""
 
 
 def iter_calls(
@@ -518,25 +611,24 @@ def latest_event_id() -> int:
 def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, Any]:
     """Aggregates over the calls enqueued in ``[now_ms - window_ms, now_ms]``.
 
-    Counts and sums are computed by the database; the percentiles from the three timing columns, read
-    through the covering window index (never a row, never the text) and ranked here. Percentiles
-    are nearest-rank (p50 of 1..100 is 50, p95 is 95) and None when no call has the value;
-    ``error_rate`` is failed / ended (succeeded + failed + cancelled), None when none ended.
+    Percentiles are nearest-rank (p50 of 1..100 is 50, p95 is 95) and None when no call has the
+    value; ``error_rate`` is failed / ended (succeeded + failed + cancelled), None when none ended.
+    A window holding more than ``EXACT_UP_TO`` ended calls in whole hours is read from the rollups
+    (its whole days and hours, and the calls of its partial hours and the live calls from
+    ``llm_calls``): counts and sums exact, percentiles within ``rollups.RELATIVE_ERROR``; a smaller
+    one from ``llm_calls``, through the covering window index (never a row, never the text).
     """
     _check_int("window_ms", window_ms, minimum=1)
     now_ms = _now_ms() if now_ms is None else now_ms
     since_ms = now_ms - window_ms
-    in_window = (LLMCall.enqueued_at >= since_ms) & (LLMCall.enqueued_at <= now_ms)
-    # Every column read here is in the llm_calls_window index: both statements read that index only.
-    sums = [fn.SUM(Case(None, [(LLMCall.status == status, 1)], 0)) for status in STATUSES]
-    sums += [fn.SUM(LLMCall.retry_count)] + [fn.SUM(LLMCall._meta.fields[name]) for name in _TOKENS.values()]
-    timings = LLMCall.select(*(LLMCall._meta.fields[name] for name in _METRICS)).where(in_window)
     with converted_errors("computing call aggregates"), read_snapshot(db.obj):
-        totals = db.execute(LLMCall.select(*sums).where(in_window)).fetchone()
-        timing_rows = db.execute(timings).fetchall()
-    # int(): PostgreSQL's SUM of a BIGINT is a NUMERIC, which the driver reads as a Decimal.
-    counts = {status: int(count or 0) for status, count in zip(STATUSES, totals, strict=False)}
-    retries, *token_sums = totals[len(STATUSES) :]
+        pieces = rollups.pieces(since_ms, now_ms + 1)
+        totals = rollups.rolled(db.obj, "llm_call_rollups", ("status",), pieces)
+        if sum(row[1] for row in totals) > EXACT_UP_TO:
+            figures = _rolled_aggregates(pieces, totals)
+        else:
+            figures = _exact_aggregates(since_ms, now_ms)
+    counts = figures["counts"]
     ended = sum(counts[status] for status in ENDED_STATUSES)
     return {
         "window_ms": window_ms,
@@ -546,27 +638,91 @@ def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, An
         "counts": counts,
         "ended": ended,
         "error_rate": counts["failed"] / ended if ended else None,
+        **{name: figures[name] for name in _METRICS},
+        "tokens": figures["tokens"],
+        "retries": figures["retries"],
+    }
+
+
+def _exact_aggregates(since_ms: int, now_ms: int) -> dict[str, Any]:
+    """Counts, sums and percentiles of the window, from the covering window index."""
+    in_window = (LLMCall.enqueued_at >= since_ms) & (LLMCall.enqueued_at <= now_ms)
+    # Every column read here is in the llm_calls_window index: both statements read that index only.
+    sums = [fn.SUM(Case(None, [(LLMCall.status == status, 1)], 0)) for status in STATUSES]
+    sums += [fn.SUM(LLMCall.retry_count)] + [fn.SUM(LLMCall._meta.fields[name]) for name in _TOKENS.values()]
+    timings = LLMCall.select(*(LLMCall._meta.fields[name] for name in _METRICS)).where(in_window)
+    totals = db.execute(LLMCall.select(*sums).where(in_window)).fetchone()
+    timing_rows = db.execute(timings).fetchall()
+    # int(): PostgreSQL's SUM of a BIGINT is a NUMERIC, which the driver reads as a Decimal.
+    retries, *token_sums = totals[len(STATUSES) :]
+    return {
+        "counts": {status: int(count or 0) for status, count in zip(STATUSES, totals, strict=False)},
         **{name: _percentiles(row[i] for row in timing_rows) for i, name in enumerate(_METRICS)},
         "tokens": {name: int(value or 0) for name, value in zip(_TOKENS, token_sums, strict=True)},
         "retries": int(retries or 0),
     }
 
 
+def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """Counts, sums and histograms of the window from its rollup buckets (``totals``: their
+    ``llm_call_rollups`` sums by status), plus the calls ``llm_calls`` holds for the rest."""
+    counts = dict.fromkeys(STATUSES, 0)
+    sums = [0] * (1 + len(_TOKENS))  # retries, then the tokens
+    for status, calls, *summed in totals:
+        counts[status] += calls
+        sums = [total + value for total, value in zip(sums, summed, strict=True)]
+    histograms: dict[str, list[tuple[int, int]]] = {name: [] for name in _METRICS}
+    for metric, lower, calls in rollups.rolled(
+        db.obj, "llm_call_timing_rollups", ("metric", "lower"), pieces
+    ):
+        histograms[_METRICS[metric]].append((lower, calls))
+    columns = ("status", *_METRICS, "retry_count", *_TOKENS.values())
+    raw = rollups.raw_rows(db.obj, columns, pieces)
+    if raw:  # column by column: the partial hours hold thousands of calls
+        status_column, *timings = list(zip(*raw, strict=True))[: 1 + len(_METRICS)]
+        for status, calls in Counter(status_column).items():
+            counts[status] += calls
+        for name, values in zip(_METRICS, timings, strict=True):
+            histograms[name] += rollups.binned(values)
+        summed = list(zip(*raw, strict=True))[1 + len(_METRICS) :]
+        sums = [total + sum(filter(None, values)) for total, values in zip(sums, summed, strict=True)]
+    for status, calls, *summed in rollups.live_groups(db.obj, ("status",), pieces, sums=columns[4:]):
+        counts[status] += calls
+        sums = [total + value for total, value in zip(sums, summed, strict=True)]
+    for name in _METRICS:
+        for value, calls in rollups.live_groups(db.obj, (name,), pieces, known=name):
+            histograms[name].append((rollups.bin_lower(value), calls))
+    return {
+        "counts": counts,
+        **{name: rollups.percentiles(histograms[name]) for name in _METRICS},
+        "tokens": dict(zip(_TOKENS, sums[1:], strict=True)),
+        "retries": sums[0],
+    }
+
+
 def status_series(window_ms: int, *, buckets: int = 24, now_ms: int | None = None) -> list[dict[str, Any]]:
-    """The window ``[now_ms - window_ms, now_ms]`` cut into ``buckets`` equal intervals, oldest first.
+    """The window ``[now_ms - window_ms, now_ms]`` cut into ``buckets`` intervals, oldest first.
 
     Each has ``start_ms``, ``calls`` (enqueued in it), ``failed`` and ``p95_duration_ms``
     (nearest rank, None when no call in it has a duration). Bucket ``i`` starts at
     ``since + i * window_ms // buckets``; a call enqueued at ``now_ms`` counts in the last one. Read
-    from the covering window index.
+    from the covering window index. When the intervals are whole hours and the window holds more
+    than ``EXACT_UP_TO`` ended calls in whole hours, they are read from the hourly rollups instead
+    (``_rolled_series``: the intervals then end with the hour holding ``now_ms``).
     """
     _check_int("window_ms", window_ms, minimum=1)
     _check_int("buckets", buckets, minimum=1, maximum=min(MAX_BUCKETS, window_ms))
     now_ms = _now_ms() if now_ms is None else now_ms
     since_ms = now_ms - window_ms
-    in_window = (LLMCall.enqueued_at >= since_ms) & (LLMCall.enqueued_at <= now_ms)
-    query = LLMCall.select(LLMCall.enqueued_at, LLMCall.status, LLMCall.duration_ms).where(in_window)
-    with converted_errors("computing the call series"):
+    width = window_ms // buckets
+    with converted_errors("computing the call series"), read_snapshot(db.obj):
+        if window_ms % buckets == 0 and width % rollups.HOUR_MS == 0:
+            pieces = rollups.hour_pieces(since_ms, now_ms + 1)
+            totals = rollups.rolled(db.obj, "llm_call_rollups", ("bucket_start", "status"), pieces)
+            if sum(row[2] for row in totals) > EXACT_UP_TO:
+                return _rolled_series(since_ms, now_ms, buckets, width, pieces, totals)
+        in_window = (LLMCall.enqueued_at >= since_ms) & (LLMCall.enqueued_at <= now_ms)
+        query = LLMCall.select(LLMCall.enqueued_at, LLMCall.status, LLMCall.duration_ms).where(in_window)
         rows = db.execute(query).fetchall()
     calls = [0] * buckets
     failed = [0] * buckets
@@ -583,6 +739,60 @@ def status_series(window_ms: int, *, buckets: int = 24, now_ms: int | None = Non
             "calls": calls[index],
             "failed": failed[index],
             "p95_duration_ms": _percentiles(durations[index])["p95"],
+        }
+        for index in range(buckets)
+    ]
+
+
+def _rolled_series(
+    since_ms: int,
+    now_ms: int,
+    buckets: int,
+    width: int,
+    pieces: rollups.Pieces,
+    totals: list[tuple[Any, ...]],
+) -> list[dict[str, Any]]:
+    """``status_series`` from the hourly rollups: intervals of ``width`` (whole hours) ending with
+    the hour holding ``now_ms``, the first one from ``since_ms`` (up to an hour longer), so that
+    every hour row falls in one interval; p95 within ``rollups.RELATIVE_ERROR``."""
+    end = (now_ms // rollups.HOUR_MS + 1) * rollups.HOUR_MS
+    starts = [since_ms] + [end - (buckets - index) * width for index in range(1, buckets)]
+    calls = [0] * buckets
+    failed = [0] * buckets
+    durations: list[list[tuple[int, int]]] = [[] for _ in range(buckets)]
+
+    def index_of(at: int) -> int:
+        return max(0, bisect.bisect_right(starts, at) - 1)
+
+    for bucket_start, status, count, *_ in totals:
+        index = index_of(bucket_start)
+        calls[index] += count
+        failed[index] += count if status == "failed" else 0
+    duration = _METRICS.index("duration_ms")
+    for bucket_start, lower, count in rollups.rolled(
+        db.obj, "llm_call_timing_rollups", ("bucket_start", "lower"), pieces, metric=duration
+    ):
+        durations[index_of(bucket_start)].append((lower, count))
+    # Live calls have no duration: their count by hour, from the live index.
+    hour = f"enqueued_at / {rollups.HOUR_MS} * {rollups.HOUR_MS}"  # integer division on both engines
+    for start, count in rollups.live_groups(db.obj, (hour,), pieces):
+        calls[index_of(start)] += count
+    raw: list[list[int | None]] = [[] for _ in range(buckets)]
+    for enqueued_at, status, duration_ms in rollups.raw_rows(
+        db.obj, ("enqueued_at", "status", "duration_ms"), pieces
+    ):
+        index = index_of(enqueued_at)
+        calls[index] += 1
+        failed[index] += status == "failed"
+        raw[index].append(duration_ms)
+    for index, values in enumerate(raw):
+        durations[index] += rollups.binned(values)
+    return [
+        {
+            "start_ms": starts[index],
+            "calls": calls[index],
+            "failed": failed[index],
+            "p95_duration_ms": rollups.percentiles(durations[index])["p95"],
         }
         for index in range(buckets)
     ]

@@ -12,24 +12,25 @@ Configuration: ``LLM_OTEL_RETENTION_DAYS`` (days, a positive number, default 7) 
 ``retention_days_from_env()``.
 
 ``prune`` deletes the ended calls (succeeded, failed, cancelled) enqueued before the cut-off with
-their bodies, events and full-text rows, the tasks started before it, the events left without a
-call, and the scheduler snapshots whose last heartbeat is before it. It works in batches of at most
-``batch_size`` calls (or tasks, or events; snapshots, one row per process, go at once), each in its
-own ``BEGIN IMMEDIATE`` transaction, sized as it goes to hold the lock about ``BATCH_TARGET_MS``
-(10 ms, its commit included) and followed by a pause at least as long (``BATCH_PAUSE_MS``), so a
-writer never waits long: with ``write_lock`` (the lock the process's own writer takes; ``SpanStore``
-passes it) the two take turns at once; a writer in another process waits on SQLite's busy handler.
-A transaction that finds the database locked past ``busy_timeout`` is tried again
-(``LOCKED_RETRIES``): retention completes under sustained writing. While pruning, the connection
-makes no automatic WAL checkpoint (it would run inside a commit, the lock held): a passive one runs
-every ``CHECKPOINT_EVERY`` transactions, between them. A large backlog takes minutes, so run it on
-a thread of its own rather than on the one that writes new calls. Then, on SQLite, ``PRAGMA
-incremental_vacuum`` returns the freed pages to the file system in steps sized like the batches
-(the file must have been created with ``auto_vacuum=INCREMENTAL``, which ``open_database`` does for
-new files; an older file keeps reusing its free pages but does not shrink). The FTS5 index drops
-deleted entries as its segments merge during later writes, so it shrinks over time. On
-PostgreSQL the same deletes run in plain transactions, with no full-text rows and no vacuum step
-(the server's autovacuum reuses the space).
+their bodies, events and full-text rows (the rollup triggers take each one back from the rollups),
+then the rollup rows of the hours and days that end before the cut-off, the tasks started before it,
+the events left without a call, and the scheduler snapshots whose last heartbeat is before it. It
+works in batches of at most ``batch_size`` calls (or tasks, or events; snapshots, one row per
+process, go at once), each in its own ``BEGIN IMMEDIATE`` transaction, sized as it goes to hold the
+lock about ``BATCH_TARGET_MS`` (10 ms, its commit included) and followed by a pause at least as long
+(``BATCH_PAUSE_MS``), so a writer never waits long: with ``write_lock`` (the lock the process's own
+writer takes; ``SpanStore`` passes it) the two take turns at once; a writer in another process waits
+on SQLite's busy handler. A transaction that finds the database locked past ``busy_timeout`` is
+tried again (``LOCKED_RETRIES``): retention completes under sustained writing. While pruning, the
+connection makes no automatic WAL checkpoint (it would run inside a commit, the lock held): a
+passive one runs every ``CHECKPOINT_EVERY`` transactions, between them. A large backlog takes
+minutes, so run it on a thread of its own rather than on the one that writes new calls. Then, on
+SQLite, ``PRAGMA incremental_vacuum`` returns the freed pages to the file system in steps sized like
+the batches (the file must have been created with ``auto_vacuum=INCREMENTAL``, which
+``open_database`` does for new files; an older file keeps reusing its free pages but does not
+shrink). The FTS5 index drops deleted entries as its segments merge during later writes, so it
+shrinks over time. On PostgreSQL the same deletes run in plain transactions, with no full-text rows
+and no vacuum step (the server's autovacuum reuses the space).
 
 ``close_lost_calls`` closes as ``failed`` (``error_type="process_lost"``, ``ended_at`` = now, plus a
 ``failed`` event) every ``queued`` or ``running`` call whose process stopped sending scheduler
@@ -57,6 +58,7 @@ from typing import TypeVar
 
 import peewee
 
+from exporter import rollups
 from exporter._exceptions import StoreConfigurationError, converted_errors
 from exporter._sql import unindex
 from exporter.database import immediate, is_sqlite, open_database
@@ -175,6 +177,7 @@ def prune(
         with converted_errors("pruning the store"), _checkpoints_between_transactions(database):
             batches = _Batches(database, write_lock, batch_size)
             calls = batches.run(partial(_prune_calls, database, cutoff_ms))
+            batches.run(partial(_prune_rollups, database, cutoff_ms))
             events = batches.run(partial(_prune_orphan_events, database, cutoff_ms))
             tasks = batches.run(partial(_prune_tasks, database, cutoff_ms))
             snapshots = batches.run(partial(_prune_snapshots, database, cutoff_ms))
@@ -291,6 +294,22 @@ def _prune_calls(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
     database.execute(LLMCallBody.delete().where(LLMCallBody.call_id.in_(ids)))
     database.execute(LLMCall.delete().where(LLMCall.call_id.in_(ids)))
     return len(ids)
+
+
+def _prune_rollups(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
+    """The rollup rows of up to ``limit`` buckets that end before the cut-off (their ended calls are
+    gone, and the triggers took them back: rows of zeros); returns the buckets removed."""
+    marker = "?" if is_sqlite(database) else "%s"
+    old = database.execute_sql(
+        f"SELECT bucket_ms, bucket_start FROM llm_call_rollups WHERE bucket_start + bucket_ms <= {marker} "
+        f"GROUP BY bucket_ms, bucket_start ORDER BY bucket_start LIMIT {int(limit)}",
+        (cutoff_ms,),
+    ).fetchall()
+    for bucket in old:
+        for table in rollups.TABLES:
+            where = f"bucket_ms = {marker} AND bucket_start = {marker}"
+            database.execute_sql(f"DELETE FROM {table} WHERE {where}", bucket)
+    return len(old)
 
 
 def _prune_orphan_events(database: peewee.Database, cutoff_ms: int, limit: int) -> int:

@@ -530,9 +530,16 @@ def test_status_aggregates_reads_only_indexes(rows: Rows, caplog: pytest.LogCapt
     rows.calls(10)
     with caplog.at_level(logging.DEBUG, logger="peewee"):
         queries.status_aggregates(window_ms=3_600_000, now_ms=NOW_MS)
-    for sql, params in [record.msg for record in caplog.records if isinstance(record.msg, tuple)]:
+    statements = [record.msg for record in caplog.records if isinstance(record.msg, tuple)]
+    assert any("llm_call_rollups" in sql for sql, _ in statements)  # the whole hours' rollups first
+    for sql, params in statements:
         plan = [row[3] for row in db.obj.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
-        assert any("COVERING INDEX llm_calls_window" in line for line in plan), plan
+        read = (
+            "sqlite_autoindex_llm_call_rollups"
+            if "llm_call_rollups" in sql
+            else "COVERING INDEX llm_calls_window"
+        )
+        assert any(read in line for line in plan), plan
 
 
 # Scheduler snapshots

@@ -1,0 +1,413 @@
+"""The rollups (exporter.rollups, migration 8) on SQLite and PostgreSQL: always what the ended rows
+add up to, whatever writes them, and the status card and filter summary read from them agree with
+the exact answers (counts and sums equal, percentiles within ``rollups.RELATIVE_ERROR``)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Any
+
+import peewee
+import psycopg2
+import pytest
+
+from exporter import close_lost_calls, migrate, open_database, prune, queries, rollups
+from exporter._sql import statements_for
+from exporter.database import immediate, is_sqlite
+from exporter.migrations import MIGRATIONS, schema_version
+from exporter.models import LLMCall, db
+from tests.exporter.conftest import NOW_MS, Rows
+from tests.exporter.test_facets import _computed
+
+HOUR = rollups.HOUR_MS
+DAY = rollups.DAY_MS
+NOW = NOW_MS + 37 * 60_000 + 1234  # not on an hour: every window has ragged ends
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def _spread(rows: Rows, count: int = 600, seed: int = 5, days: float = 8.5) -> list[dict[str, Any]]:
+    """``count`` calls over the ``days`` before ``NOW`` with random statuses, labels (some NULL,
+    one empty), timings (milliseconds to minutes) and tokens; returns their columns."""
+    rng = random.Random(seed)
+    written = []
+    for _ in range(count):
+        status = rng.choice(["succeeded"] * 6 + ["failed", "failed", "cancelled", "running", "queued"])
+        ended = status in ENDED
+        written.append(
+            {
+                "status": status,
+                "enqueued_at": NOW - rng.randrange(0, int(days * DAY)),
+                "model": rng.choice(["gpt-4o", "gpt-4o-mini", None]),
+                "source": rng.choice(["app", "billing", "", None]),
+                "requested_by": rng.choice(["alice", "bob", "carol", None]),
+                "error_type": rng.choice(["RateLimitError", "APITimeoutError", None])
+                if status == "failed"
+                else None,
+                "wait_ms": int(rng.lognormvariate(5, 2)) if status != "queued" else None,
+                "first_token_ms": int(rng.lognormvariate(6, 1.5)) if ended and rng.random() < 0.8 else None,
+                "duration_ms": int(rng.lognormvariate(7, 1.5)) if ended else None,
+                "retry_count": rng.choice([0, 0, 0, 1, 2]),
+                "input_tokens": rng.randrange(1, 5000),
+                "output_tokens": rng.randrange(1, 2000) if ended else None,
+                "cached_tokens": rng.choice([0, 128, None]),
+                "reasoning_tokens": rng.choice([0, 64]),
+            }
+        )
+    for columns, call_id in zip(written, rows.each(written), strict=True):
+        columns["call_id"] = call_id
+    return written
+
+
+def _stored(database: peewee.Database) -> dict[str, Counter[tuple[Any, ...]]]:
+    """Every rollup table's nonzero sums, by key."""
+    found = {}
+    for table, (key, sums) in rollups.TABLES.items():
+        rows = database.execute_sql(f"SELECT {', '.join(key)}, {', '.join(sums)} FROM {table}").fetchall()
+        found[table] = Counter()
+        for row in rows:  # summed over the shards
+            for name, value in zip(sums, row[len(key) :], strict=True):
+                found[table][(*row[: len(key) - 1], name)] += int(value)
+        found[table] = Counter({key: value for key, value in found[table].items() if value})
+    return found
+
+
+def _expected(database: peewee.Database) -> dict[str, Counter[tuple[Any, ...]]]:
+    """What the rollups must hold, computed here from the ended rows of ``llm_calls``."""
+    columns = ["enqueued_at", "status", *rollups.LABELS, "requested_by", "retry_count", *rollups.TOKENS]
+    columns += rollups.METRICS
+    rows = database.execute_sql(
+        f"SELECT {', '.join(columns)} FROM llm_calls WHERE status IN ('succeeded', 'failed', 'cancelled')"
+    ).fetchall()
+    expected: dict[str, Counter[tuple[Any, ...]]] = {table: Counter() for table in rollups.TABLES}
+    for values in rows:
+        call = dict(zip(columns, values, strict=True))
+        labels = [call[label] or "" for label in rollups.LABELS]
+        nulls = sum(1 << bit for bit, label in enumerate(rollups.LABELS) if call[label] is None)
+        for size in rollups.BUCKET_SIZES:
+            key = (size, call["enqueued_at"] - call["enqueued_at"] % size, call["status"])
+            expected["llm_call_rollups"][(*key, "calls")] += 1
+            expected["llm_call_rollups"][(*key, "retries")] += call["retry_count"]
+            for name in rollups.TOKENS:
+                expected["llm_call_rollups"][(*key, name)] += call[name] or 0
+            expected["llm_call_label_rollups"][(*key, *labels, nulls, "calls")] += 1
+            requester = (call["requested_by"] or "", int(call["requested_by"] is None))
+            expected["llm_call_requester_rollups"][(*key, *requester, "calls")] += 1
+            for metric, name in enumerate(rollups.METRICS):
+                if call[name] is not None:
+                    lower = rollups.bin_lower(call[name])
+                    expected["llm_call_timing_rollups"][(size, metric, key[1], key[2], lower, "calls")] += 1
+    return {
+        table: Counter({key: value for key, value in sums.items() if value})
+        for table, sums in expected.items()
+    }
+
+
+def _within(found: dict[str, int | None], exact: dict[str, int | None]) -> bool:
+    """Whether each percentile read from the rollups is within the stated error of the exact one."""
+    for name, value in exact.items():
+        if value is None or found[name] is None:
+            if value != found[name]:
+                return False
+        elif abs(found[name] - value) > rollups.RELATIVE_ERROR * value:
+            return False
+    return True
+
+
+# What the rollups hold
+
+
+def test_the_rollups_hold_what_the_ended_rows_add_up_to(any_rows: Rows) -> None:
+    _spread(any_rows)
+    database = any_rows.database
+
+    assert _stored(database) == _expected(database)
+    assert (
+        sum(value for key, value in _stored(database)["llm_call_rollups"].items() if key[-1] == "calls")
+        == 2
+        * (
+            database.execute_sql(
+                "SELECT COUNT(*) FROM llm_calls WHERE status IN ('succeeded', 'failed', 'cancelled')"
+            )
+        ).fetchone()[0]
+    )
+
+
+def test_updates_and_deletes_of_ended_rows_are_taken_back(any_rows: Rows) -> None:
+    written = _spread(any_rows, count=200)
+    ended = [call["call_id"] for call in written if call["status"] in ENDED]
+    live = [call["call_id"] for call in written if call["status"] not in ENDED]
+
+    LLMCall.update(status="failed", error_type="APITimeoutError").where(
+        LLMCall.call_id.in_(ended[:20])
+    ).execute()
+    LLMCall.update(duration_ms=LLMCall.duration_ms + 5000, model=None).where(
+        LLMCall.call_id.in_(ended[20:40])
+    ).execute()
+    LLMCall.update(enqueued_at=LLMCall.enqueued_at - 3 * DAY).where(
+        LLMCall.call_id.in_(ended[40:50])
+    ).execute()
+    LLMCall.update(status="running", duration_ms=None).where(LLMCall.call_id.in_(ended[50:55])).execute()
+    LLMCall.update(status="succeeded", duration_ms=900).where(LLMCall.call_id.in_(live[:10])).execute()
+    LLMCall.delete().where(LLMCall.call_id.in_(ended[60:80] + live[10:15])).execute()
+
+    assert _stored(any_rows.database) == _expected(any_rows.database)
+
+
+def test_a_call_ended_twice_or_closed_as_lost_then_ended_counts_once(any_rows: Rows) -> None:
+    """The writer's final row written again (a span exported twice), a call closed as lost whose
+    real end arrives later, and a late live notice: each call counts once, as its row now says."""
+    database = any_rows.database
+    running = any_rows.call(
+        status="running", enqueued_at=NOW - 2 * DAY, process="gone:1", updated_at=NOW - DAY
+    )
+    twice = any_rows.call(status="succeeded", enqueued_at=NOW - 3 * DAY)
+    statements = statements_for(database)
+    final = LLMCall.select().where(LLMCall.call_id == twice).dicts().get()
+    lost_end = LLMCall.select().where(LLMCall.call_id == running).dicts().get()
+
+    with immediate(database):
+        cursor = database.cursor()
+        cursor.executemany(statements.final_call, [final, final])  # the same end twice in one batch
+        cursor.executemany(statements.final_call, [final])  # and in another
+    assert close_lost_calls(database, heartbeat_timeout_ms=60_000, now_ms=NOW) == 1
+    assert _stored(database) == _expected(database)
+    lost = _stored(database)["llm_call_rollups"]
+    assert lost[(DAY, (NOW - 2 * DAY) // DAY * DAY, "failed", "calls")] == 1
+
+    lost_end.update(status="succeeded", ended_at=NOW, duration_ms=4000, wait_ms=10)
+    with immediate(database):
+        database.cursor().executemany(statements.final_call, [lost_end])  # its real end, late
+        notice = {"call_id": running, "enqueued_at": lost_end["enqueued_at"], "updated_at": NOW}
+        database.cursor().executemany(
+            statements.updates["dispatched"], [notice | {"started_at": 1, "wait_ms": 1}]
+        )
+
+    stored = _stored(database)
+    assert stored == _expected(database)
+    day = (NOW - 2 * DAY) // DAY * DAY
+    assert (
+        stored["llm_call_rollups"][(DAY, day, "failed", "calls")],
+        stored["llm_call_rollups"][(DAY, day, "succeeded", "calls")],
+    ) == (0, 1)
+    assert stored["llm_call_rollups"][(DAY, (NOW - 3 * DAY) // DAY * DAY, "succeeded", "calls")] == 1
+
+
+def test_migration_8_fills_the_rollups_of_a_version_7_store(any_rows: Rows) -> None:
+    database = any_rows.database
+    for table in rollups.TABLES:  # back to version 7: no triggers, no rollups
+        database.execute_sql(f"DROP TABLE {table}")
+    database.execute_sql(f"DROP TABLE {rollups.BINS_TABLE}")
+    if is_sqlite(database):
+        triggers = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'llm_calls_rollup%'"
+        for (name,) in database.execute_sql(triggers).fetchall():
+            database.execute_sql(f"DROP TRIGGER {name}")
+    else:
+        for name in ("insert", "update", "delete"):
+            database.execute_sql(f"DROP TRIGGER llm_calls_rollup_{name} ON llm_calls")
+    database.execute_sql("DELETE FROM llm_otel_schema WHERE version = 8")
+    assert schema_version(database) == len(MIGRATIONS) - 1
+    _spread(any_rows, count=300)
+
+    assert migrate(database) == len(MIGRATIONS)
+
+    assert _stored(database) == _expected(database)
+    assert sum(_stored(database)["llm_call_rollups"].values())
+    any_rows.call(status="failed", enqueued_at=NOW)  # the triggers run from now on
+    assert _stored(database) == _expected(database)
+
+
+def test_retention_prunes_the_rollups_with_the_calls(any_rows: Rows) -> None:
+    _spread(any_rows, count=300, days=12)
+    cutoff = NOW - 7 * DAY
+
+    prune(any_rows.database, older_than=7, now_ms=NOW)
+
+    stored = _stored(any_rows.database)
+    assert stored == _expected(any_rows.database)
+    for table in rollups.TABLES:
+        key = rollups.TABLES[table][0]
+        starts = key.index("bucket_start")
+        rows = any_rows.database.execute_sql(f"SELECT {', '.join(key)} FROM {table}").fetchall()
+        assert rows and all(row[starts] + row[0] > cutoff for row in rows), table  # whole old buckets gone
+
+
+# Reading them
+
+
+def test_percentiles_from_the_bins_are_within_the_stated_error() -> None:
+    rng = random.Random(1)
+    for _ in range(200):
+        values = [
+            int(rng.lognormvariate(rng.uniform(0, 12), rng.uniform(0.1, 3)))
+            for _ in range(rng.randrange(1, 400))
+        ]
+        known = sorted(values)
+        exact = {
+            "p50": known[math.ceil(0.5 * len(known)) - 1],
+            "p95": known[math.ceil(0.95 * len(known)) - 1],
+        }
+        found = rollups.percentiles((rollups.bin_lower(value), 1) for value in values)
+        assert _within(found, exact), (found, exact)
+        assert all(found[name] == exact[name] for name in exact if exact[name] < 100)  # exact below 100 ms
+
+
+@pytest.mark.parametrize("window", [HOUR, 5 * HOUR, DAY, 7 * DAY, 30 * DAY])
+def test_status_aggregates_from_the_rollups_equal_the_exact_ones(
+    any_rows: Rows, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    _spread(any_rows)
+    exact = queries.status_aggregates(window, now_ms=NOW)
+    monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+
+    rolled = queries.status_aggregates(window, now_ms=NOW)
+
+    timings = ("wait_ms", "first_token_ms", "duration_ms")
+    assert {key: value for key, value in rolled.items() if key not in timings} == {
+        key: value for key, value in exact.items() if key not in timings
+    }
+    for name in timings:
+        assert _within(rolled[name], exact[name]), (name, rolled[name], exact[name])
+    assert exact["total"] > 0
+
+
+def test_the_status_card_reads_the_rollups_at_its_windows(
+    any_rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _spread(any_rows, count=200)
+    monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+    statements: list[str] = []
+    real = db.obj.execute_sql
+    monkeypatch.setattr(
+        db.obj, "execute_sql", lambda sql, *args, **kw: statements.append(sql) or real(sql, *args, **kw)
+    )
+
+    queries.status_aggregates(DAY, now_ms=NOW)
+
+    assert any("FROM llm_call_timing_rollups" in sql for sql in statements)
+
+
+@pytest.mark.parametrize(("window", "buckets"), [(DAY, 24), (7 * DAY, 24), (6 * HOUR, 3)])
+def test_status_series_from_the_rollups_counts_each_call_of_its_hours(
+    any_rows: Rows, monkeypatch: pytest.MonkeyPatch, window: int, buckets: int
+) -> None:
+    written = _spread(any_rows)
+    monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+
+    series = queries.status_series(window, buckets=buckets, now_ms=NOW)
+
+    starts = [bucket["start_ms"] for bucket in series]
+    end = (NOW // HOUR + 1) * HOUR
+    assert starts[0] == NOW - window and starts[1:] == [
+        end - (buckets - i) * (window // buckets) for i in range(1, buckets)
+    ]
+    for index, bucket in enumerate(series):
+        until = starts[index + 1] if index + 1 < buckets else NOW + 1
+        inside = [call for call in written if bucket["start_ms"] <= call["enqueued_at"] < until]
+        assert bucket["calls"] == len(inside)
+        assert bucket["failed"] == sum(call["status"] == "failed" for call in inside)
+        durations = sorted(call["duration_ms"] for call in inside if call["duration_ms"] is not None)
+        exact = durations[math.ceil(0.95 * len(durations)) - 1] if durations else None
+        assert _within({"p95": bucket["p95_duration_ms"]}, {"p95": exact})
+    assert sum(bucket["calls"] for bucket in series) == sum(
+        NOW - window <= call["enqueued_at"] <= NOW for call in written
+    )
+
+
+ROLLED_FILTERS: list[dict[str, Any]] = [
+    {},
+    {"status": ["failed"]},
+    {"status": ["succeeded", "running"]},
+    {"status": ["queued"]},
+    {"since_ms": NOW - 7 * DAY},
+    {"since_ms": NOW - DAY, "until_ms": NOW - HOUR},
+    {"until_ms": NOW - 2 * DAY - 1234},
+    {"status": ["failed", "cancelled"], "since_ms": NOW - 3 * DAY - 5, "until_ms": NOW - 1000},
+]
+
+
+@pytest.mark.parametrize("filters", ROLLED_FILTERS, ids=str)
+def test_facets_from_the_rollups_equal_the_exact_ones(
+    any_rows: Rows, monkeypatch: pytest.MonkeyPatch, filters: dict[str, Any]
+) -> None:
+    written = _spread(any_rows)
+    selected = [
+        call
+        for call in written
+        if (not filters.get("status") or call["status"] in filters["status"])
+        and call["enqueued_at"] >= filters.get("since_ms", 0)
+        and call["enqueued_at"] < filters.get("until_ms", 2**62)
+    ]
+    exact = queries.call_facets(**filters)
+    assert exact == _computed(selected)
+    monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+    read: list[str] = []
+    real = rollups.rolled
+    monkeypatch.setattr(
+        rollups,
+        "rolled",
+        lambda database, table, *args, **kw: read.append(table) or real(database, table, *args, **kw),
+    )
+
+    rolled = queries.call_facets(**filters)
+
+    assert ("llm_call_label_rollups" in read) == (filters.get("status") != ["queued"])
+
+    timings = ("wait_ms", "first_token_ms", "duration_ms")
+    assert {key: value for key, value in rolled.items() if key not in timings} == {
+        key: value for key, value in exact.items() if key not in timings
+    }
+    for name in timings:
+        assert _within(rolled[name], exact[name]), (name, rolled[name], exact[name])
+
+
+def test_facets_with_a_label_a_minimum_or_q_are_read_from_the_calls(
+    any_rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = _spread(any_rows, count=200)
+    monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+    for filters in (
+        {"model": "gpt-4o"},
+        {"requested_by": "bob", "status": ["failed"]},
+        {"min_duration_ms": 500},
+    ):
+        selected = [
+            call
+            for call in written
+            if all(
+                call[name] in value
+                if name == "status"
+                else (call["duration_ms"] or -1) >= value
+                if name == "min_duration_ms"
+                else call[name] == value
+                for name, value in filters.items()
+            )
+        ]
+        assert queries.call_facets(**filters) == _computed(selected), filters  # exact: not the rollups
+
+
+def test_postgresql_writers_never_wait_on_each_others_rollup_rows(postgres_url: str) -> None:
+    """Two sessions ending calls of the same hour at once: the second does not wait for the first
+    one's commit (each session adds to its own shard of the rows), and both are counted."""
+    database = open_database(postgres_url)
+    migrate(database)
+    database.close()
+    insert = (
+        "INSERT INTO llm_calls (call_id, status, stream, enqueued_at, retry_count, updated_at, duration_ms) "
+        "VALUES (%s, 'succeeded', false, %s, 0, %s, 1000)"
+    )
+    first, second = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    try:
+        first.cursor().execute(insert, ("call-1", NOW, NOW))  # its transaction stays open
+        with second.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+            cursor.execute(insert, ("call-2", NOW + 1, NOW))
+        second.commit()
+        first.commit()
+        with first.cursor() as cursor:
+            cursor.execute("SELECT SUM(calls) FROM llm_call_rollups WHERE bucket_ms = %s", (HOUR,))
+            assert cursor.fetchone()[0] == 2
+    finally:
+        first.close()
+        second.close()

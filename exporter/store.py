@@ -55,7 +55,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from exporter import _names as n
-from exporter._connection import store_path
+from exporter._connection import close_quietly, store_path
 from exporter._exceptions import StoreConfigurationError
 from exporter.database import open_database
 from exporter.mapping import closing_row
@@ -122,7 +122,13 @@ class SpanStore:
 
     def _open(self) -> peewee.Database:
         database = open_database(self.path or self.url)
-        migrate(database)
+        try:
+            migrate(database)
+        except BaseException:
+            # A connection left open on a damaged or emptied file keeps that file's old WAL index
+            # in use, and no connection can then switch the new store to WAL ("database is locked").
+            close_quietly(database)
+            raise
         return database
 
     def on_call_event(

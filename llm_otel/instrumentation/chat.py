@@ -111,7 +111,9 @@ class ChatStreamAccumulator:
             self._usage = chunk.usage
         has_output = False
         for choice in chunk.choices or ():
-            buffer = self._choices.setdefault(choice.index, _ChoiceBuffer())
+            buffer = self._choices.get(choice.index)
+            if buffer is None:  # not setdefault: it would build a buffer for every chunk
+                buffer = self._choices[choice.index] = _ChoiceBuffer()
             delta = choice.delta
             if delta is not None:
                 if delta.role:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
+from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
 
 Message = dict[str, Any]
@@ -187,6 +188,19 @@ def apply_redaction(messages: list[Message], redact: Redact | None) -> list[Mess
     return redacted
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+# What ``json.dumps`` with these options builds on every call (an encoder, then its C encoder: most
+# of the cost of encoding a call's parameters), built once: the same text. Without a circular
+# check: a message that contains itself raises RecursionError, which the call's start logs.
+_C_ENCODE = (
+    c_make_encoder(None, str, encode_basestring, None, ":", ",", False, False, True)
+    if c_make_encoder
+    else None
+)
+
+
 def to_json(value: Any) -> str:
     """Compact JSON for span attributes; anything not JSON-native is recorded as its string."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(value, 0))
+    return _ENCODER.encode(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -224,6 +225,19 @@ def test_previews_are_flat_and_short(tracer: Tracer) -> None:
     assert rows.call["response_preview"] == "get_weather(), get_time()"
     assert preview(" \n\t ") is None
     assert preview(" " * 5000 + "late text") == "late text"
+
+
+def test_a_preview_is_the_whole_text_flattened_then_cut(tracer: Tracer) -> None:
+    """Whatever the text's length and whitespace, the preview is the whole text with its runs of
+    whitespace made one space, cut to PREVIEW_CHARS with an ellipsis (however much is read of it)."""
+    rng = random.Random(3)
+    pieces = ["a", "word", "长句子没有空格" * 5, " ", "  ", "\n\t", " " * 300, "x" * 260]
+    texts = ["", "x" * PREVIEW_CHARS, "x" * (PREVIEW_CHARS + 1), "y " * 124 + "z" * 10, "y " * 99 + "ab"]
+    texts += ["".join(rng.choices(pieces, k=rng.randint(1, 60))) for _ in range(300)]
+    for text in texts:
+        flat = " ".join(text.split())
+        expected = (flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…") or None
+        assert preview(text) == expected, text
 
 
 def test_a_span_without_call_id_is_not_a_call(tracer: Tracer) -> None:

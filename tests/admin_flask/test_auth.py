@@ -266,3 +266,38 @@ def test_a_host_app_points_the_task_link_at_its_own_page(
     state = running.state
     assert state.task_url == (task_url if isinstance(task_url, str) else None)
     assert (state.api_prefix, state.page_prefix, state.standalone) == (API, "/admin/jobs", False)
+
+
+def test_every_route_refuses_a_wrong_token_and_a_tampered_or_stale_cookie(store: Store, serve: Any) -> None:
+    config = {"LLM_OTEL_ADMIN_LOGIN_ATTEMPTS": 0, "LLM_OTEL_ADMIN_SECRET_KEY": "shared-secret"}
+    app = create_app(db=store.url, token=TOKEN, config=config)  # no back-off: every guess is answered
+    running = serve(app)
+    browser = running.http()
+    browser.post("/admin/jobs/login", data={"token": TOKEN})
+    cookie = browser.cookies["llm_otel_admin"]
+    tampered = cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")
+    other = serve(create_app(db=store.url, token="an-earlier-token", config=config)).http()
+    other.post("/admin/jobs/login", data={"token": "an-earlier-token"})
+    stale = other.cookies["llm_otel_admin"]  # signed with the same key, for another token
+    clients = {
+        "wrong token": running.http({"Authorization": "Bearer not-the-token"}),
+        "tampered cookie": running.http({"Cookie": f"llm_otel_admin={tampered}"}),
+        "stale cookie": running.http({"Cookie": f"llm_otel_admin={stale}"}),
+    }
+    urls = [(kind, path) for kind, path in admin_urls(app, store) if path.startswith(API)]
+    assert {kind for kind, _ in urls} == {"http", "ws"} and len(urls) >= 11, urls
+    for who, client in clients.items():
+        for kind, path in urls:
+            if kind == "ws":
+                header = client.headers.get("authorization")
+                headers = {"Authorization": header} if header else {"Cookie": client.headers["cookie"]}
+                with pytest.raises(simple_websocket.ConnectionError) as refused:
+                    running.ws(path, headers)
+                assert refused.value.status_code == 401, (who, path)
+                continue
+            response = client.get(path)
+            assert response.status_code == 401, (who, path, response.status_code)
+            assert response.json()["error"]["code"] == "unauthenticated", (who, path)
+        page = client.get("/admin/jobs/", follow_redirects=False)  # the page: to the login form
+        assert page.status_code == 303 and urlsplit(page.headers["location"]).path == "/admin/jobs/login", who
+    assert browser.get(API + "/llm/calls").status_code == 200  # the real cookie still works

@@ -179,8 +179,14 @@ WHY: dict[int, str] = {
     8: "the store maps each span to rows on the writer thread (raw gets them mapped) and checks each "
     "event for a duplicate",
     10: "removing a call's full-text entries merges FTS5 segments inside retention's transactions",
-    4: "a 1–2 character `q` is a substring scan of every body; a common term checks each candidate's "
-    "body JSON (~5 µs each: the index holds no positions, migration 4)",
+    4: "1–2 CJK characters are one token of the short-query index (migration 7); other 1–2 character "
+    "`q` (`ab`) are a substring scan of every body; a common term checks each candidate's body JSON "
+    "(~5 µs each: the index holds no positions, migration 4)",
+    6: "the rollups (migration 8) answer the whole hours and days; this store's 40,000 queued/running "
+    "calls, spread over all 7 days, are read from `llm_calls` (a real store's calls in flight are "
+    "the last minutes': 19–30 ms p95 for 7d once they are closed as lost, docs below)",
+    7: "summaries of statuses and a time range read the rollups; a label, a timing minimum or `q` "
+    "still reads every matching row",
     5: "with a `q` found in half the calls, every candidate is checked and sorted before the page",
     12: "the list's own query: its exact total counts every matching row (~20–40 ms at 1M without a "
     "filter); the admin adds 1.1–1.3x to the heavy queries (HTTP / in-process in bench_admin), a "

@@ -167,6 +167,32 @@ def losses(admin: Admin) -> dict[str, Any]:
     return admin.json("/llm/status")["store"]["losses"]
 
 
+def writes_a_new_store(
+    app: App, admin: Admin, fault: str, before: list[float], reason: str
+) -> dict[str, Any]:
+    """After a fault that took the store file away: as many calls as before succeed and are stored
+    (or counted) in the new store, which records that the calls made before went with the old file
+    (``reason`` in its words). Prints the FAULT line; returns the status card's losses."""
+    count = len(before)
+    during = app.calls(count, "after")
+    assert app.flush()
+    stored = stored_or_counted(app, admin, "after", count)  # the new file migrated, then written
+    lost = losses(admin)
+    (row,) = [row for row in lost["items"] if row["kind"] == "file_replaced"]
+    assert row["calls"] == count and reason in row["reason"], row
+    report(
+        fault,
+        before,
+        during,
+        calls_during=count,
+        stored_during=stored,
+        dropped_calls_counted=app.stats()["dropped_calls"],
+        lost_with_old_file_counted=row["calls"],
+        lost_with_old_file_actual=count,
+    )
+    return lost
+
+
 @pytest.mark.parametrize("how", ["deleted", "moved away"])
 def test_a_store_file_deleted_or_moved_away_is_created_again(app: App, admin: Admin, how: str) -> None:
     before = app.calls(30, "before")
@@ -176,27 +202,10 @@ def test_a_store_file_deleted_or_moved_away_is_created_again(app: App, admin: Ad
     else:
         move(app.path, app.path.with_name("moved.db"))
 
-    during = app.calls(30, "after")
-    assert app.flush()
-
-    stored = stored_or_counted(app, admin, "after", 30)
-    lost = losses(admin)
+    lost = writes_a_new_store(app, admin, f"file {how}", before, "deleted or moved away")
     assert lost["files_replaced"] == 1
-    (row,) = [row for row in lost["items"] if row["kind"] == "file_replaced"]
-    assert row["calls"] == 30  # the calls that went with the old file
-    assert "deleted or moved away" in row["reason"]
     if how == "moved away":
         assert prompts(app.path.with_name("moved.db"), "before") == {f"before {i}" for i in range(30)}
-    report(
-        f"file {how}",
-        before,
-        during,
-        calls_during=30,
-        stored_during=stored,
-        dropped_calls_counted=app.stats()["dropped_calls"],
-        lost_with_old_file_counted=row["calls"],
-        lost_with_old_file_actual=30,
-    )
 
 
 def test_a_store_file_replaced_by_a_new_empty_database(app: App, admin: Admin, tmp_path: Path) -> None:
@@ -208,22 +217,7 @@ def test_a_store_file_replaced_by_a_new_empty_database(app: App, admin: Admin, t
     remove(app.path)
     os.replace(fresh, app.path)
 
-    during = app.calls(20, "after")
-    assert app.flush()
-
-    stored = stored_or_counted(app, admin, "after", 20)  # the new file migrated, then written
-    (row,) = [row for row in losses(admin)["items"] if row["kind"] == "file_replaced"]
-    assert row["calls"] == 20 and "replaced" in row["reason"]
-    report(
-        "file replaced by an empty database",
-        before,
-        during,
-        calls_during=20,
-        stored_during=stored,
-        dropped_calls_counted=app.stats()["dropped_calls"],
-        lost_with_old_file_counted=row["calls"],
-        lost_with_old_file_actual=20,
-    )
+    writes_a_new_store(app, admin, "file replaced by an empty database", before, "replaced")
 
 
 def maintenance_idle() -> bool:
@@ -244,23 +238,8 @@ def test_a_store_file_emptied_in_place(app: App, admin: Admin) -> None:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     os.truncate(app.path, 0)  # same file, same inode: only its birth (migration 1's time) tells
 
-    during = app.calls(20, "after")
-    assert app.flush()
-
-    stored = stored_or_counted(app, admin, "after", 20)
-    (row,) = [row for row in losses(admin)["items"] if row["kind"] == "file_replaced"]
-    assert row["calls"] == 20 and "emptied or overwritten in place" in row["reason"]
+    writes_a_new_store(app, admin, "file emptied in place", before, "emptied or overwritten in place")
     assert rows(app.path, "PRAGMA integrity_check") == [("ok",)]
-    report(
-        "file emptied in place",
-        before,
-        during,
-        calls_during=20,
-        stored_during=stored,
-        dropped_calls_counted=app.stats()["dropped_calls"],
-        lost_with_old_file_counted=row["calls"],
-        lost_with_old_file_actual=20,
-    )
 
 
 def test_the_admin_says_the_store_file_is_missing_and_creates_none(

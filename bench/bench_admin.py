@@ -51,7 +51,7 @@ import _common as common  # noqa: E402
 import bench_list_1m as listing  # noqa: E402
 
 from exporter import migrate, open_database, queries  # noqa: E402
-from exporter.models import LLMCall, db  # noqa: E402
+from exporter.models import db  # noqa: E402
 
 TOKEN = "bench-token"
 PREFIX = "/api/admin/jobs"
@@ -258,38 +258,7 @@ def build_bodies_store(path: str, calls: int) -> None:
     """``calls`` calls with ~3 KB of prompt and ~1.5 KB of response each (realistic export lines)."""
     database = open_database(path)
     migrate(database)
-    rng = random.Random(11)
-    columns = [field.column_name for field in LLMCall._meta.sorted_fields]
-    insert = f"INSERT INTO llm_calls ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-    body_sql = "INSERT INTO llm_call_bodies (call_id, request_params, system_instructions, input_messages, "
-    body_sql += "output_messages, attributes) VALUES (?, ?, ?, ?, ?, ?)"
-    rows, bodies = [], []
-    for i in range(calls):
-        prompt, response = common.realistic_text(rng, 3000), common.realistic_text(rng, 1500)
-        row = dict.fromkeys(columns)
-        row.update(call_id=f"{i:032x}", status="succeeded", stream=0, enqueued_at=1_700_000_000_000 + i)
-        row.update(retry_count=0, updated_at=row["enqueued_at"], prompt_preview=prompt[:200], model="gpt-4o")
-        rows.append(tuple(row[column] for column in columns))
-        messages = [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
-        answer = {
-            "role": "assistant",
-            "parts": [{"type": "text", "content": response}],
-            "finish_reason": "stop",
-        }
-        output = [answer]
-        bodies.append(
-            (
-                row["call_id"],
-                json.dumps({"temperature": 0.2}),
-                json.dumps([{"type": "text", "content": "You are terse."}]),
-                json.dumps(messages, ensure_ascii=False),
-                json.dumps(output, ensure_ascii=False),
-                json.dumps({"server.port": 443}),
-            )
-        )
-    with database.atomic("IMMEDIATE"):
-        database.cursor().executemany(insert, rows)
-        database.cursor().executemany(body_sql, bodies)
+    listing.write_bodies_store(database, calls)
     database.close()
 
 

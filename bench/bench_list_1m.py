@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import peewee
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common as common
@@ -348,37 +350,7 @@ def _export_rate(calls: int = 20_000) -> tuple[float, float]:
         database = open_database(str(Path(directory) / "export.db"))
         migrate(database)
         db.initialize(database)
-        rng = random.Random(11)
-        columns = [field.column_name for field in LLMCall._meta.sorted_fields]
-        insert = f"INSERT INTO llm_calls ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-        rows, bodies = [], []
-        for i in range(calls):
-            prompt, response = common.realistic_text(rng, 3000), common.realistic_text(rng, 1500)
-            row = dict.fromkeys(columns)
-            row.update(call_id=f"{i:032x}", status="succeeded", stream=0, enqueued_at=1_700_000_000_000 + i)
-            row.update(retry_count=0, updated_at=row["enqueued_at"], prompt_preview=prompt[:200])
-            rows.append(tuple(row[column] for column in columns))
-            messages = [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
-            output = [
-                {
-                    "role": "assistant",
-                    "parts": [{"type": "text", "content": response}],
-                    "finish_reason": "stop",
-                }
-            ]
-            bodies.append(
-                (
-                    row["call_id"],
-                    json.dumps({"temperature": 0.2}),
-                    json.dumps([{"type": "text", "content": "You are terse."}]),
-                    json.dumps(messages, ensure_ascii=False),
-                    json.dumps(output, ensure_ascii=False),
-                    json.dumps({"server.port": 443}),
-                )
-            )
-        with database.atomic("IMMEDIATE"):
-            database.cursor().executemany(insert, rows)
-            database.cursor().executemany("INSERT INTO llm_call_bodies VALUES (?, ?, ?, ?, ?, ?)", bodies)
+        write_bodies_store(database, calls)
         rates = []
         for encode in (False, True):
             started = time.perf_counter()
@@ -388,6 +360,40 @@ def _export_rate(calls: int = 20_000) -> tuple[float, float]:
             rates.append(calls / (time.perf_counter() - started))
         database.close()
     return rates[0], rates[1]
+
+
+def write_bodies_store(database: peewee.Database, calls: int) -> None:
+    """``calls`` succeeded calls with ~3 KB of prompt and ~1.5 KB of response each, into a migrated
+    store: what an export reads (realistic JSONL lines). Also ``bench_admin``'s export store."""
+    rng = random.Random(11)
+    columns = [field.column_name for field in LLMCall._meta.sorted_fields]
+    insert = f"INSERT INTO llm_calls ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    rows, bodies = [], []
+    for i in range(calls):
+        prompt, response = common.realistic_text(rng, 3000), common.realistic_text(rng, 1500)
+        row = dict.fromkeys(columns)
+        row.update(call_id=f"{i:032x}", status="succeeded", stream=0, enqueued_at=1_700_000_000_000 + i)
+        row.update(retry_count=0, updated_at=row["enqueued_at"], prompt_preview=prompt[:200], model="gpt-4o")
+        rows.append(tuple(row[column] for column in columns))
+        messages = [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+        output = [
+            {"role": "assistant", "parts": [{"type": "text", "content": response}], "finish_reason": "stop"}
+        ]
+        bodies.append(
+            (
+                row["call_id"],
+                json.dumps({"temperature": 0.2}),
+                json.dumps([{"type": "text", "content": "You are terse."}]),
+                json.dumps(messages, ensure_ascii=False),
+                json.dumps(output, ensure_ascii=False),
+                json.dumps({"server.port": 443}),
+            )
+        )
+    body_sql = "INSERT INTO llm_call_bodies (call_id, request_params, system_instructions, input_messages, "
+    body_sql += "output_messages, attributes) VALUES (?, ?, ?, ?, ?, ?)"
+    with database.atomic("IMMEDIATE"):
+        database.cursor().executemany(insert, rows)
+        database.cursor().executemany(body_sql, bodies)
 
 
 def main() -> None:

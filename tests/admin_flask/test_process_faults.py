@@ -29,6 +29,7 @@ from admin_flask import create_app
 from exporter.store import SpanStore
 from llm_otel.testing import Behavior, FakeOpenAI
 from tests.admin_flask.conftest import FAST_FEED, REPO, TOKEN, Admin
+from tests.sigkill import kill_while_writing
 
 APP = textwrap.dedent(
     """
@@ -66,26 +67,13 @@ def test_an_app_killed_mid_batch_leaves_a_sound_store_and_its_calls_are_closed_a
     path = tmp_path / "killed.db"
     with FakeOpenAI() as server:
         server.set_default(Behavior(first_chunk_delay=0.02))  # calls in flight at any moment
-        child = subprocess.Popen(
-            [sys.executable, "-c", APP, server.base_url, f"sqlite:///{path}"],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdout=subprocess.PIPE,
-            text=True,
+        pid = kill_while_writing(  # once writing is in full swing: calls queued and running
+            APP,
+            [server.base_url, f"sqlite:///{path}"],
+            lambda: path.exists() and rows(path, "SELECT count(*) FROM llm_calls")[0][0] >= 200,
+            timeout=20,
         )
-        try:
-            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:  # writing in full swing, calls queued and running
-                if path.exists() and rows(path, "SELECT count(*) FROM llm_calls")[0][0] >= 200:
-                    break
-                time.sleep(0.05)
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-            if child.stdout is not None:
-                child.stdout.close()
-    process = f"{os.uname().nodename}:{child.pid}"
+    process = f"{os.uname().nodename}:{pid}"
 
     assert rows(path, "PRAGMA integrity_check") == [("ok",)]
     assert rows(path, "SELECT count(*) FROM llm_calls")[0][0] >= 200

@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import exporter.store
 from exporter import open_database
 from exporter.store import SpanStore
 from tests.exporter.call_spans import finish, ns, start_call
+from tests.sigkill import kill_while_writing
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -325,23 +325,7 @@ _KILLED_WRITER = textwrap.dedent(
 
 def test_sigkill_mid_batch_leaves_a_sound_database_without_half_written_calls(tmp_path: Path) -> None:
     path = tmp_path / "killed.db"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, str(path)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        deadline = time.monotonic() + 10
-        while calls_in(path) < 300 and time.monotonic() < deadline:  # writing in full swing
-            time.sleep(0.05)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+    kill_while_writing(_KILLED_WRITER, [str(path)], lambda: calls_in(path) >= 300, timeout=10)
 
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -1221,18 +1221,7 @@ def _ranked(histogram: Iterable[tuple[tuple[Any, ...], int]]) -> dict[str, int |
     for (_, value), count in histogram:
         if value is not None:
             counts[value] = counts.get(value, 0) + count
-    total = sum(counts.values())
-    if not total:
-        return {"p50": None, "p95": None}
-    ranks = {"p50": math.ceil(0.50 * total), "p95": math.ceil(0.95 * total)}
-    found: dict[str, int | None] = {}
-    seen = 0
-    for value in sorted(counts):
-        seen += counts[value]
-        for name, rank in ranks.items():
-            if name not in found and seen >= rank:
-                found[name] = value
-    return found
+    return rollups.ranked(counts)
 
 
 def _top_values(pairs: Iterable[tuple[Any, int]]) -> list[dict[str, Any]]:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,17 +116,23 @@ def percentiles(bins: Iterable[tuple[int, int]]) -> dict[str, int | None]:
     counts: dict[int, int] = {}
     for lower, count in bins:
         counts[lower] = counts.get(lower, 0) + count
+    return {name: None if lower is None else representative(lower) for name, lower in ranked(counts).items()}
+
+
+def ranked(counts: Mapping[int, int]) -> dict[str, int | None]:
+    """Nearest-rank p50 and p95 of the values counted in ``counts`` (value → how many times);
+    None for both when nothing is counted."""
     total = sum(counts.values())
     if total <= 0:
         return {"p50": None, "p95": None}
     ranks = {"p50": math.ceil(0.50 * total), "p95": math.ceil(0.95 * total)}
     found: dict[str, int | None] = {}
     seen = 0
-    for lower in sorted(counts):
-        seen += counts[lower]
+    for value in sorted(counts):
+        seen += counts[value]
         for name, rank in ranks.items():
             if name not in found and seen >= rank:
-                found[name] = representative(lower)
+                found[name] = value
     return found
 
 

@@ -129,6 +129,7 @@ def test_property_no_500_and_every_error_is_json(
             max_examples=EXAMPLES_PER_OPERATION,
             deadline=None,
             database=None,
+            derandomize=True,  # the same cases on every run: a red CI names a defect, not bad luck
             suppress_health_check=list(HealthCheck),
         )
         @given(operation.as_strategy(generation_mode=mode, headers=headers))

@@ -3,7 +3,9 @@
 The app's threads only hand records over (``put``: a size check and a ``SimpleQueue.put``, a
 microsecond, never a lock held by the database, never a wait); ``exporter.records`` lists every
 kind of record. The writer thread takes up to ``BATCH_MAX`` records at a time (after the first, it
-waits up to ``LINGER_S`` for more), maps them to rows (``exporter.mapping.RowBatch``) and writes
+sleeps ``LINGER_S`` while more arrive, woken early only by a flush, the shutdown or a full batch:
+records put meanwhile do not wake it one by one, each wake-up a hand-over of the GIL between the
+app's thread and the writer), maps them to rows (``exporter.mapping.RowBatch``) and writes
 each batch in one transaction (``BEGIN IMMEDIATE`` on SQLite, a plain ``BEGIN`` on PostgreSQL)
 with ``executemany`` (``exporter._sql``). Records become visible in the database a few tens of
 milliseconds after ``put``.
@@ -202,6 +204,7 @@ class StoreWriter:
         self._lock = threading.Lock()  # guards the counters below; never held during I/O
         self._write_lock = threading.Lock()  # one write transaction at a time: the writer's or a job's
         self._queue: queue.SimpleQueue[Record | _Flush | None] = queue.SimpleQueue()
+        self._wake = threading.Event()  # ends the writer's linger: a flush, the shutdown, a full batch
         self._dropped = 0
         self._dropped_calls = 0  # of which the ended span of a call
         self._refused = 0  # of which refused by ``put`` because the queue was full
@@ -236,12 +239,15 @@ class StoreWriter:
         """Hand ``record`` to the writer; False (and counted as dropped) when the queue is full."""
         if self._forked:
             self._start_in_child()
-        if self._closed or self._queue.qsize() >= self._queue_size:
+        queued = self._queue.qsize()
+        if self._closed or queued >= self._queue_size:
             with self._lock:
                 self._count_drop(record, self._full_reason())
                 self._refused += 1
             return False
         self._queue.put(record)
+        if queued >= BATCH_MAX and not self._wake.is_set():
+            self._wake.set()
         return True
 
     def keep_closing(self, row: dict[str, Any]) -> None:
@@ -295,6 +301,7 @@ class StoreWriter:
             return not self._stopped_unwritten and self._queue.empty() and self._in_hand == 0
         marker = _Flush()
         self._queue.put(marker)
+        self._wake.set()
         return marker.done.wait(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -311,6 +318,7 @@ class StoreWriter:
         self._closed = True
         self._stop.set()
         self._queue.put(None)
+        self._wake.set()
         self._thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- the writer thread ---------------------------------------------------------------------------
@@ -398,8 +406,8 @@ class StoreWriter:
 
     def _take(self, pending: list[Record], markers: list[_Flush], timeout: float) -> bool:
         """Block until a record arrives (or ``timeout``), then take up to ``BATCH_MAX`` of them,
-        waiting at most ``LINGER_S`` for more: one transaction for many records costs the app's
-        process far less CPU than one each.
+        after sleeping ``LINGER_S`` while more arrive: one transaction for many records costs the
+        app's process far less CPU than one each.
 
         Stops after a flush marker so that ``flush`` waits only for what was put before it.
         Returns True when the stop sentinel was taken.
@@ -408,7 +416,11 @@ class StoreWriter:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return False
-        linger_until = time.monotonic() + LINGER_S
+        if item is not None and not isinstance(item, _Flush):
+            # A flush or the shutdown wakes it at once; so does a full batch (``put``). A wake-up
+            # left from a flush already served only shortens this linger.
+            self._wake.wait(LINGER_S)
+        self._wake.clear()
         while True:
             if item is None:
                 return True
@@ -419,7 +431,7 @@ class StoreWriter:
             if len(pending) >= BATCH_MAX:
                 break
             try:
-                item = self._queue.get(timeout=max(0.0, linger_until - time.monotonic()))
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
         with self._lock:

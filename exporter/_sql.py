@@ -47,13 +47,14 @@ from exporter import cjk_grams
 from exporter.database import is_sqlite
 from exporter.mapping import LIVE_STATUSES, RowBatch, to_json
 from exporter.migrations import (
-    CJK_INDEX_SQL,
     CJK_INDEXED_SQL,
+    CJK_TABLE,
     CJK_UNINDEX_SQL,
     EVENT_ORDER_LOCK_SQL,
-    FTS_INDEX_SQL,
     FTS_INDEXED_SQL,
+    FTS_TABLE,
     FTS_UNINDEX_SQL,
+    TEXT_VIEW,
 )
 from exporter.models import LLMCall, LLMCallBody, LLMTask, SchedulerSnapshot
 
@@ -336,12 +337,38 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
         index(cursor, ended)
 
 
+TEXT_TO_INDEX_SQL = (
+    f"SELECT t.id, t.prompt, t.response, "
+    f"EXISTS (SELECT 1 FROM {FTS_TABLE}_docsize AS d WHERE d.id = t.id), "
+    f"EXISTS (SELECT 1 FROM {CJK_TABLE}_docsize AS d WHERE d.id = t.id) "
+    f"FROM json_each(?) AS j JOIN llm_call_bodies AS b ON b.call_id = j.value "
+    f"JOIN {TEXT_VIEW} AS t ON t.id = b.rowid"
+)
+"""Parameter: a JSON list of call ids. Each body's text as the full-text table's content view has
+it, and whether the call is in the trigram index and in the short-query index already."""
+FTS_ROW_SQL = f"INSERT INTO {FTS_TABLE} (rowid, prompt, response) VALUES (?, ?, ?)"
+CJK_ROW_SQL = f"INSERT INTO {CJK_TABLE} (rowid, grams) VALUES (?, ?)"
+
+
 def index(cursor: DBAPICursor, call_ids: str) -> None:
     """Index the calls of ``call_ids`` (a JSON list, distinct) for full-text search: the trigram
-    index and the short-query index, one statement each (SQLite; the calls' rows written, on a
-    connection of ``exporter.open_database``, which knows the short-query index's function)."""
-    cursor.execute(FTS_INDEX_SQL, (call_ids,))
-    cursor.execute(CJK_INDEX_SQL, (call_ids,))
+    index and the short-query index (SQLite; the calls' rows written).
+
+    What ``FTS_INDEX_SQL`` and then ``CJK_INDEX_SQL`` (``exporter.migrations``) index, the same
+    rows, with the text of the content view read once for both (each of those statements reads
+    it again: ~15 us a call of 3 KB) and the short-query tokens made here, not through SQL."""
+    cursor.execute(TEXT_TO_INDEX_SQL, (call_ids,))
+    texts = cursor.fetchall()
+    trigram_rows = [(rowid, prompt, response) for rowid, prompt, response, done, _ in texts if not done]
+    cjk_rows = [
+        (rowid, grams)
+        for rowid, prompt, response, _, done in texts
+        if not done and (grams := cjk_grams.cjk_grams(prompt, response))
+    ]
+    if trigram_rows:
+        cursor.executemany(FTS_ROW_SQL, trigram_rows)
+    if cjk_rows:
+        cursor.executemany(CJK_ROW_SQL, cjk_rows)
 
 
 def unindex(cursor: DBAPICursor, call_ids: str) -> None:

@@ -26,11 +26,12 @@ writers, changes nothing the second time:
   event is not inserted once the call has ended.
 
 Within a batch the statements run in this order: the removal of the index entries of ended calls
-indexed before (rare: a span written twice), queued calls, live updates, final calls, bodies,
+indexed before (rare: a span written twice), queued calls (a call's dispatch in the same batch
+merged into its queued row, ``RowBatch``), live updates, final calls, bodies,
 events (in arrival order; on PostgreSQL after taking the event-order lock, see the feed contract in
 ``exporter.migrations``), closings of calls whose end was dropped, tasks, scheduler snapshots
 (which replace all of the process's snapshot rows), the writer's losses, and last the full-text
-indexing of the ended calls, in one statement (the FTS contract in ``exporter.migrations``).
+indexing of the ended calls, their text read once (``index``; the FTS contract in ``exporter.migrations``).
 Because each merge is monotonic, the order of rows for one call inside a batch does not change the result.
 """
 
@@ -191,8 +192,11 @@ def _statements(d: Dialect, *, fts: bool, event_lock: str) -> Statements:
             f"((SELECT rowid FROM llm_calls WHERE call_id = {p('call_id')}), {values})"
         )
     advancing = {column: advance(column) for column in ("stream", "retry_count", "updated_at")}
+    # A queued row that carries its dispatch (``RowBatch``) is ``running``: it advances the status
+    # as the dispatch's upsert would; a queued row leaves the status stored.
     queued_call = (
         f"{insert('llm_calls', CALL_COLUMNS)} ON CONFLICT(call_id) DO UPDATE SET "
+        "status = CASE WHEN excluded.status = 'running' THEN 'running' ELSE llm_calls.status END, "
         + ", ".join(
             f"{column} = {advancing.get(column, f'COALESCE(llm_calls.{column}, excluded.{column})')}"
             for column in CALL_COLUMNS

@@ -126,6 +126,11 @@ class RowBatch:
     """The rows of one transaction, mapped from records (``exporter.records``) in arrival order.
 
     ``exporter._sql.write_batch`` writes it. ``snapshots`` holds scheduler snapshot rows.
+
+    A dispatch notice of a call queued in the same batch (the usual case: a call is dispatched
+    milliseconds after it is queued, and ends seconds later, in another batch) is merged into the
+    call's queued row (``running``, its start and wait filled in), which the queued upsert writes
+    as the dispatch's upsert after it would have: one row written instead of two.
     """
 
     queued: list[CallRows] = field(default_factory=list)
@@ -140,6 +145,8 @@ class RowBatch:
     """``closing_row``s of calls whose ended span the writer had to drop."""
     losses: list[dict[str, Any]] = field(default_factory=list)
     """``llm_store_losses`` rows: what the writer lost, upserted by (process, kind, started_at)."""
+    _queued_calls: dict[str, CallRows] = field(default_factory=dict, repr=False, compare=False)
+    """The rows of ``queued`` by call id, for the dispatch notices merged into them."""
 
     def add(self, record: Record) -> None:
         """Map ``record`` into rows; raises when it cannot be mapped (the writer drops it alone)."""
@@ -150,12 +157,17 @@ class RowBatch:
                 rows = queued_rows(span, attributes)
                 if rows is not None:
                     self.queued.append(rows)
+                    self._queued_calls[rows.call["call_id"]] = rows
                     self.events.extend({**event, "live": 1} for event in rows.events)
             case CallNotice():
                 update = call_update(
                     record.kind, record.call_id, record.start_time_ns, record.timestamp_ns, record.attributes
                 )
-                self.updates.setdefault(record.kind, []).append(update.row)
+                queued = self._queued_calls.get(record.call_id) if record.kind == n.DISPATCHED else None
+                if queued is not None:
+                    _merge_dispatch(queued.call, update.row)
+                else:
+                    self.updates.setdefault(record.kind, []).append(update.row)
                 self.events.append({**update.event, "live": 1})
             case TaskStarted(span=span, attributes=attributes, process=process):
                 row = task_start_row(span, attributes)
@@ -188,6 +200,16 @@ class RowBatch:
             or self.snapshots
             or self.closings
         )
+
+
+def _merge_dispatch(call: dict[str, Any], dispatch: Mapping[str, Any]) -> None:
+    """Make a queued row what the dispatch's upsert (``exporter._sql``) would make of it: ``running``,
+    the empty columns filled, ``updated_at`` advanced."""
+    call["status"] = "running"
+    for column in ("started_at", "wait_ms"):
+        if call[column] is None:
+            call[column] = dispatch[column]
+    call["updated_at"] = max(call["updated_at"], dispatch["updated_at"])
 
 
 def span_to_rows(span: ReadableSpan) -> CallRows | None:

@@ -185,6 +185,56 @@ def test_a_call_whose_records_arrive_together_is_stored_as_one_whose_records_arr
     assert span_store.stats()["written"] == 8  # every record counts as written, coalesced or not
 
 
+def test_a_call_queued_and_dispatched_in_one_batch_is_stored_as_when_they_come_apart(
+    tracer: Tracer, store: peewee.Database
+) -> None:
+    """The dispatch merged into the queued row (``RowBatch``) writes what the two upserts write."""
+    from exporter._connection import StoreFile
+    from exporter.mapping import RowBatch
+    from exporter.records import CallNotice, QueuedCall
+
+    writer = StoreFile(lambda: open_database(store.database))
+
+    def records(call_id: str) -> tuple[QueuedCall, CallNotice]:
+        span = start_call(tracer, call_id)
+        queued = QueuedCall(call_id, span, dict(span.attributes or {}))
+        return queued, CallNotice("dispatched", call_id, span.start_time, ns(250), dispatch_attributes(0.25))
+
+    def write(*batches: tuple[Any, ...]) -> list[RowBatch]:
+        written = []
+        for records_of_batch in batches:
+            batch = RowBatch()
+            for record in records_of_batch:
+                batch.add(record)
+            writer.write(batch)
+            written.append(batch)
+        return written
+
+    queued, dispatched = records("apart")
+    assert write((queued,), (dispatched,))[1].updates
+    queued, dispatched = records("together")
+    assert not write((queued, dispatched))[0].updates  # one row: the dispatch is in the queued one
+    queued, dispatched = records("again")  # written twice (a batch retried after a fault): no change
+    write((queued,), (queued, dispatched), (queued, dispatched))
+
+    def stored(call_id: str) -> tuple[Any, ...]:
+        row = store.execute_sql("SELECT * FROM llm_calls WHERE call_id = ?", (call_id,))
+        columns = [column[0] for column in row.description]
+        values = dict(zip(columns, row.fetchone(), strict=True))
+        for own in ("call_id", "trace_id", "span_id"):
+            values.pop(own)
+        events = store.execute_sql(
+            "SELECT kind, at, data FROM llm_call_events WHERE call_id = ? ORDER BY id", (call_id,)
+        ).fetchall()
+        return values, events
+
+    assert stored("together") == stored("apart") == stored("again")
+    values, events = stored("together")
+    assert (values["status"], values["started_at"], values["wait_ms"]) == ("running", T0_MS + 250, 250)
+    assert [kind for kind, _, _ in events] == ["queued", "dispatched"]
+    writer.close()
+
+
 def test_task_spans_are_running_then_ended(
     span_store: SpanStore, tracer: Tracer, store: peewee.Database
 ) -> None:

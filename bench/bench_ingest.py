@@ -59,7 +59,7 @@ sys.path.insert(0, str(BENCH))
 import _common as common  # noqa: E402
 
 CASES = ("raw", "ended", "live", "live-apart", "exporter")
-TREE_CASES = ("ended", "live")
+TREE_CASES = ("ended", "live", "live-apart")
 RAW_CHUNK = 500
 APART_CHUNK = 200
 FULL = {"rounds": 5, "calls": 10_000, "size": 100_000}

@@ -416,7 +416,7 @@ class StoreWriter:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
             return False
-        if item is not None and not isinstance(item, _Flush):
+        if item is not None and not isinstance(item, _Flush) and self._queue.qsize() < BATCH_MAX - 1:
             # A flush or the shutdown wakes it at once; so does a full batch (``put``). A wake-up
             # left from a flush already served only shortens this linger.
             self._wake.wait(LINGER_S)

@@ -3,9 +3,9 @@
 The app's threads only hand records over (``put``: a size check and a ``SimpleQueue.put``, a
 microsecond, never a lock held by the database, never a wait); ``exporter.records`` lists every
 kind of record. The writer thread takes up to ``BATCH_MAX`` records at a time (after the first, it
-sleeps ``LINGER_S`` while more arrive, woken early only by a flush, the shutdown or a full batch:
-records put meanwhile do not wake it one by one, each wake-up a hand-over of the GIL between the
-app's thread and the writer), maps them to rows (``exporter.mapping.RowBatch``) and writes
+sleeps up to ``LINGER_S`` while more arrive, woken only by a flush, the shutdown or a queue half
+full: records put meanwhile do not wake it one by one, each wake-up a hand-over of the GIL between
+the app's thread and the writer), maps them to rows (``exporter.mapping.RowBatch``) and writes
 each batch in one transaction (``BEGIN IMMEDIATE`` on SQLite, a plain ``BEGIN`` on PostgreSQL)
 with ``executemany`` (``exporter._sql``). Records become visible in the database a few tens of
 milliseconds after ``put``.
@@ -172,6 +172,10 @@ class _Episode:
         return _Episode(self.started_ms, self.base, self.process, row)
 
 
+_LINGERED = object()
+"""``StoreWriter._next``: the linger ended with no record."""
+
+
 def _is_call_end(record: Record | None) -> bool:
     """Whether ``record`` is the ended span of a call (the record that carries the whole call)."""
     return type(record) is EndedSpan and bool(record.call_id)
@@ -192,6 +196,7 @@ class StoreWriter:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self._connect = connect
         self._queue_size = queue_size
+        self._wake_at = max(1, min(BATCH_MAX, queue_size // 2))  # queued records that end a linger
         self._jobs = tuple(jobs)
         self._sources: tuple[StatusSource, ...] = ()
         self._reset()
@@ -246,7 +251,7 @@ class StoreWriter:
                 self._refused += 1
             return False
         self._queue.put(record)
-        if queued >= BATCH_MAX and not self._wake.is_set():
+        if queued >= self._wake_at and not self._wake.is_set():
             self._wake.set()
         return True
 
@@ -405,22 +410,21 @@ class StoreWriter:
         )
 
     def _take(self, pending: list[Record], markers: list[_Flush], timeout: float) -> bool:
-        """Block until a record arrives (or ``timeout``), then take up to ``BATCH_MAX`` of them,
-        after sleeping ``LINGER_S`` while more arrive: one transaction for many records costs the
-        app's process far less CPU than one each.
+        """Block until a record arrives (or ``timeout``), then take up to ``BATCH_MAX`` of them
+        within ``LINGER_S``: one transaction for many records costs the app's process far less CPU
+        than one each.
 
+        Meanwhile it sleeps, woken by a flush, the shutdown or a queue half full (``put``), to
+        take what is queued: records put meanwhile do not wake it one by one, and the queue still
+        holds ``queue_size`` records beyond the batch in hand, as when it took each as it came.
         Stops after a flush marker so that ``flush`` waits only for what was put before it.
         Returns True when the stop sentinel was taken.
         """
         try:
-            item = self._queue.get(timeout=timeout)
+            item: Record | _Flush | None = self._queue.get(timeout=timeout)
         except queue.Empty:
             return False
-        if item is not None and not isinstance(item, _Flush) and self._queue.qsize() < BATCH_MAX - 1:
-            # A flush or the shutdown wakes it at once; so does a full batch (``put``). A wake-up
-            # left from a flush already served only shortens this linger.
-            self._wake.wait(LINGER_S)
-        self._wake.clear()
+        linger_until = time.monotonic() + LINGER_S
         while True:
             if item is None:
                 return True
@@ -430,13 +434,30 @@ class StoreWriter:
             pending.append(item)
             if len(pending) >= BATCH_MAX:
                 break
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+            following = self._next(linger_until)
+            if following is _LINGERED:
                 break
+            item = following
         with self._lock:
             self._in_hand = len(pending)
         return False
+
+    def _next(self, until: float) -> Any:
+        """The next queued item (a record, a flush marker, the stop sentinel), sleeping until ``until``
+        (``time.monotonic``) for one; ``_LINGERED`` when none came by then. ``put`` (a queue half
+        full), ``flush`` and ``shutdown`` wake it."""
+        while True:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            left = until - time.monotonic()
+            if left <= 0:
+                return _LINGERED
+            self._wake.clear()  # a wake-up left from an earlier flush would end this linger at once
+            if self._queue.qsize():  # put between the look and the clear: its wake-up was cleared
+                continue
+            self._wake.wait(left)
 
     def _write(self, store: _connection.StoreFile, pending: list[Record], heartbeat: bool) -> None:
         """Write ``pending`` (and a heartbeat) in one transaction; raises when the database fails.

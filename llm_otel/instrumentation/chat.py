@@ -17,16 +17,17 @@ from llm_otel.instrumentation.messages import (
 
 
 def _usage(usage: Any) -> dict[str, int]:
+    """The token counts of a completion's (or a stream's last chunk's) ``usage``."""
     if usage is None:
         return {}
-    prompt_details = getattr(usage, "prompt_tokens_details", None)
-    completion_details = getattr(usage, "completion_tokens_details", None)
-    return usage_attributes(
-        usage.prompt_tokens,
-        usage.completion_tokens,
-        getattr(prompt_details, "cached_tokens", None),
-        getattr(completion_details, "reasoning_tokens", None),
-    )
+    attributes = usage_attributes(usage.prompt_tokens, usage.completion_tokens)
+    cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
+    if isinstance(cached, int):
+        attributes[attr.USAGE_CACHE_READ_INPUT_TOKENS] = cached
+    reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)
+    if isinstance(reasoning, int):
+        attributes[attr.USAGE_REASONING_OUTPUT_TOKENS] = reasoning
+    return attributes
 
 
 def _response_header_attributes(response: Any) -> dict[str, Any]:
@@ -52,8 +53,8 @@ _REQUEST_NUMBERS = {
     "presence_penalty": attr.REQUEST_PRESENCE_PENALTY,
 }
 """Request keywords recorded as they are, by the attribute they go to."""
-_REQUEST_OTHERS = frozenset({"max_completion_tokens", "max_tokens", "stop", "n", "response_format"})
-"""Request keywords that ``_other_request_attributes`` maps."""
+_REQUEST_OTHERS = frozenset({"max_completion_tokens", "stop", "n", "response_format"})
+"""Request keywords that ``_other_request_attributes`` maps (with ``max_tokens``)."""
 
 
 def _other_request_attributes(params: Mapping[str, Any], attributes: dict[str, Any]) -> None:
@@ -61,6 +62,8 @@ def _other_request_attributes(params: Mapping[str, Any], attributes: dict[str, A
     max_tokens = get("max_completion_tokens") or get("max_tokens")
     if max_tokens is not None:
         attributes[attr.REQUEST_MAX_TOKENS] = max_tokens
+    else:
+        attributes.pop(attr.REQUEST_MAX_TOKENS, None)
     stop = get("stop")
     if stop:
         attributes[attr.REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else list(stop)
@@ -85,6 +88,8 @@ class ChatCompletionsAPI:
             key = _REQUEST_NUMBERS.get(name)
             if key is not None:
                 attributes[key] = value
+            elif name == "max_tokens":
+                attributes[attr.REQUEST_MAX_TOKENS] = value  # unless max_completion_tokens, below
             elif name in _REQUEST_OTHERS:
                 others = True
         if others:

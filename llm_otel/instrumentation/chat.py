@@ -134,9 +134,11 @@ class ChatStreamAccumulator:
         self._output_seen = False
 
     def add(self, chunk: Any) -> int:
+        # Every chunk comes here: plain attribute reads (openai >= 1.60 chunks have every field,
+        # None when absent), and one branch per field for a chunk that carries only text.
         if self._header is None:
             self._header = chunk
-        usage = getattr(chunk, "usage", None)
+        usage = chunk.usage
         if usage is not None:
             self._usage = usage
         choices = chunk.choices
@@ -151,18 +153,15 @@ class ChatStreamAccumulator:
             if delta is not None:
                 if delta.role:
                     buffer.role = delta.role
-                content = delta.content
-                if content:
-                    buffer.text.append(content)
+                if delta.content:
+                    buffer.text.append(delta.content)
                     has_output = True
-                refusal = getattr(delta, "refusal", None)
-                if refusal:
-                    buffer.text.append(refusal)
+                if delta.refusal:
+                    buffer.text.append(delta.refusal)
                     has_output = True
-                tool_calls = delta.tool_calls
-                if tool_calls:
+                if delta.tool_calls:
                     has_output = True
-                    self._add_tool_calls(buffer, tool_calls)
+                    self._add_tool_calls(buffer, delta.tool_calls)
             if choice.finish_reason:
                 buffer.finish_reason = choice.finish_reason
         if has_output and not self._output_seen:

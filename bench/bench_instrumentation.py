@@ -8,6 +8,7 @@ Usage::
     .venv/bin/python bench/bench_instrumentation.py --only mock     # mock | http | stream | handoff
     .venv/bin/python bench/bench_instrumentation.py --tree before=/tmp/old-checkout   # + that code
     .venv/bin/python bench/bench_instrumentation.py --profile llm-otel+store --case mock
+    .venv/bin/python bench/bench_instrumentation.py --opcodes --tree before=/tmp/old-checkout
 
 The official instrumentation is the reference; it is installed for the benchmark only, never as a
 project dependency::
@@ -54,6 +55,11 @@ connection holds it with ``BEGIN EXCLUSIVE``; p50, p99 and max per hook and per 
 
 ``--profile VARIANT`` runs ``--calls`` calls of one variant of ``--case`` under cProfile (every
 thread's functions of llm_otel, opentelemetry, exporter, wrapt, by own time).
+
+``--opcodes`` counts the Python opcodes each instrumentation adds to one ``mock`` call and to one
+stream chunk (with ``sys.settrace``, the variant's count minus the uninstrumented SDK's in the same
+process): a measure of the calling thread's own work that the machine's load does not move (it
+leaves out C work such as JSON encoding, and the cost of cold caches between the SDK's steps).
 """
 
 from __future__ import annotations
@@ -357,6 +363,8 @@ def child(spec: dict[str, Any]) -> dict[str, float]:
         sys.path.insert(0, spec["tree"])
     else:
         sys.path.insert(0, str(ROOT))
+    if spec.get("opcodes"):
+        return opcodes_child(spec)
     case, calls = spec["case"], spec["calls"]
     _client, make = _calls(case, spec.get("base_url"))  # the calls hold the client
     flush = enable(spec["variant"], spec["db"])
@@ -375,6 +383,53 @@ def child(spec: dict[str, Any]) -> dict[str, float]:
         long.append(_measured(STREAM_BATCH, make["long"], flush)[0])
     per_chunk = (statistics.median(long) - statistics.median(short)) / (LONG - SHORT)
     return {"process": statistics.median(short), "long": statistics.median(long), "chunk": per_chunk}
+
+
+def _opcodes_of(call: Callable[[], Any]) -> int:
+    """Python opcodes executed by one ``call()`` on this thread."""
+    count = 0
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            count += 1
+        return trace
+
+    call()  # caches warm, lazy imports done
+    sys.settrace(trace)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def opcodes_child(spec: dict[str, Any]) -> dict[str, float]:
+    """Opcodes a variant adds per mock call and per stream chunk (this process: SDK alone, then on)."""
+    _client, calls = _calls("mock", None)  # the calls hold their clients
+    _stream_client, streams = _calls("stream", None)
+    measured = {"call": calls["call"], "short": streams["short"], "long": streams["long"]}
+    before = {name: _opcodes_of(call) for name, call in measured.items()}
+    enable(spec["variant"], spec["db"])
+    after = {name: _opcodes_of(call) for name, call in measured.items()}
+    added = {name: after[name] - before[name] for name in measured}
+    return {"call": added["call"], "chunk": (added["long"] - added["short"]) / (LONG - SHORT)}
+
+
+def opcodes_markdown(variants: Sequence[str], trees: dict[str, str], work: str) -> str:
+    rows = []
+    for variant in variants:
+        tree = trees.get(variant.split(":")[0]) if ":" in variant else None
+        db = os.path.join(work, "opcodes.db")
+        spec = {"opcodes": True, "case": "opcodes", "variant": variant, "db": db, "tree": tree}
+        counts = run_child(spec)
+        rows.append([variant, f"{counts['call']:,.0f}", f"{counts['chunk']:,.0f}"])
+    return (
+        "**opcodes**: Python opcodes the instrumentation adds to the calling thread (`sys.settrace`; "
+        "C work and cold caches not counted).\n\n"
+        + common.table(["variant", "per mock call", "per stream chunk"], rows, "lrr")
+    )
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, float]:
@@ -695,6 +750,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--summary", help="write the key figures as JSON to this file")
     parser.add_argument("--profile", metavar="VARIANT", help="cProfile --calls calls of one variant")
     parser.add_argument("--case", choices=CASES, default="mock", help="the case --profile runs")
+    parser.add_argument(
+        "--opcodes", action="store_true", help="count the Python opcodes each variant adds (call, chunk)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -715,6 +773,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             variants = [variant for variant in variants if not variant.startswith("openai-v2")]
         if "baseline" not in variants:
             variants.insert(0, "baseline")
+        if args.opcodes:
+            shown = [variant for variant in variants if variant != "baseline"]
+            print(opcodes_markdown([*shown, *(f"{name}:llm-otel" for name in trees)], trees, work))
+            return
         variants += [f"{name}:llm-otel+store" for name in trees]
         print(common.describe_machine())
         print(f"load average at start: {common.load()}", flush=True)

@@ -248,8 +248,9 @@ class LLMCall:
             logger.exception("llm_otel failed to record a retry")
 
     def chunk_reader(self) -> Callable[[Any], int]:
-        """What the stream proxy hands every chunk to: the accumulator's ``add``, which returns
-        ``FIRST_OUTPUT`` / ``USAGE_ONLY`` flags (then the proxy calls :meth:`on_flagged_chunk`)."""
+        """What the stream proxy hands every chunk to, asked for at the first one (a stream never
+        read records no output): the accumulator's ``add``, which returns ``FIRST_OUTPUT`` /
+        ``USAGE_ONLY`` flags (then the proxy calls :meth:`on_flagged_chunk`)."""
         try:
             if self._accumulator is None:
                 self._accumulator = self.api.new_accumulator()

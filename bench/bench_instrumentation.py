@@ -8,6 +8,7 @@ Usage::
     .venv/bin/python bench/bench_instrumentation.py --only mock     # mock | http | stream | handoff
     .venv/bin/python bench/bench_instrumentation.py --tree before=/tmp/old-checkout   # + that code
     .venv/bin/python bench/bench_instrumentation.py --profile llm-otel+store --case mock
+    .venv/bin/python bench/bench_instrumentation.py --own-work --tree before=/tmp/old-checkout
 
 The official instrumentation is the reference; it is installed for the benchmark only, never as a
 project dependency::
@@ -54,6 +55,13 @@ connection holds it with ``BEGIN EXCLUSIVE``; p50, p99 and max per hook and per 
 
 ``--profile VARIANT`` runs ``--calls`` calls of one variant of ``--case`` under cProfile (every
 thread's functions of llm_otel, opentelemetry, exporter, wrapt, by own time).
+
+``--own-work`` measures each instrumentation's own work on the calling thread, per ``mock`` call
+and per stream chunk, two ways the machine's load hardly moves: the Python opcodes it adds (with
+``sys.settrace``, the variant's count minus the uninstrumented SDK's in the same process; C work
+such as JSON encoding is not counted), and its CPU around an SDK ``create`` that returns results
+parsed beforehand (warm caches, best of 9 repeats). In a real call it costs 2-4x the warm figure:
+the SDK's Python between its steps leaves the caches cold.
 """
 
 from __future__ import annotations
@@ -357,6 +365,8 @@ def child(spec: dict[str, Any]) -> dict[str, float]:
         sys.path.insert(0, spec["tree"])
     else:
         sys.path.insert(0, str(ROOT))
+    if spec.get("own"):
+        return opcodes_child(spec) if spec["own"] == "opcodes" else warm_child(spec)
     case, calls = spec["case"], spec["calls"]
     _client, make = _calls(case, spec.get("base_url"))  # the calls hold the client
     flush = enable(spec["variant"], spec["db"])
@@ -375,6 +385,125 @@ def child(spec: dict[str, Any]) -> dict[str, float]:
         long.append(_measured(STREAM_BATCH, make["long"], flush)[0])
     per_chunk = (statistics.median(long) - statistics.median(short)) / (LONG - SHORT)
     return {"process": statistics.median(short), "long": statistics.median(long), "chunk": per_chunk}
+
+
+def _opcodes_of(call: Callable[[], Any]) -> int:
+    """Python opcodes executed by one ``call()`` on this thread."""
+    count = 0
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            count += 1
+        return trace
+
+    call()  # caches warm, lazy imports done
+    sys.settrace(trace)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def opcodes_child(spec: dict[str, Any]) -> dict[str, float]:
+    """Opcodes a variant adds per mock call and per stream chunk (this process: SDK alone, then on)."""
+    _client, calls = _calls("mock", None)  # the calls hold their clients
+    _stream_client, streams = _calls("stream", None)
+    measured = {"call": calls["call"], "short": streams["short"], "long": streams["long"]}
+    before = {name: _opcodes_of(call) for name, call in measured.items()}
+    enable(spec["variant"], spec["db"])
+    after = {name: _opcodes_of(call) for name, call in measured.items()}
+    added = {name: after[name] - before[name] for name in measured}
+    return {"call": added["call"], "chunk": (added["long"] - added["short"]) / (LONG - SHORT)}
+
+
+def warm_child(spec: dict[str, Any]) -> dict[str, float]:
+    """µs a variant costs per call and per chunk around an SDK ``create`` that returns results
+    parsed beforehand (best of 9 repeats): the instrumentation's own CPU with warm caches."""
+    import timeit
+
+    from openai.resources.chat.completions import Completions
+
+    client, _ = _calls("stream", None)
+    completion = client.chat.completions.create(**SHORT_REQUEST)
+    chunks: dict[tuple[int, bool], list[Any]] = {}
+    for length in (SHORT, LONG):
+        for usage in (False, True):
+            request: dict[str, Any] = {**SHORT_REQUEST, "stream": True, "max_tokens": length}
+            if usage:
+                request["stream_options"] = {"include_usage": True}
+            chunks[length, usage] = list(client.chat.completions.create(**request))
+
+    class Parsed:
+        """A stream of chunks parsed beforehand."""
+
+        def __init__(self, items: list[Any]) -> None:
+            self._items = iter(items)
+            self.response = None
+
+        def __iter__(self) -> Any:
+            return self
+
+        def __next__(self) -> Any:
+            return next(self._items)
+
+        def close(self) -> None:
+            pass
+
+    def parsed(self: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("stream"):
+            return completion
+        usage = bool((kwargs.get("stream_options") or {}).get("include_usage"))
+        return Parsed(chunks[kwargs["max_tokens"], usage])
+
+    def stream(length: int) -> Callable[[], None]:
+        request = {**SHORT_REQUEST, "stream": True, "max_tokens": length}
+
+        def run() -> None:
+            for _ in client.chat.completions.create(**request):
+                pass
+
+        return run
+
+    def best(call: Callable[[], Any], number: int) -> float:
+        return min(timeit.repeat(call, number=number, repeat=9, timer=time.thread_time)) / number * 1e6
+
+    def costs() -> dict[str, float]:
+        short, long = best(stream(SHORT), 200), best(stream(LONG), 50)
+        call = best(lambda: client.chat.completions.create(**SHORT_REQUEST), 2000)
+        return {"call": call, "chunk": (long - short) / (LONG - SHORT)}
+
+    Completions.create = parsed  # type: ignore[method-assign]  # before the variant wraps it
+    alone = costs()
+    enable(spec["variant"], spec["db"])
+    return {name: value - alone[name] for name, value in costs().items()}
+
+
+def own_work_markdown(variants: Sequence[str], trees: dict[str, str], work: str) -> str:
+    rows = []
+    for variant in variants:
+        tree = trees.get(variant.split(":")[0]) if ":" in variant else None
+        spec = {"case": "own", "variant": variant, "db": os.path.join(work, "own.db"), "tree": tree}
+        opcodes = run_child({**spec, "own": "opcodes"})
+        warm = run_child({**spec, "own": "warm"})
+        rows.append(
+            [
+                variant,
+                f"{opcodes['call']:,.0f}",
+                f"{opcodes['chunk']:,.0f}",
+                f"{warm['call']:.1f}",
+                f"{warm['chunk']:.2f}",
+            ]
+        )
+    header = ["variant", "opcodes per call", "opcodes per chunk", "warm µs per call", "warm µs per chunk"]
+    return (
+        "**own work** on the calling thread: Python opcodes added to a mock call and to a stream "
+        "chunk (`sys.settrace`: the load does not move them; C work not counted), and CPU around an "
+        "SDK `create` returning results parsed beforehand (warm caches, best of 9).\n\n"
+        + common.table(header, rows, "lrrrr")
+    )
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, float]:
@@ -695,6 +824,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--summary", help="write the key figures as JSON to this file")
     parser.add_argument("--profile", metavar="VARIANT", help="cProfile --calls calls of one variant")
     parser.add_argument("--case", choices=CASES, default="mock", help="the case --profile runs")
+    parser.add_argument(
+        "--own-work",
+        action="store_true",
+        help="each variant's own work per call and chunk",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -715,6 +849,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             variants = [variant for variant in variants if not variant.startswith("openai-v2")]
         if "baseline" not in variants:
             variants.insert(0, "baseline")
+        if args.own_work:
+            shown = [variant for variant in variants if variant != "baseline"]
+            print(own_work_markdown([*shown, *(f"{name}:llm-otel" for name in trees)], trees, work))
+            return
         variants += [f"{name}:llm-otel+store" for name in trees]
         print(common.describe_machine())
         print(f"load average at start: {common.load()}", flush=True)

@@ -57,7 +57,7 @@ same for every ``Thread`` and ``ThreadPoolExecutor`` of the app.
 API
 ---
 :func:`task` (returns a :class:`TaskScope`), :func:`labels`, :func:`current_task` →
-:class:`TaskInfo` or None, :func:`current_labels` → :class:`Labels`.
+:class:`TaskInfo` or None, :func:`current_labels` → :class:`Labels`, :func:`current_scope` → both.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from opentelemetry import trace
-from opentelemetry.context import Context, attach, create_key, detach, get_value, set_value
+from opentelemetry.context import Context, attach, create_key, detach, get_current, get_value, set_value
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
@@ -121,6 +121,12 @@ def current_task() -> TaskInfo | None:
 def current_labels() -> Labels:
     """The labels in force in the current OTel context; both fields None outside any ``labels()``."""
     return cast("Labels | None", get_value(_LABELS_KEY)) or _NO_LABELS
+
+
+def current_scope() -> tuple[Labels, TaskInfo | None]:
+    """``(current_labels(), current_task())`` from one read of the context (a call's start)."""
+    context = get_current()
+    return context.get(_LABELS_KEY) or _NO_LABELS, context.get(_TASK_KEY)
 
 
 @contextmanager

@@ -278,8 +278,10 @@ class Scheduler:
         Raises :class:`SchedulerFull` at once when ``max_queue`` callers are already waiting.
         Don't call it on an event loop's thread; use :meth:`acquire_async` there.
         """
-        _check_timeout(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None
+        if timeout is not None:
+            _check_timeout(timeout)
+            deadline = time.monotonic() + timeout
         with self._section:
             permit = self._dispatch_immediately_locked(call_id)
             if permit is not None:
@@ -407,14 +409,20 @@ class Scheduler:
         self._last_dispatch_at = dispatched_at
 
     def _dispatch_immediately_locked(self, call_id: str) -> Permit | None:
-        """The fast path: a permit without queueing, if nobody waits and nothing holds it back."""
-        if self._queue or not self._has_free_slot_locked():
+        """The fast path: a permit without queueing, if nobody waits and nothing holds it back.
+
+        Every call of an app takes it (the default scheduler never queues): it inlines
+        ``_has_free_slot_locked`` and ``_record_dispatch_locked``."""
+        if self._queue or (self._max_concurrency is not None and self._in_flight >= self._max_concurrency):
             return None
         now = time.monotonic()
         if self._min_interval and self._throttled_until_locked(now) is not None:
             return None
         dispatched_at = time.time()
-        self._record_dispatch_locked(now, dispatched_at)
+        self._in_flight += 1
+        self._dispatched_total += 1
+        self._last_dispatch_monotonic = now
+        self._last_dispatch_at = dispatched_at
         return Permit(self, call_id, 0.0, dispatched_at)
 
     def _enqueue_locked(self, waiter: _Waiter) -> None:

@@ -49,7 +49,11 @@ def given(kwargs: Mapping[str, Any], name: str) -> Any:
 
 def request_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The request's non-content parameters, as sent (model, temperature, tools, …)."""
-    params = {key: value for key, value in kwargs.items() if key not in _NOT_PARAMS and is_given(value)}
+    params = {
+        key: value
+        for key, value in kwargs.items()
+        if value is not None and key not in _NOT_PARAMS and not isinstance(value, _OMITTED)
+    }
     prompt = params.get("prompt")
     if isinstance(prompt, Mapping) and "variables" in prompt:  # a Responses prompt template's inputs
         params["prompt"] = {key: value for key, value in prompt.items() if key != "variables"}
@@ -65,25 +69,31 @@ def usage_attributes(
     input_tokens: Any, output_tokens: Any, cached_tokens: Any = None, reasoning_tokens: Any = None
 ) -> dict[str, int]:
     attributes: dict[str, int] = {}
-    for key, value in (
-        (attr.USAGE_INPUT_TOKENS, input_tokens),
-        (attr.USAGE_OUTPUT_TOKENS, output_tokens),
-        (attr.USAGE_CACHE_READ_INPUT_TOKENS, cached_tokens),
-        (attr.USAGE_REASONING_OUTPUT_TOKENS, reasoning_tokens),
-    ):
-        if isinstance(value, int):
-            attributes[key] = value
+    if isinstance(input_tokens, int):
+        attributes[attr.USAGE_INPUT_TOKENS] = input_tokens
+    if isinstance(output_tokens, int):
+        attributes[attr.USAGE_OUTPUT_TOKENS] = output_tokens
+    if isinstance(cached_tokens, int):
+        attributes[attr.USAGE_CACHE_READ_INPUT_TOKENS] = cached_tokens
+    if isinstance(reasoning_tokens, int):
+        attributes[attr.USAGE_REASONING_OUTPUT_TOKENS] = reasoning_tokens
     return attributes
+
+
+FIRST_OUTPUT = 1
+"""``StreamAccumulator.add`` flag: the stream's first chunk with output (content, a refusal or a
+tool call): its first token."""
+USAGE_ONLY = 2
+"""``StreamAccumulator.add`` flag: a chunk that carries only the usage (the instrumentation may
+have asked for it, and then hides it)."""
 
 
 class StreamAccumulator(Protocol):
     """Collects a stream's chunks into what a finished response would have said."""
 
-    def add(self, chunk: Any) -> bool:
-        """Take one chunk; True when it carries output (content or a tool call): a first token."""
-
-    def is_usage_only(self, chunk: Any) -> bool:
-        """True for the usage-only chunk that the instrumentation asked for and hides."""
+    def add(self, chunk: Any) -> int:
+        """Take one chunk; ``FIRST_OUTPUT`` / ``USAGE_ONLY`` flags, 0 for most chunks. Called on
+        every chunk, so the stream proxy calls nothing else when it returns 0."""
 
     def attributes(self) -> dict[str, Any]:
         """Response attributes so far (id, model, finish reasons, usage)."""

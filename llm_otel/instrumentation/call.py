@@ -14,20 +14,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from random import getrandbits
+from time import perf_counter, time_ns
 from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from llm_otel import attributes as attr
 from llm_otel import lifecycle
-from llm_otel.context import current_labels, current_task
-from llm_otel.instrumentation.api import API, StreamAccumulator, given, request_params
+from llm_otel.context import current_scope
+from llm_otel.instrumentation.api import (
+    API,
+    FIRST_OUTPUT,
+    USAGE_ONLY,
+    StreamAccumulator,
+    given,
+    request_params,
+)
 from llm_otel.instrumentation.messages import Redact, apply_redaction, to_json
 from llm_otel.scheduler import Permit, Scheduler
 
@@ -95,32 +102,52 @@ def _status_of(response_attributes: dict[str, Any]) -> str:
     return attr.FAILED if attr.ERROR_TYPE in response_attributes else attr.SUCCEEDED
 
 
+def _no_flags(chunk: Any) -> int:
+    return 0
+
+
 class LLMCall:
     """A call in flight. Created by ``LLMCall.start``; ended exactly once."""
+
+    __slots__ = (
+        "_accumulator",
+        "_dispatched_at",
+        "_time_to_first_chunk",
+        "api",
+        "call_id",
+        "config",
+        "ended",
+        "hide_usage_chunk",
+        "permit",
+        "retries",
+        "source",
+        "span",
+        "stream",
+    )
 
     def __init__(self, config: InstrumentationConfig, api: API, kwargs: Mapping[str, Any], instance: Any):
         self.config = config
         self.api = api
-        self.call_id = f"{random.getrandbits(128):032x}"
-        self.stream = bool(given(kwargs, "stream"))
+        self.call_id = call_id = f"{getrandbits(128):032x}"
+        params = request_params(kwargs)
+        self.stream = stream = bool(params.get("stream"))
         self.hide_usage_chunk = False
         self.ended = False
         self.retries = 0
         self.permit: Permit | None = None
         self._dispatched_at: float | None = None  # perf_counter
-        self._first_token_seen = False
+        self._time_to_first_chunk: float | None = None
         self._accumulator: StreamAccumulator | None = None
 
-        labels = current_labels()
-        task = current_task()
+        labels, task = current_scope()
         self.source = labels.source
-        model = given(kwargs, "model") or "unknown"
+        model = params.get("model") or "unknown"
         attributes: dict[str, Any] = {
             attr.OPERATION_NAME: api.operation,
             attr.PROVIDER_NAME: "openai",
             attr.REQUEST_MODEL: model,
-            attr.REQUEST_STREAM: self.stream,
-            attr.CALL_ID: self.call_id,
+            attr.REQUEST_STREAM: stream,
+            attr.CALL_ID: call_id,
             attr.PROCESS: _process_name(),
         }
         if api.api_type:
@@ -133,20 +160,23 @@ class LLMCall:
             attributes[attr.TASK_ID] = task.task_id
             attributes[attr.TASK_NAME] = task.name
         attributes.update(_server_attributes(instance))
-        attributes.update(api.request_attributes(kwargs))
-        attributes[attr.REQUEST_PARAMS] = to_json(request_params(kwargs))
+        attributes.update(api.request_attributes(params))
+        attributes[attr.REQUEST_PARAMS] = to_json(params)
         if config.capture_content:
             system, messages = api.input_content(kwargs)
+            redact = config.redact
             if system:
-                redacted = apply_redaction([{"role": "system", "parts": system}], config.redact)
+                redacted = apply_redaction([{"role": "system", "parts": system}], redact)
                 attributes[attr.SYSTEM_INSTRUCTIONS] = to_json(redacted[0].get("parts", []))
-            attributes[attr.INPUT_MESSAGES] = to_json(apply_redaction(messages, config.redact))
+            if redact is not None:
+                messages = apply_redaction(messages, redact)
+            attributes[attr.INPUT_MESSAGES] = to_json(messages)
 
-        now = time.time_ns()
-        self.span = config.tracer.start_span(
+        now = time_ns()
+        self.span = span = config.tracer.start_span(
             f"{api.operation} {model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=now
         )
-        lifecycle.emit(lifecycle.QUEUED, self.span, now, attributes)
+        lifecycle.emit(lifecycle.QUEUED, span, now, attributes)
 
     @classmethod
     def start(
@@ -190,9 +220,9 @@ class LLMCall:
 
     def _dispatched(self, permit: Permit) -> None:
         self.permit = permit
-        self._dispatched_at = time.perf_counter()
+        self._dispatched_at = perf_counter()
         try:
-            now = time.time_ns()
+            now = time_ns()
             event = {attr.QUEUE_WAIT: permit.wait}
             self.span.add_event(attr.EVENT_DISPATCHED, event, timestamp=now)
             lifecycle.emit(lifecycle.DISPATCHED, self.span, now, event)
@@ -211,32 +241,39 @@ class LLMCall:
                 event[attr.RETRY_STATUS_CODE] = status_code
             elif cause is not None:
                 event[attr.RETRY_ERROR] = type(cause).__qualname__
-            now = time.time_ns()
+            now = time_ns()
             self.span.add_event(attr.EVENT_RETRY, event, timestamp=now)
             lifecycle.emit(lifecycle.RETRY, self.span, now, event)
         except Exception:
             logger.exception("llm_otel failed to record a retry")
 
-    def on_chunk(self, chunk: Any) -> bool:
-        """Take one stream chunk; True when it is the usage chunk we asked for and must hide."""
+    def chunk_reader(self) -> Callable[[Any], int]:
+        """What the stream proxy hands every chunk to, asked for at the first one (a stream never
+        read records no output): the accumulator's ``add``, which returns ``FIRST_OUTPUT`` /
+        ``USAGE_ONLY`` flags (then the proxy calls :meth:`on_flagged_chunk`)."""
         try:
             if self._accumulator is None:
                 self._accumulator = self.api.new_accumulator()
-            hidden = self.hide_usage_chunk and self._accumulator.is_usage_only(chunk)
-            if self._accumulator.add(chunk) and not self._first_token_seen:
+            return self._accumulator.add
+        except Exception:
+            logger.exception("llm_otel cannot read this stream's chunks")
+            return _no_flags
+
+    def on_flagged_chunk(self, flags: int) -> bool:
+        """A chunk the accumulator flagged; True when it is the usage chunk we asked for and hide."""
+        try:
+            if flags & FIRST_OUTPUT:
                 self._first_token()
-            return hidden
+            return bool(flags & USAGE_ONLY) and self.hide_usage_chunk
         except Exception:
             logger.exception("llm_otel failed to read a stream chunk")
             return False
 
     def _first_token(self) -> None:
-        self._first_token_seen = True
-        started = self._dispatched_at if self._dispatched_at is not None else time.perf_counter()
-        ttft = time.perf_counter() - started
-        now = time.time_ns()
+        started = self._dispatched_at if self._dispatched_at is not None else perf_counter()
+        self._time_to_first_chunk = ttft = perf_counter() - started  # a span attribute at the end
+        now = time_ns()
         event = {attr.RESPONSE_TIME_TO_FIRST_CHUNK: ttft}
-        self.span.set_attribute(attr.RESPONSE_TIME_TO_FIRST_CHUNK, ttft)
         self.span.add_event(attr.EVENT_FIRST_TOKEN, event, timestamp=now)
         lifecycle.emit(lifecycle.FIRST_TOKEN, self.span, now, event)
 
@@ -274,10 +311,12 @@ class LLMCall:
         if self.ended:
             return
         attributes: dict[str, Any] = {}
+        if self._time_to_first_chunk is not None:
+            attributes[attr.RESPONSE_TIME_TO_FIRST_CHUNK] = self._time_to_first_chunk
         outputs = None
         if self._accumulator is not None:
             try:
-                attributes = self._accumulator.attributes()
+                attributes.update(self._accumulator.attributes())
                 if self.config.capture_content:
                     outputs = self._accumulator.output_messages()
             except Exception:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llm_otel import attributes as attr
-from llm_otel.instrumentation.api import given, set_if_given, usage_attributes
+from llm_otel.instrumentation.api import FIRST_OUTPUT, USAGE_ONLY, given, usage_attributes
 from llm_otel.instrumentation.messages import (
     Message,
     chat_input_messages,
@@ -17,24 +17,62 @@ from llm_otel.instrumentation.messages import (
 
 
 def _usage(usage: Any) -> dict[str, int]:
+    """The token counts of a completion's (or a stream's last chunk's) ``usage``."""
     if usage is None:
         return {}
-    prompt_details = getattr(usage, "prompt_tokens_details", None)
-    completion_details = getattr(usage, "completion_tokens_details", None)
-    return usage_attributes(
-        usage.prompt_tokens,
-        usage.completion_tokens,
-        getattr(prompt_details, "cached_tokens", None),
-        getattr(completion_details, "reasoning_tokens", None),
-    )
+    attributes = usage_attributes(usage.prompt_tokens, usage.completion_tokens)
+    cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
+    if isinstance(cached, int):
+        attributes[attr.USAGE_CACHE_READ_INPUT_TOKENS] = cached
+    reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)
+    if isinstance(reasoning, int):
+        attributes[attr.USAGE_REASONING_OUTPUT_TOKENS] = reasoning
+    return attributes
 
 
 def _response_header_attributes(response: Any) -> dict[str, Any]:
+    """Id, model and service tier of a completion or of a stream's first chunk (SDK objects)."""
     attributes: dict[str, Any] = {}
-    set_if_given(attributes, attr.RESPONSE_ID, getattr(response, "id", None))
-    set_if_given(attributes, attr.RESPONSE_MODEL, getattr(response, "model", None))
-    set_if_given(attributes, attr.OPENAI_SERVICE_TIER, getattr(response, "service_tier", None))
+    value = getattr(response, "id", None)
+    if value is not None:
+        attributes[attr.RESPONSE_ID] = value
+    value = getattr(response, "model", None)
+    if value is not None:
+        attributes[attr.RESPONSE_MODEL] = value
+    value = getattr(response, "service_tier", None)
+    if value is not None:
+        attributes[attr.OPENAI_SERVICE_TIER] = value
     return attributes
+
+
+_REQUEST_NUMBERS = {
+    "temperature": attr.REQUEST_TEMPERATURE,
+    "top_p": attr.REQUEST_TOP_P,
+    "seed": attr.REQUEST_SEED,
+    "frequency_penalty": attr.REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": attr.REQUEST_PRESENCE_PENALTY,
+}
+"""Request keywords recorded as they are, by the attribute they go to."""
+_REQUEST_OTHERS = frozenset({"max_completion_tokens", "stop", "n", "response_format"})
+"""Request keywords that ``_other_request_attributes`` maps (with ``max_tokens``)."""
+
+
+def _other_request_attributes(params: Mapping[str, Any], attributes: dict[str, Any]) -> None:
+    get = params.get
+    max_tokens = get("max_completion_tokens") or get("max_tokens")
+    if max_tokens is not None:
+        attributes[attr.REQUEST_MAX_TOKENS] = max_tokens
+    else:
+        attributes.pop(attr.REQUEST_MAX_TOKENS, None)
+    stop = get("stop")
+    if stop:
+        attributes[attr.REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else list(stop)
+    choices = get("n")
+    if choices and choices != 1:
+        attributes[attr.REQUEST_CHOICE_COUNT] = choices
+    response_format = get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type"):
+        attributes[attr.OUTPUT_TYPE] = "json" if "json" in response_format["type"] else "text"
 
 
 class ChatCompletionsAPI:
@@ -42,27 +80,20 @@ class ChatCompletionsAPI:
     api_type = "chat_completions"
     supports_stream_usage = True
 
-    def request_attributes(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def request_attributes(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        # One pass over the few keywords given, not one lookup per keyword that could be.
         attributes: dict[str, Any] = {}
-        for key, name in (
-            (attr.REQUEST_TEMPERATURE, "temperature"),
-            (attr.REQUEST_TOP_P, "top_p"),
-            (attr.REQUEST_SEED, "seed"),
-            (attr.REQUEST_FREQUENCY_PENALTY, "frequency_penalty"),
-            (attr.REQUEST_PRESENCE_PENALTY, "presence_penalty"),
-        ):
-            set_if_given(attributes, key, given(kwargs, name))
-        max_tokens = given(kwargs, "max_completion_tokens") or given(kwargs, "max_tokens")
-        set_if_given(attributes, attr.REQUEST_MAX_TOKENS, max_tokens)
-        stop = given(kwargs, "stop")
-        if stop:
-            attributes[attr.REQUEST_STOP_SEQUENCES] = [stop] if isinstance(stop, str) else list(stop)
-        choices = given(kwargs, "n")
-        if choices and choices != 1:
-            attributes[attr.REQUEST_CHOICE_COUNT] = choices
-        response_format = given(kwargs, "response_format")
-        if isinstance(response_format, Mapping) and response_format.get("type"):
-            attributes[attr.OUTPUT_TYPE] = "json" if "json" in response_format["type"] else "text"
+        others = False
+        for name, value in params.items():
+            key = _REQUEST_NUMBERS.get(name)
+            if key is not None:
+                attributes[key] = value
+            elif name == "max_tokens":
+                attributes[attr.REQUEST_MAX_TOKENS] = value  # unless max_completion_tokens, below
+            elif name in _REQUEST_OTHERS:
+                others = True
+        if others:
+            _other_request_attributes(params, attributes)
         return attributes
 
     def input_content(self, kwargs: Mapping[str, Any]) -> tuple[list[dict] | None, list[Message]]:
@@ -100,17 +131,21 @@ class ChatStreamAccumulator:
         self._header: Any = None
         self._usage: Any = None
         self._choices: dict[int, _ChoiceBuffer] = {}
+        self._output_seen = False
 
-    def is_usage_only(self, chunk: Any) -> bool:
-        return not chunk.choices and getattr(chunk, "usage", None) is not None
-
-    def add(self, chunk: Any) -> bool:
+    def add(self, chunk: Any) -> int:
+        # Every chunk comes here: plain attribute reads (openai >= 1.60 chunks have every field,
+        # None when absent), and one branch per field for a chunk that carries only text.
         if self._header is None:
             self._header = chunk
-        if getattr(chunk, "usage", None) is not None:
-            self._usage = chunk.usage
+        usage = chunk.usage
+        if usage is not None:
+            self._usage = usage
+        choices = chunk.choices
+        if not choices:
+            return USAGE_ONLY if usage is not None else 0
         has_output = False
-        for choice in chunk.choices or ():
+        for choice in choices:
             buffer = self._choices.get(choice.index)
             if buffer is None:  # not setdefault: it would build a buffer for every chunk
                 buffer = self._choices[choice.index] = _ChoiceBuffer()
@@ -121,23 +156,31 @@ class ChatStreamAccumulator:
                 if delta.content:
                     buffer.text.append(delta.content)
                     has_output = True
-                if getattr(delta, "refusal", None):
+                if delta.refusal:
                     buffer.text.append(delta.refusal)
                     has_output = True
-                for tool_call in delta.tool_calls or ():
+                if delta.tool_calls:
                     has_output = True
-                    entry = buffer.tool_calls.setdefault(tool_call.index, [None, None, []])
-                    if tool_call.id:
-                        entry[0] = tool_call.id
-                    function = tool_call.function
-                    if function is not None:
-                        if function.name:
-                            entry[1] = function.name
-                        if function.arguments:
-                            entry[2].append(function.arguments)
+                    self._add_tool_calls(buffer, delta.tool_calls)
             if choice.finish_reason:
                 buffer.finish_reason = choice.finish_reason
-        return has_output
+        if has_output and not self._output_seen:
+            self._output_seen = True
+            return FIRST_OUTPUT
+        return 0
+
+    @staticmethod
+    def _add_tool_calls(buffer: _ChoiceBuffer, tool_calls: Any) -> None:
+        for tool_call in tool_calls:
+            entry = buffer.tool_calls.setdefault(tool_call.index, [None, None, []])
+            if tool_call.id:
+                entry[0] = tool_call.id
+            function = tool_call.function
+            if function is not None:
+                if function.name:
+                    entry[1] = function.name
+                if function.arguments:
+                    entry[2].append(function.arguments)
 
     def attributes(self) -> dict[str, Any]:
         attributes = _response_header_attributes(self._header) if self._header is not None else {}

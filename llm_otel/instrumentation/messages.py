@@ -19,6 +19,8 @@ Redact = Callable[[Message], Message]
 
 def as_dict(value: Any) -> Any:
     """A pydantic SDK object (or anything with ``model_dump``) as plain data; others unchanged."""
+    if type(value) is dict:  # what apps pass most: no failed attribute lookup
+        return value
     dump = getattr(value, "model_dump", None)
     if dump is not None:
         return dump(exclude_none=True)
@@ -59,10 +61,10 @@ def _uri_or_blob(modality: str, url: str) -> dict[str, Any]:
 
 def content_parts(content: Any) -> list[dict[str, Any]]:
     """Chat Completions and Responses content (a string or a list of typed parts) → parts."""
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
     if content is None:
         return []
-    if isinstance(content, str):
-        return [text_part(content)]
     parts = []
     for raw in content:
         part = as_dict(raw)
@@ -89,23 +91,33 @@ def content_parts(content: Any) -> list[dict[str, Any]]:
     return parts
 
 
+_TEXT_ROLES = frozenset({"system", "developer", "user", "assistant"})
+
+
 def chat_input_messages(messages: Iterable[Any]) -> list[Message]:
     """The ``messages`` of a Chat Completions request, system and developer messages included."""
     converted = []
     for raw in messages:
-        message = as_dict(raw)
-        role = message.get("role", "user")
+        message = raw if type(raw) is dict else as_dict(raw)
+        role = message.get("role")
+        content = message.get("content")
+        if len(message) == 2 and type(content) is str and role in _TEXT_ROLES:
+            # Most messages are {"role", "content": str}: the same result as below, sooner.
+            converted.append({"role": role, "parts": [{"type": "text", "content": content}]})
+            continue
+        if role is None:
+            role = message.get("role", "user")  # a role given as None stays None
         if role in ("tool", "function"):
             response_part: dict[str, Any] = {
                 "type": "tool_call_response",
                 "id": message.get("tool_call_id"),
-                "response": message.get("content"),
+                "response": content,
             }
             if role == "function":
                 response_part["name"] = message.get("name")
             converted.append({"role": "tool", "parts": [response_part]})
             continue
-        parts = content_parts(message.get("content"))
+        parts = content_parts(content)
         for tool_call in message.get("tool_calls") or ():
             function = tool_call.get("function") or {}
             parts.append(tool_call_part(tool_call.get("id"), function.get("name"), function.get("arguments")))
@@ -121,7 +133,9 @@ def chat_input_messages(messages: Iterable[Any]) -> list[Message]:
 
 def chat_output_message(message: Any, finish_reason: str | None) -> Message:
     """One choice of a chat completion (a message object or a dict) → an output message."""
-    message = as_dict(message) or {}
+    if message is not None and type(message) is not dict and not isinstance(message, Mapping):
+        return _chat_output_object(message, finish_reason)
+    message = message or {}
     parts = []
     if message.get("content"):
         parts.append(text_part(message["content"]))
@@ -131,6 +145,29 @@ def chat_output_message(message: Any, finish_reason: str | None) -> Message:
         function = tool_call.get("function") or {}
         parts.append(tool_call_part(tool_call.get("id"), function.get("name"), function.get("arguments")))
     return {"role": message.get("role") or "assistant", "parts": parts, "finish_reason": finish_reason}
+
+
+def _chat_output_object(message: Any, finish_reason: str | None) -> Message:
+    """``chat_output_message`` read from the SDK's message object: the same message, without
+    dumping the object to a dict first (the SDK's objects are pydantic models)."""
+    parts = []
+    content = getattr(message, "content", None)
+    if content:
+        parts.append({"type": "text", "content": content})
+    refusal = getattr(message, "refusal", None)
+    if refusal:
+        parts.append({"type": "text", "content": refusal})
+    for tool_call in getattr(message, "tool_calls", None) or ():
+        function = getattr(tool_call, "function", None)
+        parts.append(
+            tool_call_part(
+                getattr(tool_call, "id", None),
+                getattr(function, "name", None),
+                getattr(function, "arguments", None),
+            )
+        )
+    role = getattr(message, "role", None) or "assistant"
+    return {"role": role, "parts": parts, "finish_reason": finish_reason}
 
 
 def responses_input_messages(input_value: Any) -> list[Message]:

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry.context import attach, detach
+from opentelemetry.trace import set_span_in_context
 
 from llm_otel.instrumentation.api import API
 from llm_otel.instrumentation.call import InstrumentationConfig, LLMCall, current_call
@@ -23,22 +24,19 @@ logger = logging.getLogger(__name__)
 Wrapper = Callable[[Callable[..., Any], Any, tuple, dict], Any]
 
 
-def _is_raw_response(result: Any) -> bool:
-    """``with_raw_response`` returns a LegacyAPIResponse whose ``parse()`` gives the real result."""
-    return type(result).__name__ == "LegacyAPIResponse"
-
-
-def _is_unread_response(result: Any) -> bool:
-    """``with_streaming_response`` returns the HTTP response with its body still to be read."""
-    return type(result).__name__ in ("APIResponse", "AsyncAPIResponse")
+_UNREAD_RESPONSES = frozenset({"APIResponse", "AsyncAPIResponse"})
+"""What ``with_streaming_response`` returns: the HTTP response with its body still to be read."""
+_RAW_RESPONSE = "LegacyAPIResponse"
+"""What ``with_raw_response`` returns: its ``parse()`` gives the real result."""
 
 
 def _deliver(call: LLMCall, result: Any, stream_proxy: type) -> Any:
     """Hand the SDK's result back to the caller, ending the call or wrapping its stream."""
     try:
-        if _is_unread_response(result):
+        kind = type(result).__name__
+        if kind in _UNREAD_RESPONSES:
             call.succeed(None)  # the body is the caller's to read: the call ends at its headers
-        elif _is_raw_response(result):
+        elif kind == _RAW_RESPONSE:
             parsed = result.parse()  # parsed once and cached by the SDK
             if call.stream:
                 # The caller's parse() returns the cached object: cache our proxy in its place.
@@ -66,8 +64,11 @@ def create(config: InstrumentationConfig, api: API) -> Wrapper:
         call.acquire()
         token = current_call.set(call)
         try:
-            with trace.use_span(call.span, record_exception=False, set_status_on_exception=False):
+            span_token = attach(set_span_in_context(call.span))  # current while the SDK sends
+            try:
                 result = wrapped(*args, **kwargs)
+            finally:
+                detach(span_token)
         except BaseException as exc:
             call.fail(exc)
             raise
@@ -89,8 +90,11 @@ def async_create(config: InstrumentationConfig, api: API) -> Wrapper:
         await call.acquire_async()
         token = current_call.set(call)
         try:
-            with trace.use_span(call.span, record_exception=False, set_status_on_exception=False):
+            span_token = attach(set_span_in_context(call.span))  # current while the SDK sends
+            try:
                 result = await wrapped(*args, **kwargs)
+            finally:
+                detach(span_token)
         except BaseException as exc:
             call.fail(exc)
             raise

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llm_otel import attributes as attr
-from llm_otel.instrumentation.api import given, set_if_given, usage_attributes
+from llm_otel.instrumentation.api import FIRST_OUTPUT, given, set_if_given, usage_attributes
 from llm_otel.instrumentation.messages import (
     Message,
     as_dict,
@@ -101,25 +101,27 @@ class ResponsesStreamAccumulator:
         self._final = False
         self._text: dict[int, list[str]] = {}
         self._calls: dict[int, dict[str, Any]] = {}
+        self._output_seen = False
 
-    def is_usage_only(self, chunk: Any) -> bool:
-        return False
-
-    def add(self, event: Any) -> bool:
+    def add(self, event: Any) -> int:
         kind = getattr(event, "type", None)
         if kind in _FINAL_EVENTS or kind == "response.created":
             self._response = event.response
             self._final = kind in _FINAL_EVENTS
-            return False
+            return 0
+        has_output = kind in _OUTPUT_DELTAS
         if kind == "response.output_text.delta" or kind == "response.refusal.delta":
             self._text.setdefault(event.output_index, []).append(event.delta)
         elif kind == "response.output_item.added" and getattr(event.item, "type", None) == "function_call":
             self._calls[event.output_index] = as_dict(event.item)
-            return True
+            has_output = True
         elif kind == "response.function_call_arguments.delta":
             call = self._calls.setdefault(event.output_index, {})
             call["arguments"] = call.get("arguments", "") + event.delta
-        return kind in _OUTPUT_DELTAS
+        if has_output and not self._output_seen:
+            self._output_seen = True
+            return FIRST_OUTPUT
+        return 0
 
     def attributes(self) -> dict[str, Any]:
         if self._response is None:

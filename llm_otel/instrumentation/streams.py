@@ -12,11 +12,15 @@ closing its ``response`` directly, so ``response`` is proxied too: closing it en
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import wrapt
 
 from llm_otel.instrumentation.call import LLMCall
+
+logger = logging.getLogger(__name__)
 
 
 class _ResponseProxy(wrapt.ObjectProxy):
@@ -40,15 +44,21 @@ class _ResponseProxy(wrapt.ObjectProxy):
 
 
 class _CallStreamProxy(wrapt.ObjectProxy):
-    """What both proxies share: the call they end and the proxied ``response``."""
+    """What both proxies share: the call they end, its chunk reader and the proxied ``response``."""
 
     def __init__(self, stream: Any, call: LLMCall) -> None:
         super().__init__(stream)
         self._self_call = call
+        self._self_read: Callable[[Any], int] | None = None  # the call's chunk reader, from the first
 
     @property
     def response(self) -> Any:
         return _ResponseProxy(self.__wrapped__.response, self._self_call)
+
+
+def _unreadable(exc: Exception) -> int:
+    logger.error("llm_otel failed to read a stream chunk", exc_info=exc)
+    return 0
 
 
 class StreamProxy(_CallStreamProxy):
@@ -56,17 +66,25 @@ class StreamProxy(_CallStreamProxy):
         return self
 
     def __next__(self) -> Any:
-        call = self._self_call
+        # Runs for every chunk: one call into the accumulator, which flags the rare chunks that
+        # need more (the first output, the usage chunk to hide).
         while True:
             try:
                 chunk = self.__wrapped__.__next__()
             except StopIteration:
-                call.stream_exhausted()
+                self._self_call.stream_exhausted()
                 raise
             except BaseException as exc:
-                call.stream_failed(exc)
+                self._self_call.stream_failed(exc)
                 raise
-            if not call.on_chunk(chunk):
+            read = self._self_read
+            if read is None:  # the first chunk: a stream never read keeps no output
+                read = self._self_read = self._self_call.chunk_reader()
+            try:
+                flags = read(chunk)
+            except Exception as exc:
+                flags = _unreadable(exc)
+            if not flags or not self._self_call.on_flagged_chunk(flags):
                 return chunk
 
     def close(self) -> None:
@@ -99,17 +117,23 @@ class AsyncStreamProxy(_CallStreamProxy):
         return self
 
     async def __anext__(self) -> Any:
-        call = self._self_call
         while True:
             try:
                 chunk = await self.__wrapped__.__anext__()
             except StopAsyncIteration:
-                call.stream_exhausted()
+                self._self_call.stream_exhausted()
                 raise
             except BaseException as exc:
-                call.stream_failed(exc)
+                self._self_call.stream_failed(exc)
                 raise
-            if not call.on_chunk(chunk):
+            read = self._self_read
+            if read is None:  # the first chunk: a stream never read keeps no output
+                read = self._self_read = self._self_call.chunk_reader()
+            try:
+                flags = read(chunk)
+            except Exception as exc:
+                flags = _unreadable(exc)
+            if not flags or not self._self_call.on_flagged_chunk(flags):
                 return chunk
 
     async def close(self) -> None:

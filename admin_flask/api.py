@@ -20,7 +20,6 @@ from werkzeug.routing import PathConverter, RequestRedirect
 
 from admin_flask import errors, params, serialize, websocket
 from admin_flask.auth import check_admin
-from admin_flask.database import close_connection
 from admin_flask.headers import add_security_headers
 from admin_flask.state import current_state
 from admin_flask.status import status_body
@@ -51,12 +50,14 @@ def _authorize_and_check_store() -> None:
     check_admin()
     endpoint = (request.endpoint or "").rpartition(".")[2]
     if endpoint not in _NO_STORE:
-        current_state().store.require()
+        store = current_state().store
+        store.require()
+        store.take_connection()
 
 
 @api.teardown_request
-def _close_connection(_exc: BaseException | None) -> None:
-    close_connection(current_state().database)
+def _give_back_connection(_exc: BaseException | None) -> None:
+    current_state().store.give_back_connection()
 
 
 websocket.register(api)  # WS llm/ws: authorized by the hook above, subscribed by websocket's own

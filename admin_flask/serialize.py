@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Response
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MS_PER_DAY = 86_400_000
+_FIRST_MS = -62_135_596_800_000
+"""0001-01-01T00:00:00.000Z, the first moment a date holds."""
+_LAST_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the last."""
 
 CALL_SUMMARY_FIELDS = (
     "call_id",
@@ -88,15 +94,35 @@ def iso(ms: int | None) -> str | None:
     if ms is None or isinstance(ms, bool):
         return None
     try:
-        moment = _EPOCH + dt.timedelta(milliseconds=int(ms))
+        ms = int(ms)
     except (OverflowError, TypeError, ValueError):
         return None
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    if not _FIRST_MS <= ms <= _LAST_MS:
+        return None
+    days, ms_of_day = divmod(ms, _MS_PER_DAY)
+    seconds, millis = divmod(ms_of_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"{_date(days)}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
 
 
-def timestamps(row: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+@functools.lru_cache(maxsize=4096)
+def _date(days: int) -> str:
+    """The date ``days`` after 1970-01-01 (a page's calls span few days: formatted once each)."""
+    return f"{_EPOCH + dt.timedelta(days=days):%Y-%m-%d}"
+
+
+def timestamps(row: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     """``fields`` of ``row`` (missing ones None), each ``*_at`` as ISO 8601."""
-    return {name: iso(row.get(name)) if name.endswith("_at") else row.get(name) for name in fields}
+    values = {name: row.get(name) for name in fields}
+    for name in _times(fields):
+        values[name] = iso(values[name])
+    return values
+
+
+@functools.lru_cache(maxsize=64)
+def _times(fields: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for name in fields if name.endswith("_at"))
 
 
 def call_summary(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,8 @@ api.after_request(add_security_headers)
 _NO_STORE = frozenset({"openapi", "unknown"})
 """Endpoints that answer without reading the store."""
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+EXPORT_CHUNK_BYTES = 64 * 1024
+"""The export is written in pieces of about this size: one write per line cost more than the line."""
 
 
 @api.before_request
@@ -202,12 +204,22 @@ def _is_websocket_route(adapter: Any) -> bool:
     return bool(rule.websocket)
 
 
-def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    """The export's lines, ``EXPORT_CHUNK_BYTES`` at a time (the server writes each piece it is given)."""
+    lines: list[bytes] = []
+    size = 0
     try:
         for row in rows:
-            yield serialize.dumps(serialize.export_line(row)) + "\n"
+            line = serialize.encode(serialize.export_line(row)) + b"\n"
+            lines.append(line)
+            size += len(line)
+            if size >= EXPORT_CHUNK_BYTES:
+                yield b"".join(lines)
+                lines, size = [], 0
     except StoreError as exc:  # the status is sent already: the body ends with the error
-        yield serialize.dumps({"error": {"code": "store_unavailable", "message": str(exc)}}) + "\n"
+        lines.append(serialize.encode({"error": {"code": "store_unavailable", "message": str(exc)}}) + b"\n")
+    if lines:
+        yield b"".join(lines)
 
 
 def _plausible_id(value: str) -> bool:

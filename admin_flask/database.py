@@ -127,6 +127,18 @@ class AdminStore:
         if not self._ready:
             raise unavailable(self._error or StoreError(self._last_error), self.path)
 
+    def commit_marker(self) -> tuple[sqlite3.Connection, int] | None:
+        """A value that differs once another connection committed: this thread's open connection and
+        its ``PRAGMA data_version``. None when no connection is open (opening one could create a
+        file where there is none) or it cannot say: the caller then reads, after ``require``."""
+        state = self.database._state
+        if state.closed:
+            return None
+        try:
+            return state.conn, state.conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return None
+
     def take_connection(self) -> None:
         """At a request's start: this thread reads through an idle connection, when one is left."""
         if self.path is None or not self.database.is_closed():

@@ -143,6 +143,7 @@ def _feed(settings: config.AdminSettings, store: database.AdminStore, retention_
         ),
         require_store=store.require,
         close_connection=store.give_back_connection,
+        commit_marker=store.commit_marker if store.path is not None else None,
         poll_interval_s=settings.poll_interval_s,
         status_interval_s=settings.status_interval_s,
         buffer=settings.feed_buffer,

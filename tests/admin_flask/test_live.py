@@ -81,6 +81,27 @@ def test_a_call_made_by_another_process_reaches_the_websocket(
     ]
 
 
+def test_the_feed_reads_the_store_only_after_a_commit(serve: Any, store: Store, child: ChildWriter) -> None:
+    """On SQLite the reader asks whether another connection committed (``PRAGMA data_version``)."""
+    admin = serve(
+        create_app(db=store.url, token=TOKEN, config={"LLM_OTEL_ADMIN_STATUS_INTERVAL_S": 60}), Admin
+    )
+    ws = admin.live()
+    messages_until(ws, lambda messages: any(m["type"] == "llm.status" for m in messages))
+    stats = admin.state.feed.stats
+    deadline = time.monotonic() + 30
+    while stats.unchanged < 5 and time.monotonic() < deadline:  # it settled: its last read is done
+        time.sleep(0.01)
+    reads, probes = stats.ticks, stats.unchanged
+    while stats.unchanged < probes + 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stats.unchanged >= probes + 50, "the reader did not look for commits"
+    assert stats.ticks == reads  # nothing committed: no read
+    child.call("after-the-quiet")
+    messages_until(ws, call_ended("after-the-quiet"))
+    assert stats.ticks > reads
+
+
 def test_the_long_poll_sees_the_other_process_too(admin: Admin, child: ChildWriter, store: Store) -> None:
     start = admin.json("/llm/events", timeout="0")
     assert start == {"events": [], "last_event_id": latest_event_id(store)}

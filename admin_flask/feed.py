@@ -497,7 +497,10 @@ class Feed:
             for subscription in self._subscribers:
                 subscription.push(frames)
             self._changed.notify_all()
-        return len(events) >= READ_LIMIT
+        if len(events) < READ_LIMIT:
+            return False
+        self._read_marker = None  # more are waiting, committed before this read: read again
+        return True
 
     def _refresh_status(self) -> None:
         # A fresh connection every status interval: a store file replaced under the same path (a

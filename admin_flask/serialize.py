@@ -118,7 +118,7 @@ def _date(days: int) -> str:
 
 def timestamps(row: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     """``fields`` of ``row`` (missing ones None), each ``*_at`` as ISO 8601."""
-    values = dict(zip(fields, map(row.get, fields)))
+    values = dict(zip(fields, map(row.get, fields), strict=True))
     for name in _times(fields):
         values[name] = iso(values[name])
     return values

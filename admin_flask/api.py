@@ -20,7 +20,6 @@ from werkzeug.routing import PathConverter, RequestRedirect
 
 from admin_flask import errors, params, serialize, websocket
 from admin_flask.auth import check_admin
-from admin_flask.database import close_connection
 from admin_flask.headers import add_security_headers
 from admin_flask.state import current_state
 from admin_flask.status import status_body
@@ -44,6 +43,8 @@ api.after_request(add_security_headers)
 _NO_STORE = frozenset({"openapi", "unknown"})
 """Endpoints that answer without reading the store."""
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+EXPORT_CHUNK_BYTES = 64 * 1024
+"""The export is written in pieces of about this size: one write per line cost more than the line."""
 
 
 @api.before_request
@@ -51,12 +52,14 @@ def _authorize_and_check_store() -> None:
     check_admin()
     endpoint = (request.endpoint or "").rpartition(".")[2]
     if endpoint not in _NO_STORE:
-        current_state().store.require()
+        store = current_state().store
+        store.require()
+        store.take_connection()
 
 
 @api.teardown_request
-def _close_connection(_exc: BaseException | None) -> None:
-    close_connection(current_state().database)
+def _give_back_connection(_exc: BaseException | None) -> None:
+    current_state().store.give_back_connection()
 
 
 websocket.register(api)  # WS llm/ws: authorized by the hook above, subscribed by websocket's own
@@ -201,12 +204,22 @@ def _is_websocket_route(adapter: Any) -> bool:
     return bool(rule.websocket)
 
 
-def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    """The export's lines, ``EXPORT_CHUNK_BYTES`` at a time (the server writes each piece it is given)."""
+    lines: list[bytes] = []
+    size = 0
     try:
         for row in rows:
-            yield serialize.dumps(serialize.export_line(row)) + "\n"
+            line = serialize.encode(serialize.export_line(row)) + b"\n"
+            lines.append(line)
+            size += len(line)
+            if size >= EXPORT_CHUNK_BYTES:
+                yield b"".join(lines)
+                lines, size = [], 0
     except StoreError as exc:  # the status is sent already: the body ends with the error
-        yield serialize.dumps({"error": {"code": "store_unavailable", "message": str(exc)}}) + "\n"
+        lines.append(serialize.encode({"error": {"code": "store_unavailable", "message": str(exc)}}) + b"\n")
+    if lines:
+        yield b"".join(lines)
 
 
 def _plausible_id(value: str) -> bool:

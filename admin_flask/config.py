@@ -118,7 +118,8 @@ SETTINGS: tuple[Setting, ...] = (
         "LLM_OTEL_ADMIN_POLL_INTERVAL_S",
         0.05,
         _float,
-        "how often the live feed's reader reads new events while clients are connected",
+        "PostgreSQL: how often the live feed reads new events while clients are connected (on SQLite it "
+        "asks every 5 ms whether another connection committed, and reads only then)",
     ),
     Setting(
         "LLM_OTEL_ADMIN_STATUS_INTERVAL_S", 5.0, _float, "how often the websocket sends an llm.status message"

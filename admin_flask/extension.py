@@ -142,7 +142,8 @@ def _feed(settings: config.AdminSettings, store: database.AdminStore, retention_
             "1h", stale_after_s=settings.stale_after_s, retention_days=retention_days
         ),
         require_store=store.require,
-        close_connection=lambda: database.close_connection(store.database),
+        close_connection=store.give_back_connection,
+        commit_marker=store.commit_marker if store.path is not None else None,
         poll_interval_s=settings.poll_interval_s,
         status_interval_s=settings.status_interval_s,
         buffer=settings.feed_buffer,

@@ -2,14 +2,22 @@
 
 ::
 
-    store ──(one read per tick, ~50 ms)──► Feed reader thread ──► ring of recent ticks
-                                                      │            (resume from memory)
-                                                      ├──► Subscription (bounded queue) ──► websocket
-                                                      └──► condition variable ──► long polls
+    store ──(one read per commit)──► Feed reader thread ──► ring of recent ticks
+                                                 │            (resume from memory)
+                                                 ├──► Subscription (bounded queue of frames) ──► websocket
+                                                 └──► condition variable ──► long polls
 
 - **One reader**: the thread reads ``call_events_after(position)`` once per tick, whatever the
   number of clients, and sleeps while no client is connected (it stays awake for ``LINGER_S``
   after the last one leaves, so long polls that come back at once find it awake).
+- **Reading only what changed**: on SQLite the reader asks every ``PROBE_S`` (5 ms) whether another
+  connection committed since its last read (``commit_marker``: ``PRAGMA data_version`` on its open
+  connection, a few µs, no read of the store) and reads only then: a call's events reach the
+  clients within ~5 ms of their commit, not ~25 ms on average (half of a fixed 50 ms), and an idle
+  store costs no reads. Where the store cannot say (PostgreSQL) it reads every
+  ``poll_interval_s``. A read is always preceded by the store's file check (``require_store``).
+- **Encoded once**: each message is serialized and framed for the websocket once
+  (``admin_flask.frames``); every client's thread writes the same bytes.
 - **Coalescing**: the events of one call read in one tick become one ``llm.call`` message: the
   last event's ``event_id``, ``kind`` and ``at``, the call's current summary, and ``events`` (every
   event folded into it, in order). Messages go out in ``event_id`` order.
@@ -35,12 +43,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from admin_flask import serialize
 from admin_flask.errors import StoreUnavailable, unavailable
+from admin_flask.frames import frame_header_size, text_frame
 from exporter import StoreError
 
 logger = logging.getLogger(__name__)
@@ -50,6 +59,8 @@ READ_LIMIT = 500
 POLL_LIMIT = 500
 """Messages one long poll returns at most (the client asks again with the last ``event_id``)."""
 LINGER_S = 10.0
+PROBE_S = 0.005
+"""How often the reader asks a store that can say so (SQLite) whether anything was committed."""
 _RETRY_S = 1.0
 
 ReadEvents = Callable[[int, int], "list[dict[str, Any]]"]
@@ -57,12 +68,23 @@ ReadEvents = Callable[[int, int], "list[dict[str, Any]]"]
 
 @dataclass(frozen=True)
 class LiveMessage:
-    """One ``llm.call`` message: its JSON text and what resuming needs."""
+    """One ``llm.call`` message: its websocket frame (the JSON text after a header) and what resuming
+    needs."""
 
     event_id: int
     first_event_id: int
     payload: dict[str, Any]
-    text: str
+    frame: bytes
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> LiveMessage:
+        events = payload["events"]
+        return cls(payload["event_id"], events[0]["id"], payload, text_frame(serialize.dumps(payload)))
+
+    @property
+    def text(self) -> str:
+        """The JSON text (what a long poll answers)."""
+        return self.frame[frame_header_size(self.frame) :].decode()
 
 
 @dataclass
@@ -79,6 +101,7 @@ class FeedStats:
     """Counters for tests and benchmarks: the reads the feed made, by kind."""
 
     ticks: int = 0
+    unchanged: int = 0  # probes that found no commit since the last read (no read made)
     event_reads: int = 0
     catch_up_reads: int = 0
     status_reads: int = 0
@@ -121,7 +144,7 @@ def coalesce(events: Sequence[dict[str, Any]]) -> list[LiveMessage]:
             "call": serialize.call_summary(last["call"]) if last.get("call") else None,
             "events": [serialize.event(one) for one in group],
         }
-        messages.append(LiveMessage(last["id"], group[0]["id"], payload, serialize.dumps(payload)))
+        messages.append(LiveMessage.of(payload))
     messages.sort(key=lambda message: message.event_id)
     return messages
 
@@ -138,37 +161,36 @@ def _without_events_up_to(messages: Iterable[LiveMessage], cursor: int) -> list[
         payload = dict(
             message.payload, events=[one for one in message.payload["events"] if one["id"] > cursor]
         )
-        first = payload["events"][0]["id"]
-        kept.append(LiveMessage(message.event_id, first, payload, serialize.dumps(payload)))
+        kept.append(LiveMessage.of(payload))
     return kept
 
 
 @dataclass(eq=False)
 class Subscription:
-    """One websocket client's queue; the feed fills it, the client's thread drains it."""
+    """One websocket client's queue of frames; the feed fills it, the client's thread drains it."""
 
     feed: Feed
     limit: int
-    queue: deque[str] = field(default_factory=deque)
+    queue: deque[bytes] = field(default_factory=deque)
     behind: Behind | None = None
 
-    def push(self, texts: Sequence[str]) -> None:
-        """Under the feed's lock: queue ``texts``, or mark the client behind when they do not fit."""
+    def push(self, frames: Sequence[bytes]) -> None:
+        """Under the feed's lock: queue ``frames``, or mark the client behind when they do not fit."""
         if self.behind is not None:
             return
-        if len(self.queue) + len(texts) > self.limit:
+        if len(self.queue) + len(frames) > self.limit:
             self.queue.clear()
             self.behind = Behind(self.feed.position)
             return
-        self.queue.extend(texts)
+        self.queue.extend(frames)
 
     @property
     def pending(self) -> int:
         """Messages queued for the client and not yet taken by its thread."""
         return len(self.queue)
 
-    def next(self, timeout: float) -> list[str]:
-        """The queued messages (waiting up to ``timeout`` s for one; [] if none came).
+    def next(self, timeout: float) -> list[bytes]:
+        """The queued messages' frames (waiting up to ``timeout`` s for one; [] if none came).
 
         Raises ``Behind`` once the queue overflowed and ``FeedClosed`` when the feed closed.
         """
@@ -189,6 +211,7 @@ class Feed:
         read_status: Callable[[], dict[str, Any]],
         require_store: Callable[[], None],
         close_connection: Callable[[], None],
+        commit_marker: Callable[[], Hashable | None] | None = None,
         poll_interval_s: float = 0.05,
         status_interval_s: float = 5.0,
         buffer: int = 5000,
@@ -199,6 +222,8 @@ class Feed:
         self._read_status = read_status
         self._require_store = require_store
         self._close_connection = close_connection
+        self._commit_marker = commit_marker
+        self._read_marker: Hashable | None = None  # the store's commit marker at the last read
         self.poll_interval_s = poll_interval_s
         self.status_interval_s = status_interval_s
         self.buffer = buffer
@@ -246,8 +271,9 @@ class Feed:
                         if from_store
                         else [m for m in backlog if m.event_id > cursor]
                     )
-                    subscription.push([message.text for message in ready])
-                    subscription.push([self._status_text(max(cursor, self.position))] if self._status else [])
+                    subscription.push([message.frame for message in ready])
+                    if self._status:
+                        subscription.push([text_frame(self._status_text(max(cursor, self.position)))])
                     self._subscribers.add(subscription)
                     self._status_due = self._status_due or self._status is None
                     self._changed.notify_all()
@@ -314,7 +340,7 @@ class Feed:
 
     # -- the subscription side -------------------------------------------------------------------
 
-    def _drain(self, subscription: Subscription, timeout: float) -> list[str]:
+    def _drain(self, subscription: Subscription, timeout: float) -> list[bytes]:
         with self._lock:
             if not subscription.queue and subscription.behind is None and not self._closed:
                 self._changed.wait(timeout)
@@ -323,9 +349,9 @@ class Feed:
                 raise subscription.behind
             if self._closed:
                 raise FeedClosed()
-            texts = list(subscription.queue)
+            frames = list(subscription.queue)
             subscription.queue.clear()
-            return texts
+            return frames
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
@@ -338,7 +364,7 @@ class Feed:
             events = self._catch_up_read(cursor, floor)
             if not events:  # retention deleted them: nothing more to send below the ring
                 return floor
-            subscription.push([message.text for message in coalesce(events)])
+            subscription.push([message.frame for message in coalesce(events)])
             cursor = events[-1]["id"]
         return cursor
 
@@ -396,23 +422,28 @@ class Feed:
                     if self._active:  # the last client left LINGER_S ago: sleep
                         self._active = False
                         self._restart_at(self.position)
-                        self._close_connection()
+                        self._reconnect()
                     self._changed.wait()
                 if self._closed:
                     return
-            pause = self.poll_interval_s
+            pause = PROBE_S if self._commit_marker is not None else self.poll_interval_s
             try:
+                marker = self._commit_marker() if self._commit_marker and self._last_error is None else None
+                if marker is not None and marker == self._read_marker and not self._status_is_due():
+                    self.stats.unchanged += 1  # nothing committed: no file check, no read
+                    time.sleep(pause)  # cheaper than waiting on _stop; close() is seen at the next turn
+                    continue
                 self._require_store()
-                full = self._tick()
+                full = self._tick(marker)
                 if self._last_error is not None:
                     logger.warning("the LLM admin's live feed reads the store again")
                     self._last_error, self._status_due = None, True
-                if self._status_due or time.monotonic() - self._status_at >= self.status_interval_s:
+                if self._status_is_due():
                     self._refresh_status()
                 if full:
                     pause = 0.0
             except (StoreUnavailable, StoreError) as exc:
-                self._close_connection()
+                self._reconnect()
                 unreadable = exc if isinstance(exc, StoreUnavailable) else unavailable(exc)
                 message = unreadable.description
                 if message != self._last_error:
@@ -427,13 +458,23 @@ class Feed:
                 pause = max(pause, _RETRY_S)
             except Exception:
                 logger.exception("the LLM admin's live feed failed; it carries on")
-                self._close_connection()
+                self._reconnect()
                 pause = max(pause, _RETRY_S)
             if pause and self._stop.wait(pause):
                 return
 
-    def _tick(self) -> bool:
-        """Read once after the position; True when the read was full (more are waiting)."""
+    def _status_is_due(self) -> bool:
+        return self._status_due or time.monotonic() - self._status_at >= self.status_interval_s
+
+    def _reconnect(self) -> None:
+        """Close the reader's connection (the next turn reads, whatever the next one's marker)."""
+        self._read_marker = None
+        self._close_connection()
+
+    def _tick(self, marker: Hashable | None = None) -> bool:
+        """Read once after the position (``marker``: the store's commit marker, taken before the
+        read: a commit during the read changes it again); True when the read was full."""
+        self._read_marker = marker
         start = self.position
         events = self._read_events(start, READ_LIMIT)
         with self._lock:
@@ -452,16 +493,19 @@ class Feed:
                 self._buffered -= len(evicted.messages)
                 self._floor = evicted.end
             self.position = events[-1]["id"]
-            texts = [message.text for message in messages]
+            frames = [message.frame for message in messages]
             for subscription in self._subscribers:
-                subscription.push(texts)
+                subscription.push(frames)
             self._changed.notify_all()
-        return len(events) >= READ_LIMIT
+        if len(events) < READ_LIMIT:
+            return False
+        self._read_marker = None  # more are waiting, committed before this read: read again
+        return True
 
     def _refresh_status(self) -> None:
         # A fresh connection every status interval: a store file replaced under the same path (a
         # restore, a new store) is then read, not the old file an open connection still holds.
-        self._close_connection()
+        self._reconnect()
         body = self._read_status()
         latest = self._latest_event_id()
         with self._lock:
@@ -482,9 +526,9 @@ class Feed:
         with self._lock:
             self._status, self._status_at, self._status_due = body, time.monotonic(), False
             if self._subscribers:
-                text = self._status_text(self.position)
+                frame = text_frame(self._status_text(self.position))
                 for subscription in self._subscribers:
-                    subscription.push([text])
+                    subscription.push([frame])
             self._changed.notify_all()
 
     def _status_text(self, last_event_id: int) -> str:

@@ -88,6 +88,7 @@ class AdminState:
         """Stop the live feed (its reader thread and its clients) and let another app bind a store."""
         self.feed.close()
         self.store.released = True
+        self.store.close_idle()
 
 
 def current_state() -> AdminState:

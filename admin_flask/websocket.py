@@ -3,7 +3,8 @@
 The handshake is an ordinary request until the upgrade: the API's ``before_request`` authorizes it
 (401/403 JSON, no upgrade), and ``open_subscription`` below parses ``after`` (400) and subscribes to
 the feed (503 when the store cannot be read), all before flask-sock answers ``101``. The handler
-then only forwards what the feed queued for this client; it never reads the store itself.
+then only writes what the feed queued for this client (frames the feed built once for every
+client, ``admin_flask.frames``); it never reads the store itself.
 
 A websocket holds a server thread for its lifetime (and simple-websocket a second one, reading the
 socket and sending pings): serve the admin with threads (Werkzeug's threaded server, gunicorn
@@ -94,7 +95,7 @@ def live(ws) -> None:
 def _forward(ws: Any, subscription: Subscription) -> None:
     while ws.connected:
         try:
-            texts = subscription.next(WAIT_S)
+            frames = subscription.next(WAIT_S)
         except Behind as behind:
             ws.send(behind.text)
             ws.close(_POLICY, behind.reason)
@@ -102,8 +103,10 @@ def _forward(ws: Any, subscription: Subscription) -> None:
         except FeedClosed:
             ws.close(_GOING_AWAY, "the admin is stopping")
             return
-        for text in texts:
-            ws.send(text)
+        for frame in frames:  # built once by the feed for every client (admin_flask.frames)
+            if not ws.connected:
+                return
+            ws.sock.send(frame)
         try:
             while ws.receive(timeout=0) is not None:  # the client has nothing to say: drop it
                 pass

@@ -5,6 +5,7 @@ Usage::
 
     .venv/bin/python bench/bench_admin.py                      # 1M calls (the store of bench_list_1m)
     .venv/bin/python bench/bench_admin.py --rows 100000 --repeat 10
+    .venv/bin/python bench/bench_admin.py --tree before=/tmp/old-checkout  # + that code's admin
 
 The store is ``bench_list_1m``'s (``/tmp/llm_otel_bench_<rows>.db``, built once by either
 benchmark and shared). The admin runs as in production, in a process of its own: ``create_app`` on
@@ -12,6 +13,8 @@ Werkzeug's threaded server; this process is the client (a new HTTP connection pe
 token in ``Authorization``), and reads the same store in-process through ``exporter.queries``, the
 **baseline**: each request is paired with the same query run in-process just before it, so
 "HTTP / in-process" is what the admin adds (routing, parameters, serialization, the socket).
+``--tree NAME=PATH`` runs another checkout's admin beside this one over the same store, each
+request of it right after this one's (the same baseline): before/after a change in one run.
 
 - list: ``GET /llm/calls`` (page of 50 and the exact total) for a few filters; p50 / p95 / max;
 - detail: ``GET /llm/calls/<id>`` of random calls (columns, decoded bodies, timeline);
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import random
@@ -80,12 +84,12 @@ LIST_CASES: dict[str, dict[str, Any]] = {
 
 
 @contextlib.contextmanager
-def admin(url: str) -> Iterator[tuple[int, int]]:
-    """The admin over ``url`` in its own process; yields (its pid, its port)."""
+def admin(url: str, tree: Path = ROOT) -> Iterator[tuple[int, int]]:
+    """The admin of checkout ``tree`` over ``url`` in its own process; yields (its pid, its port)."""
     process = subprocess.Popen(
         [sys.executable, "-c", ADMIN, url, TOKEN],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -127,24 +131,40 @@ def _in_process(filters: dict[str, Any]) -> dict[str, Any]:
     return queries.list_calls(**args, page_size=50)
 
 
-def _paired(http_call: Callable[[], Any], local_call: Callable[[], Any], repeat: int) -> dict[str, Any]:
-    """ms of ``repeat`` HTTP requests, each after the same query in-process (the baseline)."""
-    over_http, local = [], []
-    for _ in range(repeat):
+@contextlib.contextmanager
+def admins(url: str, trees: dict[str, Path]) -> Iterator[dict[str, tuple[int, int]]]:
+    """This checkout's admin (named "") and each tree's, over ``url``: name → (pid, port)."""
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(admin(url, tree)) for name, tree in {"": ROOT, **trees}.items()}
+
+
+def _paired(
+    http_calls: dict[str, Callable[[], Any]], local_call: Callable[[], Any], repeat: int
+) -> dict[str, list[float]]:
+    """ms of ``repeat`` HTTP requests to each admin, each round after the same query in-process (the
+    baseline, ``"local"``), the admins in turns."""
+    timings: dict[str, list[float]] = {"local": [], **{name: [] for name in http_calls}}
+    names = list(http_calls)
+    for round_ in range(repeat):
         started = time.perf_counter()
         local_call()
-        local.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        http_call()
-        over_http.append((time.perf_counter() - started) * 1000)
-    return {"http": over_http, "local": local}
+        timings["local"].append((time.perf_counter() - started) * 1000)
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            started = time.perf_counter()
+            http_calls[name]()
+            timings[name].append((time.perf_counter() - started) * 1000)
+    return timings
 
 
-def _row(name: str, timings: dict[str, list[float]], extra: str) -> list[object]:
-    over_http, local = timings["http"], timings["local"]
+def _label(name: str, tree: str) -> str:
+    return name if not tree else f"{name} (`{tree}`)"
+
+
+def _row(name: str, timings: dict[str, list[float]], extra: str, tree: str = "") -> list[object]:
+    over_http, local = timings[tree], timings["local"]
     http_median, local_median = statistics.median(over_http), statistics.median(local)
     return [
-        name,
+        _label(name, tree),
         f"{http_median:.1f}",
         f"{common.percentile(over_http, 95):.1f}",
         f"{min(over_http):.1f}–{max(over_http):.1f}",
@@ -154,33 +174,39 @@ def _row(name: str, timings: dict[str, list[float]], extra: str) -> list[object]
     ]
 
 
-def bench_list(port: int, repeat: int, summary: dict[str, Any]) -> str:
-    rows, p95s = [], {}
+def bench_list(ports: dict[str, int], repeat: int, summary: dict[str, Any]) -> str:
+    rows, p95s = [], {tree: {} for tree in ports}
     for name, filters in LIST_CASES.items():
         query = urllib.parse.urlencode({**filters, "page_size": 50})
         path = f"{PREFIX}/llm/calls?{query}"
-        status, body = get(port, path)  # warm: the first run reads the pages from disk
-        if status != 200:
-            raise SystemExit(f"{path} answered {status}: {body[:300]!r}")
+        for port in ports.values():
+            status, body = get(port, path)  # warm: the first run reads the pages from disk
+            if status != 200:
+                raise SystemExit(f"{path} answered {status}: {body[:300]!r}")
         total = json.loads(body)["total"]
-        timings = _paired(lambda path=path: get(port, path), lambda f=filters: _in_process(f), repeat)
-        p95s[name] = common.percentile(timings["http"], 95)
-        rows.append(_row(name, timings, f"{total:,}"))
-        print(f"  list {name}: p95 {p95s[name]:.1f} ms", flush=True)
-    summary["list p95 ms"] = p95s
+        requests = {tree: (lambda port=port, path=path: get(port, path)) for tree, port in ports.items()}
+        timings = _paired(requests, lambda f=filters: _in_process(f), repeat)
+        for tree in ports:
+            p95s[tree][name] = common.percentile(timings[tree], 95)
+            rows.append(_row(name, timings, f"{total:,}", tree))
+            print(f"  list {_label(name, tree)}: p95 {p95s[tree][name]:.1f} ms", flush=True)
+    summary["list p95 ms"] = p95s.pop("")
+    for tree, figures in p95s.items():
+        summary.setdefault("trees", {}).setdefault(tree, {})["list p95 ms"] = figures
     return common.table(
         ["list page + total", "HTTP p50 ms", "p95", "min–max", "in-process p50", "HTTP / local", "total"],
         rows,
     )
 
 
-def bench_detail(port: int, repeat: int, summary: dict[str, Any]) -> str:
+def bench_detail(ports: dict[str, int], repeat: int, summary: dict[str, Any]) -> str:
     rng = random.Random(5)
     database = db.obj
     highest = database.execute_sql("SELECT MAX(rowid) FROM llm_calls").fetchone()[0]
     pick = "SELECT call_id FROM llm_calls WHERE rowid >= ? ORDER BY rowid LIMIT 1"
     ids = [database.execute_sql(pick, (rng.randint(1, highest),)).fetchone()[0] for _ in range(repeat + 1)]
-    get(port, f"{PREFIX}/llm/calls/{ids[0]}")
+    for port in ports.values():
+        get(port, f"{PREFIX}/llm/calls/{ids[0]}")
     chosen = iter(ids)
     current: list[str] = []
 
@@ -188,16 +214,20 @@ def bench_detail(port: int, repeat: int, summary: dict[str, Any]) -> str:
         current[:] = [next(chosen)]
         queries.get_call(current[0])
 
-    def over_http() -> None:
+    def over_http(port: int) -> None:
         status, body = get(port, f"{PREFIX}/llm/calls/{current[0]}")
         if status != 200:
             raise SystemExit(f"call detail answered {status}: {body[:300]!r}")
 
-    timings = _paired(over_http, local, repeat)
-    summary["detail p95 ms"] = common.percentile(timings["http"], 95)
+    requests = {tree: (lambda port=port: over_http(port)) for tree, port in ports.items()}
+    timings = _paired(requests, local, repeat)
+    summary["detail p95 ms"] = common.percentile(timings[""], 95)
+    for tree in ports:
+        if tree:
+            summary["trees"][tree]["detail p95 ms"] = common.percentile(timings[tree], 95)
     return common.table(
         ["call detail", "HTTP p50 ms", "p95", "min–max", "in-process p50", "HTTP / local", "calls"],
-        [_row("`GET /llm/calls/<id>`, random calls", timings, str(repeat))],
+        [_row("`GET /llm/calls/<id>`, random calls", timings, str(repeat), tree) for tree in ports],
     )
 
 
@@ -231,18 +261,22 @@ def export_once(pid: int, port: int, since_ms: int | None) -> dict[str, float]:
 
 
 def bench_export(
-    pid: int, port: int, label: str, spans: Sequence[tuple[str, int | None]], summary: dict[str, Any]
+    processes: dict[str, tuple[int, int]],
+    label: str,
+    spans: Sequence[tuple[str, int | None]],
+    summary: dict[str, Any],
 ) -> list[list[object]]:
     rows = []
-    for what, since_ms in spans:
+    for (what, since_ms), (tree, (pid, port)) in itertools.product(spans, processes.items()):
         export_once(pid, port, since_ms)  # warm (the pages in the cache), and the allocator's arenas
         result = export_once(pid, port, since_ms)
         rate = result["calls"] / result["seconds"]
         growth = result["rss_peak"] - result["rss_before"]
-        summary.setdefault("export", []).append({"store": label, "what": what, **result, "rate": rate})
+        kept = summary if not tree else summary["trees"][tree]
+        kept.setdefault("export", []).append({"store": label, "what": what, **result, "rate": rate})
         rows.append(
             [
-                f"{label}, {what}",
+                _label(f"{label}, {what}", tree),
                 f"{result['calls']:,}",
                 f"{result['seconds']:.1f}",
                 f"{rate:,.0f}",
@@ -250,7 +284,8 @@ def bench_export(
                 f"{result['rss_peak']:.0f} (+{growth:.0f})",
             ]
         )
-        print(f"  export {label} {what}: {rate:,.0f} calls/s, RSS +{growth:.0f} MB", flush=True)
+        named = _label(f"{label} {what}", tree)
+        print(f"  export {named}: {rate:,.0f} calls/s, RSS +{growth:.0f} MB", flush=True)
     return rows
 
 
@@ -270,7 +305,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bodies", type=int, default=20_000, help="calls of the ~4.5 KB-body export store")
     parser.add_argument("--markdown", help="write the results as a markdown fragment to this file")
     parser.add_argument("--summary", help="write the key figures as JSON to this file")
+    parser.add_argument(
+        "--tree", action="append", default=[], metavar="NAME=PATH", help="also run that checkout's admin"
+    )
     args = parser.parse_args(argv)
+    trees = {name: Path(tree) for name, tree in (item.split("=", 1) for item in args.tree)}
     path = args.db or f"/tmp/llm_otel_bench_{args.rows}.db"
     if not Path(path).exists():
         started = time.perf_counter()
@@ -284,13 +323,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     oldest, newest = database.execute_sql(span_sql).fetchone()
     print(common.describe_machine())
     before_load, started = common.load(), time.perf_counter()
-    summary: dict[str, Any] = {"rows": count}
-    with admin(f"sqlite:///{path}") as (pid, port):
-        sections = [bench_list(port, args.repeat, summary), bench_detail(port, args.repeat, summary)]
+    summary: dict[str, Any] = {"rows": count, **({"trees": {name: {} for name in trees}} if trees else {})}
+    with admins(f"sqlite:///{path}", trees) as processes:
+        ports = {tree: port for tree, (_, port) in processes.items()}
+        sections = [bench_list(ports, args.repeat, summary), bench_detail(ports, args.repeat, summary)]
         span = newest - oldest
         exports = bench_export(
-            pid,
-            port,
+            processes,
             f"{count:,}-call store",
             [("newest 1/16", newest - span // 16), ("newest 1/4", newest - span // 4)],
             summary,
@@ -298,10 +337,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-admin-") as directory:
         bodies_path = os.path.join(directory, "bodies.db")
         build_bodies_store(bodies_path, args.bodies)
-        with admin(f"sqlite:///{bodies_path}") as (pid, port):
+        with admins(f"sqlite:///{bodies_path}", trees) as processes:
             half = 1_700_000_000_000 + args.bodies // 2
             exports += bench_export(
-                pid, port, "~4.5 KB bodies", [("half", half), (f"all {args.bodies:,}", None)], summary
+                processes, "~4.5 KB bodies", [("half", half), (f"all {args.bodies:,}", None)], summary
             )
     sections.append(
         common.table(["export (JSONL over HTTP)", "calls", "s", "calls/s", "admin RSS MB", "peak"], exports)

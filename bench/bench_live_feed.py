@@ -7,14 +7,18 @@ Usage::
     .venv/bin/python bench/bench_live_feed.py --calls 500 --clients 1,10,50 --idle 20
     .venv/bin/python bench/bench_live_feed.py --stuck 1          # then again with a stuck client
 
-Three processes, as in production: the admin (``create_app`` on a threaded Werkzeug server, its live
-feed polling every 50 ms), an app making LLM calls (``llm_otel.setup()``, the real openai client and
-the fake OpenAI server) and this one, holding the websocket clients. The app makes one call every
-``--gap`` seconds; each client notes when the call's ``succeeded`` message arrives. Latency =
-arrival (wall clock) − the call's ``ended_at`` (its span end, written by the app; same machine, same
-clock): the writer's linger (~20 ms), the feed's poll (≤ 50 ms) and the fan-out. Reported: p50 /
-p95 / max over every (call, client) delivery, and over the slowest client of each call. Then, with
-the clients connected and no calls, the admin process's CPU (its ``/proc`` times) over ``--idle`` s.
+Three processes, as in production: the admin (``create_app`` on a threaded Werkzeug server), an app
+making LLM calls (``llm_otel.setup()``, the real openai client and the fake OpenAI server) and this
+one, holding the websocket clients. The app makes one call every ``--gap`` seconds; each client
+notes when the call's ``succeeded`` message arrives. Latency = arrival (wall clock) − the call's
+``ended_at`` (its span end, written by the app; same machine, same clock): the app's writer (its
+linger, up to 20 ms, and the write), the feed's look for a commit (every 5 ms) and read, and the
+fan-out. Reported: p50 / p95 / max over every (call, client) delivery, and over the slowest client
+of each call; then the same deliveries split at the commit (a watcher in this process polls the
+store's ``PRAGMA data_version`` every millisecond and notes when each call's ``succeeded`` event
+became visible): span end → committed is the app's writer, committed → at the client is the admin.
+Then, with the clients connected and no calls, the admin process's CPU (its ``/proc`` times) over
+``--idle`` s.
 
 With ``--stuck N`` the largest case runs once more with N stuck clients present: bare sockets that
 did the handshake with a 4 KB receive buffer and never read. A burst of 6 MB of events first fills
@@ -92,6 +96,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def watch_commits(path: str, done: threading.Event) -> dict[str, float]:
+    """Fills, in the background, when (wall clock ms) each call's ``succeeded`` event was committed,
+    by source: ``PRAGMA data_version`` polled every millisecond (the time is an upper bound)."""
+    committed: dict[str, float] = {}
+    started = threading.Event()
+
+    def watch() -> None:
+        connection = sqlite3.connect(path, isolation_level=None)
+        last = connection.execute("SELECT COALESCE(MAX(id), 0) FROM llm_call_events").fetchone()[0]
+        version = None
+        started.set()
+        while not done.is_set():
+            seen = connection.execute("PRAGMA data_version").fetchone()[0]
+            if seen != version:
+                version, now_ms = seen, time.time() * 1000
+                for event_id, kind, source in connection.execute(_NEW_EVENTS, (last,)).fetchall():
+                    last = event_id
+                    if kind == "succeeded":
+                        committed.setdefault(source or "", now_ms)
+            time.sleep(0.001)
+        connection.close()
+
+    threading.Thread(target=watch, daemon=True).start()
+    started.wait(10)
+    return committed
+
+
+_NEW_EVENTS = (
+    "SELECT e.id, e.kind, c.source FROM llm_call_events e JOIN llm_calls c ON c.call_id = e.call_id "
+    "WHERE e.id > ? ORDER BY e.id"
+)
+
+
 def run_case(port: int, url: str, fake: FakeOpenAI, clients: int, calls: int, gap: float) -> dict[str, float]:
     sockets = [
         simple_websocket.Client.connect(
@@ -119,6 +156,7 @@ def run_case(port: int, url: str, fake: FakeOpenAI, clients: int, calls: int, ga
     listeners = [threading.Thread(target=listen, args=(index,), daemon=True) for index in range(clients)]
     for listener in listeners:
         listener.start()
+    committed = watch_commits(url.removeprefix("sqlite:///"), done)
     app = subprocess.Popen(
         [sys.executable, "-c", APP, url, fake.base_url, str(calls), str(gap)],
         cwd=REPO,
@@ -143,6 +181,9 @@ def run_case(port: int, url: str, fake: FakeOpenAI, clients: int, calls: int, ga
     every = [seen[source] - ended[source] for seen in arrivals for source in seen]
     slowest = [max(seen[source] for seen in arrivals if source in seen) - ended[source] for source in ended]
     missing = calls * clients - len(every)
+    split = [(source, seen[source]) for seen in arrivals for source in seen if source in committed]
+    writer = [committed[source] - ended[source] for source, _ in split]
+    admin = [arrived - committed[source] for source, arrived in split]
     return {
         "deliveries": len(every),
         "missing": missing,
@@ -150,7 +191,19 @@ def run_case(port: int, url: str, fake: FakeOpenAI, clients: int, calls: int, ga
         "p95": percentile(every, 95),
         "max": max(every),
         "slowest client p95": percentile(slowest, 95),
+        "writer p50": statistics.median(writer),
+        "writer p95": percentile(writer, 95),
+        "admin p50": statistics.median(admin),
+        "admin p95": percentile(admin, 95),
     }
+
+
+def print_split(result: dict[str, float]) -> None:
+    print(
+        f"{'':>8}   span end -> committed (the app's writer) p50 {result['writer p50']:.1f} p95 "
+        f"{result['writer p95']:.1f}; committed -> at the client (the admin) p50 {result['admin p50']:.1f} "
+        f"p95 {result['admin p95']:.1f}"
+    )
 
 
 def admin_threads(pid: int) -> int:
@@ -281,6 +334,7 @@ def main() -> None:
                     f"{clients:>8} {result['p50']:>7.1f} {result['p95']:>7.1f} {result['max']:>7.1f} "
                     f"{result['slowest client p95']:>19.1f} {result['missing']:>8}"
                 )
+                print_split(result)
             if args.stuck:
                 clients = max(int(count) for count in args.clients.split(","))
                 stuck = [stuck_client(port) for _ in range(args.stuck)]

@@ -18,6 +18,7 @@ import pytest
 import simple_websocket
 
 from admin_flask import create_app
+from admin_flask.feed import READ_LIMIT
 from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin, ChildWriter, Store
 
 ARRIVES_WITHIN_S = 5.0
@@ -79,6 +80,27 @@ def test_a_call_made_by_another_process_reaches_the_websocket(
     assert event_ids == [
         row[0] for row in store.rows("SELECT id FROM llm_call_events WHERE call_id = ? ORDER BY id", call_id)
     ]
+
+
+def test_the_feed_reads_the_store_only_after_a_commit(serve: Any, store: Store, child: ChildWriter) -> None:
+    """On SQLite the reader asks whether another connection committed (``PRAGMA data_version``)."""
+    admin = serve(
+        create_app(db=store.url, token=TOKEN, config={"LLM_OTEL_ADMIN_STATUS_INTERVAL_S": 60}), Admin
+    )
+    ws = admin.live()
+    messages_until(ws, lambda messages: any(m["type"] == "llm.status" for m in messages))
+    stats = admin.state.feed.stats
+    deadline = time.monotonic() + 30
+    while stats.unchanged < 5 and time.monotonic() < deadline:  # it settled: its last read is done
+        time.sleep(0.01)
+    reads, probes = stats.ticks, stats.unchanged
+    while stats.unchanged < probes + 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stats.unchanged >= probes + 50, "the reader did not look for commits"
+    assert stats.ticks == reads  # nothing committed: no read
+    child.call("after-the-quiet")
+    messages_until(ws, call_ended("after-the-quiet"))
+    assert stats.ticks > reads
 
 
 def test_the_long_poll_sees_the_other_process_too(admin: Admin, child: ChildWriter, store: Store) -> None:
@@ -205,6 +227,19 @@ def test_a_burst_of_one_call_is_one_message(admin: Admin, store: Store) -> None:
     assert (message["event_id"], message["kind"], message["call_id"]) == (ids[-1], "first_token", call_id)
     assert [event["id"] for event in message["events"]] == ids
     assert message["call"]["call_id"] == call_id
+
+
+def test_a_burst_larger_than_one_read_arrives_whole_without_another_commit(serve: Any, store: Store) -> None:
+    admin = serve(
+        create_app(db=store.url, token=TOKEN, config={"LLM_OTEL_ADMIN_STATUS_INTERVAL_S": 60}), Admin
+    )
+    ws = admin.live()
+    messages_until(ws, lambda messages: any(m["type"] == "llm.status" for m in messages))
+    calls = sorted(store.ids())
+    burst = [(calls[number % len(calls)], "retry") for number in range(3 * READ_LIMIT + 7)]
+    ids = insert_events(store, burst)  # one commit, then none: the reader must go on by itself
+    received = calls_of(messages_until(ws, lambda ms: any(m["event_id"] == ids[-1] for m in calls_of(ms))))
+    assert sorted(event["id"] for message in received for event in message["events"]) == ids  # each once
 
 
 def test_a_client_that_falls_behind_is_told_to_reload(serve: Any, store: Store) -> None:

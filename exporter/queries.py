@@ -92,19 +92,20 @@ import operator
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
 
 from peewee import SQL, Case, Column, Expression, Field, NodeList, Ordering, Select, Value, fn
 
-from exporter import rollups
+from exporter import rollups, search_matches
 from exporter._exceptions import QueryError, converted_errors
 from exporter.cjk_grams import is_cjk_query
 from exporter.database import is_sqlite, read_snapshot
 from exporter.mapping import to_json
 from exporter.migrations import CJK_TABLE, FTS_TABLE
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss, db
+from exporter.search_matches import Matches, Term
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 """Every value of ``llm_calls.status``."""
@@ -279,11 +280,16 @@ def list_calls(
     _check_int("page_size", page_size, minimum=1, maximum=MAX_PAGE_SIZE)
     offset = (page - 1) * page_size
     with converted_errors("listing calls"), read_snapshot(db.obj):  # one snapshot: page and total
-        plan = _plan(selection, sort, reach=offset + page_size)
-        ids = [row[0] for row in db.execute(plan.page(plan.conditions(selection), offset, page_size))]
+        searched = _searched(selection, sort, offset, page_size)
+        if searched is not None:
+            ids, total = searched
+        else:
+            plan = _plan(selection, sort, reach=offset + page_size)
+            ids = [row[0] for row in db.execute(plan.page(plan.conditions(selection), offset, page_size))]
+            total = plan.total
         rows = _calls_by_id(ids)
     items = [_summary(rows[call_id]) for call_id in ids]
-    return {"items": items, "total": plan.total, "page": page, "page_size": page_size}
+    return {"items": items, "total": total, "page": page, "page_size": page_size}
 
 
 def call_facets(
@@ -994,12 +1000,17 @@ class _Plan:
     def conditions(self, selection: _Selection) -> list[Expression]:
         return selection.conditions(unindexed=self.unindexed, walk_text=self.walk_text)
 
-    def ordered(self, conditions: list[Expression], *, keys_only: bool = False) -> Select:
-        """The query of (call_id, enqueued_at[, timing]) of the matching calls in order (no limit
-        yet); ``keys_only``: of their sort keys, in the order of the keys alone."""
+    def ordered(
+        self, conditions: list[Expression], *, keys_only: bool = False, with_rowid: bool = False
+    ) -> Select:
+        """The query of (call_id, enqueued_at[, timing][, rowid]) of the matching calls in order (no
+        limit yet); ``keys_only``: of their sort keys, in the order of the keys alone."""
         column = _SORT_COLUMNS.get(self.sort)
         if self.arms and len(self.statuses) > 1:
-            arms = [_where(_page_columns(column), [*conditions, _status_is((one,))]) for one in self.statuses]
+            arms = [
+                _where(_page_columns(column, with_rowid), [*conditions, _status_is((one,))])
+                for one in self.statuses
+            ]
             return reduce(operator.add, arms).order_by(*_compound_order(column))
         if self.statuses:
             conditions = [*conditions, _status_is(self.statuses, unindexed="status" in self.unindexed)]
@@ -1007,7 +1018,7 @@ class _Plan:
         if keys_only:
             keys = [LLMCall._meta.fields[column]] if column else []
             return _where(LLMCall.select(*keys, LLMCall.enqueued_at), conditions).order_by(*order[:-1])
-        return _where(_page_columns(column), conditions).order_by(*order)
+        return _where(_page_columns(column, with_rowid), conditions).order_by(*order)
 
     def page(self, conditions: list[Expression], offset: int, limit: int) -> Select:
         """The query of the ``limit`` calls after the first ``offset``."""
@@ -1084,6 +1095,117 @@ def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
     return _Plan(sort, total, statuses, unindexed=unindexed, sorted_here=True, keys_first=True)
 
 
+def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tuple[list[str], int] | None:
+    """(call ids of the page, exact total) of a ``q`` of the trigram index, from what the term
+    matched (``exporter.search_matches``, kept between queries); None where that does not serve
+    (PostgreSQL, a store before migration 9, 1-2 character queries)."""
+    term = _search_term(selection.text) if selection.text else None
+    matches = search_matches.current(db.obj, term) if term is not None else None
+    if term is None or matches is None:
+        return None
+    others = replace(selection, text="")
+    total = _matched_total(others, term, matches)
+    reach = offset + limit
+    if total <= offset:
+        return [], total
+    top = max(matches.upto, 1)
+    if matches.rowids is not None and len(matches.rowids) * _LOOKUP_COST < reach * top // max(total, 1):
+        # Few matches for the calls a walk would read: read the matches and sort them.
+        unindexed = {*others.equal, *others.minimums, "enqueued_at", "status"}
+        plan = _Plan(sort, total, others.statuses, unindexed=unindexed, sorted_here=True)
+        conditions = [*plan.conditions(others), _ROWID.in_(_json_rowids(matches.rowids))]
+        return [row[0] for row in db.execute(plan.ordered(conditions).limit(limit).offset(offset))], total
+    # Walk the calls the other filters select in the list's order, keeping the matches.
+    plan = _walk_plan(others, sort)
+    cursor = db.execute(plan.ordered(plan.conditions(others), with_rowid=True))
+    ids: list[str] = []
+    try:
+        for row in cursor:
+            if row[-1] in matches:
+                ids.append(row[0])
+                if len(ids) == reach:
+                    break
+    finally:
+        cursor.close()
+    return ids[offset:], total
+
+
+def _search_term(q: str) -> Term | None:
+    """The SQL of the calls the trigram index finds for ``q`` and their check (``Term``); None
+    unless SQLite and ``q`` has 3 characters or more."""
+    if not is_sqlite(db.obj) or len(q) < FTS_MIN_CHARS:
+        return None
+    if _index_decides(q):
+        sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid > ? AND rowid <= ?"
+        return Term(q, sql, (_fts_query(q),))
+    holds, params = _body_holds(q, "b.")
+    sql = (
+        f"SELECT f.rowid FROM {FTS_TABLE} AS f JOIN llm_call_bodies AS b ON b.rowid = f.rowid "
+        f"WHERE {FTS_TABLE} MATCH ? AND {holds} AND f.rowid > ? AND f.rowid <= ?"
+    )
+    return Term(q, sql, (_fts_query(q), *params))
+
+
+def _matched_total(others: _Selection, term: Term, matches: Matches) -> int:
+    """How many of ``matches`` the ``others`` filters keep (kept between queries, by filters)."""
+    if others == _Selection((), {}, None, None, {}, ""):
+        return matches.count
+    filters = (
+        others.statuses,
+        tuple(sorted(others.equal.items())),
+        others.since_ms,
+        others.until_ms,
+        tuple(sorted(others.minimums.items())),
+    )
+    kept = search_matches.kept_count(matches, term, filters)
+    if kept is not None:
+        count, added = kept
+        total = count + (_count_among(others, added) if added else 0)
+    elif (
+        matches.rowids is not None
+        and len(matches.rowids) * _LOOKUP_COST < _plan(others, "newest", reach=1).total
+    ):
+        total = _count_among(others, matches.rowids)
+    else:  # test the calls the filters select (read from their index) against the matches
+        # As ``_plan`` counts: an equality filter's index holds the timings, else the timing's index.
+        conditions = others.conditions(unindexed=others.minimums if others.equal else ())
+        statuses = others.counted_statuses
+        if statuses:
+            conditions.append(_status_is(statuses))
+        cursor = db.execute(_where(LLMCall.select(_ROWID), conditions))
+        total = sum(1 for (rowid,) in cursor if rowid in matches)
+    search_matches.keep_count(matches, term, filters, total)
+    return total
+
+
+def _count_among(others: _Selection, rowids: Collection[int]) -> int:
+    """How many of the calls ``rowids`` the ``others`` filters keep (each call read by its rowid)."""
+    unindexed = {*others.equal, *others.minimums, "enqueued_at", "status"}
+    conditions = [*others.conditions(unindexed=unindexed), _ROWID.in_(_json_rowids(rowids))]
+    if others.statuses:
+        conditions.append(_status_is(others.statuses, unindexed=True))
+    return _where(LLMCall.select(fn.COUNT(SQL("*"))), conditions).scalar()
+
+
+def _json_rowids(rowids: Collection[int]) -> SQL:
+    return SQL("(SELECT value FROM json_each(?))", [json.dumps(list(rowids))])
+
+
+def _walk_plan(others: _Selection, sort: str) -> _Plan:
+    """A plan that reads the calls ``others`` selects in the list's order from an index, without
+    sorting them (so a walk can stop once it has found a page of matches)."""
+    column = _SORT_COLUMNS.get(sort)
+    labels, minimums = set(others.equal), set(others.minimums)
+    if column is not None:  # (status, <timing>, enqueued_at) walks, merged
+        unindexed = {*labels, *(minimums - {column}), "enqueued_at"}
+        return _Plan(sort, 0, others.statuses or STATUSES, arms=True, unindexed=unindexed)
+    if labels:  # the label's (label, status, enqueued_at, <timings>) walks, merged
+        return _Plan(sort, 0, others.statuses or STATUSES, arms=True, unindexed=minimums)
+    if minimums:  # the window index holds the statuses and the timings
+        return _Plan(sort, 0, others.statuses, unindexed={*minimums, "status"})
+    return _Plan(sort, 0, others.statuses, arms=True)
+
+
 _LOOKUP_COST = 16
 """How many index entries reading one row costs, about (measured at 1M calls)."""
 
@@ -1106,9 +1228,10 @@ def _row_estimate() -> int:
     return db.execute_sql(sql).fetchone()[0] or 0
 
 
-def _page_columns(column: str | None) -> Select:
+def _page_columns(column: str | None, with_rowid: bool = False) -> Select:
     sort_columns = [LLMCall._meta.fields[column]] if column else []
-    return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at, *sort_columns)
+    rowid = [_ROWID.alias("call_rowid")] if with_rowid else []
+    return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at, *sort_columns, *rowid)
 
 
 def _order(column: str | None, *, sorted_here: bool = False) -> tuple[Ordering, ...]:

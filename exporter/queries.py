@@ -72,15 +72,18 @@ a timing sort) become one ordered index walk per status, merged (``UNION ALL``);
 and reading what the filters' index finds and sorting it (the page's last sort key found in the
 index first, so only the page's calls are read), whichever reads fewer entries: SQLite's own
 statistics cannot tell (a mostly-NULL ``error_type`` looks unselective). A status set holding
-``succeeded`` alone is counted as all calls minus the other statuses. A search term with many FTS
-matches walks the list's index and tests each call against the matches, rather than sorting them
-all. A query of 1-2 CJK characters is one token of the short-query index, counted there. Aggregates
+``succeeded`` alone is counted as all calls minus the other statuses. A search term of the trigram
+index is looked up once per process and kept (``exporter.search_matches``: its matches, brought up
+to date by the calls indexed since, looked up whole again when a searched call changed): its total is
+their count (with other filters, counted once, then kept likewise), a page walks the list's index
+testing each call against them, or reads them by rowid and sorts them when they are few. A query of
+1-2 CJK characters is one token of the short-query index, counted there. Aggregates
 over many calls, and facets of statuses and a time range, read the rollups (``exporter.rollups``:
 whole hours and days kept by triggers, the partial hours at the ends and the calls in flight from
 ``llm_calls``); smaller ones the covering window index. What stays slow by nature: a 1-2 character
-``q`` that is not all CJK (a scan of every text), a term found in most calls (each candidate's text
-is read to keep the total exact), and facets with a label, a timing minimum or ``q`` over most of
-the store.
+``q`` that is not all CJK (a scan of every text), the first query of a term found in most calls
+(each candidate's text is read to keep the total exact; later queries read what was kept), and
+facets with a label, a timing minimum or ``q`` over most of the store.
 """
 
 from __future__ import annotations
@@ -169,6 +172,9 @@ class _Selection:
     """Timing column name → the least value kept."""
     text: str
     """The stripped ``q``; "" for none."""
+    matched: Sequence[int] | None = None
+    """The rowids of the calls ``text`` matches, when known (``exporter.search_matches``): the text
+    condition is then that the call is one of them."""
 
     def conditions(self, *, unindexed: Collection[str] = (), walk_text: bool = False) -> list[Expression]:
         """Every filter but the statuses, as conditions on ``llm_calls`` (ANDed).
@@ -184,7 +190,9 @@ class _Selection:
         conditions = [column(name) == value for name, value in self.equal.items()]
         conditions += _time_range(self.since_ms, self.until_ms, column("enqueued_at"))
         conditions += [column(name) >= value for name, value in self.minimums.items()]
-        if self.text:
+        if self.matched is not None:
+            conditions.append((_ROWID_UNINDEXED if walk_text else _ROWID).in_(_json_rowids(self.matched)))
+        elif self.text:
             conditions.append(_text_search(self.text, walk=walk_text))
         return conditions
 
@@ -1041,7 +1049,7 @@ def _up_to(sort: str, key: tuple[Any, ...]) -> list[Expression]:
     return [timing.is_null(False), (timing > value) | ((timing == value) & (enqueued_at >= newest))]
 
 
-def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
+def _plan(selection: _Selection, sort: str, *, reach: int, total: int | None = None) -> _Plan:
     """Count the selection and choose how to read its first ``reach`` calls in order.
 
     Both engines run the same shapes; on SQLite, whose statistics mislead its planner here (a
@@ -1049,13 +1057,17 @@ def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
     samples), the choice is made here from the exact total: walk the index that has the list's
     order (one walk per status, merged) and test the other filters on each entry, or read the
     matching calls through the filters' index and sort them, whichever reads fewer entries.
+    ``total``: the count, when already known.
     """
     column = _SORT_COLUMNS.get(sort)
     labels = set(selection.equal)
     minimums = set(selection.minimums)
     text = selection.text
-    index = _full_text_index(text) if text else None
-    matches = _fts_matches(text, *index) if index else None
+    if selection.matched is not None:
+        matches: int | None = len(selection.matched)
+    else:
+        index = _full_text_index(text) if text else None
+        matches = _fts_matches(text, *index) if index else None
     # Few FTS matches are read and sorted; so are many for a timing sort, which would otherwise
     # test each entry of five walks (one per status) against the matches, evaluating them five times.
     text_decides = matches is not None and (matches <= _SORT_MATCHES_UP_TO or column is not None)
@@ -1065,7 +1077,9 @@ def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
     else:  # an equality filter's index holds the timings: the minimums are checked there
         count_unindexed = minimums if labels else ()
     conditions = selection.conditions(unindexed=count_unindexed, walk_text=many_matches)
-    if matches is not None and len(conditions) == 1 and not selection.statuses:
+    if total is not None:
+        pass
+    elif matches is not None and len(conditions) == 1 and not selection.statuses:
         total = matches  # one FTS row per call (exporter.migrations): no need to join
     elif text_decides:
         total = _total(conditions, selection.statuses, unindexed_status=True)
@@ -1108,20 +1122,25 @@ def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tupl
     reach = offset + limit
     if total <= offset:
         return [], total
-    top = max(matches.upto, 1)
-    if matches.rowids is not None and len(matches.rowids) * _LOOKUP_COST < reach * top // max(total, 1):
-        # Few matches for the calls a walk would read: read the matches and sort them.
-        unindexed = {*others.equal, *others.minimums, "enqueued_at", "status"}
-        plan = _Plan(sort, total, others.statuses, unindexed=unindexed, sorted_here=True)
-        conditions = [*plan.conditions(others), _ROWID.in_(_json_rowids(matches.rowids))]
-        return [row[0] for row in db.execute(plan.ordered(conditions).limit(limit).offset(offset))], total
+    # What a walk costs, about: up to reach * calls / total index entries read by SQLite (~0.2 µs
+    # each), of which reach * calls / matches tested here (~1 µs each, as if the other filters kept
+    # as many matches as calls); against ~2 µs per match for the plain plans over their rowids.
+    calls = max(matches.upto, 1)
+    walk = reach * calls // total + 5 * reach * calls // max(matches.count, 1)
+    if matches.rowids is not None and 10 * len(matches.rowids) < walk:
+        # Few matches: the plans of a q over their rowids (read them and sort, or walk an index).
+        known = replace(selection, matched=matches.rowids)
+        plan = _plan(known, sort, reach=reach, total=total)
+        return [row[0] for row in db.execute(plan.page(plan.conditions(known), offset, limit))], total
     # Walk the calls the other filters select in the list's order, keeping the matches.
     plan = _walk_plan(others, sort)
     cursor = db.execute(plan.ordered(plan.conditions(others), with_rowid=True))
     ids: list[str] = []
+    bits = matches.bits  # every rowid walked is at most ``matches.upto`` (the same snapshot)
     try:
         for row in cursor:
-            if row[-1] in matches:
+            rowid = row[-1]
+            if bits[rowid >> 3] >> (rowid & 7) & 1:
                 ids.append(row[0])
                 if len(ids) == reach:
                     break
@@ -1136,12 +1155,13 @@ def _search_term(q: str) -> Term | None:
     if not is_sqlite(db.obj) or len(q) < FTS_MIN_CHARS:
         return None
     if _index_decides(q):
-        sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid > ? AND rowid <= ?"
+        sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid > ? AND rowid <= ? "
+        sql += "ORDER BY rowid"
         return Term(q, sql, (_fts_query(q),))
     holds, params = _body_holds(q, "b.")
     sql = (
         f"SELECT f.rowid FROM {FTS_TABLE} AS f JOIN llm_call_bodies AS b ON b.rowid = f.rowid "
-        f"WHERE {FTS_TABLE} MATCH ? AND {holds} AND f.rowid > ? AND f.rowid <= ?"
+        f"WHERE {FTS_TABLE} MATCH ? AND {holds} AND f.rowid > ? AND f.rowid <= ? ORDER BY f.rowid"
     )
     return Term(q, sql, (_fts_query(q), *params))
 
@@ -1161,11 +1181,8 @@ def _matched_total(others: _Selection, term: Term, matches: Matches) -> int:
     if kept is not None:
         count, added = kept
         total = count + (_count_among(others, added) if added else 0)
-    elif (
-        matches.rowids is not None
-        and len(matches.rowids) * _LOOKUP_COST < _plan(others, "newest", reach=1).total
-    ):
-        total = _count_among(others, matches.rowids)
+    elif matches.rowids is not None:  # counted as the plain query counts, over the matches' rowids
+        total = _plan(replace(others, text=term.key, matched=matches.rowids), "newest", reach=1).total
     else:  # test the calls the filters select (read from their index) against the matches
         # As ``_plan`` counts: an equality filter's index holds the timings, else the timing's index.
         conditions = others.conditions(unindexed=others.minimums if others.equal else ())

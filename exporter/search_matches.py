@@ -3,7 +3,7 @@ calls is counted and paged without checking each of them against its text again.
 
 Usage (``exporter.queries`` does this inside the reader's snapshot)::
 
-    term = Term("the question", sql, params)   # sql: the rowids matching, WHERE ... rowid > ? AND rowid <= ?
+    term = Term("the question", sql, params)   # sql: the rowids matching, ... rowid > ? AND rowid <= ?
     matches = current(database, term)          # None: the store has no search state (migration 9)
     rowid in matches; matches.count; matches.rowids (sorted, when few); matches.added_since(version)
 
@@ -52,8 +52,8 @@ _LIVE_SCAN_FROM = 20_000
 
 @dataclass(frozen=True)
 class Term:
-    """A search term and the SQL of the rowids of the calls it matches: ``sql`` ends with a
-    condition that takes two more parameters, ``lo < rowid <= hi``, after ``params``."""
+    """A search term and the SQL of the rowids of the calls it matches, in ascending order: its
+    last two parameters, after ``params``, are ``lo < rowid <= hi``."""
 
     key: str
     sql: str
@@ -215,7 +215,7 @@ def _brought_up_to_date(database: peewee.Database, term: Term, kept: Matches, to
 def _found(database: peewee.Database, term: Term, lo: int, hi: int) -> array:
     """The sorted rowids ``lo < rowid <= hi`` that ``term`` matches."""
     cursor = database.execute_sql(term.sql, (*term.params, lo, hi))
-    return array("q", sorted(row[0] for row in cursor))
+    return array("q", [row[0] for row in cursor])
 
 
 def _pending(database: peewee.Database, lo: int, hi: int) -> list[int]:

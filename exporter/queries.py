@@ -1077,13 +1077,11 @@ def _plan(selection: _Selection, sort: str, *, reach: int, total: int | None = N
     else:  # an equality filter's index holds the timings: the minimums are checked there
         count_unindexed = minimums if labels else ()
     conditions = selection.conditions(unindexed=count_unindexed, walk_text=many_matches)
-    if total is not None:
-        pass
-    elif matches is not None and len(conditions) == 1 and not selection.statuses:
+    if total is None and matches is not None and len(conditions) == 1 and not selection.statuses:
         total = matches  # one FTS row per call (exporter.migrations): no need to join
-    elif text_decides:
+    elif total is None and text_decides:
         total = _total(conditions, selection.statuses, unindexed_status=True)
-    else:
+    elif total is None:
         total = _total(conditions, selection.counted_statuses)
     statuses = selection.statuses or (STATUSES if labels or column else ())
     if text_decides:  # the matches are read and sorted
@@ -1122,12 +1120,12 @@ def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tupl
     reach = offset + limit
     if total <= offset:
         return [], total
-    # What a walk costs, about: up to reach * calls / total index entries read by SQLite (~0.2 µs
-    # each), of which reach * calls / matches tested here (~1 µs each, as if the other filters kept
-    # as many matches as calls); against ~2 µs per match for the plain plans over their rowids.
+    # What a walk costs, in index entries read by SQLite (~0.2 µs each): up to reach * calls / total
+    # of them, of which reach * calls / matches tested here (~1 µs each, as if the other filters
+    # kept as many matches as calls); against _MATCH_READ_COST per match for the plain plans.
     calls = max(matches.upto, 1)
     walk = reach * calls // total + 5 * reach * calls // max(matches.count, 1)
-    if matches.rowids is not None and 10 * len(matches.rowids) < walk:
+    if matches.rowids is not None and _MATCH_READ_COST * len(matches.rowids) < walk:
         # Few matches: the plans of a q over their rowids (read them and sort, or walk an index).
         known = replace(selection, matched=matches.rowids)
         plan = _plan(known, sort, reach=reach, total=total)
@@ -1225,6 +1223,9 @@ def _walk_plan(others: _Selection, sort: str) -> _Plan:
 
 _LOOKUP_COST = 16
 """How many index entries reading one row costs, about (measured at 1M calls)."""
+_MATCH_READ_COST = 10
+"""How many index entries a kept match costs the plain plans over the matches' rowids (their list
+parsed, then each read or tested: ~2 µs, measured at 1M calls), against a walk (``_searched``)."""
 
 
 def _walks(total: int, reach: int, *, lookups: bool) -> bool:

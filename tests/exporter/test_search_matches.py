@@ -87,7 +87,7 @@ def test_pages_and_totals_are_those_of_the_plain_query(
     if mode == "walk":  # no rowids kept: every page walks an index, every total tests the filters' calls
         monkeypatch.setattr(search_matches, "KEEP_ROWIDS_UP_TO", 0)
     if mode == "read":  # reading the matches by rowid is always the cheaper
-        monkeypatch.setattr(queries, "_LOOKUP_COST", 0)
+        monkeypatch.setattr(queries, "_MATCH_READ_COST", 0)
 
     cold = _pages(**filters)
     warm = _pages(**filters)

@@ -47,6 +47,12 @@ per-day counts, token sums and latency histograms, kept by triggers on ``llm_cal
 writer keeps them, in the transaction that writes the rows), filled from the ended rows already
 stored. On a store of 1M calls that takes about a minute (measured in docs/performance.md).
 
+Migration 9 (SQLite only) adds ``llm_calls_search_state``: one row naming the store (a random id)
+and a generation that two triggers on ``llm_calls`` advance whenever a call that may be searched
+changes or goes (an update of an ended or full-text-indexed row; any delete), so that a reader
+may keep what a search term matched between queries (``exporter.search_matches``) and know when it
+must look again. Nothing is backfilled.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -435,6 +441,33 @@ def _rollups(database: peewee.Database) -> None:
         database.execute_sql(statement if sqlite else statement.replace("%", "%%"))
 
 
+SEARCH_STATE_TABLE = "llm_calls_search_state"
+
+SEARCH_STATE_DDL = (
+    f'CREATE TABLE IF NOT EXISTS "{SEARCH_STATE_TABLE}" ("id" INTEGER NOT NULL PRIMARY KEY CHECK ("id" = 1), '
+    '"store" TEXT NOT NULL, "generation" INTEGER NOT NULL)',
+    f'INSERT OR IGNORE INTO "{SEARCH_STATE_TABLE}" (id, store, generation) '
+    "VALUES (1, lower(hex(randomblob(16))), 0)",
+    # A searched call changed: an ended row (its text, status or labels), or one the full-text index
+    # holds (a store rebuilt with 'rebuild' holds calls in flight too). A live row that is not
+    # indexed changes every few seconds and matches no search term yet: it does not count.
+    'CREATE TRIGGER IF NOT EXISTS "llm_calls_search_update" AFTER UPDATE ON "llm_calls" '
+    f"WHEN OLD.status IN {_ENDED} OR EXISTS (SELECT 1 FROM {FTS_TABLE}_docsize WHERE id = OLD.rowid) "
+    f'BEGIN UPDATE "{SEARCH_STATE_TABLE}" SET generation = generation + 1 WHERE id = 1; END',
+    'CREATE TRIGGER IF NOT EXISTS "llm_calls_search_delete" AFTER DELETE ON "llm_calls" '
+    f'BEGIN UPDATE "{SEARCH_STATE_TABLE}" SET generation = generation + 1 WHERE id = 1; END',
+)
+"""The search state (migration 9): the store's id and the generation of its searched calls."""
+
+
+def _search_state(database: peewee.Database) -> None:
+    """SQLite: ``llm_calls_search_state`` and the triggers that advance its generation."""
+    if not is_sqlite(database):
+        return
+    for statement in SEARCH_STATE_DDL:
+        database.execute_sql(statement)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
@@ -444,6 +477,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _store_losses,
     _cjk_index,
     _rollups,
+    _search_state,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

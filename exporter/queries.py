@@ -72,15 +72,18 @@ a timing sort) become one ordered index walk per status, merged (``UNION ALL``);
 and reading what the filters' index finds and sorting it (the page's last sort key found in the
 index first, so only the page's calls are read), whichever reads fewer entries: SQLite's own
 statistics cannot tell (a mostly-NULL ``error_type`` looks unselective). A status set holding
-``succeeded`` alone is counted as all calls minus the other statuses. A search term with many FTS
-matches walks the list's index and tests each call against the matches, rather than sorting them
-all. A query of 1-2 CJK characters is one token of the short-query index, counted there. Aggregates
+``succeeded`` alone is counted as all calls minus the other statuses. A search term of the trigram
+index is looked up once per process and kept (``exporter.search_matches``: its matches, brought up
+to date by the calls indexed since, looked up whole again when a searched call changed): its total is
+their count (with other filters, counted once, then kept likewise), a page walks the list's index
+testing each call against them, or reads them by rowid and sorts them when they are few. A query of
+1-2 CJK characters is one token of the short-query index, counted there. Aggregates
 over many calls, and facets of statuses and a time range, read the rollups (``exporter.rollups``:
 whole hours and days kept by triggers, the partial hours at the ends and the calls in flight from
 ``llm_calls``); smaller ones the covering window index. What stays slow by nature: a 1-2 character
-``q`` that is not all CJK (a scan of every text), a term found in most calls (each candidate's text
-is read to keep the total exact), and facets with a label, a timing minimum or ``q`` over most of
-the store.
+``q`` that is not all CJK (a scan of every text), the first query of a term found in most calls
+(each candidate's text is read to keep the total exact; later queries read what was kept), and
+facets with a label, a timing minimum or ``q`` over most of the store.
 """
 
 from __future__ import annotations
@@ -92,19 +95,20 @@ import operator
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
 
 from peewee import SQL, Case, Column, Expression, Field, NodeList, Ordering, Select, Value, fn
 
-from exporter import rollups
+from exporter import rollups, search_matches
 from exporter._exceptions import QueryError, converted_errors
 from exporter.cjk_grams import is_cjk_query
 from exporter.database import is_sqlite, read_snapshot
 from exporter.mapping import to_json
 from exporter.migrations import CJK_TABLE, FTS_TABLE
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss, db
+from exporter.search_matches import Matches, Term
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 """Every value of ``llm_calls.status``."""
@@ -168,6 +172,9 @@ class _Selection:
     """Timing column name → the least value kept."""
     text: str
     """The stripped ``q``; "" for none."""
+    matched: Sequence[int] | None = None
+    """The rowids of the calls ``text`` matches, when known (``exporter.search_matches``): the text
+    condition is then that the call is one of them."""
 
     def conditions(self, *, unindexed: Collection[str] = (), walk_text: bool = False) -> list[Expression]:
         """Every filter but the statuses, as conditions on ``llm_calls`` (ANDed).
@@ -183,7 +190,9 @@ class _Selection:
         conditions = [column(name) == value for name, value in self.equal.items()]
         conditions += _time_range(self.since_ms, self.until_ms, column("enqueued_at"))
         conditions += [column(name) >= value for name, value in self.minimums.items()]
-        if self.text:
+        if self.matched is not None:
+            conditions.append((_ROWID_UNINDEXED if walk_text else _ROWID).in_(_json_rowids(self.matched)))
+        elif self.text:
             conditions.append(_text_search(self.text, walk=walk_text))
         return conditions
 
@@ -279,11 +288,16 @@ def list_calls(
     _check_int("page_size", page_size, minimum=1, maximum=MAX_PAGE_SIZE)
     offset = (page - 1) * page_size
     with converted_errors("listing calls"), read_snapshot(db.obj):  # one snapshot: page and total
-        plan = _plan(selection, sort, reach=offset + page_size)
-        ids = [row[0] for row in db.execute(plan.page(plan.conditions(selection), offset, page_size))]
+        searched = _searched(selection, sort, offset, page_size)
+        if searched is not None:
+            ids, total = searched
+        else:
+            plan = _plan(selection, sort, reach=offset + page_size)
+            ids = [row[0] for row in db.execute(plan.page(plan.conditions(selection), offset, page_size))]
+            total = plan.total
         rows = _calls_by_id(ids)
     items = [_summary(rows[call_id]) for call_id in ids]
-    return {"items": items, "total": plan.total, "page": page, "page_size": page_size}
+    return {"items": items, "total": total, "page": page, "page_size": page_size}
 
 
 def call_facets(
@@ -994,12 +1008,17 @@ class _Plan:
     def conditions(self, selection: _Selection) -> list[Expression]:
         return selection.conditions(unindexed=self.unindexed, walk_text=self.walk_text)
 
-    def ordered(self, conditions: list[Expression], *, keys_only: bool = False) -> Select:
-        """The query of (call_id, enqueued_at[, timing]) of the matching calls in order (no limit
-        yet); ``keys_only``: of their sort keys, in the order of the keys alone."""
+    def ordered(
+        self, conditions: list[Expression], *, keys_only: bool = False, with_rowid: bool = False
+    ) -> Select:
+        """The query of (call_id, enqueued_at[, timing][, rowid]) of the matching calls in order (no
+        limit yet); ``keys_only``: of their sort keys, in the order of the keys alone."""
         column = _SORT_COLUMNS.get(self.sort)
         if self.arms and len(self.statuses) > 1:
-            arms = [_where(_page_columns(column), [*conditions, _status_is((one,))]) for one in self.statuses]
+            arms = [
+                _where(_page_columns(column, with_rowid), [*conditions, _status_is((one,))])
+                for one in self.statuses
+            ]
             return reduce(operator.add, arms).order_by(*_compound_order(column))
         if self.statuses:
             conditions = [*conditions, _status_is(self.statuses, unindexed="status" in self.unindexed)]
@@ -1007,7 +1026,7 @@ class _Plan:
         if keys_only:
             keys = [LLMCall._meta.fields[column]] if column else []
             return _where(LLMCall.select(*keys, LLMCall.enqueued_at), conditions).order_by(*order[:-1])
-        return _where(_page_columns(column), conditions).order_by(*order)
+        return _where(_page_columns(column, with_rowid), conditions).order_by(*order)
 
     def page(self, conditions: list[Expression], offset: int, limit: int) -> Select:
         """The query of the ``limit`` calls after the first ``offset``."""
@@ -1030,7 +1049,7 @@ def _up_to(sort: str, key: tuple[Any, ...]) -> list[Expression]:
     return [timing.is_null(False), (timing > value) | ((timing == value) & (enqueued_at >= newest))]
 
 
-def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
+def _plan(selection: _Selection, sort: str, *, reach: int, total: int | None = None) -> _Plan:
     """Count the selection and choose how to read its first ``reach`` calls in order.
 
     Both engines run the same shapes; on SQLite, whose statistics mislead its planner here (a
@@ -1038,13 +1057,17 @@ def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
     samples), the choice is made here from the exact total: walk the index that has the list's
     order (one walk per status, merged) and test the other filters on each entry, or read the
     matching calls through the filters' index and sort them, whichever reads fewer entries.
+    ``total``: the count, when already known.
     """
     column = _SORT_COLUMNS.get(sort)
     labels = set(selection.equal)
     minimums = set(selection.minimums)
     text = selection.text
-    index = _full_text_index(text) if text else None
-    matches = _fts_matches(text, *index) if index else None
+    if selection.matched is not None:
+        matches: int | None = len(selection.matched)
+    else:
+        index = _full_text_index(text) if text else None
+        matches = _fts_matches(text, *index) if index else None
     # Few FTS matches are read and sorted; so are many for a timing sort, which would otherwise
     # test each entry of five walks (one per status) against the matches, evaluating them five times.
     text_decides = matches is not None and (matches <= _SORT_MATCHES_UP_TO or column is not None)
@@ -1054,11 +1077,11 @@ def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
     else:  # an equality filter's index holds the timings: the minimums are checked there
         count_unindexed = minimums if labels else ()
     conditions = selection.conditions(unindexed=count_unindexed, walk_text=many_matches)
-    if matches is not None and len(conditions) == 1 and not selection.statuses:
+    if total is None and matches is not None and len(conditions) == 1 and not selection.statuses:
         total = matches  # one FTS row per call (exporter.migrations): no need to join
-    elif text_decides:
+    elif total is None and text_decides:
         total = _total(conditions, selection.statuses, unindexed_status=True)
-    else:
+    elif total is None:
         total = _total(conditions, selection.counted_statuses)
     statuses = selection.statuses or (STATUSES if labels or column else ())
     if text_decides:  # the matches are read and sorted
@@ -1084,8 +1107,125 @@ def _plan(selection: _Selection, sort: str, *, reach: int) -> _Plan:
     return _Plan(sort, total, statuses, unindexed=unindexed, sorted_here=True, keys_first=True)
 
 
+def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tuple[list[str], int] | None:
+    """(call ids of the page, exact total) of a ``q`` of the trigram index, from what the term
+    matched (``exporter.search_matches``, kept between queries); None where that does not serve
+    (PostgreSQL, a store before migration 9, 1-2 character queries)."""
+    term = _search_term(selection.text) if selection.text else None
+    matches = search_matches.current(db.obj, term) if term is not None else None
+    if term is None or matches is None:
+        return None
+    others = replace(selection, text="")
+    total = _matched_total(others, term, matches)
+    reach = offset + limit
+    if total <= offset:
+        return [], total
+    # What a walk costs, in index entries read by SQLite (~0.2 µs each): up to reach * calls / total
+    # of them, of which reach * calls / matches tested here (~1 µs each, as if the other filters
+    # kept as many matches as calls); against _MATCH_READ_COST per match for the plain plans.
+    calls = max(matches.upto, 1)
+    walk = reach * calls // total + 5 * reach * calls // max(matches.count, 1)
+    if matches.rowids is not None and _MATCH_READ_COST * len(matches.rowids) < walk:
+        # Few matches: the plans of a q over their rowids (read them and sort, or walk an index).
+        known = replace(selection, matched=matches.rowids)
+        plan = _plan(known, sort, reach=reach, total=total)
+        return [row[0] for row in db.execute(plan.page(plan.conditions(known), offset, limit))], total
+    # Walk the calls the other filters select in the list's order, keeping the matches.
+    plan = _walk_plan(others, sort)
+    cursor = db.execute(plan.ordered(plan.conditions(others), with_rowid=True))
+    ids: list[str] = []
+    bits = matches.bits  # every rowid walked is at most ``matches.upto`` (the same snapshot)
+    try:
+        for row in cursor:
+            rowid = row[-1]
+            if bits[rowid >> 3] >> (rowid & 7) & 1:
+                ids.append(row[0])
+                if len(ids) == reach:
+                    break
+    finally:
+        cursor.close()
+    return ids[offset:], total
+
+
+def _search_term(q: str) -> Term | None:
+    """The SQL of the calls the trigram index finds for ``q`` and their check (``Term``); None
+    unless SQLite and ``q`` has 3 characters or more."""
+    if not is_sqlite(db.obj) or len(q) < FTS_MIN_CHARS:
+        return None
+    if _index_decides(q):
+        sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid > ? AND rowid <= ? "
+        sql += "ORDER BY rowid"
+        return Term(q, sql, (_fts_query(q),))
+    holds, params = _body_holds(q, "b.")
+    sql = (
+        f"SELECT f.rowid FROM {FTS_TABLE} AS f JOIN llm_call_bodies AS b ON b.rowid = f.rowid "
+        f"WHERE {FTS_TABLE} MATCH ? AND {holds} AND f.rowid > ? AND f.rowid <= ? ORDER BY f.rowid"
+    )
+    return Term(q, sql, (_fts_query(q), *params))
+
+
+def _matched_total(others: _Selection, term: Term, matches: Matches) -> int:
+    """How many of ``matches`` the ``others`` filters keep (kept between queries, by filters)."""
+    if others == _Selection((), {}, None, None, {}, ""):
+        return matches.count
+    filters = (
+        others.statuses,
+        tuple(sorted(others.equal.items())),
+        others.since_ms,
+        others.until_ms,
+        tuple(sorted(others.minimums.items())),
+    )
+    kept = search_matches.kept_count(matches, term, filters)
+    if kept is not None:
+        count, added = kept
+        total = count + (_count_among(others, added) if added else 0)
+    elif matches.rowids is not None:  # counted as the plain query counts, over the matches' rowids
+        total = _plan(replace(others, text=term.key, matched=matches.rowids), "newest", reach=1).total
+    else:  # test the calls the filters select (read from their index) against the matches
+        # As ``_plan`` counts: an equality filter's index holds the timings, else the timing's index.
+        conditions = others.conditions(unindexed=others.minimums if others.equal else ())
+        statuses = others.counted_statuses
+        if statuses:
+            conditions.append(_status_is(statuses))
+        cursor = db.execute(_where(LLMCall.select(_ROWID), conditions))
+        total = sum(1 for (rowid,) in cursor if rowid in matches)
+    search_matches.keep_count(matches, term, filters, total)
+    return total
+
+
+def _count_among(others: _Selection, rowids: Collection[int]) -> int:
+    """How many of the calls ``rowids`` the ``others`` filters keep (each call read by its rowid)."""
+    unindexed = {*others.equal, *others.minimums, "enqueued_at", "status"}
+    conditions = [*others.conditions(unindexed=unindexed), _ROWID.in_(_json_rowids(rowids))]
+    if others.statuses:
+        conditions.append(_status_is(others.statuses, unindexed=True))
+    return _where(LLMCall.select(fn.COUNT(SQL("*"))), conditions).scalar()
+
+
+def _json_rowids(rowids: Collection[int]) -> SQL:
+    return SQL("(SELECT value FROM json_each(?))", [json.dumps(list(rowids))])
+
+
+def _walk_plan(others: _Selection, sort: str) -> _Plan:
+    """A plan that reads the calls ``others`` selects in the list's order from an index, without
+    sorting them (so a walk can stop once it has found a page of matches)."""
+    column = _SORT_COLUMNS.get(sort)
+    labels, minimums = set(others.equal), set(others.minimums)
+    if column is not None:  # (status, <timing>, enqueued_at) walks, merged
+        unindexed = {*labels, *(minimums - {column}), "enqueued_at"}
+        return _Plan(sort, 0, others.statuses or STATUSES, arms=True, unindexed=unindexed)
+    if labels:  # the label's (label, status, enqueued_at, <timings>) walks, merged
+        return _Plan(sort, 0, others.statuses or STATUSES, arms=True, unindexed=minimums)
+    if minimums:  # the window index holds the statuses and the timings
+        return _Plan(sort, 0, others.statuses, unindexed={*minimums, "status"})
+    return _Plan(sort, 0, others.statuses, arms=True)
+
+
 _LOOKUP_COST = 16
 """How many index entries reading one row costs, about (measured at 1M calls)."""
+_MATCH_READ_COST = 10
+"""How many index entries a kept match costs the plain plans over the matches' rowids (their list
+parsed, then each read or tested: ~2 µs, measured at 1M calls), against a walk (``_searched``)."""
 
 
 def _walks(total: int, reach: int, *, lookups: bool) -> bool:
@@ -1106,9 +1246,10 @@ def _row_estimate() -> int:
     return db.execute_sql(sql).fetchone()[0] or 0
 
 
-def _page_columns(column: str | None) -> Select:
+def _page_columns(column: str | None, with_rowid: bool = False) -> Select:
     sort_columns = [LLMCall._meta.fields[column]] if column else []
-    return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at, *sort_columns)
+    rowid = [_ROWID.alias("call_rowid")] if with_rowid else []
+    return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at, *sort_columns, *rowid)
 
 
 def _order(column: str | None, *, sorted_here: bool = False) -> tuple[Ordering, ...]:

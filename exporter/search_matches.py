@@ -1,0 +1,266 @@
+"""What a search term matches, kept between list queries (SQLite), so that a term found in many
+calls is counted and paged without checking each of them against its text again.
+
+Usage (``exporter.queries`` does this inside the reader's snapshot)::
+
+    term = Term("the question", sql, params)   # sql: the rowids matching, ... rowid > ? AND rowid <= ?
+    matches = current(database, term)          # None: the store has no search state (migration 9)
+    rowid in matches; matches.count; matches.rowids (sorted, when few); matches.added_since(version)
+
+Why: the trigram index keeps no positions (``detail=none``, ``exporter.migrations``), so each call
+it finds for a ``q`` of more than 3 characters is checked against its body's text: a term found in
+half of 1M calls costs ~0.5 s of checks for its exact total, and every page sorted slowest first
+would check them again. Kept here, per store and term: a bitmap of the rowids that matched among
+the calls up to a rowid (``upto``). The next query of the term looks only at what came since: the
+calls with a higher rowid, and the calls that were in flight and not indexed when last looked at
+(``pending``: a call is indexed when it ends). Everything else it knows is still true as long as
+the store's search generation (``llm_calls_search_state``, migration 9) has not moved: triggers on
+``llm_calls`` advance it when a row that was ended or indexed changes (a span written twice, an end
+arriving after the call was closed as lost) and on every delete (retention, ``prune``); then the
+term is looked up whole again. So the answer is always exact; the first query of a term, or the
+first after retention, pays for the whole check (``bench/bench_list_1m.py`` reports it as "cold").
+
+Limits: changes made to the full-text tables without touching ``llm_calls`` (a hand-run
+``'rebuild'``) are not seen until the generation moves; the cache lives in the reading process
+(``MAX_TERMS`` terms, about ``max rowid / 8`` bytes each).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import peewee
+
+from exporter.migrations import FTS_TABLE, SEARCH_STATE_TABLE
+
+MAX_TERMS = 16
+"""Terms kept per process (least recently used dropped)."""
+KEEP_ROWIDS_UP_TO = 50_000
+"""A term matching at most this many calls also keeps their sorted rowids (a page may read them all)."""
+_ADDITIONS_KEPT = 20_000
+"""Rowids added since an earlier version that ``added_since`` can still list."""
+_CLUSTER_GAP = 5_000
+"""Rowids further apart than this are looked up by separate rowid ranges of the index."""
+_LIVE_SCAN_FROM = 20_000
+"""Past this many new rowids, the calls in flight are read from their partial index, not the table."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """A search term and the SQL of the rowids of the calls it matches, in ascending order: its
+    last two parameters, after ``params``, are ``lo < rowid <= hi``."""
+
+    key: str
+    sql: str
+    params: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Matches:
+    """The calls a term matches among those with ``rowid <= upto`` (not ``pending``)."""
+
+    path: str
+    store: str
+    generation: int
+    upto: int
+    pending: frozenset[int]
+    """Rowids up to ``upto`` of calls in flight and not indexed when last looked at: no match yet."""
+    bits: bytes
+    count: int
+    rowids: array | None
+    """The matching rowids, sorted, when there are at most ``KEEP_ROWIDS_UP_TO``."""
+    version: int
+    """How many times these matches were brought up to date since the term was looked up whole."""
+    additions: tuple[tuple[int, array], ...] = ()
+    """(version, rowids that version added), the most recent versions, for ``added_since``."""
+
+    def __contains__(self, rowid: int) -> bool:
+        byte = rowid >> 3
+        return byte < len(self.bits) and (self.bits[byte] >> (rowid & 7)) & 1 == 1
+
+    def added_since(self, version: int) -> list[int] | None:
+        """The rowids added after ``version`` (as of this version); None when no longer known."""
+        if version == self.version:
+            return []
+        if not self.additions or self.additions[0][0] > version + 1:
+            return None
+        return [rowid for step, rowids in self.additions if step > version for rowid in rowids]
+
+
+_cache: OrderedDict[tuple[str, str, str], Matches] = OrderedDict()
+_counts: OrderedDict[tuple[object, ...], tuple[int, int]] = OrderedDict()
+"""(path, store, generation, term, filters) → (version of the matches, how many pass the filters)."""
+_MAX_COUNTS = 64
+_lock = threading.Lock()
+
+
+def forget() -> None:
+    """Drop every kept term (the next query of each is looked up whole: a "cold" query)."""
+    with _lock:
+        _cache.clear()
+        _counts.clear()
+
+
+def current(database: peewee.Database, term: Term) -> Matches | None:
+    """The calls ``term`` matches in the snapshot of the transaction ``database`` is in (exact).
+
+    None when the store has no search state (PostgreSQL, or a store older than migration 9)."""
+    state = _state(database)
+    if state is None:
+        return None
+    store, generation = state
+    top = database.execute_sql("SELECT MAX(rowid) FROM llm_calls").fetchone()[0] or 0
+    key = (str(database.database), store, term.key)
+    with _lock:
+        kept = _cache.get(key)
+    if kept is not None and kept.generation == generation and kept.upto <= top:
+        matches = _brought_up_to_date(database, term, kept, top)
+    elif kept is not None and kept.generation > generation:  # an older snapshot than the kept one
+        return _looked_up(database, term, key, store, generation, top)
+    else:
+        matches = _looked_up(database, term, key, store, generation, top)
+    with _lock:
+        stored = _cache.get(key)
+        if stored is None or (stored.generation, stored.upto, stored.version) <= (
+            matches.generation,
+            matches.upto,
+            matches.version,
+        ):
+            _cache[key] = matches
+            _cache.move_to_end(key)
+            while len(_cache) > MAX_TERMS:
+                _cache.popitem(last=False)
+    return matches
+
+
+def _state(database: peewee.Database) -> tuple[str, int] | None:
+    if not isinstance(database, peewee.SqliteDatabase):
+        return None
+    try:
+        sql = f'SELECT store, generation FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
+        row = database.execute_sql(sql).fetchone()
+    except peewee.OperationalError:  # no such table: a store older than migration 9
+        return None
+    return (row[0], row[1]) if row else None
+
+
+def _looked_up(
+    database: peewee.Database, term: Term, key: tuple[str, str, str], store: str, generation: int, top: int
+) -> Matches:
+    """The term looked up whole: every indexed call up to ``top`` checked."""
+    found = _found(database, term, 0, top)
+    bits = bytearray(top // 8 + 1)
+    _set(bits, found)
+    return Matches(
+        path=key[0],
+        store=store,
+        generation=generation,
+        upto=top,
+        pending=frozenset(_pending(database, 0, top)),
+        bits=bytes(bits),
+        count=len(found),
+        rowids=found if len(found) <= KEEP_ROWIDS_UP_TO else None,
+        version=0,
+    )
+
+
+def _brought_up_to_date(database: peewee.Database, term: Term, kept: Matches, top: int) -> Matches:
+    """``kept`` with the calls that came since: new rowids, and pending calls indexed since."""
+    added = array("q")
+    ended: set[int] = set()
+    if kept.pending:
+        ids = json.dumps(sorted(kept.pending))
+        sql = f"SELECT id FROM {FTS_TABLE}_docsize WHERE id IN (SELECT value FROM json_each(?))"
+        ended = {row[0] for row in database.execute_sql(sql, (ids,)).fetchall()}
+        for lo, hi in _clusters(sorted(ended)):
+            added.extend(rowid for rowid in _found(database, term, lo - 1, hi) if rowid in ended)
+    pending = kept.pending - ended
+    if top > kept.upto:
+        added.extend(_found(database, term, kept.upto, top))
+        pending |= set(_pending(database, kept.upto, top))
+    if not added and pending == kept.pending and top == kept.upto:
+        return kept
+    bits = bytearray(kept.bits)
+    if top // 8 + 1 > len(bits):
+        bits.extend(bytes(top // 8 + 1 - len(bits)))
+    added = array("q", sorted(added))
+    _set(bits, added)
+    count = kept.count + len(added)
+    rowids = None
+    if kept.rowids is not None and count <= KEEP_ROWIDS_UP_TO:
+        rowids = array("q", sorted((*kept.rowids, *added))) if added else kept.rowids
+    version = kept.version + 1
+    additions = (*kept.additions, (version, added)) if added else kept.additions
+    while sum(len(rowids_) for _, rowids_ in additions) > _ADDITIONS_KEPT:
+        additions = additions[1:]
+    return Matches(
+        path=kept.path,
+        store=kept.store,
+        generation=kept.generation,
+        upto=top,
+        pending=frozenset(pending),
+        bits=bytes(bits),
+        count=count,
+        rowids=rowids,
+        version=version,
+        additions=additions,
+    )
+
+
+def _found(database: peewee.Database, term: Term, lo: int, hi: int) -> array:
+    """The sorted rowids ``lo < rowid <= hi`` that ``term`` matches."""
+    cursor = database.execute_sql(term.sql, (*term.params, lo, hi))
+    return array("q", [row[0] for row in cursor])
+
+
+def _pending(database: peewee.Database, lo: int, hi: int) -> list[int]:
+    """Rowids ``lo < rowid <= hi`` of calls in flight that the full-text index does not hold."""
+    table = "llm_calls AS c INDEXED BY llm_calls_live" if hi - lo > _LIVE_SCAN_FROM else "llm_calls AS c"
+    sql = (
+        f"SELECT c.rowid FROM {table} WHERE c.status IN ('queued', 'running') "
+        "AND c.rowid > ? AND c.rowid <= ? "
+        f"AND NOT EXISTS (SELECT 1 FROM {FTS_TABLE}_docsize AS d WHERE d.id = c.rowid)"
+    )
+    return [row[0] for row in database.execute_sql(sql, (lo, hi)).fetchall()]
+
+
+def _set(bits: bytearray, rowids: Iterable[int]) -> None:
+    for rowid in rowids:
+        bits[rowid >> 3] |= 1 << (rowid & 7)
+
+
+def _clusters(rowids: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted ``rowids`` as (first, last) ranges, split where two are over ``_CLUSTER_GAP`` apart."""
+    ranges: list[tuple[int, int]] = []
+    for rowid in rowids:
+        if ranges and rowid - ranges[-1][1] <= _CLUSTER_GAP:
+            ranges[-1] = (ranges[-1][0], rowid)
+        else:
+            ranges.append((rowid, rowid))
+    return ranges
+
+
+def kept_count(matches: Matches, term: Term, filters: object) -> tuple[int, list[int]] | None:
+    """(count, rowids added since it was counted) of the matches that pass ``filters`` (a hashable
+    key), as kept by ``keep_count``; None when not kept or no longer known."""
+    with _lock:
+        kept = _counts.get((matches.path, matches.store, matches.generation, term.key, filters))
+    if kept is None or kept[0] > matches.version:
+        return None
+    added = matches.added_since(kept[0])
+    return None if added is None else (kept[1], added)
+
+
+def keep_count(matches: Matches, term: Term, filters: object, count: int) -> None:
+    """Remember that ``count`` of ``matches`` pass ``filters``."""
+    key = (matches.path, matches.store, matches.generation, term.key, filters)
+    with _lock:
+        _counts[key] = (matches.version, count)
+        _counts.move_to_end(key)
+        while len(_counts) > _MAX_COUNTS:
+            _counts.popitem(last=False)

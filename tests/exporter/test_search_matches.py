@@ -1,0 +1,168 @@
+"""What a search term matched, kept between list queries (``exporter.search_matches``, SQLite): the
+same pages and exact totals as the term looked up whole by the plain query (the reference here),
+whichever way a page is read, while calls are added, end, change and are deleted."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from exporter import prune, queries, search_matches
+from exporter._sql import index, unindex
+from exporter.models import LLMCall, db
+from tests.exporter.conftest import NOW_MS, Rows
+
+PROMPTS = (
+    "the weather report for Rome",
+    "WEATHER now, please",
+    "wea ther her: the trigrams of weather apart",  # a candidate of the index, not a match
+    "something else entirely",
+    "weatherproof boots",
+)
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"status": ["failed"]},
+    {"status": ["failed", "succeeded"]},
+    {"source": "billing"},
+    {"source": "billing", "status": ["succeeded"]},
+    {"min_duration_ms": 1000},
+    {"since_ms": NOW_MS - 50 * 60_000},
+    {"sort": "duration"},
+    {"sort": "wait", "source": "search"},
+    {"sort": "first_token", "status": ["failed", "succeeded"], "min_duration_ms": 1000},
+]
+
+
+def _calls(rows: Rows, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    calls = []
+    for _ in range(count):
+        status = rng.choice(["succeeded", "succeeded", "failed", "cancelled", "running"])
+        ended = status != "running"
+        calls.append(
+            {
+                "status": status,
+                "prompt": rng.choice(PROMPTS),
+                "source": rng.choice(["app", "billing", "search"]),
+                "enqueued_at": NOW_MS - rng.randrange(0, 100) * 60_000,
+                "wait_ms": rng.choice([0, 50, 1500]),
+                "first_token_ms": rng.choice([None, 120, 900]) if ended else None,
+                "duration_ms": rng.choice([400, 1000, 8000]) if ended else None,
+            }
+        )
+    return rows.each(calls)
+
+
+def _pages(q: str = "weather", page_size: int = 7, **filters: Any) -> tuple[list[str], set[int]]:
+    """Every call id over all pages, and the totals the pages reported."""
+    ids: list[str] = []
+    totals = set()
+    page = 1
+    while True:
+        result = queries.list_calls(q=q, **filters, page=page, page_size=page_size)
+        totals.add(result["total"])
+        if not result["items"]:
+            return ids, totals
+        ids += [item["call_id"] for item in result["items"]]
+        page += 1
+
+
+def _reference(monkeypatch: pytest.MonkeyPatch, **filters: Any) -> tuple[list[str], set[int]]:
+    """The same pages from the plain query, which checks every candidate each time."""
+    with monkeypatch.context() as patched:
+        patched.setattr(search_matches, "current", lambda database, term: None)
+        return _pages(**filters)
+
+
+@pytest.mark.parametrize("mode", ["as chosen", "walk", "read"])
+@pytest.mark.parametrize("filters", FILTERS, ids=lambda filters: ",".join(filters) or "none")
+def test_pages_and_totals_are_those_of_the_plain_query(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch, filters: dict[str, Any], mode: str
+) -> None:
+    _calls(rows, 120, seed=1)
+    expected = _reference(monkeypatch, **filters)
+    if mode == "walk":  # no rowids kept: every page walks an index, every total tests the filters' calls
+        monkeypatch.setattr(search_matches, "KEEP_ROWIDS_UP_TO", 0)
+    if mode == "read":  # reading the matches by rowid is always the cheaper
+        monkeypatch.setattr(queries, "_MATCH_READ_COST", 0)
+
+    cold = _pages(**filters)
+    warm = _pages(**filters)
+
+    assert cold == warm == expected
+    assert len(expected[1]) == 1 and expected[1] == {len(expected[0])}
+    assert 0 < len(expected[0]) < 120
+
+
+def test_a_term_of_exactly_one_trigram_and_a_case_variant(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _calls(rows, 60, seed=2)
+    for q in ("wea", "WeAtHeR", "her:"):
+        expected = _reference(monkeypatch, q=q)
+        assert _pages(q=q) == _pages(q=q) == expected
+        assert expected[0]
+
+
+def test_the_kept_matches_stay_exact_as_the_store_changes(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _calls(rows, 80, seed=3)
+    watched = [
+        {},
+        {"status": ["failed"]},
+        {"source": "billing"},
+        {"sort": "duration", "min_duration_ms": 1000},
+    ]
+
+    def same_as_reference() -> list[int]:
+        totals = []
+        for filters in watched:
+            expected = _reference(monkeypatch, **filters)
+            assert _pages(**filters) == expected, filters
+            totals.append(len(expected[0]))
+        return totals
+
+    first = same_as_reference()
+
+    # New calls (higher rowids): a match, a call that is not one.
+    rows.each([{"prompt": "weather again", "status": "failed", "source": "billing"}, {"prompt": "nothing"}])
+    assert same_as_reference()[:3] == [first[0] + 1, first[1] + 1, first[2] + 1]
+
+    # A call in flight, not indexed yet (the writer indexes a call when it ends), then its end.
+    live = rows.call(prompt="weather in flight", status="running", source="billing", duration_ms=None)
+    unindex(db.obj.cursor(), json.dumps([live]))
+    assert same_as_reference()[0] == first[0] + 1
+    LLMCall.update(status="failed", duration_ms=5000, ended_at=NOW_MS).where(
+        LLMCall.call_id == live
+    ).execute()
+    index(db.obj.cursor(), json.dumps([live]))
+    assert same_as_reference()[:3] == [first[0] + 2, first[1] + 2, first[2] + 2]
+
+    # An ended call that changes (a span written twice, a late end): its status no longer failed.
+    LLMCall.update(status="succeeded").where(LLMCall.call_id == live).execute()
+    assert same_as_reference()[:2] == [first[0] + 2, first[1] + 1]
+
+    # Calls deleted (retention, prune): the ended ones (those in flight stay).
+    assert prune(db.obj, older_than=0.0) > 0
+    assert 0 < same_as_reference()[0] < first[0]
+
+
+def test_the_store_s_search_generation_moves_only_for_searched_calls(rows: Rows) -> None:
+    def generation() -> int:
+        return db.obj.execute_sql("SELECT generation FROM llm_calls_search_state").fetchone()[0]
+
+    live = rows.call(prompt="weather", status="running")
+    unindex(db.obj.cursor(), json.dumps([live]))
+    ended = rows.call(prompt="weather", status="succeeded")
+    before = generation()
+
+    LLMCall.update(wait_ms=10).where(LLMCall.call_id == live).execute()  # a live notice
+    assert generation() == before
+    LLMCall.update(error_message="x").where(LLMCall.call_id == ended).execute()
+    assert generation() == before + 1
+    LLMCall.delete().where(LLMCall.call_id == live).execute()
+    assert generation() == before + 2

@@ -418,19 +418,28 @@ def _cjk_index(database: peewee.Database) -> None:
         database.execute_sql(statement)
 
 
+def _ended_rollups(database: peewee.Database) -> None:
+    """Migration 8 made rollups of the ended calls; migration 9 drops what it made and rolls up
+    every call instead, so that a store migrated from before 8 fills them once: nothing here."""
+
+
 def _rollups(database: peewee.Database) -> None:
-    """The rollups of the ended calls (``exporter.rollups``): their tables, the histogram bins, the
-    triggers on ``llm_calls`` that keep them, and what the ended rows already stored add up to."""
+    """The rollups of every call (``exporter.rollups``): migration 8's dropped, the tables, the
+    histogram bins, the log, what the rows already stored add up to, and the triggers keeping them."""
     sqlite = is_sqlite(database)
-    for statement in rollups.table_ddl(_types(database)["int"]):
+    for statement in rollups.OLD_OBJECTS["sqlite" if sqlite else "postgresql"] + rollups.OLD_OBJECTS["both"]:
+        database.execute_sql(statement)
+    integer = _types(database)["int"]
+    for statement in (*rollups.table_ddl(integer, sqlite=sqlite), *rollups.log_ddl(integer)):
         database.execute_sql(statement)
     marker = "?" if sqlite else "%s"
+    database.execute_sql(f"DELETE FROM {rollups.BINS_TABLE}")
     database.cursor().executemany(
         f"INSERT INTO {rollups.BINS_TABLE} (lower) VALUES ({marker})",
         [(lower,) for lower in rollups.BIN_LOWERS],
     )
     triggers = rollups.sqlite_trigger_ddl() if sqlite else rollups.postgresql_trigger_ddl()
-    for statement in (*rollups.backfill_sql(), *triggers, rollups.LIVE_INDEX_DDL):
+    for statement in (*rollups.backfill_sql(), *triggers):
         # psycopg2 reads a % (SQL's modulo here) as a parameter unless doubled.
         database.execute_sql(statement if sqlite else statement.replace("%", "%%"))
 
@@ -443,6 +452,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _bounded_fts_merges,
     _store_losses,
     _cjk_index,
+    _ended_rollups,
     _rollups,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""

@@ -321,7 +321,7 @@ def call_facets(
         q=q,
     )
     with converted_errors("computing call facets"), read_snapshot(db.obj):
-        if not (selection.equal or selection.minimums or selection.text):  # rollup dimensions only
+        if _rolled_up(selection):
             rolled = _rolled_facets(selection)
             if rolled is not None:
                 return rolled
@@ -358,9 +358,18 @@ def call_facets(
     }
 
 
+def _rolled_up(selection: _Selection) -> bool:
+    """Whether the rollups hold what ``selection`` selects: statuses, a time range and at most one
+    of the labels they partition by (``rollups.PARTITIONS``)."""
+    return not (selection.minimums or selection.text) and (
+        not selection.equal or (len(selection.equal) == 1 and set(selection.equal) <= set(rollups.LABELS))
+    )
+
+
 def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
-    """``call_facets`` of a selection of statuses and a time range, from the rollups; None when it
-    holds too few calls for them (``EXACT_UP_TO``: then read exactly) or the store is empty.
+    """``call_facets`` of a selection of statuses, a time range and at most one label, from the
+    rollups; None when it holds too few calls for them (``EXACT_UP_TO``: then read exactly), the
+    store is empty, or a label's range is not whole days (its partition has day rows only).
 
     A bound left open reaches to whole days past the oldest and newest calls: no ragged edge.
     """
@@ -374,54 +383,63 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
         since = oldest // rollups.DAY_MS * rollups.DAY_MS if since is None else since
         until = (newest // rollups.DAY_MS + 1) * rollups.DAY_MS if until is None else until
     pieces = rollups.pieces(since, until)
-    statuses = selection.statuses or STATUSES
-    totals = rollups.rolled(db.obj, "llm_call_rollups", ("status",), pieces, statuses=statuses)
-    if sum(row[1] for row in totals) <= EXACT_UP_TO:
+    equal = dict(selection.equal)
+    if equal and (pieces.raw or any(size != rollups.DAY_MS for size, *_ in pieces.buckets)):
         return None
+    statuses = selection.statuses or STATUSES
     labels = ("status", *rollups.LABELS, "nulls")
+    totals = rollups.rolled(db.obj, "llm_call_rollups", labels, pieces, statuses=statuses, equal=equal)
+    if sum(row[len(labels)] for row in totals) <= EXACT_UP_TO:
+        return None
+    partition = (0, "")
+    for label, value in equal.items():
+        partition = (rollups.PARTITIONS.index(label), value)
     counts = dict.fromkeys(STATUSES, 0)
     values: dict[str, Counter[Any]] = {key: Counter() for key in (*_FACETS, "failures_by_model")}
     histograms: dict[str, list[tuple[int, int]]] = {name: [] for name in _METRICS}
 
-    def add(status: str, model: Any, source: Any, error_type: Any, requested_by: Any, calls: int) -> None:
+    def add(status: str, model: Any, source: Any, error_type: Any, calls: int) -> None:
         counts[status] += calls
         values["models"][model] += calls
         values["sources"][source] += calls
         values["error_types"][error_type] += calls
-        if requested_by is not _ROLLED:
-            values["requested_by"][requested_by] += calls
         if status == "failed":
             values["failures_by_model"][model] += calls
 
-    for status, model, source, error_type, nulls, calls in rollups.rolled(
-        db.obj, "llm_call_label_rollups", labels, pieces, statuses=statuses
-    ):
+    for status, model, source, error_type, nulls, calls, *_ in totals:
         named = [
             rollups.label_value(value, nulls, 1 << bit)
             for bit, value in enumerate((model, source, error_type))
         ]
-        add(status, *named, _ROLLED, calls)
+        add(status, *named, calls)
     for requested_by, nulls, calls in rollups.rolled(
-        db.obj, "llm_call_requester_rollups", ("requested_by", "nulls"), pieces, statuses=statuses
+        db.obj,
+        "llm_call_requester_rollups",
+        ("requested_by", "nulls"),
+        pieces,
+        statuses=statuses,
+        partition=partition,
     ):
         values["requested_by"][rollups.label_value(requested_by, nulls, 1)] += calls
     for metric, lower, calls in rollups.rolled(
-        db.obj, "llm_call_timing_rollups", ("metric", "lower"), pieces, statuses=statuses
+        db.obj,
+        "llm_call_timing_rollups",
+        ("metric", "lower"),
+        pieces,
+        statuses=statuses,
+        partition=partition,
+        metrics=range(len(_METRICS)),
     ):
         histograms[_METRICS[metric]].append((lower, calls))
     columns = ("status", "model", "source", "error_type", "requested_by", *_METRICS)
-    raw = rollups.raw_rows(db.obj, columns, pieces, selection.statuses)
-    for (status, model, source, error_type, requested_by), calls in Counter(row[:5] for row in raw).items():
-        add(status, model, source, error_type, requested_by, calls)
-    for index, name in enumerate(_METRICS, start=5):
-        histograms[name] += rollups.binned(row[index] for row in raw)
-    for *labels, calls in rollups.live_groups(db.obj, columns[:4], pieces, selection.statuses):
-        add(*labels, _ROLLED, calls)
-    for requested_by, calls in rollups.live_groups(db.obj, ("requested_by",), pieces, selection.statuses):
-        values["requested_by"][requested_by] += calls
-    for name in _METRICS:
-        for value, calls in rollups.live_groups(db.obj, (name,), pieces, selection.statuses, known=name):
-            histograms[name].append((rollups.bin_lower(value), calls))
+    rows = rollups.pending(db.obj, columns, pieces, statuses=statuses, equal=equal)
+    for (weight, status, model, source, error_type, requested_by), calls in Counter(
+        row[:6] for row in rows
+    ).items():
+        add(status, model, source, error_type, weight * calls)
+        values["requested_by"][requested_by] += weight * calls
+    for index, name in enumerate(_METRICS, start=6):
+        histograms[name] += rollups.weighted_bins((row[0], row[index]) for row in rows)
     ended = sum(counts[name] for name in ENDED_STATUSES)
     return {
         "total": sum(counts.values()),
@@ -431,10 +449,6 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
         **{name: rollups.percentiles(histograms[name]) for name in _METRICS},
         "error_rate": counts["failed"] / ended if ended else None,
     }
-
-
-_ROLLED = object()
-"""``requested_by`` of a label rollup row, which does not hold it (the requester rollup does)."""
 
 
 def iter_calls(
@@ -665,7 +679,7 @@ def _exact_aggregates(since_ms: int, now_ms: int) -> dict[str, Any]:
 
 def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) -> dict[str, Any]:
     """Counts, sums and histograms of the window from its rollup buckets (``totals``: their
-    ``llm_call_rollups`` sums by status), plus the calls ``llm_calls`` holds for the rest."""
+    ``llm_call_rollups`` sums by status), plus what ``rollups.pending`` holds for the rest."""
     counts = dict.fromkeys(STATUSES, 0)
     sums = [0] * (1 + len(_TOKENS))  # retries, then the tokens
     for status, calls, *summed in totals:
@@ -673,25 +687,17 @@ def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) ->
         sums = [total + value for total, value in zip(sums, summed, strict=True)]
     histograms: dict[str, list[tuple[int, int]]] = {name: [] for name in _METRICS}
     for metric, lower, calls in rollups.rolled(
-        db.obj, "llm_call_timing_rollups", ("metric", "lower"), pieces
+        db.obj, "llm_call_timing_rollups", ("metric", "lower"), pieces, metrics=range(len(_METRICS))
     ):
         histograms[_METRICS[metric]].append((lower, calls))
-    columns = ("status", *_METRICS, "retry_count", *_TOKENS.values())
-    raw = rollups.raw_rows(db.obj, columns, pieces)
-    if raw:  # column by column: the partial hours hold thousands of calls
-        status_column, *timings = list(zip(*raw, strict=True))[: 1 + len(_METRICS)]
-        for status, calls in Counter(status_column).items():
-            counts[status] += calls
-        for name, values in zip(_METRICS, timings, strict=True):
-            histograms[name] += rollups.binned(values)
-        summed = list(zip(*raw, strict=True))[1 + len(_METRICS) :]
-        sums = [total + sum(filter(None, values)) for total, values in zip(sums, summed, strict=True)]
-    for status, calls, *summed in rollups.live_groups(db.obj, ("status",), pieces, sums=columns[4:]):
-        counts[status] += calls
-        sums = [total + value for total, value in zip(sums, summed, strict=True)]
-    for name in _METRICS:
-        for value, calls in rollups.live_groups(db.obj, (name,), pieces, known=name):
-            histograms[name].append((rollups.bin_lower(value), calls))
+    columns = ("status", *_METRICS, "retry_count", *_TOKENS.values())  # the window index's
+    rows = rollups.pending(db.obj, columns, pieces)
+    for (weight, status), calls in Counter(row[:2] for row in rows).items():
+        counts[status] += weight * calls
+    for index, name in enumerate(_METRICS, start=2):
+        histograms[name] += rollups.weighted_bins((row[0], row[index]) for row in rows)
+    for index in range(len(sums)):
+        sums[index] += sum(row[0] * (row[2 + len(_METRICS) + index] or 0) for row in rows)
     return {
         "counts": counts,
         **{name: rollups.percentiles(histograms[name]) for name in _METRICS},
@@ -718,7 +724,13 @@ def status_series(window_ms: int, *, buckets: int = 24, now_ms: int | None = Non
     with converted_errors("computing the call series"), read_snapshot(db.obj):
         if window_ms % buckets == 0 and width % rollups.HOUR_MS == 0:
             pieces = rollups.hour_pieces(since_ms, now_ms + 1)
-            totals = rollups.rolled(db.obj, "llm_call_rollups", ("bucket_start", "status"), pieces)
+            totals = rollups.rolled(
+                db.obj,
+                "llm_call_timing_rollups",
+                ("bucket_start", "status"),
+                pieces,
+                metrics=(rollups.CALLS_METRIC,),
+            )
             if sum(row[2] for row in totals) > EXACT_UP_TO:
                 return _rolled_series(since_ms, now_ms, buckets, width, pieces, totals)
         in_window = (LLMCall.enqueued_at >= since_ms) & (LLMCall.enqueued_at <= now_ms)
@@ -764,29 +776,25 @@ def _rolled_series(
     def index_of(at: int) -> int:
         return max(0, bisect.bisect_right(starts, at) - 1)
 
-    for bucket_start, status, count, *_ in totals:
+    for bucket_start, status, count in totals:
         index = index_of(bucket_start)
         calls[index] += count
         failed[index] += count if status == "failed" else 0
     duration = _METRICS.index("duration_ms")
     for bucket_start, lower, count in rollups.rolled(
-        db.obj, "llm_call_timing_rollups", ("bucket_start", "lower"), pieces, metric=duration
+        db.obj, "llm_call_timing_rollups", ("bucket_start", "lower"), pieces, metrics=(duration,)
     ):
         durations[index_of(bucket_start)].append((lower, count))
-    # Live calls have no duration: their count by hour, from the live index.
-    hour = f"enqueued_at / {rollups.HOUR_MS} * {rollups.HOUR_MS}"  # integer division on both engines
-    for start, count in rollups.live_groups(db.obj, (hour,), pieces):
-        calls[index_of(start)] += count
-    raw: list[list[int | None]] = [[] for _ in range(buckets)]
-    for enqueued_at, status, duration_ms in rollups.raw_rows(
+    pending: list[list[tuple[int, int | None]]] = [[] for _ in range(buckets)]
+    for weight, enqueued_at, status, duration_ms in rollups.pending(
         db.obj, ("enqueued_at", "status", "duration_ms"), pieces
     ):
         index = index_of(enqueued_at)
-        calls[index] += 1
-        failed[index] += status == "failed"
-        raw[index].append(duration_ms)
-    for index, values in enumerate(raw):
-        durations[index] += rollups.binned(values)
+        calls[index] += weight
+        failed[index] += weight if status == "failed" else 0
+        pending[index].append((weight, duration_ms))
+    for index, values in enumerate(pending):
+        durations[index] += rollups.weighted_bins(values)
     return [
         {
             "start_ms": starts[index],

@@ -388,7 +388,7 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
         return None
     statuses = selection.statuses or STATUSES
     labels = ("status", *rollups.LABELS, "nulls")
-    totals = rollups.rolled(db.obj, "llm_call_rollups", labels, pieces, statuses=statuses, equal=equal)
+    totals = rollups.rolled(db.obj, "llm_call_label_rollups", labels, pieces, statuses=statuses, equal=equal)
     if sum(row[len(labels)] for row in totals) <= EXACT_UP_TO:
         return None
     partition = (0, "")
@@ -406,7 +406,7 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
         if status == "failed":
             values["failures_by_model"][model] += calls
 
-    for status, model, source, error_type, nulls, calls, *_ in totals:
+    for status, model, source, error_type, nulls, calls in totals:
         named = [
             rollups.label_value(value, nulls, 1 << bit)
             for bit, value in enumerate((model, source, error_type))
@@ -724,13 +724,7 @@ def status_series(window_ms: int, *, buckets: int = 24, now_ms: int | None = Non
     with converted_errors("computing the call series"), read_snapshot(db.obj):
         if window_ms % buckets == 0 and width % rollups.HOUR_MS == 0:
             pieces = rollups.hour_pieces(since_ms, now_ms + 1)
-            totals = rollups.rolled(
-                db.obj,
-                "llm_call_timing_rollups",
-                ("bucket_start", "status"),
-                pieces,
-                metrics=(rollups.CALLS_METRIC,),
-            )
+            totals = rollups.rolled(db.obj, "llm_call_rollups", ("bucket_start", "status"), pieces)
             if sum(row[2] for row in totals) > EXACT_UP_TO:
                 return _rolled_series(since_ms, now_ms, buckets, width, pieces, totals)
         in_window = (LLMCall.enqueued_at >= since_ms) & (LLMCall.enqueued_at <= now_ms)
@@ -776,7 +770,7 @@ def _rolled_series(
     def index_of(at: int) -> int:
         return max(0, bisect.bisect_right(starts, at) - 1)
 
-    for bucket_start, status, count in totals:
+    for bucket_start, status, count, *_ in totals:
         index = index_of(bucket_start)
         calls[index] += count
         failed[index] += count if status == "failed" else 0

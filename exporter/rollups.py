@@ -181,8 +181,6 @@ def label_value(value: str, nulls: int, bit: int) -> str | None:
 STATUSES = ("queued", "running", *ENDED)
 PARTITIONS = (None, *LABELS)
 """The ``label`` codes of the requester and timing rollups: 0 every call, then one per label."""
-CALLS_METRIC = len(METRICS)
-"""The timing rollups' metric code counting every call (``lower`` 0)."""
 FOLD_AT = 1000
 """SQLite: the log is folded into the rollups when it holds this many entries."""
 LOG_TABLE = "llm_call_rollup_log"
@@ -190,21 +188,22 @@ BINS_TABLE = "llm_call_timing_bins"
 """One row per histogram bin (``lower``): what the triggers look a timing's bin up in."""
 
 TABLES = {
-    "llm_call_rollups": (
+    "llm_call_rollups": (("bucket_ms", "bucket_start", "status", "shard"), ("calls", "retries", *TOKENS)),
+    "llm_call_label_rollups": (
         ("bucket_ms", "bucket_start", "status", *LABELS, "nulls", "shard"),
-        ("calls", "retries", *TOKENS),
+        ("calls",),
     ),
     "llm_call_requester_rollups": (
         ("bucket_ms", "label", "value", "bucket_start", "status", "requested_by", "nulls", "shard"),
         ("calls",),
     ),
     "llm_call_timing_rollups": (
-        ("bucket_ms", "label", "value", "bucket_start", "status", "metric", "lower", "shard"),
+        ("bucket_ms", "label", "value", "metric", "bucket_start", "status", "lower", "shard"),
         ("calls",),
     ),
 }
-"""Each rollup table: (its key columns, its summed columns). ``label`` comes before
-``bucket_start`` so that one partition's buckets are one range of the key."""
+"""Each rollup table: (its key columns, its summed columns). ``label``, ``value`` (and ``metric``)
+come before ``bucket_start`` so that one partition's buckets are one range of the key."""
 _TEXT_COLUMNS = {"status", *LABELS, "requested_by", "value"}
 _LOWERS = tuple(f"{name.removesuffix('_ms')}_lower" for name in METRICS)
 _LOGGED = dict(zip(METRICS, _LOWERS, strict=True))
@@ -289,7 +288,6 @@ def _expanded(source: str, table: str) -> str:
     for code, label in enumerate(PARTITIONS):
         value = f"l.{label}" if label else "''"
         sizes = BUCKET_SIZES if label is None else (DAY_MS,)  # a label's partition: day rows only
-        metrics = (*METRICS, None) if label is None else METRICS  # every call counted: for the series
         for size in sizes:
             keyed = [str(size), str(code), value, f"l.enqueued_at - l.enqueued_at % {size}", "l.status"]
             known = [f"{value} IS NOT NULL"] if label else []
@@ -297,11 +295,10 @@ def _expanded(source: str, table: str) -> str:
                 keyed += ["COALESCE(l.requested_by, '')", _nulls("l", ["requested_by"])]
                 selects.append((keyed, known))
                 continue
-            for metric in metrics:
-                lower = "0" if metric is None else f"l.{_LOGGED[metric]}"
-                code_of = CALLS_METRIC if metric is None else METRICS.index(metric)
-                timed = [] if metric is None else [f"{lower} IS NOT NULL"]
-                selects.append(([*keyed, str(code_of), lower], [*known, *timed]))
+            for code_of, metric in enumerate(METRICS):
+                lower = f"l.{_LOGGED[metric]}"
+                timing = [*keyed[:3], str(code_of), *keyed[3:], lower]  # the key's order
+                selects.append((timing, [*known, f"{lower} IS NOT NULL"]))
     return " UNION ALL ".join(
         "SELECT "
         + ", ".join(f"{value} AS x{position}" for position, value in enumerate(keyed))
@@ -318,14 +315,16 @@ def fold_sql(source: str, shard: str = "0", cte: str = "") -> list[str]:
     start = "l.enqueued_at - l.enqueued_at % s.ms"
     statements = []
     for table, (key, sums) in TABLES.items():
-        if table == "llm_call_rollups":
-            keyed = (
-                f"s.ms, {start}, l.status, "
-                + ", ".join(f"COALESCE(l.{label}, '')" for label in LABELS)
-                + f", {_nulls('l', LABELS)}"
-            )
-            summed = ["SUM(l.sign)", "SUM(l.sign * COALESCE(l.retry_count, 0))"]
-            summed += [f"SUM(l.sign * COALESCE(l.{name}, 0))" for name in TOKENS]
+        if "label" not in key:
+            keyed = f"s.ms, {start}, l.status"
+            summed = ["SUM(l.sign)"]
+            if table == "llm_call_rollups":
+                summed.append("SUM(l.sign * COALESCE(l.retry_count, 0))")
+                summed += [f"SUM(l.sign * COALESCE(l.{name}, 0))" for name in TOKENS]
+            else:
+                keyed += (
+                    "".join(f", COALESCE(l.{label}, '')" for label in LABELS) + f", {_nulls('l', LABELS)}"
+                )
             rows = f"{source} AS l, {sizes}"
         else:
             columns = ", ".join(f"x{position}" for position in range(len(key) - 1))
@@ -445,6 +444,10 @@ its readers took the rest from), dropped before the tables are made again."""
 ENDED_SQL = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
 
 
+def _listed(count: int) -> str:
+    return ", ".join(str(code) for code in range(count))
+
+
 def prune_statements(marker: str) -> list[str]:
     """Statements deleting the ended calls' rows of one bucket from every rollup table, and their
     log entries not folded yet (params: bucket_ms, bucket_start): retention's, once the bucket's
@@ -452,11 +455,8 @@ def prune_statements(marker: str) -> list[str]:
     ended = f"status IN {ENDED_SQL}"
     statements = []
     for table, (key, _) in TABLES.items():
-        label = (
-            f" AND label IN ({', '.join(str(code) for code in range(len(PARTITIONS)))})"
-            if "label" in key
-            else ""
-        )
+        label = f" AND label IN ({_listed(len(PARTITIONS))})" if "label" in key else ""
+        label += f" AND metric IN ({_listed(len(METRICS) + 1)})" if "metric" in key else ""
         statements.append(
             f"DELETE FROM {table} WHERE bucket_ms = {marker}{label} AND bucket_start = {marker} AND {ended}"
         )

@@ -70,11 +70,12 @@ def _contributions(call: dict[str, Any], weight: int = 1) -> dict[str, Counter[t
     requester = (call["requested_by"] or "", int(call["requested_by"] is None))
     status = call["status"]
     for size in rollups.BUCKET_SIZES:
-        key = (size, call["enqueued_at"] - call["enqueued_at"] % size, status, *labels, nulls)
+        key = (size, call["enqueued_at"] - call["enqueued_at"] % size, status)
         added["llm_call_rollups"][(*key, "calls")] += weight
         added["llm_call_rollups"][(*key, "retries")] += weight * call["retry_count"]
         for name in rollups.TOKENS:
             added["llm_call_rollups"][(*key, name)] += weight * (call[name] or 0)
+        added["llm_call_label_rollups"][(*key, *labels, nulls, "calls")] += weight
     for code, label in enumerate(rollups.PARTITIONS):
         value = "" if label is None else call[label]
         if value is None:
@@ -82,12 +83,14 @@ def _contributions(call: dict[str, Any], weight: int = 1) -> dict[str, Counter[t
         for size in rollups.BUCKET_SIZES if label is None else (DAY,):
             key = (size, code, value, call["enqueued_at"] - call["enqueued_at"] % size, status)
             added["llm_call_requester_rollups"][(*key, *requester, "calls")] += weight
-            for metric, name in enumerate(rollups.METRICS):
-                if call[name] is not None:
-                    lower = rollups.bin_lower(call[name])
-                    added["llm_call_timing_rollups"][(*key, metric, lower, "calls")] += weight
-            if label is None:
-                added["llm_call_timing_rollups"][(*key, rollups.CALLS_METRIC, 0, "calls")] += weight
+            timed = [
+                (metric, rollups.bin_lower(call[name]))
+                for metric, name in enumerate(rollups.METRICS)
+                if call[name] is not None
+            ]
+            for metric, lower in timed:
+                timing = (*key[:3], metric, *key[3:], lower, "calls")
+                added["llm_call_timing_rollups"][timing] += weight
     return added
 
 
@@ -131,12 +134,8 @@ def _expected(database: peewee.Database) -> dict[str, Counter[tuple[Any, ...]]]:
 
 
 def _calls_of(stored: dict[str, Counter[tuple[Any, ...]]], size: int, start: int, status: str) -> int:
-    """The calls ``llm_call_rollups`` holds for one bucket and status, over every label."""
-    return sum(
-        value
-        for key, value in stored["llm_call_rollups"].items()
-        if key[:3] == (size, start, status) and key[-1] == "calls"
-    )
+    """The calls ``llm_call_rollups`` holds for one bucket and status."""
+    return stored["llm_call_rollups"][(size, start, status, "calls")]
 
 
 def _within(found: dict[str, int | None], exact: dict[str, int | None]) -> bool:
@@ -254,8 +253,10 @@ def test_the_rollups_migration_replaces_those_of_migration_8(any_rows: Rows) -> 
     _spread(any_rows, count=300)
     for table in (*rollups.TABLES, rollups.LOG_TABLE):
         database.execute_sql(f"DROP TABLE {table}")
-    database.execute_sql(  # one of migration 8's tables, its shape
-        "CREATE TABLE llm_call_label_rollups (bucket_ms BIGINT NOT NULL, calls BIGINT NOT NULL)"
+    database.execute_sql(  # one of migration 8's tables, in its shape
+        "CREATE TABLE llm_call_requester_rollups (bucket_ms BIGINT NOT NULL, bucket_start BIGINT NOT NULL, "
+        "status TEXT NOT NULL, requested_by TEXT NOT NULL, nulls BIGINT NOT NULL, shard BIGINT NOT NULL, "
+        "calls BIGINT NOT NULL, PRIMARY KEY (bucket_ms, bucket_start, status, requested_by, nulls, shard))"
     )
     database.execute_sql("CREATE INDEX llm_calls_live ON llm_calls (enqueued_at) WHERE status = 'queued'")
     database.execute_sql("DELETE FROM llm_otel_schema WHERE version > 8")
@@ -263,7 +264,7 @@ def test_the_rollups_migration_replaces_those_of_migration_8(any_rows: Rows) -> 
     assert migrate(database) == len(MIGRATIONS)
 
     assert _stored(database) == _expected(database)
-    assert not database.table_exists("llm_call_label_rollups")
+    assert "label" in {column.name for column in database.get_columns("llm_call_requester_rollups")}
     assert "llm_calls_live" not in {index.name for index in database.get_indexes("llm_calls")}
 
 
@@ -416,7 +417,7 @@ def test_facets_from_the_rollups_equal_the_exact_ones(
 
     rolled = queries.call_facets(**filters)
 
-    assert set(read) == set(rollups.TABLES)
+    assert set(read) == set(rollups.TABLES) - {"llm_call_rollups"}
     timings = ("wait_ms", "first_token_ms", "duration_ms")
     assert {key: value for key, value in rolled.items() if key not in timings} == {
         key: value for key, value in exact.items() if key not in timings

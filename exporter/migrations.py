@@ -9,7 +9,8 @@ not yet recorded in ``llm_otel_schema``, each in its own transaction together wi
 Several processes may start at once: each migration takes the write lock first (``BEGIN
 IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL), re-reads the version
 inside the transaction and skips what another process already did; the DDL uses ``IF NOT EXISTS``.
-Migrations are never edited once released: a schema change is a new function appended to the list.
+Migrations are never edited once released: a schema change is a new function appended to the list
+(one exception: 8, whose objects 9 drops, does nothing now rather than fill tables 9 would drop).
 Each migration is written out as the DDL it runs (migration 1 was built from the models until
 migration 3 changed them, and is frozen as the DDL it produced); ``exporter.models`` declares the
 schema they make together, which ``tests/exporter/test_migrations.py`` checks.
@@ -42,10 +43,12 @@ characters and adjacent CJK pairs one token. It computes the tokens of every cal
 of text a call, a fifth of it Chinese; 2 busy cores), during which writers wait for the lock and
 retry.
 
-Migration 8 adds the rollups of the ended calls (``exporter.rollups``): four tables of per-hour and
-per-day counts, token sums and latency histograms, kept by triggers on ``llm_calls`` (so every
-writer keeps them, in the transaction that writes the rows), filled from the ended rows already
-stored. On a store of 1M calls that takes about a minute (measured in docs/performance.md).
+Migration 8 added rollups of the ended calls; migration 9 replaces them (and does their work: 8
+does nothing now) with rollups of every call (``exporter.rollups``): per-hour and per-day counts,
+token sums and latency histograms, by label, kept by triggers on ``llm_calls`` (so every writer
+keeps them, in the transaction that writes the rows; on SQLite through a log folded every 1,000
+entries), filled from the rows already stored. On a store of 1M calls that takes 1–4 minutes
+(measured in docs/performance.md).
 
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing

@@ -48,7 +48,7 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
   ``latest_event_id()`` → the highest event id (0 when none), to follow the feed from now on.
 - ``status_aggregates(window_ms, now_ms=None)`` → counts by status, error rate, p50/p95 of
   ``wait_ms`` / ``first_token_ms`` / ``duration_ms``, token and retry sums, over calls enqueued in
-  the window (past ``EXACT_UP_TO`` ended calls, percentiles from the rollups: within 5%);
+  the window (past ``EXACT_UP_TO`` calls, percentiles from the rollups: within 5%);
   ``status_series(window_ms, *, buckets=24, now_ms=None)`` → the same window cut into
   ``buckets`` equal intervals: ``[{"start_ms", "calls", "failed", "p95_duration_ms"}]``.
 - ``store_summary()`` → ``{"engine", "calls", "oldest_call_ms"}``.
@@ -75,12 +75,12 @@ statistics cannot tell (a mostly-NULL ``error_type`` looks unselective). A statu
 ``succeeded`` alone is counted as all calls minus the other statuses. A search term with many FTS
 matches walks the list's index and tests each call against the matches, rather than sorting them
 all. A query of 1-2 CJK characters is one token of the short-query index, counted there. Aggregates
-over many calls, and facets of statuses and a time range, read the rollups (``exporter.rollups``:
-whole hours and days kept by triggers, the partial hours at the ends and the calls in flight from
-``llm_calls``); smaller ones the covering window index. What stays slow by nature: a 1-2 character
-``q`` that is not all CJK (a scan of every text), a term found in most calls (each candidate's text
-is read to keep the total exact), and facets with a label, a timing minimum or ``q`` over most of
-the store.
+over many calls, and facets of statuses, a time range and at most one of model, source and
+error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, the
+partial hours at the ends from ``llm_calls``); smaller ones the covering window index. What stays
+slow by nature: a 1-2 character ``q`` that is not all CJK (a scan of every text), a term found in
+most calls (each candidate's text is read to keep the total exact), and facets with two labels, a
+requester, a timing minimum or ``q`` over most of the store.
 """
 
 from __future__ import annotations
@@ -125,9 +125,13 @@ FTS_MIN_CHARS = 3
 """Shortest ``q`` served by the trigram index; shorter ones are the short-query index's when all
 CJK (``exporter.cjk_grams``), else a substring scan."""
 EXACT_UP_TO = 10_000
-"""A status window or a filter summary over at most this many ended calls in whole rollup buckets
+"""A status window or a filter summary over at most this many calls in whole rollup buckets
 is read from ``llm_calls``, exactly; beyond, from the rollups (``exporter.rollups``: the same counts
 and sums, percentiles within ``rollups.RELATIVE_ERROR``)."""
+
+EXACT_LABELLED_UP_TO = 1_000
+"""The same for a filter summary of one label, whose calls are read one row at a time (through the
+label's index) rather than from an index alone."""
 
 _NEWEST_FIRST = (LLMCall.enqueued_at.desc(), LLMCall.call_id.desc())
 _ROWID = SQL("rowid")  # of llm_calls: every statement here reads that one table
@@ -384,12 +388,12 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
         until = (newest // rollups.DAY_MS + 1) * rollups.DAY_MS if until is None else until
     pieces = rollups.pieces(since, until)
     equal = dict(selection.equal)
-    if equal and (pieces.raw or any(size != rollups.DAY_MS for size, *_ in pieces.buckets)):
+    if equal and (pieces.raw or pieces.taken or any(size != rollups.DAY_MS for size, *_ in pieces.buckets)):
         return None
     statuses = selection.statuses or STATUSES
     labels = ("status", *rollups.LABELS, "nulls")
     totals = rollups.rolled(db.obj, "llm_call_label_rollups", labels, pieces, statuses=statuses, equal=equal)
-    if sum(row[len(labels)] for row in totals) <= EXACT_UP_TO:
+    if sum(row[len(labels)] for row in totals) <= (EXACT_LABELLED_UP_TO if equal else EXACT_UP_TO):
         return None
     partition = (0, "")
     for label, value in equal.items():
@@ -627,9 +631,9 @@ def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, An
 
     Percentiles are nearest-rank (p50 of 1..100 is 50, p95 is 95) and None when no call has the
     value; ``error_rate`` is failed / ended (succeeded + failed + cancelled), None when none ended.
-    A window holding more than ``EXACT_UP_TO`` ended calls in whole hours is read from the rollups
-    (its whole days and hours, and the calls of its partial hours and the live calls from
-    ``llm_calls``): counts and sums exact, percentiles within ``rollups.RELATIVE_ERROR``; a smaller
+    A window holding more than ``EXACT_UP_TO`` calls in whole hours is read from the rollups (its
+    whole days and hours, the calls of its partial hours from ``llm_calls``, the rollup log's
+    entries): counts and sums exact, percentiles within ``rollups.RELATIVE_ERROR``; a smaller
     one from ``llm_calls``, through the covering window index (never a row, never the text).
     """
     _check_int("window_ms", window_ms, minimum=1)
@@ -713,7 +717,7 @@ def status_series(window_ms: int, *, buckets: int = 24, now_ms: int | None = Non
     (nearest rank, None when no call in it has a duration). Bucket ``i`` starts at
     ``since + i * window_ms // buckets``; a call enqueued at ``now_ms`` counts in the last one. Read
     from the covering window index. When the intervals are whole hours and the window holds more
-    than ``EXACT_UP_TO`` ended calls in whole hours, they are read from the hourly rollups instead
+    than ``EXACT_UP_TO`` calls in whole hours, they are read from the hourly rollups instead
     (``_rolled_series``: the intervals then end with the hour holding ``now_ms``).
     """
     _check_int("window_ms", window_ms, minimum=1)

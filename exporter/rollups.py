@@ -22,21 +22,23 @@ rollup row (they would wait on each other's row locks to their commits, and dead
 over the shards, and a session may take back what another added. On SQLite ``shard`` is 0.
 
 Tables (``docs/contracts/db.md``), each row one ``(bucket_ms, bucket_start)`` bucket of
-``enqueued_at``, ``bucket_ms`` ``HOUR_MS`` or ``DAY_MS`` (UTC), both kept:
+``enqueued_at``, ``bucket_ms`` ``HOUR_MS`` or ``DAY_MS`` (UTC):
 
-- ``llm_call_rollups`` (status, model, source, error_type): ``calls``, ``retries`` and the four
-  token sums: the counts of any statuses and labels, and the label facets under any of them;
+- ``llm_call_rollups`` (status): ``calls``, ``retries`` and the four token sums;
+- ``llm_call_label_rollups`` (status, model, source, error_type): ``calls``: the counts of any
+  labels, and the label facets under any of them;
 - ``llm_call_requester_rollups`` (label, value, status, requested_by): ``calls``;
-- ``llm_call_timing_rollups`` (label, value, status, metric, lower): ``calls`` whose ``wait_ms``
+- ``llm_call_timing_rollups`` (label, value, metric, status, lower): ``calls`` whose ``wait_ms``
   (metric 0), ``first_token_ms`` (1) or ``duration_ms`` (2) falls in the histogram bin starting at
-  ``lower``; metric 3 (``lower`` 0) counts every call.
+  ``lower``.
 
-``label`` (``PARTITIONS``) says which calls a row counts: 0 every call (``value`` ''), 1 those whose
-``model`` is ``value``, 2 ``source``, 3 ``error_type`` (a call with a NULL label is only in
-partition 0: an equality filter never selects it). So the requesters and percentiles of the calls
-of one label value are read as they are for all calls; two labels at once are not rolled up.
+``label`` (``PARTITIONS``) says which calls a row counts: 0 every call (``value`` ''; hour and day
+rows), 1 those whose ``model`` is ``value``, 2 ``source``, 3 ``error_type`` (day rows only; a call
+with a NULL label is only in partition 0: an equality filter never selects it). So the requesters
+and percentiles of the calls of one label value over whole days are read as those of all calls;
+two labels at once, or a label over part of a day, are not rolled up.
 
-A label column of ``llm_call_rollups`` holds ``''`` for NULL and ``nulls`` has a bit set for each
+A label column of ``llm_call_label_rollups`` holds ``''`` for NULL and ``nulls`` has a bit set for each
 NULL label (model 1, source 2, error_type 4; ``requested_by`` 1 in its table), so that a key never
 holds a NULL (a NULL in a unique key never conflicts) and an empty label stays apart from none.
 
@@ -46,9 +48,10 @@ from the bins is the bin's ``representative`` (``round(2LU / (L + U))``): within
 of the bin, plus 0.5 ms of rounding, so **within 5% of the exact nearest-rank value** (exact below
 100 ms). Counts and sums are exact.
 
-Reading a time range ``[since, until)``: the whole days inside it from the day rows, the whole hours
-left at its ends from the hour rows, and the calls of the partial hours at each end from
-``llm_calls`` (the window index), exactly (``pieces``).
+Reading a time range ``[since, until)`` (``pieces``): the calls of the partial hours at its ends
+from ``llm_calls`` (the window index), exactly; each UTC day's whole hours inside it from the hour
+rows or, when they are more than half the day, from the day's row less the hour rows of the rest
+of that day (at most 12 hour rows a day); and the log's entries (``pending``).
 """
 
 from __future__ import annotations
@@ -142,24 +145,47 @@ class Pieces:
     """Half-open ``[start, end)`` ranges of ``enqueued_at`` read from ``llm_calls`` (every status)."""
     buckets: tuple[tuple[int, int, int], ...]
     """``(bucket_ms, first_start, end)``: the rollup rows of that size with ``first_start <=
-    bucket_start < end``."""
+    bucket_start < end``, added."""
     covered: tuple[int, int] | None
-    """The range the buckets cover (their queued and running calls are read from ``llm_calls``)."""
+    """The range the buckets cover, net of ``taken`` (the log's entries in it are added)."""
+    taken: tuple[tuple[int, int, int], ...] = ()
+    """Rollup rows taken back from ``buckets``, as they are given: the hours of a day outside the
+    range, when fewer than those inside."""
+
+
+def _merged(pieces: list[tuple[int, int, int]]) -> tuple[tuple[int, int, int], ...]:
+    """Adjacent pieces of one size as one."""
+    merged: list[tuple[int, int, int]] = []
+    for size, first, end in sorted(pieces):
+        if merged and merged[-1][0] == size and merged[-1][2] == first:
+            merged[-1] = (size, merged[-1][1], end)
+        else:
+            merged.append((size, first, end))
+    return tuple(merged)
 
 
 def pieces(since: int, until: int) -> Pieces:
-    """Cut ``[since, until)``: whole days, whole hours at their sides, raw partial hours at the ends."""
+    """Cut ``[since, until)``: raw partial hours at the ends, and each UTC day's whole hours inside
+    it either as hour rows or, when more than half the day, as the day's row less the hour rows of
+    the rest of the day (at most 12 hour rows a day: fewer rows read)."""
     hour_start, hour_end = -(-since // HOUR_MS) * HOUR_MS, until // HOUR_MS * HOUR_MS
     if hour_start >= hour_end:
         return Pieces(raw=((since, until),) if since < until else (), buckets=(), covered=None)
     raw = tuple((start, end) for start, end in ((since, hour_start), (hour_end, until)) if start < end)
-    day_start, day_end = -(-hour_start // DAY_MS) * DAY_MS, hour_end // DAY_MS * DAY_MS
-    if day_start < day_end:
-        hours = [(HOUR_MS, hour_start, day_start), (HOUR_MS, day_end, hour_end)]
-        buckets = [(DAY_MS, day_start, day_end), *(piece for piece in hours if piece[1] < piece[2])]
-    else:
-        buckets = [(HOUR_MS, hour_start, hour_end)]
-    return Pieces(raw=raw, buckets=tuple(buckets), covered=(hour_start, hour_end))
+    first_day, last_day = hour_start // DAY_MS * DAY_MS, (hour_end - 1) // DAY_MS * DAY_MS
+    added, taken = [], []
+    if first_day + DAY_MS < last_day:  # the whole days between the first and the last
+        added.append((DAY_MS, first_day + DAY_MS, last_day))
+    for day in sorted({first_day, last_day}):
+        first, end = max(day, hour_start), min(day + DAY_MS, hour_end)
+        if (end - first) * 2 <= DAY_MS:
+            added.append((HOUR_MS, first, end))
+            continue
+        added.append((DAY_MS, day, day + DAY_MS))
+        taken += [
+            (HOUR_MS, start, stop) for start, stop in ((day, first), (end, day + DAY_MS)) if start < stop
+        ]
+    return Pieces(raw=raw, buckets=_merged(added), covered=(hour_start, hour_end), taken=_merged(taken))
 
 
 def hour_pieces(since: int, until: int) -> Pieces:
@@ -481,17 +507,40 @@ def rolled(
     partition: tuple[int, str] = (0, ""),
     metrics: Sequence[int] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """``columns`` (the group) and the sums of ``table``'s summed columns over the buckets of ``p``,
-    for ``statuses``: on ``llm_call_rollups`` of the calls whose labels equal ``equal``, on the
-    others of the calls of ``partition`` (label code, value) and, for the timings, ``metrics``.
-    Groups whose sums are all 0 (taken back) are left out."""
+    """``columns`` (the group) and the sums of ``table``'s summed columns over the buckets of ``p``
+    (less its ``taken`` ones),
+        for ``statuses``: on ``llm_call_rollups`` of the calls whose labels equal ``equal``, on the
+        others of the calls of ``partition`` (label code, value) and, for the timings, ``metrics``.
+        Groups whose sums are all 0 (taken back) are left out."""
     if not p.buckets or not statuses:
         return []
+    found: dict[tuple[Any, ...], list[int]] = {}
+    for buckets, sign in ((p.buckets, 1), (p.taken, -1)):
+        for row in (
+            _summed(database, table, columns, buckets, statuses, equal, partition, metrics) if buckets else ()
+        ):
+            totals = found.setdefault(row[: len(columns)], [0] * (len(row) - len(columns)))
+            for index, value in enumerate(row[len(columns) :]):
+                totals[index] += sign * int(value)
+    return [(*group, *totals) for group, totals in found.items() if any(totals)]
+
+
+def _summed(
+    database: peewee.Database,
+    table: str,
+    columns: Sequence[str],
+    buckets: Sequence[tuple[int, int, int]],
+    statuses: Sequence[str],
+    equal: Mapping[str, str] | None,
+    partition: tuple[int, str],
+    metrics: Sequence[int] | None,
+) -> list[tuple[Any, ...]]:
+    """One statement of ``rolled``: the group and sums over ``buckets``."""
     marker = "?" if is_sqlite(database) else "%s"
     key, sums = TABLES[table]
     labelled = "label" in key
     ranges, params = [], []
-    for size, first, end in p.buckets:
+    for size, first, end in buckets:
         label = f" AND label = {marker}" if labelled else ""
         ranges.append(
             f"(bucket_ms = {marker}{label} AND bucket_start >= {marker} AND bucket_start < {marker})"
@@ -515,8 +564,7 @@ def rolled(
         + (f" GROUP BY {group}" if group else "")
         + f" HAVING {' OR '.join(f'SUM({name}) != 0' for name in sums)}"
     )
-    rows = database.execute_sql(sql, params).fetchall()
-    return [(*row[: len(columns)], *(int(value) for value in row[len(columns) :])) for row in rows]
+    return database.execute_sql(sql, params).fetchall()
 
 
 PENDING_COLUMNS = ("enqueued_at", "status", *LABELS, "requested_by", "retry_count", *TOKENS, *METRICS)

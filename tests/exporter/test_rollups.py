@@ -288,6 +288,30 @@ def test_retention_prunes_the_rollups_with_the_calls(any_rows: Rows) -> None:
 # Reading them
 
 
+def test_pieces_count_each_whole_hour_of_the_range_once_and_read_few_hour_rows() -> None:
+    rng = random.Random(3)
+    ranges = [(0, 40 * DAY), (5 * HOUR + 1, DAY + 2 * HOUR), (13 * HOUR, 2 * DAY - 11 * HOUR + 7)]
+    ranges += [
+        (start, start + rng.randrange(1, 20 * DAY))
+        for start in (rng.randrange(0, 40 * DAY) for _ in range(300))
+    ]
+    for since, until in ranges:
+        p = rollups.pieces(since, until)
+        counted: Counter[int] = Counter()
+        for pieces, sign in ((p.buckets, 1), (p.taken, -1)):
+            for _, first, end in pieces:
+                counted.update({hour: sign for hour in range(first, end, HOUR)})
+        whole = range(-(-since // HOUR) * HOUR, until // HOUR * HOUR, HOUR)
+        assert {hour for hour, count in counted.items() if count} == set(whole), (since, until)
+        assert set(counted.values()) <= {0, 1}
+        hour_rows = sum((end - first) // HOUR for size, first, end in (*p.buckets, *p.taken) if size == HOUR)
+        assert hour_rows <= 24, (since, until, p)  # at most 12 a day, at each end
+        edges = ((since, whole.start), (whole.stop, until)) if whole else ((since, until),)
+        assert p.raw == tuple((start, end) for start, end in edges if start < end)
+    huge = rollups.pieces(-(10**13), 10 * DAY + 5)  # a bound from year 1653: a few pieces still
+    assert len(huge.buckets) + len(huge.taken) <= 4
+
+
 def test_percentiles_from_the_bins_are_within_the_stated_error() -> None:
     rng = random.Random(1)
     for _ in range(200):
@@ -407,6 +431,7 @@ def test_facets_from_the_rollups_equal_the_exact_ones(
     exact = queries.call_facets(**filters)
     assert exact == _computed([call for call in written if _selects(call, filters)])
     monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+    monkeypatch.setattr(queries, "EXACT_LABELLED_UP_TO", 0)
     read: list[str] = []
     real = rollups.rolled
     monkeypatch.setattr(
@@ -432,6 +457,7 @@ def test_facets_the_rollups_do_not_hold_are_read_from_the_calls(
     """Two labels, a requester, a timing minimum, a label over part of a day: exact, from the rows."""
     written = _spread(any_rows)
     monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+    monkeypatch.setattr(queries, "EXACT_LABELLED_UP_TO", 0)
     read: list[str] = []
     real = rollups.rolled
     monkeypatch.setattr(

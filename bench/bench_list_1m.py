@@ -162,6 +162,8 @@ def build(database_path: str, rows: int, *, fts: bool, seed: int = 7) -> None:
 TASK = "<a task id>"
 DAY = "<the last 24 hours>"
 WEEK = "<the last 7 days>"
+DAYS_FROM = "<the start of the day 3 days before the newest call's>"
+DAYS_UNTIL = "<the start of the newest call's day>"
 LIST_CASES: dict[str, dict[str, object]] = {
     "no filter": {},
     "status=failed": {"status": ["failed"]},
@@ -233,6 +235,9 @@ FACET_CASES: dict[str, dict[str, object]] = {
     "requested_by": {"requested_by": "user-42@example.com"},
     "model": {"model": "gpt-4o"},
     "error_type": {"error_type": "APITimeoutError"},
+    "source & status=failed": {"source": "source-3", "status": ["failed"]},
+    "model & 3 whole days": {"model": "gpt-4o", "since_ms": DAYS_FROM, "until_ms": DAYS_UNTIL},
+    "model & source (two labels: the rows)": {"model": "gpt-4o", "source": "source-3"},
     "parent_task_id": {"parent_task_id": TASK},
     "min_duration 15 s": {"min_duration_ms": 15_000},
     "q=refund policy": {"q": "refund policy"},
@@ -253,7 +258,9 @@ def _timed(call: Callable[[], object], repeat: int) -> tuple[float, float, objec
 
 def _resolved(filters: dict[str, object], task: str, newest: int) -> dict[str, object]:
     """``filters`` with the run-time values (a real task id, the last 24 hours) filled in."""
-    values = {TASK: task, DAY: newest - DAY_MS, WEEK: newest - 7 * DAY_MS}
+    day = newest // DAY_MS * DAY_MS
+    values = {TASK: task, DAY: newest - DAY_MS, WEEK: newest - 7 * DAY_MS, DAYS_FROM: day - 3 * DAY_MS}
+    values[DAYS_UNTIL] = day
     return {
         name: values.get(value, value) if isinstance(value, str) else value for name, value in filters.items()
     }

@@ -182,11 +182,11 @@ WHY: dict[int, str] = {
     4: "1–2 CJK characters are one token of the short-query index (migration 7); other 1–2 character "
     "`q` (`ab`) are a substring scan of every body; a common term checks each candidate's body JSON "
     "(~5 µs each: the index holds no positions, migration 4)",
-    6: "the rollups (migration 8) answer the whole hours and days; this store's 40,000 queued/running "
-    "calls, spread over all 7 days, are read from `llm_calls` (a real store's calls in flight are "
-    "the last minutes': 19–30 ms p95 for 7d once they are closed as lost, docs below)",
-    7: "summaries of statuses and a time range read the rollups; a label, a timing minimum or `q` "
-    "still reads every matching row",
+    6: "the rollups (migration 9, every status: the calls in flight too) answer the whole days and "
+    "hours; the 7d window reads ~12,000 timing rows and the two partial hours' calls; p95s measured "
+    "at load averages of 8–10 here",
+    7: "statuses, a time range and one of model / source / error_type (whole days) read the "
+    "rollups; two labels, a requester, a timing minimum or `q` still read every matching row",
     5: "with a `q` found in half the calls, every candidate is checked and sorted before the page",
     12: "the list's own query: its exact total counts every matching row (~20–40 ms at 1M without a "
     "filter); the admin adds 1.1–1.3x to the heavy queries (HTTP / in-process in bench_admin), a "

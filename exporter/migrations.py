@@ -9,7 +9,8 @@ not yet recorded in ``llm_otel_schema``, each in its own transaction together wi
 Several processes may start at once: each migration takes the write lock first (``BEGIN
 IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL), re-reads the version
 inside the transaction and skips what another process already did; the DDL uses ``IF NOT EXISTS``.
-Migrations are never edited once released: a schema change is a new function appended to the list.
+Migrations are never edited once released: a schema change is a new function appended to the list
+(one exception: 8, whose objects 9 drops, does nothing now rather than fill tables 9 would drop).
 Each migration is written out as the DDL it runs (migration 1 was built from the models until
 migration 3 changed them, and is frozen as the DDL it produced); ``exporter.models`` declares the
 schema they make together, which ``tests/exporter/test_migrations.py`` checks.
@@ -42,12 +43,14 @@ characters and adjacent CJK pairs one token. It computes the tokens of every cal
 of text a call, a fifth of it Chinese; 2 busy cores), during which writers wait for the lock and
 retry.
 
-Migration 8 adds the rollups of the ended calls (``exporter.rollups``): four tables of per-hour and
-per-day counts, token sums and latency histograms, kept by triggers on ``llm_calls`` (so every
-writer keeps them, in the transaction that writes the rows), filled from the ended rows already
-stored. On a store of 1M calls that takes about a minute (measured in docs/performance.md).
+Migration 8 added rollups of the ended calls; migration 9 replaces them (and does their work: 8
+does nothing now) with rollups of every call (``exporter.rollups``): per-hour and per-day counts,
+token sums and latency histograms, by label, kept by triggers on ``llm_calls`` (so every writer
+keeps them, in the transaction that writes the rows; on SQLite through a log folded every 1,000
+entries), filled from the rows already stored. On a store of 1M calls that takes 1–4 minutes
+(measured in docs/performance.md).
 
-Migration 9 (SQLite only) adds ``llm_calls_search_state``: one row naming the store (a random id)
+Migration 10 (SQLite only) adds ``llm_calls_search_state``: one row naming the store (a random id)
 and a generation that two triggers on ``llm_calls`` advance whenever a call that may be searched
 changes or goes (an update of an ended or full-text-indexed row; any delete), so that a reader
 may keep what a search term matched between queries (``exporter.search_matches``) and know when it
@@ -424,19 +427,28 @@ def _cjk_index(database: peewee.Database) -> None:
         database.execute_sql(statement)
 
 
+def _ended_rollups(database: peewee.Database) -> None:
+    """Migration 8 made rollups of the ended calls; migration 9 drops what it made and rolls up
+    every call instead, so that a store migrated from before 8 fills them once: nothing here."""
+
+
 def _rollups(database: peewee.Database) -> None:
-    """The rollups of the ended calls (``exporter.rollups``): their tables, the histogram bins, the
-    triggers on ``llm_calls`` that keep them, and what the ended rows already stored add up to."""
+    """The rollups of every call (``exporter.rollups``): migration 8's dropped, the tables, the
+    histogram bins, the log, what the rows already stored add up to, and the triggers keeping them."""
     sqlite = is_sqlite(database)
-    for statement in rollups.table_ddl(_types(database)["int"]):
+    for statement in rollups.OLD_OBJECTS["sqlite" if sqlite else "postgresql"] + rollups.OLD_OBJECTS["both"]:
+        database.execute_sql(statement)
+    integer = _types(database)["int"]
+    for statement in (*rollups.table_ddl(integer, sqlite=sqlite), *rollups.log_ddl(integer)):
         database.execute_sql(statement)
     marker = "?" if sqlite else "%s"
+    database.execute_sql(f"DELETE FROM {rollups.BINS_TABLE}")
     database.cursor().executemany(
         f"INSERT INTO {rollups.BINS_TABLE} (lower) VALUES ({marker})",
         [(lower,) for lower in rollups.BIN_LOWERS],
     )
     triggers = rollups.sqlite_trigger_ddl() if sqlite else rollups.postgresql_trigger_ddl()
-    for statement in (*rollups.backfill_sql(), *triggers, rollups.LIVE_INDEX_DDL):
+    for statement in (*rollups.backfill_sql(), *triggers):
         # psycopg2 reads a % (SQL's modulo here) as a parameter unless doubled.
         database.execute_sql(statement if sqlite else statement.replace("%", "%%"))
 
@@ -457,7 +469,7 @@ SEARCH_STATE_DDL = (
     'CREATE TRIGGER IF NOT EXISTS "llm_calls_search_delete" AFTER DELETE ON "llm_calls" '
     f'BEGIN UPDATE "{SEARCH_STATE_TABLE}" SET generation = generation + 1 WHERE id = 1; END',
 )
-"""The search state (migration 9): the store's id and the generation of its searched calls."""
+"""The search state (migration 10): the store's id and the generation of its searched calls."""
 
 
 def _search_state(database: peewee.Database) -> None:
@@ -476,6 +488,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _bounded_fts_merges,
     _store_losses,
     _cjk_index,
+    _ended_rollups,
     _rollups,
     _search_state,
 )

@@ -6,7 +6,7 @@ rest of the span's attributes) lives in ``llm_call_bodies``, keyed by ``call_id`
 
 The database is chosen late (``db.initialize(...)``, see ``exporter.database``).
 
-The rollup tables of migration 8 have no model: triggers on ``llm_calls`` write them and
+The rollup tables of migration 9 have no model: triggers on ``llm_calls`` write them and
 ``exporter.rollups`` declares and reads them.
 """
 
@@ -114,25 +114,6 @@ for _index in (
     ),
 ):
     LLMCall.add_index(_index)
-# Migration 8: the calls in flight with the columns the rollup readers take of them (a partial index:
-# a row leaves it when it ends; exporter.rollups).
-LLMCall.add_index(
-    LLMCall.index(
-        LLMCall.enqueued_at,
-        LLMCall.status,
-        LLMCall.model,
-        LLMCall.source,
-        LLMCall.error_type,
-        LLMCall.requested_by,
-        *_TIMINGS,
-        LLMCall.retry_count,
-        LLMCall.input_tokens,
-        LLMCall.output_tokens,
-        LLMCall.cached_tokens,
-        LLMCall.reasoning_tokens,
-        name="llm_calls_live",
-    ).where(LLMCall.status.in_(["queued", "running"]))
-)
 
 
 class LLMCallBody(BaseModel):

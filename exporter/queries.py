@@ -48,7 +48,7 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
   ``latest_event_id()`` → the highest event id (0 when none), to follow the feed from now on.
 - ``status_aggregates(window_ms, now_ms=None)`` → counts by status, error rate, p50/p95 of
   ``wait_ms`` / ``first_token_ms`` / ``duration_ms``, token and retry sums, over calls enqueued in
-  the window (past ``EXACT_UP_TO`` ended calls, percentiles from the rollups: within 5%);
+  the window (past ``EXACT_UP_TO`` calls, percentiles from the rollups: within 5%);
   ``status_series(window_ms, *, buckets=24, now_ms=None)`` → the same window cut into
   ``buckets`` equal intervals: ``[{"start_ms", "calls", "failed", "p95_duration_ms"}]``.
 - ``store_summary()`` → ``{"engine", "calls", "oldest_call_ms"}``.
@@ -78,12 +78,12 @@ to date by the calls indexed since, looked up whole again when a searched call c
 their count (with other filters, counted once, then kept likewise), a page walks the list's index
 testing each call against them, or reads them by rowid and sorts them when they are few. A query of
 1-2 CJK characters is one token of the short-query index, counted there. Aggregates
-over many calls, and facets of statuses and a time range, read the rollups (``exporter.rollups``:
-whole hours and days kept by triggers, the partial hours at the ends and the calls in flight from
-``llm_calls``); smaller ones the covering window index. What stays slow by nature: a 1-2 character
-``q`` that is not all CJK (a scan of every text), the first query of a term found in most calls
-(each candidate's text is read to keep the total exact; later queries read what was kept), and
-facets with a label, a timing minimum or ``q`` over most of the store.
+over many calls, and facets of statuses, a time range and at most one of model, source and
+error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, the
+partial hours at the ends from ``llm_calls``); smaller ones the covering window index. What stays
+slow by nature: a 1-2 character ``q`` that is not all CJK (a scan of every text), the first query
+of a term found in most calls (each candidate's text is read to keep the total exact; later
+queries read what was kept), and facets with two labels, a requester, a timing minimum or ``q`` over most of the store.
 """
 
 from __future__ import annotations
@@ -129,9 +129,13 @@ FTS_MIN_CHARS = 3
 """Shortest ``q`` served by the trigram index; shorter ones are the short-query index's when all
 CJK (``exporter.cjk_grams``), else a substring scan."""
 EXACT_UP_TO = 10_000
-"""A status window or a filter summary over at most this many ended calls in whole rollup buckets
+"""A status window or a filter summary over at most this many calls in whole rollup buckets
 is read from ``llm_calls``, exactly; beyond, from the rollups (``exporter.rollups``: the same counts
 and sums, percentiles within ``rollups.RELATIVE_ERROR``)."""
+
+EXACT_LABELLED_UP_TO = 1_000
+"""The same for a filter summary of one label, whose calls are read one row at a time (through the
+label's index) rather than from an index alone."""
 
 _NEWEST_FIRST = (LLMCall.enqueued_at.desc(), LLMCall.call_id.desc())
 _ROWID = SQL("rowid")  # of llm_calls: every statement here reads that one table
@@ -335,7 +339,7 @@ def call_facets(
         q=q,
     )
     with converted_errors("computing call facets"), read_snapshot(db.obj):
-        if not (selection.equal or selection.minimums or selection.text):  # rollup dimensions only
+        if _rolled_up(selection):
             rolled = _rolled_facets(selection)
             if rolled is not None:
                 return rolled
@@ -372,9 +376,18 @@ def call_facets(
     }
 
 
+def _rolled_up(selection: _Selection) -> bool:
+    """Whether the rollups hold what ``selection`` selects: statuses, a time range and at most one
+    of the labels they partition by (``rollups.PARTITIONS``)."""
+    return not (selection.minimums or selection.text) and (
+        not selection.equal or (len(selection.equal) == 1 and set(selection.equal) <= set(rollups.LABELS))
+    )
+
+
 def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
-    """``call_facets`` of a selection of statuses and a time range, from the rollups; None when it
-    holds too few calls for them (``EXACT_UP_TO``: then read exactly) or the store is empty.
+    """``call_facets`` of a selection of statuses, a time range and at most one label, from the
+    rollups; None when it holds too few calls for them (``EXACT_UP_TO``: then read exactly), the
+    store is empty, or a label's range is not whole days (its partition has day rows only).
 
     A bound left open reaches to whole days past the oldest and newest calls: no ragged edge.
     """
@@ -388,54 +401,63 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
         since = oldest // rollups.DAY_MS * rollups.DAY_MS if since is None else since
         until = (newest // rollups.DAY_MS + 1) * rollups.DAY_MS if until is None else until
     pieces = rollups.pieces(since, until)
-    statuses = selection.statuses or STATUSES
-    totals = rollups.rolled(db.obj, "llm_call_rollups", ("status",), pieces, statuses=statuses)
-    if sum(row[1] for row in totals) <= EXACT_UP_TO:
+    equal = dict(selection.equal)
+    if equal and (pieces.raw or pieces.taken or any(size != rollups.DAY_MS for size, *_ in pieces.buckets)):
         return None
+    statuses = selection.statuses or STATUSES
     labels = ("status", *rollups.LABELS, "nulls")
+    totals = rollups.rolled(db.obj, "llm_call_label_rollups", labels, pieces, statuses=statuses, equal=equal)
+    if sum(row[len(labels)] for row in totals) <= (EXACT_LABELLED_UP_TO if equal else EXACT_UP_TO):
+        return None
+    partition = (0, "")
+    for label, value in equal.items():
+        partition = (rollups.PARTITIONS.index(label), value)
     counts = dict.fromkeys(STATUSES, 0)
     values: dict[str, Counter[Any]] = {key: Counter() for key in (*_FACETS, "failures_by_model")}
     histograms: dict[str, list[tuple[int, int]]] = {name: [] for name in _METRICS}
 
-    def add(status: str, model: Any, source: Any, error_type: Any, requested_by: Any, calls: int) -> None:
+    def add(status: str, model: Any, source: Any, error_type: Any, calls: int) -> None:
         counts[status] += calls
         values["models"][model] += calls
         values["sources"][source] += calls
         values["error_types"][error_type] += calls
-        if requested_by is not _ROLLED:
-            values["requested_by"][requested_by] += calls
         if status == "failed":
             values["failures_by_model"][model] += calls
 
-    for status, model, source, error_type, nulls, calls in rollups.rolled(
-        db.obj, "llm_call_label_rollups", labels, pieces, statuses=statuses
-    ):
+    for status, model, source, error_type, nulls, calls in totals:
         named = [
             rollups.label_value(value, nulls, 1 << bit)
             for bit, value in enumerate((model, source, error_type))
         ]
-        add(status, *named, _ROLLED, calls)
+        add(status, *named, calls)
     for requested_by, nulls, calls in rollups.rolled(
-        db.obj, "llm_call_requester_rollups", ("requested_by", "nulls"), pieces, statuses=statuses
+        db.obj,
+        "llm_call_requester_rollups",
+        ("requested_by", "nulls"),
+        pieces,
+        statuses=statuses,
+        partition=partition,
     ):
         values["requested_by"][rollups.label_value(requested_by, nulls, 1)] += calls
     for metric, lower, calls in rollups.rolled(
-        db.obj, "llm_call_timing_rollups", ("metric", "lower"), pieces, statuses=statuses
+        db.obj,
+        "llm_call_timing_rollups",
+        ("metric", "lower"),
+        pieces,
+        statuses=statuses,
+        partition=partition,
+        metrics=range(len(_METRICS)),
     ):
         histograms[_METRICS[metric]].append((lower, calls))
     columns = ("status", "model", "source", "error_type", "requested_by", *_METRICS)
-    raw = rollups.raw_rows(db.obj, columns, pieces, selection.statuses)
-    for (status, model, source, error_type, requested_by), calls in Counter(row[:5] for row in raw).items():
-        add(status, model, source, error_type, requested_by, calls)
-    for index, name in enumerate(_METRICS, start=5):
-        histograms[name] += rollups.binned(row[index] for row in raw)
-    for *labels, calls in rollups.live_groups(db.obj, columns[:4], pieces, selection.statuses):
-        add(*labels, _ROLLED, calls)
-    for requested_by, calls in rollups.live_groups(db.obj, ("requested_by",), pieces, selection.statuses):
-        values["requested_by"][requested_by] += calls
-    for name in _METRICS:
-        for value, calls in rollups.live_groups(db.obj, (name,), pieces, selection.statuses, known=name):
-            histograms[name].append((rollups.bin_lower(value), calls))
+    rows = rollups.pending(db.obj, columns, pieces, statuses=statuses, equal=equal)
+    for (weight, status, model, source, error_type, requested_by), calls in Counter(
+        row[:6] for row in rows
+    ).items():
+        add(status, model, source, error_type, weight * calls)
+        values["requested_by"][requested_by] += weight * calls
+    for index, name in enumerate(_METRICS, start=6):
+        histograms[name] += rollups.weighted_bins((row[0], row[index]) for row in rows)
     ended = sum(counts[name] for name in ENDED_STATUSES)
     return {
         "total": sum(counts.values()),
@@ -445,10 +467,6 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
         **{name: rollups.percentiles(histograms[name]) for name in _METRICS},
         "error_rate": counts["failed"] / ended if ended else None,
     }
-
-
-_ROLLED = object()
-"""``requested_by`` of a label rollup row, which does not hold it (the requester rollup does)."""
 
 
 def iter_calls(
@@ -627,9 +645,9 @@ def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, An
 
     Percentiles are nearest-rank (p50 of 1..100 is 50, p95 is 95) and None when no call has the
     value; ``error_rate`` is failed / ended (succeeded + failed + cancelled), None when none ended.
-    A window holding more than ``EXACT_UP_TO`` ended calls in whole hours is read from the rollups
-    (its whole days and hours, and the calls of its partial hours and the live calls from
-    ``llm_calls``): counts and sums exact, percentiles within ``rollups.RELATIVE_ERROR``; a smaller
+    A window holding more than ``EXACT_UP_TO`` calls in whole hours is read from the rollups (its
+    whole days and hours, the calls of its partial hours from ``llm_calls``, the rollup log's
+    entries): counts and sums exact, percentiles within ``rollups.RELATIVE_ERROR``; a smaller
     one from ``llm_calls``, through the covering window index (never a row, never the text).
     """
     _check_int("window_ms", window_ms, minimum=1)
@@ -679,7 +697,7 @@ def _exact_aggregates(since_ms: int, now_ms: int) -> dict[str, Any]:
 
 def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) -> dict[str, Any]:
     """Counts, sums and histograms of the window from its rollup buckets (``totals``: their
-    ``llm_call_rollups`` sums by status), plus the calls ``llm_calls`` holds for the rest."""
+    ``llm_call_rollups`` sums by status), plus what ``rollups.pending`` holds for the rest."""
     counts = dict.fromkeys(STATUSES, 0)
     sums = [0] * (1 + len(_TOKENS))  # retries, then the tokens
     for status, calls, *summed in totals:
@@ -687,25 +705,17 @@ def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) ->
         sums = [total + value for total, value in zip(sums, summed, strict=True)]
     histograms: dict[str, list[tuple[int, int]]] = {name: [] for name in _METRICS}
     for metric, lower, calls in rollups.rolled(
-        db.obj, "llm_call_timing_rollups", ("metric", "lower"), pieces
+        db.obj, "llm_call_timing_rollups", ("metric", "lower"), pieces, metrics=range(len(_METRICS))
     ):
         histograms[_METRICS[metric]].append((lower, calls))
-    columns = ("status", *_METRICS, "retry_count", *_TOKENS.values())
-    raw = rollups.raw_rows(db.obj, columns, pieces)
-    if raw:  # column by column: the partial hours hold thousands of calls
-        status_column, *timings = list(zip(*raw, strict=True))[: 1 + len(_METRICS)]
-        for status, calls in Counter(status_column).items():
-            counts[status] += calls
-        for name, values in zip(_METRICS, timings, strict=True):
-            histograms[name] += rollups.binned(values)
-        summed = list(zip(*raw, strict=True))[1 + len(_METRICS) :]
-        sums = [total + sum(filter(None, values)) for total, values in zip(sums, summed, strict=True)]
-    for status, calls, *summed in rollups.live_groups(db.obj, ("status",), pieces, sums=columns[4:]):
-        counts[status] += calls
-        sums = [total + value for total, value in zip(sums, summed, strict=True)]
-    for name in _METRICS:
-        for value, calls in rollups.live_groups(db.obj, (name,), pieces, known=name):
-            histograms[name].append((rollups.bin_lower(value), calls))
+    columns = ("status", *_METRICS, "retry_count", *_TOKENS.values())  # the window index's
+    rows = rollups.pending(db.obj, columns, pieces)
+    for (weight, status), calls in Counter(row[:2] for row in rows).items():
+        counts[status] += weight * calls
+    for index, name in enumerate(_METRICS, start=2):
+        histograms[name] += rollups.weighted_bins((row[0], row[index]) for row in rows)
+    for index in range(len(sums)):
+        sums[index] += sum(row[0] * (row[2 + len(_METRICS) + index] or 0) for row in rows)
     return {
         "counts": counts,
         **{name: rollups.percentiles(histograms[name]) for name in _METRICS},
@@ -721,7 +731,7 @@ def status_series(window_ms: int, *, buckets: int = 24, now_ms: int | None = Non
     (nearest rank, None when no call in it has a duration). Bucket ``i`` starts at
     ``since + i * window_ms // buckets``; a call enqueued at ``now_ms`` counts in the last one. Read
     from the covering window index. When the intervals are whole hours and the window holds more
-    than ``EXACT_UP_TO`` ended calls in whole hours, they are read from the hourly rollups instead
+    than ``EXACT_UP_TO`` calls in whole hours, they are read from the hourly rollups instead
     (``_rolled_series``: the intervals then end with the hour holding ``now_ms``).
     """
     _check_int("window_ms", window_ms, minimum=1)
@@ -784,23 +794,19 @@ def _rolled_series(
         failed[index] += count if status == "failed" else 0
     duration = _METRICS.index("duration_ms")
     for bucket_start, lower, count in rollups.rolled(
-        db.obj, "llm_call_timing_rollups", ("bucket_start", "lower"), pieces, metric=duration
+        db.obj, "llm_call_timing_rollups", ("bucket_start", "lower"), pieces, metrics=(duration,)
     ):
         durations[index_of(bucket_start)].append((lower, count))
-    # Live calls have no duration: their count by hour, from the live index.
-    hour = f"enqueued_at / {rollups.HOUR_MS} * {rollups.HOUR_MS}"  # integer division on both engines
-    for start, count in rollups.live_groups(db.obj, (hour,), pieces):
-        calls[index_of(start)] += count
-    raw: list[list[int | None]] = [[] for _ in range(buckets)]
-    for enqueued_at, status, duration_ms in rollups.raw_rows(
+    pending: list[list[tuple[int, int | None]]] = [[] for _ in range(buckets)]
+    for weight, enqueued_at, status, duration_ms in rollups.pending(
         db.obj, ("enqueued_at", "status", "duration_ms"), pieces
     ):
         index = index_of(enqueued_at)
-        calls[index] += 1
-        failed[index] += status == "failed"
-        raw[index].append(duration_ms)
-    for index, values in enumerate(raw):
-        durations[index] += rollups.binned(values)
+        calls[index] += weight
+        failed[index] += weight if status == "failed" else 0
+        pending[index].append((weight, duration_ms))
+    for index, values in enumerate(pending):
+        durations[index] += rollups.weighted_bins(values)
     return [
         {
             "start_ms": starts[index],
@@ -1110,7 +1116,7 @@ def _plan(selection: _Selection, sort: str, *, reach: int, total: int | None = N
 def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tuple[list[str], int] | None:
     """(call ids of the page, exact total) of a ``q`` of the trigram index, from what the term
     matched (``exporter.search_matches``, kept between queries); None where that does not serve
-    (PostgreSQL, a store before migration 9, 1-2 character queries)."""
+    (PostgreSQL, a store before migration 10, 1-2 character queries)."""
     term = _search_term(selection.text) if selection.text else None
     matches = search_matches.current(db.obj, term) if term is not None else None
     if term is None or matches is None:

@@ -297,18 +297,18 @@ def _prune_calls(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
 
 
 def _prune_rollups(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
-    """The rollup rows of up to ``limit`` buckets that end before the cut-off (their ended calls are
-    gone, and the triggers took them back: rows of zeros); returns the buckets removed."""
+    """The ended calls' rollup rows of up to ``limit`` buckets that end before the cut-off (those
+    calls are gone, and the triggers took them back: rows of zeros); returns the buckets removed."""
     marker = "?" if is_sqlite(database) else "%s"
     old = database.execute_sql(
         f"SELECT bucket_ms, bucket_start FROM llm_call_rollups WHERE bucket_start + bucket_ms <= {marker} "
+        f"AND status IN {rollups.ENDED_SQL} "
         f"GROUP BY bucket_ms, bucket_start ORDER BY bucket_start LIMIT {int(limit)}",
         (cutoff_ms,),
     ).fetchall()
     for bucket in old:
-        for table in rollups.TABLES:
-            where = f"bucket_ms = {marker} AND bucket_start = {marker}"
-            database.execute_sql(f"DELETE FROM {table} WHERE {where}", bucket)
+        for statement in rollups.prune_statements(marker):
+            database.execute_sql(statement, bucket)
     return len(old)
 
 

@@ -1,33 +1,46 @@
-"""Rollups of the ended calls: per-hour and per-day counts, sums and latency histograms.
+"""Rollups of the calls: per-hour and per-day counts, sums and latency histograms, by label.
 
 The status card and the filter summary (``exporter.queries.status_aggregates``, ``status_series``,
 ``call_facets``) would otherwise read every call of their window: 2 s for 7 days at 1M calls. The
-database keeps these tables up to date itself: triggers on ``llm_calls`` (migration 8, DDL below)
-add a call's contribution when its row becomes ended (succeeded, failed, cancelled), take the old
-contribution back and add the new one when an ended row changes (a span written twice, a call
-closed as lost that ends after all), and take it back when the row is deleted. Whatever writes the
-rows (the store's writer, ``SQLiteSpanExporter``, retention, fixtures, a test's ``INSERT``), the
-rollups hold exactly what the ended rows hold, in the same transaction; nothing is counted twice.
-Queued and running calls are not rolled up (they change with every notice): readers take them from
-``llm_calls`` (``status IN ('queued', 'running')``: few, the calls in flight).
+database keeps these tables up to date itself, for every status (the calls in flight too): triggers
+on ``llm_calls`` (the rollups migration, DDL below) add a row's contribution when it is written,
+take the old one back and add the new one when a rolled-up column changes (queued → running →
+ended, a span written twice, a call closed as lost that ends after all), and take it back when the
+row is deleted. Whatever writes the rows (the store's writer, ``SQLiteSpanExporter``, retention,
+fixtures, a test's ``INSERT``), the rollups hold exactly what the rows hold, in the same
+transaction; nothing is counted twice.
+
+SQLite: folded from a log. A trigger costs a statement journal per written row (~12 µs here,
+whatever it does) and each upsert it runs several µs more, so the triggers only append the row's
+contribution to ``llm_call_rollup_log`` (one row; a call's update replaces its own unfolded entry,
+so a call written queued, then running, then ended, usually leaves one entry). When the log holds
+``FOLD_AT`` entries, a trigger on it folds them into the rollups in three grouped upserts and
+empties it. Readers add the log's entries (``pending``): at most ``FOLD_AT`` rows.
+PostgreSQL: no log; a function upserts a row's contribution directly, into the rows of the writing
+session's shard (``shard`` = ``pg_backend_pid()``): concurrent writers then never update the same
+rollup row (they would wait on each other's row locks to their commits, and deadlock); readers sum
+over the shards, and a session may take back what another added. On SQLite ``shard`` is 0.
 
 Tables (``docs/contracts/db.md``), each row one ``(bucket_ms, bucket_start)`` bucket of
-``enqueued_at``, ``bucket_ms`` ``HOUR_MS`` or ``DAY_MS`` (UTC), both kept:
+``enqueued_at``, ``bucket_ms`` ``HOUR_MS`` or ``DAY_MS`` (UTC):
 
 - ``llm_call_rollups`` (status): ``calls``, ``retries`` and the four token sums;
-- ``llm_call_label_rollups`` (status, model, source, error_type): ``calls``;
-- ``llm_call_requester_rollups`` (status, requested_by): ``calls``;
-- ``llm_call_timing_rollups`` (metric, status, lower): ``calls`` whose ``wait_ms`` (metric 0),
-  ``first_token_ms`` (1) or ``duration_ms`` (2) falls in the histogram bin starting at ``lower``.
+- ``llm_call_label_rollups`` (status, model, source, error_type): ``calls``: the counts of any
+  labels, and the label facets under any of them;
+- ``llm_call_requester_rollups`` (label, value, status, requested_by): ``calls``;
+- ``llm_call_timing_rollups`` (label, value, metric, status, lower): ``calls`` whose ``wait_ms``
+  (metric 0), ``first_token_ms`` (1) or ``duration_ms`` (2) falls in the histogram bin starting at
+  ``lower``.
 
-``shard`` is 0 on SQLite (one writer at a time). On PostgreSQL it is the writing session's
-``pg_backend_pid()``: concurrent writers then never update the same rollup row (they would wait on
-each other's row locks to their commits, and deadlock, locking the rows of their batches' calls in
-different orders); readers sum over the shards, and a session may take back what another added.
+``label`` (``PARTITIONS``) says which calls a row counts: 0 every call (``value`` ''; hour and day
+rows), 1 those whose ``model`` is ``value``, 2 ``source``, 3 ``error_type`` (day rows only; a call
+with a NULL label is only in partition 0: an equality filter never selects it). So the requesters
+and percentiles of the calls of one label value over whole days are read as those of all calls;
+two labels at once, or a label over part of a day, are not rolled up.
 
-A label column holds ``''`` for NULL and ``nulls`` has a bit set for each NULL label (model 1,
-source 2, error_type 4; requested_by 1), so that a key never holds a NULL (a NULL in a unique key
-never conflicts) and an empty label stays apart from none.
+A label column of ``llm_call_label_rollups`` holds ``''`` for NULL and ``nulls`` has a bit set for each
+NULL label (model 1, source 2, error_type 4; ``requested_by`` 1 in its table), so that a key never
+holds a NULL (a NULL in a unique key never conflicts) and an empty label stays apart from none.
 
 Histogram bins (``BIN_LOWERS``): one per millisecond below 100 ms, then each bin ``[L, U]`` with
 ``U = floor(L * 1.045 / 0.955)``, up to 10^10 ms; negative timings count as 0. A percentile read
@@ -35,9 +48,10 @@ from the bins is the bin's ``representative`` (``round(2LU / (L + U))``): within
 of the bin, plus 0.5 ms of rounding, so **within 5% of the exact nearest-rank value** (exact below
 100 ms). Counts and sums are exact.
 
-Reading a time range ``[since, until)``: the whole days inside it from the day rows, the whole hours
-left at its ends from the hour rows, and the calls of the partial hours at each end from
-``llm_calls`` (the window index), exactly (``pieces``).
+Reading a time range ``[since, until)`` (``pieces``): the calls of the partial hours at its ends
+from ``llm_calls`` (the window index), exactly; each UTC day's whole hours inside it from the hour
+rows or, when they are more than half the day, from the day's row less the hour rows of the rest
+of that day (at most 12 hour rows a day); and the log's entries (``pending``).
 """
 
 from __future__ import annotations
@@ -63,7 +77,6 @@ _EXACT_BELOW = 100
 _LAST_LOWER = 10**10
 
 ENDED = ("succeeded", "failed", "cancelled")
-_ENDED_SQL = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
 METRICS = ("wait_ms", "first_token_ms", "duration_ms")
 """Metric codes of ``llm_call_timing_rollups``: the position in this tuple."""
 LABELS = ("model", "source", "error_type")
@@ -88,18 +101,6 @@ BIN_LOWERS = _bin_lowers()
 def bin_lower(value: int) -> int:
     """The lower bound of the bin holding ``value`` (negative values count as 0)."""
     return BIN_LOWERS[max(0, bisect.bisect_right(BIN_LOWERS, value) - 1)]
-
-
-def binned(values: Iterable[int | None]) -> list[tuple[int, int]]:
-    """The histogram ((lower, count) pairs) of ``values``, None left out: counted first, so each
-    distinct value is looked up once."""
-    counts: Counter[int] = Counter(values)
-    counts.pop(None, None)  # type: ignore[call-overload]
-    bins: dict[int, int] = {}
-    for value, count in counts.items():
-        lower = bin_lower(value)
-        bins[lower] = bins.get(lower, 0) + count
-    return list(bins.items())
 
 
 def representative(lower: int) -> int:
@@ -144,24 +145,47 @@ class Pieces:
     """Half-open ``[start, end)`` ranges of ``enqueued_at`` read from ``llm_calls`` (every status)."""
     buckets: tuple[tuple[int, int, int], ...]
     """``(bucket_ms, first_start, end)``: the rollup rows of that size with ``first_start <=
-    bucket_start < end``."""
+    bucket_start < end``, added."""
     covered: tuple[int, int] | None
-    """The range the buckets cover (their queued and running calls are read from ``llm_calls``)."""
+    """The range the buckets cover, net of ``taken`` (the log's entries in it are added)."""
+    taken: tuple[tuple[int, int, int], ...] = ()
+    """Rollup rows taken back from ``buckets``, as they are given: the hours of a day outside the
+    range, when fewer than those inside."""
+
+
+def _merged(pieces: list[tuple[int, int, int]]) -> tuple[tuple[int, int, int], ...]:
+    """Adjacent pieces of one size as one."""
+    merged: list[tuple[int, int, int]] = []
+    for size, first, end in sorted(pieces):
+        if merged and merged[-1][0] == size and merged[-1][2] == first:
+            merged[-1] = (size, merged[-1][1], end)
+        else:
+            merged.append((size, first, end))
+    return tuple(merged)
 
 
 def pieces(since: int, until: int) -> Pieces:
-    """Cut ``[since, until)``: whole days, whole hours at their sides, raw partial hours at the ends."""
+    """Cut ``[since, until)``: raw partial hours at the ends, and each UTC day's whole hours inside
+    it either as hour rows or, when more than half the day, as the day's row less the hour rows of
+    the rest of the day (at most 12 hour rows a day: fewer rows read)."""
     hour_start, hour_end = -(-since // HOUR_MS) * HOUR_MS, until // HOUR_MS * HOUR_MS
     if hour_start >= hour_end:
         return Pieces(raw=((since, until),) if since < until else (), buckets=(), covered=None)
     raw = tuple((start, end) for start, end in ((since, hour_start), (hour_end, until)) if start < end)
-    day_start, day_end = -(-hour_start // DAY_MS) * DAY_MS, hour_end // DAY_MS * DAY_MS
-    if day_start < day_end:
-        hours = [(HOUR_MS, hour_start, day_start), (HOUR_MS, day_end, hour_end)]
-        buckets = [(DAY_MS, day_start, day_end), *(piece for piece in hours if piece[1] < piece[2])]
-    else:
-        buckets = [(HOUR_MS, hour_start, hour_end)]
-    return Pieces(raw=raw, buckets=tuple(buckets), covered=(hour_start, hour_end))
+    first_day, last_day = hour_start // DAY_MS * DAY_MS, (hour_end - 1) // DAY_MS * DAY_MS
+    added, taken = [], []
+    if first_day + DAY_MS < last_day:  # the whole days between the first and the last
+        added.append((DAY_MS, first_day + DAY_MS, last_day))
+    for day in sorted({first_day, last_day}):
+        first, end = max(day, hour_start), min(day + DAY_MS, hour_end)
+        if (end - first) * 2 <= DAY_MS:
+            added.append((HOUR_MS, first, end))
+            continue
+        added.append((DAY_MS, day, day + DAY_MS))
+        taken += [
+            (HOUR_MS, start, stop) for start, stop in ((day, first), (end, day + DAY_MS)) if start < stop
+        ]
+    return Pieces(raw=raw, buckets=_merged(added), covered=(hour_start, hour_end), taken=_merged(taken))
 
 
 def hour_pieces(since: int, until: int) -> Pieces:
@@ -178,26 +202,57 @@ def label_value(value: str, nulls: int, bit: int) -> str | None:
     return None if nulls & bit else value
 
 
-# -- DDL (migration 8) ---------------------------------------------------------------------------------
+# -- DDL (the rollups migration) ---------------------------------------------------------------------
 
-_KEY = ("bucket_ms", "bucket_start", "status")
+STATUSES = ("queued", "running", *ENDED)
+PARTITIONS = (None, *LABELS)
+"""The ``label`` codes of the requester and timing rollups: 0 every call, then one per label."""
+FOLD_AT = 1000
+"""SQLite: the log is folded into the rollups when it holds this many entries."""
+LOG_TABLE = "llm_call_rollup_log"
+BINS_TABLE = "llm_call_timing_bins"
+"""One row per histogram bin (``lower``): what the triggers look a timing's bin up in."""
+
 TABLES = {
-    "llm_call_rollups": ((*_KEY, "shard"), ("calls", "retries", *TOKENS)),
-    "llm_call_label_rollups": ((*_KEY, *LABELS, "nulls", "shard"), ("calls",)),
-    "llm_call_requester_rollups": ((*_KEY, "requested_by", "nulls", "shard"), ("calls",)),
+    "llm_call_rollups": (("bucket_ms", "bucket_start", "status", "shard"), ("calls", "retries", *TOKENS)),
+    "llm_call_label_rollups": (
+        ("bucket_ms", "bucket_start", "status", *LABELS, "nulls", "shard"),
+        ("calls",),
+    ),
+    "llm_call_requester_rollups": (
+        ("bucket_ms", "label", "value", "bucket_start", "status", "requested_by", "nulls", "shard"),
+        ("calls",),
+    ),
     "llm_call_timing_rollups": (
-        ("bucket_ms", "metric", "bucket_start", "status", "lower", "shard"),
+        ("bucket_ms", "label", "value", "metric", "bucket_start", "status", "lower", "shard"),
         ("calls",),
     ),
 }
-"""Each rollup table: (its key columns, its summed columns)."""
-BINS_TABLE = "llm_call_timing_bins"
-"""One row per histogram bin (``lower``): what the triggers look a timing's bin up in."""
-_TEXT_COLUMNS = {"status", *LABELS, "requested_by"}
+"""Each rollup table: (its key columns, its summed columns). ``label``, ``value`` (and ``metric``)
+come before ``bucket_start`` so that one partition's buckets are one range of the key."""
+_TEXT_COLUMNS = {"status", *LABELS, "requested_by", "value"}
+_LOWERS = tuple(f"{name.removesuffix('_ms')}_lower" for name in METRICS)
+_LOGGED = dict(zip(METRICS, _LOWERS, strict=True))
+"""A timing's column in the log: its bin's lower bound."""
+LOG_COLUMNS = (
+    "call",
+    "sign",
+    "enqueued_at",
+    "status",
+    *LABELS,
+    "requested_by",
+    "retry_count",
+    *TOKENS,
+    *_LOWERS,
+)
+"""The log's columns: the ``llm_calls`` rowid, +1 or -1, the rolled-up columns, the timings' bins."""
+ROLLED_UP_COLUMNS = ("status", "enqueued_at", *LABELS, "requested_by", "retry_count", *TOKENS, *METRICS)
+"""The columns of ``llm_calls`` the rollups hold: an update that changes none of them changes nothing."""
 
 
-def table_ddl(integer: str) -> list[str]:
-    """CREATE TABLE statements of the rollups (``integer``: the engine's 64-bit integer type)."""
+def table_ddl(integer: str, *, sqlite: bool) -> list[str]:
+    """CREATE TABLE statements of the rollups (``integer``: the engine's 64-bit integer type; on
+    SQLite ``WITHOUT ROWID``: a row is found and updated in its key's b-tree alone)."""
     statements = [f'CREATE TABLE IF NOT EXISTS "{BINS_TABLE}" ("lower" {integer} NOT NULL PRIMARY KEY)']
     for table, (key, sums) in TABLES.items():
         columns = [f'"{name}" {"TEXT" if name in _TEXT_COLUMNS else integer} NOT NULL' for name in key]
@@ -206,8 +261,23 @@ def table_ddl(integer: str) -> list[str]:
         primary = ", ".join(f'"{name}"' for name in key)
         statements.append(
             f'CREATE TABLE IF NOT EXISTS "{table}" ({", ".join(columns)}, PRIMARY KEY ({primary}))'
+            + (" WITHOUT ROWID" if sqlite else "")
         )
     return statements
+
+
+def log_ddl(integer: str) -> list[str]:
+    """The log of contributions not folded yet (SQLite's triggers write it; on PostgreSQL only the
+    migration's backfill goes through it), and its index by call."""
+    columns = ", ".join(
+        f'"{name}" {"TEXT" if name in _TEXT_COLUMNS else integer}'
+        + (" NOT NULL" if name in ("call", "sign", "enqueued_at", "status") else "")
+        for name in LOG_COLUMNS
+    )
+    return [
+        f'CREATE TABLE IF NOT EXISTS "{LOG_TABLE}" ({columns})',
+        f'CREATE INDEX IF NOT EXISTS "{LOG_TABLE}_call" ON "{LOG_TABLE}" ("call")',
+    ]
 
 
 def _nulls(row: str, labels: Sequence[str]) -> str:
@@ -216,96 +286,133 @@ def _nulls(row: str, labels: Sequence[str]) -> str:
     )
 
 
-def contribution_sql(row: str, sign: str, shard: str = "0") -> list[str]:
-    """The upserts adding ``sign`` times the rollup contribution of the ended row ``row`` (``NEW``,
-    ``OLD`` in a SQLite trigger, a row variable in PostgreSQL's function), both bucket sizes, to
-    the rows of ``shard``.
-
-    Each is ``INSERT ... SELECT ... WHERE <ended> ON CONFLICT ... DO UPDATE`` summing the columns.
-    """
-    sizes = " UNION ALL ".join(f"SELECT {size} AS ms" for size in BUCKET_SIZES)
-    start = f"{row}.enqueued_at - {row}.enqueued_at % s.ms"
-    common = f"s.ms, {start}, {row}.status"
-    bin_of = f"(SELECT b.lower FROM {BINS_TABLE} AS b WHERE b.lower <= t.value ORDER BY b.lower DESC LIMIT 1)"
-    timings = " UNION ALL ".join(
-        f"SELECT {code} AS metric, CASE WHEN {row}.{name} < 0 THEN 0 ELSE {row}.{name} END AS value"
-        for code, name in enumerate(METRICS)
+def _bin_of(value: str) -> str:
+    return (
+        f"CASE WHEN {value} < 0 THEN 0 ELSE (SELECT b.lower FROM {BINS_TABLE} AS b "
+        f"WHERE b.lower <= {value} ORDER BY b.lower DESC LIMIT 1) END"
     )
-    values = {  # table: (its key's values but the shard, its sums, more FROM)
-        "llm_call_rollups": (
-            common,
-            f"{sign}, {sign} * {row}.retry_count, "
-            + ", ".join(f"{sign} * COALESCE({row}.{name}, 0)" for name in TOKENS),
-            "",
-        ),
-        "llm_call_label_rollups": (
-            f"{common}, "
-            + ", ".join(f"COALESCE({row}.{label}, '')" for label in LABELS)
-            + f", {_nulls(row, LABELS)}",
-            sign,
-            "",
-        ),
-        "llm_call_requester_rollups": (
-            f"{common}, COALESCE({row}.requested_by, ''), {_nulls(row, ['requested_by'])}",
-            sign,
-            "",
-        ),
-        "llm_call_timing_rollups": (
-            f"s.ms, t.metric, {start}, {row}.status, {bin_of}",
-            sign,
-            f", ({timings}) AS t",
-        ),
-    }
+
+
+def _entry(row: str, sign: str) -> list[str]:
+    """The values of a log entry (``LOG_COLUMNS`` but ``call``) for the row ``row`` (``NEW``,
+    ``OLD``, a PostgreSQL row variable, a table alias) counted ``sign`` times."""
+    values = [sign, *(f"{row}.{name}" for name in LOG_COLUMNS[2 : -len(METRICS)])]
+    return [*values, *(_bin_of(f"{row}.{name}") for name in METRICS)]
+
+
+def _one_row(values: Sequence[str]) -> str:
+    """``SELECT <values> AS <the log's columns but call>``."""
+    return "SELECT " + ", ".join(
+        f"{value} AS {name}" for value, name in zip(values, LOG_COLUMNS[1:], strict=True)
+    )
+
+
+def _expanded(source: str, table: str) -> str:
+    """``source``'s entries as the key values of ``table`` (but the shard) and their sign, one row
+    per bucket size, partition and (timings) metric each counts in: a UNION ALL of plain selects."""
+    selects = []
+    for code, label in enumerate(PARTITIONS):
+        value = f"l.{label}" if label else "''"
+        sizes = BUCKET_SIZES if label is None else (DAY_MS,)  # a label's partition: day rows only
+        for size in sizes:
+            keyed = [str(size), str(code), value, f"l.enqueued_at - l.enqueued_at % {size}", "l.status"]
+            known = [f"{value} IS NOT NULL"] if label else []
+            if table == "llm_call_requester_rollups":
+                keyed += ["COALESCE(l.requested_by, '')", _nulls("l", ["requested_by"])]
+                selects.append((keyed, known))
+                continue
+            for code_of, metric in enumerate(METRICS):
+                lower = f"l.{_LOGGED[metric]}"
+                timing = [*keyed[:3], str(code_of), *keyed[3:], lower]  # the key's order
+                selects.append((timing, [*known, f"{lower} IS NOT NULL"]))
+    return " UNION ALL ".join(
+        "SELECT "
+        + ", ".join(f"{value} AS x{position}" for position, value in enumerate(keyed))
+        + f", l.sign AS sign FROM {source} AS l"
+        + (f" WHERE {' AND '.join(known)}" if known else "")
+        for keyed, known in selects
+    )
+
+
+def fold_sql(source: str, shard: str = "0", cte: str = "") -> list[str]:
+    """The grouped upserts adding the contributions of the entries of ``source`` (the log, or on
+    PostgreSQL ``cte``, a one-row CTE with its columns) to the rollup rows of ``shard``."""
+    sizes = "(" + " UNION ALL ".join(f"SELECT {size} AS ms" for size in BUCKET_SIZES) + ") AS s"
+    start = "l.enqueued_at - l.enqueued_at % s.ms"
     statements = []
     for table, (key, sums) in TABLES.items():
-        keyed, summed, extra_from = values[table]
-        only_values = " AND t.value IS NOT NULL" if extra_from else ""
+        if "label" not in key:
+            keyed = f"s.ms, {start}, l.status"
+            summed = ["SUM(l.sign)"]
+            if table == "llm_call_rollups":
+                summed.append("SUM(l.sign * COALESCE(l.retry_count, 0))")
+                summed += [f"SUM(l.sign * COALESCE(l.{name}, 0))" for name in TOKENS]
+            else:
+                keyed += (
+                    "".join(f", COALESCE(l.{label}, '')" for label in LABELS) + f", {_nulls('l', LABELS)}"
+                )
+            rows = f"{source} AS l, {sizes}"
+        else:
+            columns = ", ".join(f"x{position}" for position in range(len(key) - 1))
+            keyed, summed = columns, ["SUM(x.sign)"]
+            rows = f"({_expanded(source, table)}) AS x"
         names = ", ".join([*key, *sums])
-        conflict = ", ".join(key)
+        grouped = ", ".join(str(position) for position in range(1, len(key)))
         added = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in sums)
         statements.append(
-            f"INSERT INTO {table} ({names}) SELECT {keyed}, {shard}, {summed} "
-            f"FROM ({sizes}) AS s{extra_from} WHERE {row}.status IN {_ENDED_SQL}{only_values} "
-            f"ON CONFLICT ({conflict}) DO UPDATE SET {added}"
+            f"{cte}INSERT INTO {table} ({names}) SELECT {keyed}, {shard}, {', '.join(summed)} "
+            f"FROM {rows} WHERE 1 = 1 GROUP BY {grouped} "
+            f"HAVING {' OR '.join(f'{total} != 0' for total in summed)} "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {added}"
         )
     return statements
 
 
-ROLLED_UP_COLUMNS = ("status", "enqueued_at", *LABELS, "requested_by", "retry_count", *TOKENS, *METRICS)
-"""The columns of ``llm_calls`` the rollups hold: an update that changes none of them changes nothing."""
-
 _CHANGED = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in ROLLED_UP_COLUMNS)
+_LOG_INSERT = f"INSERT INTO {LOG_TABLE} ({', '.join(LOG_COLUMNS)}) SELECT"
 
 
 def sqlite_trigger_ddl() -> list[str]:
-    """SQLite: the triggers keeping the rollups equal to the ended rows of ``llm_calls``."""
-    add_new = "; ".join(contribution_sql("NEW", "1"))
-    take_old = "; ".join(contribution_sql("OLD", "-1"))
+    """SQLite: the triggers logging each row's contribution, and the one folding the log.
+
+    A row's unfolded entry (sign 1) is its current contribution: an update rewrites it in place;
+    once it is folded, an update logs the old contribution negated and the new one (``changes()``,
+    in a trigger, counts the rows its previous statement changed: whether there was an entry to
+    rewrite or delete). A statement reading the log while inserting into it would have SQLite copy
+    its rows to a temporary table first: none does. The fold runs when an entry gets rowid
+    ``FOLD_AT``: the log's rowids count from 1 again once it is emptied (no ``AUTOINCREMENT``), and
+    only new entries take one.
+    """
+    new = f"{_LOG_INSERT} NEW.rowid, {', '.join(_entry('NEW', '1'))}"
+    old = f"{_LOG_INSERT} OLD.rowid, {', '.join(_entry('OLD', '-1'))}"
+    rewritten = ", ".join(
+        f"{name} = {value}"
+        for name, value in zip(LOG_COLUMNS, ["NEW.rowid", *_entry("NEW", "1")], strict=True)
+    )
+    own = "call = OLD.rowid AND sign = 1"
+    fold = "; ".join([*fold_sql(LOG_TABLE), f"DELETE FROM {LOG_TABLE}"])
+    trigger = "CREATE TRIGGER IF NOT EXISTS llm_calls_rollup_{} AFTER {} ON llm_calls {}BEGIN {}; END".format
+    rewrite = f"UPDATE {LOG_TABLE} SET {rewritten} WHERE {own}"
     return [
-        f"CREATE TRIGGER IF NOT EXISTS llm_calls_rollup_insert AFTER INSERT ON llm_calls "
-        f"WHEN NEW.status IN {_ENDED_SQL} BEGIN {add_new}; END",
-        # Two update triggers, each running only the statements it needs (an ended row that changes,
-        # a live row that ends).
-        f"CREATE TRIGGER IF NOT EXISTS llm_calls_rollup_take_back AFTER UPDATE ON llm_calls "
-        f"WHEN OLD.status IN {_ENDED_SQL} AND ({_CHANGED}) BEGIN {take_old}; END",
-        f"CREATE TRIGGER IF NOT EXISTS llm_calls_rollup_update AFTER UPDATE ON llm_calls "
-        f"WHEN NEW.status IN {_ENDED_SQL} AND ({_CHANGED}) BEGIN {add_new}; END",
-        f"CREATE TRIGGER IF NOT EXISTS llm_calls_rollup_delete AFTER DELETE ON llm_calls "
-        f"WHEN OLD.status IN {_ENDED_SQL} BEGIN {take_old}; END",
+        trigger("insert", "INSERT", "", new),
+        trigger(
+            "update",
+            "UPDATE",
+            f"WHEN {_CHANGED} ",
+            f"{rewrite}; {old} WHERE changes() = 0; {new} WHERE changes() = 1",
+        ),
+        trigger("delete", "DELETE", "", f"DELETE FROM {LOG_TABLE} WHERE {own}; {old} WHERE changes() = 0"),
+        f"CREATE TRIGGER IF NOT EXISTS llm_call_rollup_fold AFTER INSERT ON {LOG_TABLE} "
+        f"WHEN NEW.rowid >= {FOLD_AT} BEGIN {fold}; END",
     ]
 
 
 def postgresql_trigger_ddl() -> list[str]:
-    """PostgreSQL: a function adding a row's contribution, and the triggers calling it (each with
-    the ``WHEN`` of SQLite's, so a live row's updates call no function)."""
-    add = "; ".join(contribution_sql("r", "factor", shard="pg_backend_pid()"))
+    """PostgreSQL: a function adding a row's contribution to the session's shard, and the triggers
+    calling it (an update only when a rolled-up column changed)."""
+    entry = f"WITH e AS ({_one_row(_entry('r', 'factor'))}) "  # the bins looked up once
+    add = "; ".join(fold_sql("e", shard="pg_backend_pid()", cte=entry))
     changed = _CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")
-    ended = f"(OLD.status IN {_ENDED_SQL} OR NEW.status IN {_ENDED_SQL})"
-    triggers = {
-        "insert": ("INSERT", f"NEW.status IN {_ENDED_SQL}"),
-        "update": ("UPDATE", f"{ended} AND ({changed})"),
-        "delete": ("DELETE", f"OLD.status IN {_ENDED_SQL}"),
-    }
     return [
         "CREATE OR REPLACE FUNCTION llm_call_rollup_add(r llm_calls, factor BIGINT) RETURNS void "
         f"LANGUAGE plpgsql AS $$ BEGIN {add}; END $$",
@@ -313,56 +420,80 @@ def postgresql_trigger_ddl() -> list[str]:
         "IF TG_OP IN ('UPDATE', 'DELETE') THEN PERFORM llm_call_rollup_add(OLD, -1); END IF; "
         "IF TG_OP IN ('INSERT', 'UPDATE') THEN PERFORM llm_call_rollup_add(NEW, 1); END IF; "
         "RETURN NULL; END $$",
-        *(
-            f"CREATE TRIGGER llm_calls_rollup_{name} AFTER {event} ON llm_calls FOR EACH ROW "
-            f"WHEN ({condition}) EXECUTE FUNCTION llm_calls_rollup()"
-            for name, (event, condition) in triggers.items()
-        ),
+        "CREATE TRIGGER llm_calls_rollup_insert AFTER INSERT ON llm_calls FOR EACH ROW "
+        "EXECUTE FUNCTION llm_calls_rollup()",
+        f"CREATE TRIGGER llm_calls_rollup_update AFTER UPDATE ON llm_calls FOR EACH ROW WHEN ({changed}) "
+        "EXECUTE FUNCTION llm_calls_rollup()",
+        "CREATE TRIGGER llm_calls_rollup_delete AFTER DELETE ON llm_calls FOR EACH ROW "
+        "EXECUTE FUNCTION llm_calls_rollup()",
     ]
 
 
 def backfill_sql() -> list[str]:
-    """Fill the rollups from the ended rows already stored (a store migrated to version 6)."""
-    sizes = " UNION ALL ".join(f"SELECT {size} AS ms" for size in BUCKET_SIZES)
-    start = "c.enqueued_at - c.enqueued_at % s.ms"
-    source = f"FROM llm_calls AS c, ({sizes}) AS s WHERE c.status IN {_ENDED_SQL}"
-    labels = ", ".join(f"COALESCE(c.{label}, '')" for label in LABELS)
-    bin_of = f"(SELECT b.lower FROM {BINS_TABLE} AS b WHERE b.lower <= c.{{}} ORDER BY b.lower DESC LIMIT 1)"
-    metrics = " UNION ALL ".join(
-        f"SELECT c.enqueued_at AS enqueued_at, c.status AS status, {code} AS metric, "
-        f"CASE WHEN c.{name} < 0 THEN 0 ELSE {bin_of.format(name)} END AS lower FROM llm_calls AS c "
-        f"WHERE c.status IN {_ENDED_SQL} AND c.{name} IS NOT NULL"
-        for code, name in enumerate(METRICS)
-    )
-    t_start = "t.enqueued_at - t.enqueued_at % s.ms"
-    into = "INSERT INTO {} (bucket_ms, bucket_start, status, {}) ".format
+    """Fill the rollups from the rows already stored: through the log (each timing's bin looked up
+    once), folded in one grouped upsert per table, then emptied. Run before the triggers exist."""
     return [
-        into("llm_call_rollups", f"calls, retries, {', '.join(TOKENS)}")
-        + f"SELECT s.ms, {start}, c.status, COUNT(*), SUM(c.retry_count), "
-        + ", ".join(f"COALESCE(SUM(c.{name}), 0)" for name in TOKENS)
-        + f" {source} GROUP BY s.ms, {start}, c.status",
-        into("llm_call_label_rollups", f"{', '.join(LABELS)}, nulls, calls")
-        + f"SELECT s.ms, {start}, c.status, {labels}, {_nulls('c', LABELS)}, COUNT(*) {source} "
-        f"GROUP BY s.ms, {start}, c.status, {labels}, {_nulls('c', LABELS)}",
-        into("llm_call_requester_rollups", "requested_by, nulls, calls")
-        + f"SELECT s.ms, {start}, c.status, COALESCE(c.requested_by, ''), {_nulls('c', ['requested_by'])}, "
-        f"COUNT(*) {source} GROUP BY s.ms, {start}, c.status, COALESCE(c.requested_by, ''), "
-        f"{_nulls('c', ['requested_by'])}",
-        into("llm_call_timing_rollups", "metric, lower, calls")
-        + f"SELECT s.ms, {t_start}, t.status, t.metric, t.lower, COUNT(*) "
-        f"FROM ({metrics}) AS t, ({sizes}) AS s GROUP BY s.ms, {t_start}, t.status, t.metric, t.lower",
+        f"{_LOG_INSERT} 0, {', '.join(_entry('c', '1'))} FROM llm_calls AS c",
+        *fold_sql(LOG_TABLE),
+        f"DELETE FROM {LOG_TABLE}",
     ]
 
 
-# -- reading -----------------------------------------------------------------------------------------
+OLD_OBJECTS = {
+    "sqlite": [
+        *(
+            f"DROP TRIGGER IF EXISTS llm_calls_rollup_{name}"
+            for name in ("insert", "take_back", "update", "delete")
+        ),
+    ],
+    "postgresql": [
+        *(
+            f"DROP TRIGGER IF EXISTS llm_calls_rollup_{name} ON llm_calls"
+            for name in ("insert", "update", "delete")
+        ),
+        "DROP FUNCTION IF EXISTS llm_calls_rollup()",
+        "DROP FUNCTION IF EXISTS llm_call_rollup_add(llm_calls, BIGINT)",
+    ],
+    "both": [
+        *(
+            f"DROP TABLE IF EXISTS {table}"
+            for table in ("llm_call_rollups", "llm_call_label_rollups", "llm_call_requester_rollups")
+        ),
+        "DROP TABLE IF EXISTS llm_call_timing_rollups",
+        "DROP INDEX IF EXISTS llm_calls_live",
+    ],
+}
+"""What migration 8 made (rollups of the ended calls, and the partial index of the calls in flight
+its readers took the rest from), dropped before the tables are made again."""
 
 
-def _bucket_conditions(p: Pieces, marker: str) -> tuple[str, list[int]]:
-    """``(bucket_ms = ? AND bucket_start >= ? AND bucket_start < ?) OR ...`` for the buckets of ``p``."""
-    sql = " OR ".join(
-        f"(bucket_ms = {marker} AND bucket_start >= {marker} AND bucket_start < {marker})" for _ in p.buckets
+ENDED_SQL = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
+
+
+def _listed(count: int) -> str:
+    return ", ".join(str(code) for code in range(count))
+
+
+def prune_statements(marker: str) -> list[str]:
+    """Statements deleting the ended calls' rows of one bucket from every rollup table, and their
+    log entries not folded yet (params: bucket_ms, bucket_start): retention's, once the bucket's
+    ended calls are gone (the calls in flight it keeps stay counted)."""
+    ended = f"status IN {ENDED_SQL}"
+    statements = []
+    for table, (key, _) in TABLES.items():
+        label = f" AND label IN ({_listed(len(PARTITIONS))})" if "label" in key else ""
+        label += f" AND metric IN ({_listed(len(METRICS) + 1)})" if "metric" in key else ""
+        statements.append(
+            f"DELETE FROM {table} WHERE bucket_ms = {marker}{label} AND bucket_start = {marker} AND {ended}"
+        )
+    modulo = "%%" if marker == "%s" else "%"  # psycopg2 reads a lone % as a parameter
+    statements.append(
+        f"DELETE FROM {LOG_TABLE} WHERE enqueued_at - enqueued_at {modulo} {marker} = {marker} AND {ended}"
     )
-    return f"({sql})", [value for piece in p.buckets for value in piece]
+    return statements
+
+
+# -- reading -----------------------------------------------------------------------------------------
 
 
 def rolled(
@@ -371,92 +502,123 @@ def rolled(
     columns: Sequence[str],
     p: Pieces,
     *,
-    statuses: Sequence[str] = ENDED,
-    metric: int | None = None,
+    statuses: Sequence[str] = STATUSES,
+    equal: Mapping[str, str] | None = None,
+    partition: tuple[int, str] = (0, ""),
+    metrics: Sequence[int] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """``columns`` (the group) and the sums of ``table``'s summed columns over the buckets of ``p``,
-    for the ended ``statuses`` (and one ``metric`` of the timing rollups); groups whose count is 0
-    (taken back) are left out."""
-    statuses = [status for status in statuses if status in ENDED]
+    """``columns`` (the group) and the sums of ``table``'s summed columns over the buckets of ``p``
+    (less its ``taken`` ones),
+        for ``statuses``: on ``llm_call_rollups`` of the calls whose labels equal ``equal``, on the
+        others of the calls of ``partition`` (label code, value) and, for the timings, ``metrics``.
+        Groups whose sums are all 0 (taken back) are left out."""
     if not p.buckets or not statuses:
         return []
+    found: dict[tuple[Any, ...], list[int]] = {}
+    for buckets, sign in ((p.buckets, 1), (p.taken, -1)):
+        for row in (
+            _summed(database, table, columns, buckets, statuses, equal, partition, metrics) if buckets else ()
+        ):
+            totals = found.setdefault(row[: len(columns)], [0] * (len(row) - len(columns)))
+            for index, value in enumerate(row[len(columns) :]):
+                totals[index] += sign * int(value)
+    return [(*group, *totals) for group, totals in found.items() if any(totals)]
+
+
+def _summed(
+    database: peewee.Database,
+    table: str,
+    columns: Sequence[str],
+    buckets: Sequence[tuple[int, int, int]],
+    statuses: Sequence[str],
+    equal: Mapping[str, str] | None,
+    partition: tuple[int, str],
+    metrics: Sequence[int] | None,
+) -> list[tuple[Any, ...]]:
+    """One statement of ``rolled``: the group and sums over ``buckets``."""
     marker = "?" if is_sqlite(database) else "%s"
-    buckets, bucket_params = _bucket_conditions(p, marker)
-    sums = TABLES[table][1]
+    key, sums = TABLES[table]
+    labelled = "label" in key
+    ranges, params = [], []
+    for size, first, end in buckets:
+        label = f" AND label = {marker}" if labelled else ""
+        ranges.append(
+            f"(bucket_ms = {marker}{label} AND bucket_start >= {marker} AND bucket_start < {marker})"
+        )
+        params += [size, partition[0], first, end] if labelled else [size, first, end]
+    where = [f"({' OR '.join(ranges)})", f"status IN ({', '.join([marker] * len(statuses))})"]
+    params += statuses
+    if labelled:
+        where.append(f"value = {marker}")
+        params.append(partition[1])
+    for bit, label in enumerate(LABELS):
+        if equal and label in equal:
+            where.append(f"{label} = {marker} AND (nulls & {1 << bit}) = 0")
+            params.append(equal[label])
+    if metrics is not None:
+        where.append(f"metric IN ({', '.join(str(int(metric)) for metric in metrics)})")
     group = ", ".join(columns)
-    listed = ", ".join([marker] * len(statuses))
-    params = [] if metric is None else [metric]
-    where = "" if metric is None else f" AND metric = {marker}"
-    if metric is None and table == "llm_call_timing_rollups":  # the key's second column: a range per metric
-        where = " AND metric IN (" + ", ".join(str(code) for code in range(len(METRICS))) + ")"
     sql = (
         f"SELECT {group}{', ' if group else ''}{', '.join(f'SUM({name})' for name in sums)} FROM {table} "
-        f"WHERE {buckets} AND status IN ({listed}){where}"
+        f"WHERE {' AND '.join(where)}"
         + (f" GROUP BY {group}" if group else "")
-        + f" HAVING SUM({sums[0]}) != 0"
+        + f" HAVING {' OR '.join(f'SUM({name}) != 0' for name in sums)}"
     )
-    rows = database.execute_sql(sql, [*bucket_params, *statuses, *params]).fetchall()
-    return [(*row[: len(columns)], *(int(value) for value in row[len(columns) :])) for row in rows]
+    return database.execute_sql(sql, params).fetchall()
 
 
-def raw_rows(
-    database: peewee.Database, columns: Sequence[str], p: Pieces, statuses: Sequence[str] = ()
+PENDING_COLUMNS = ("enqueued_at", "status", *LABELS, "requested_by", "retry_count", *TOKENS, *METRICS)
+
+
+def pending(
+    database: peewee.Database,
+    columns: Sequence[str],
+    p: Pieces,
+    *,
+    statuses: Sequence[str] = STATUSES,
+    equal: Mapping[str, str] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """``columns`` of every call of the raw ranges of ``p`` (``statuses``: only these; () for any)."""
+    """``(weight, *columns)`` (of ``PENDING_COLUMNS``) of what the buckets of ``p`` leave out, for
+    ``statuses`` and the labels ``equal``: each call of the raw ranges (weight 1, from
+    ``llm_calls``), and each log entry not folded yet in the range the buckets cover (weight +1 or
+    -1; a timing is its bin's lower bound there, which ``bin_lower`` maps to itself)."""
     marker = "?" if is_sqlite(database) else "%s"
-    picked = f" AND status IN ({', '.join([marker] * len(statuses))})" if statuses else ""
+    conditions, condition_params = [], []
+    if set(statuses) != set(STATUSES):
+        conditions.append(f"status IN ({', '.join([marker] * len(statuses))})")
+        condition_params += statuses
+    for label, value in (equal or {}).items():
+        conditions.append(f"{label} = {marker}")
+        condition_params.append(value)
+    picked = "".join(f" AND {condition}" for condition in conditions)
     selects, params = [], []
     for start, end in p.raw:
         selects.append(
-            f"SELECT {', '.join(columns)} FROM llm_calls "
+            f"SELECT 1, {', '.join(columns)} FROM llm_calls "
             f"WHERE enqueued_at >= {marker} AND enqueued_at < {marker}{picked}"
         )
-        params += [start, end, *statuses]
-    if not selects:
+        params += [start, end, *condition_params]
+    if p.covered is not None:
+        logged = ", ".join(_LOGGED.get(name, name) for name in columns)
+        selects.append(
+            f"SELECT sign, {logged} FROM {LOG_TABLE} "
+            f"WHERE enqueued_at >= {marker} AND enqueued_at < {marker}{picked}"
+        )
+        params += [*p.covered, *condition_params]
+    if not selects or not statuses:
         return []
     return database.execute_sql(" UNION ALL ".join(selects), params).fetchall()
 
 
-LIVE_INDEX_COLUMNS = ("enqueued_at", "status", *LABELS, "requested_by", *METRICS, "retry_count", *TOKENS)
-LIVE_INDEX_DDL = (
-    'CREATE INDEX IF NOT EXISTS "llm_calls_live" ON "llm_calls" ('
-    + ", ".join(f'"{column}"' for column in LIVE_INDEX_COLUMNS)
-    + ") WHERE status IN ('queued', 'running')"
-)
-"""The queued and running calls, with every column the rollup readers take of them: a partial
-index, which holds only the calls in flight (a row leaves it when it ends)."""
-
-
-def live_groups(
-    database: peewee.Database,
-    group: Sequence[str],
-    p: Pieces,
-    statuses: Sequence[str] = (),
-    *,
-    sums: Sequence[str] = (),
-    known: str | None = None,
-) -> list[tuple[Any, ...]]:
-    """``group``, ``COUNT(*)`` and the ``sums`` of the queued and running calls (of ``statuses``,
-    () for any) in the range the buckets of ``p`` cover (those with a ``known`` value of that
-    column), grouped by the database from ``llm_calls_live`` alone."""
-    live = [status for status in statuses or ("queued", "running") if status not in ENDED]
-    if p.covered is None or not live:
-        return []
-    marker = "?" if is_sqlite(database) else "%s"
-    selected = [*group, "COUNT(*)", *(f"SUM({name})" for name in sums)]
-    picked = "" if len(live) == 2 else f" AND status = {marker}"
-    having = f" AND {known} IS NOT NULL" if known else ""
-    grouped = f" GROUP BY {', '.join(group)}" if group else ""
-    # SQLite would rather take (status, enqueued_at) and read each row: it cannot tell the partial
-    # index holds every column.
-    table = "llm_calls INDEXED BY llm_calls_live" if marker == "?" else "llm_calls"
-    sql = (
-        f"SELECT {', '.join(selected)} FROM {table} WHERE status IN ('queued', 'running') "  # the index's
-        f"AND enqueued_at >= {marker} AND enqueued_at < {marker}{picked}{having}{grouped}"
-    )
-    rows = database.execute_sql(sql, [*p.covered, *live[: 1 if picked else 0]]).fetchall()
-    return [
-        (*row[: len(group)], *(int(value or 0) for value in row[len(group) :]))
-        for row in rows
-        if row[len(group)]
-    ]
+def weighted_bins(rows: Iterable[tuple[int, int | None]]) -> list[tuple[int, int]]:
+    """The histogram ((lower, count) pairs) of ``(weight, value)`` pairs, None values left out:
+    counted first, so each distinct value is looked up once."""
+    counts: Counter[int] = Counter()
+    for weight, value in rows:
+        if value is not None:
+            counts[value] += weight
+    bins: dict[int, int] = {}
+    for value, count in counts.items():
+        lower = bin_lower(value)
+        bins[lower] = bins.get(lower, 0) + count
+    return list(bins.items())

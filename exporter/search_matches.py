@@ -4,7 +4,7 @@ calls is counted and paged without checking each of them against its text again.
 Usage (``exporter.queries`` does this inside the reader's snapshot)::
 
     term = Term("the question", sql, params)   # sql: the rowids matching, ... rowid > ? AND rowid <= ?
-    matches = current(database, term)          # None: the store has no search state (migration 9)
+    matches = current(database, term)          # None: the store has no search state (migration 10)
     rowid in matches; matches.count; matches.rowids (sorted, when few); matches.added_since(version)
 
 Why: the trigram index keeps no positions (``detail=none``, ``exporter.migrations``), so each call
@@ -14,7 +14,7 @@ would check them again. Kept here, per store and term: a bitmap of the rowids th
 the calls up to a rowid (``upto``). The next query of the term looks only at what came since: the
 calls with a higher rowid, and the calls that were in flight and not indexed when last looked at
 (``pending``: a call is indexed when it ends). Everything else it knows is still true as long as
-the store's search generation (``llm_calls_search_state``, migration 9) has not moved: triggers on
+the store's search generation (``llm_calls_search_state``, migration 10) has not moved: triggers on
 ``llm_calls`` advance it when a row that was ended or indexed changes (a span written twice, an end
 arriving after the call was closed as lost) and on every delete (retention, ``prune``); then the
 term is looked up whole again. So the answer is always exact; the first query of a term, or the
@@ -109,7 +109,7 @@ def forget() -> None:
 def current(database: peewee.Database, term: Term) -> Matches | None:
     """The calls ``term`` matches in the snapshot of the transaction ``database`` is in (exact).
 
-    None when the store has no search state (PostgreSQL, or a store older than migration 9)."""
+    None when the store has no search state (PostgreSQL, or a store older than migration 10)."""
     state = _state(database)
     if state is None:
         return None
@@ -144,7 +144,7 @@ def _state(database: peewee.Database) -> tuple[str, int] | None:
     try:
         sql = f'SELECT store, generation FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
         row = database.execute_sql(sql).fetchone()
-    except peewee.OperationalError:  # no such table: a store older than migration 9
+    except peewee.OperationalError:  # no such table: a store older than migration 10
         return None
     return (row[0], row[1]) if row else None
 

@@ -536,7 +536,7 @@ def test_status_aggregates_reads_only_indexes(rows: Rows, caplog: pytest.LogCapt
     for sql, params in statements:
         plan = [row[3] for row in db.obj.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
         read = (
-            "sqlite_autoindex_llm_call_rollups"
+            "llm_call_rollups USING PRIMARY KEY"
             if "llm_call_rollups" in sql
             else "COVERING INDEX llm_calls_window"
         )

@@ -27,8 +27,9 @@ NOW = NOW_MS + 37 * 60_000 + 1234  # not on an hour: every window has ragged end
 ENDED = ("succeeded", "failed", "cancelled")
 
 
-def _spread(rows: Rows, count: int = 600, seed: int = 5, days: float = 8.5) -> list[dict[str, Any]]:
-    """``count`` calls over the ``days`` before ``NOW`` with random statuses, labels (some NULL,
+def _spread(rows: Rows, count: int = 1200, seed: int = 5, days: float = 8.5) -> list[dict[str, Any]]:
+    """``count`` calls (by default more than ``rollups.FOLD_AT``: some folded, some in the log)
+    over the ``days`` before ``NOW`` with random statuses, labels (some NULL,
     one empty), timings (milliseconds to minutes) and tokens; returns their columns."""
     rng = random.Random(seed)
     written = []
@@ -60,48 +61,81 @@ def _spread(rows: Rows, count: int = 600, seed: int = 5, days: float = 8.5) -> l
     return written
 
 
+def _contributions(call: dict[str, Any], weight: int = 1) -> dict[str, Counter[tuple[Any, ...]]]:
+    """What one call (its ``llm_calls`` columns) adds to each rollup table, by key and sum, as the
+    module documents it, computed here."""
+    added: dict[str, Counter[tuple[Any, ...]]] = {table: Counter() for table in rollups.TABLES}
+    labels = [call[label] or "" for label in rollups.LABELS]
+    nulls = sum(1 << bit for bit, label in enumerate(rollups.LABELS) if call[label] is None)
+    requester = (call["requested_by"] or "", int(call["requested_by"] is None))
+    status = call["status"]
+    for size in rollups.BUCKET_SIZES:
+        key = (size, call["enqueued_at"] - call["enqueued_at"] % size, status)
+        added["llm_call_rollups"][(*key, "calls")] += weight
+        added["llm_call_rollups"][(*key, "retries")] += weight * call["retry_count"]
+        for name in rollups.TOKENS:
+            added["llm_call_rollups"][(*key, name)] += weight * (call[name] or 0)
+        added["llm_call_label_rollups"][(*key, *labels, nulls, "calls")] += weight
+    for code, label in enumerate(rollups.PARTITIONS):
+        value = "" if label is None else call[label]
+        if value is None:
+            continue
+        for size in rollups.BUCKET_SIZES if label is None else (DAY,):
+            key = (size, code, value, call["enqueued_at"] - call["enqueued_at"] % size, status)
+            added["llm_call_requester_rollups"][(*key, *requester, "calls")] += weight
+            timed = [
+                (metric, rollups.bin_lower(call[name]))
+                for metric, name in enumerate(rollups.METRICS)
+                if call[name] is not None
+            ]
+            for metric, lower in timed:
+                timing = (*key[:3], metric, *key[3:], lower, "calls")
+                added["llm_call_timing_rollups"][timing] += weight
+    return added
+
+
+def _summed(parts: list[dict[str, Counter[tuple[Any, ...]]]]) -> dict[str, Counter[tuple[Any, ...]]]:
+    total: dict[str, Counter[tuple[Any, ...]]] = {table: Counter() for table in rollups.TABLES}
+    for part in parts:
+        for table, sums in part.items():
+            for key, value in sums.items():
+                total[table][key] += value
+    return {
+        table: Counter({key: value for key, value in sums.items() if value}) for table, sums in total.items()
+    }
+
+
+_CALL_COLUMNS = ["enqueued_at", "status", *rollups.LABELS, "requested_by", "retry_count", *rollups.TOKENS]
+
+
 def _stored(database: peewee.Database) -> dict[str, Counter[tuple[Any, ...]]]:
-    """Every rollup table's nonzero sums, by key."""
-    found = {}
+    """Every rollup table's nonzero sums, by key (summed over the shards), with the log's entries
+    not folded yet added as the fold would add them."""
+    parts = []
     for table, (key, sums) in rollups.TABLES.items():
         rows = database.execute_sql(f"SELECT {', '.join(key)}, {', '.join(sums)} FROM {table}").fetchall()
-        found[table] = Counter()
-        for row in rows:  # summed over the shards
+        found: Counter[tuple[Any, ...]] = Counter()
+        for row in rows:
             for name, value in zip(sums, row[len(key) :], strict=True):
-                found[table][(*row[: len(key) - 1], name)] += int(value)
-        found[table] = Counter({key: value for key, value in found[table].items() if value})
-    return found
+                found[(*row[: len(key) - 1], name)] += int(value)
+        parts.append({table: found})
+    logged = ["sign", *_CALL_COLUMNS, *(rollups._LOGGED[name] for name in rollups.METRICS)]
+    for row in database.execute_sql(f"SELECT {', '.join(logged)} FROM {rollups.LOG_TABLE}").fetchall():
+        call = dict(zip([*_CALL_COLUMNS, *rollups.METRICS], row[1:], strict=True))
+        parts.append(_contributions(call, weight=row[0]))
+    return _summed(parts)
 
 
 def _expected(database: peewee.Database) -> dict[str, Counter[tuple[Any, ...]]]:
-    """What the rollups must hold, computed here from the ended rows of ``llm_calls``."""
-    columns = ["enqueued_at", "status", *rollups.LABELS, "requested_by", "retry_count", *rollups.TOKENS]
-    columns += rollups.METRICS
-    rows = database.execute_sql(
-        f"SELECT {', '.join(columns)} FROM llm_calls WHERE status IN ('succeeded', 'failed', 'cancelled')"
-    ).fetchall()
-    expected: dict[str, Counter[tuple[Any, ...]]] = {table: Counter() for table in rollups.TABLES}
-    for values in rows:
-        call = dict(zip(columns, values, strict=True))
-        labels = [call[label] or "" for label in rollups.LABELS]
-        nulls = sum(1 << bit for bit, label in enumerate(rollups.LABELS) if call[label] is None)
-        for size in rollups.BUCKET_SIZES:
-            key = (size, call["enqueued_at"] - call["enqueued_at"] % size, call["status"])
-            expected["llm_call_rollups"][(*key, "calls")] += 1
-            expected["llm_call_rollups"][(*key, "retries")] += call["retry_count"]
-            for name in rollups.TOKENS:
-                expected["llm_call_rollups"][(*key, name)] += call[name] or 0
-            expected["llm_call_label_rollups"][(*key, *labels, nulls, "calls")] += 1
-            requester = (call["requested_by"] or "", int(call["requested_by"] is None))
-            expected["llm_call_requester_rollups"][(*key, *requester, "calls")] += 1
-            for metric, name in enumerate(rollups.METRICS):
-                if call[name] is not None:
-                    lower = rollups.bin_lower(call[name])
-                    expected["llm_call_timing_rollups"][(size, metric, key[1], key[2], lower, "calls")] += 1
-    return {
-        table: Counter({key: value for key, value in sums.items() if value})
-        for table, sums in expected.items()
-    }
+    """What the rollups must hold, computed here from the rows of ``llm_calls``."""
+    columns = [*_CALL_COLUMNS, *rollups.METRICS]
+    rows = database.execute_sql(f"SELECT {', '.join(columns)} FROM llm_calls").fetchall()
+    return _summed([_contributions(dict(zip(columns, values, strict=True))) for values in rows])
+
+
+def _calls_of(stored: dict[str, Counter[tuple[Any, ...]]], size: int, start: int, status: str) -> int:
+    """The calls ``llm_call_rollups`` holds for one bucket and status."""
+    return stored["llm_call_rollups"][(size, start, status, "calls")]
 
 
 def _within(found: dict[str, int | None], exact: dict[str, int | None]) -> bool:
@@ -118,24 +152,22 @@ def _within(found: dict[str, int | None], exact: dict[str, int | None]) -> bool:
 # What the rollups hold
 
 
-def test_the_rollups_hold_what_the_ended_rows_add_up_to(any_rows: Rows) -> None:
-    _spread(any_rows)
+def test_the_rollups_hold_what_the_rows_add_up_to(any_rows: Rows) -> None:
+    _spread(any_rows, count=2500)  # past rollups.FOLD_AT: most of it folded from the log
     database = any_rows.database
 
-    assert _stored(database) == _expected(database)
-    assert (
-        sum(value for key, value in _stored(database)["llm_call_rollups"].items() if key[-1] == "calls")
-        == 2
-        * (
-            database.execute_sql(
-                "SELECT COUNT(*) FROM llm_calls WHERE status IN ('succeeded', 'failed', 'cancelled')"
-            )
-        ).fetchone()[0]
-    )
+    stored = _stored(database)
+    assert stored == _expected(database)
+    every = database.execute_sql("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
+    assert sum(value for key, value in stored["llm_call_rollups"].items() if key[-1] == "calls") == 2 * every
+    if is_sqlite(database):
+        assert (
+            database.execute_sql(f"SELECT COUNT(*) FROM {rollups.LOG_TABLE}").fetchone()[0] < rollups.FOLD_AT
+        )
 
 
-def test_updates_and_deletes_of_ended_rows_are_taken_back(any_rows: Rows) -> None:
-    written = _spread(any_rows, count=200)
+def test_updates_and_deletes_are_taken_back_folded_or_not(any_rows: Rows) -> None:
+    written = _spread(any_rows, count=1200)  # the first ~1000 folded, the rest in the log
     ended = [call["call_id"] for call in written if call["status"] in ENDED]
     live = [call["call_id"] for call in written if call["status"] not in ENDED]
 
@@ -150,7 +182,8 @@ def test_updates_and_deletes_of_ended_rows_are_taken_back(any_rows: Rows) -> Non
     ).execute()
     LLMCall.update(status="running", duration_ms=None).where(LLMCall.call_id.in_(ended[50:55])).execute()
     LLMCall.update(status="succeeded", duration_ms=900).where(LLMCall.call_id.in_(live[:10])).execute()
-    LLMCall.delete().where(LLMCall.call_id.in_(ended[60:80] + live[10:15])).execute()
+    LLMCall.update(status="running", wait_ms=7).where(LLMCall.call_id.in_(live[-10:])).execute()
+    LLMCall.delete().where(LLMCall.call_id.in_(ended[60:80] + ended[-20:] + live[10:15])).execute()
 
     assert _stored(any_rows.database) == _expected(any_rows.database)
 
@@ -173,8 +206,7 @@ def test_a_call_ended_twice_or_closed_as_lost_then_ended_counts_once(any_rows: R
         cursor.executemany(statements.final_call, [final])  # and in another
     assert close_lost_calls(database, heartbeat_timeout_ms=60_000, now_ms=NOW) == 1
     assert _stored(database) == _expected(database)
-    lost = _stored(database)["llm_call_rollups"]
-    assert lost[(DAY, (NOW - 2 * DAY) // DAY * DAY, "failed", "calls")] == 1
+    assert _calls_of(_stored(database), DAY, (NOW - 2 * DAY) // DAY * DAY, "failed") == 1
 
     lost_end.update(status="succeeded", ended_at=NOW, duration_ms=4000, wait_ms=10)
     with immediate(database):
@@ -187,26 +219,22 @@ def test_a_call_ended_twice_or_closed_as_lost_then_ended_counts_once(any_rows: R
     stored = _stored(database)
     assert stored == _expected(database)
     day = (NOW - 2 * DAY) // DAY * DAY
-    assert (
-        stored["llm_call_rollups"][(DAY, day, "failed", "calls")],
-        stored["llm_call_rollups"][(DAY, day, "succeeded", "calls")],
-    ) == (0, 1)
-    assert stored["llm_call_rollups"][(DAY, (NOW - 3 * DAY) // DAY * DAY, "succeeded", "calls")] == 1
+    assert (_calls_of(stored, DAY, day, "failed"), _calls_of(stored, DAY, day, "succeeded")) == (0, 1)
+    assert _calls_of(stored, DAY, (NOW - 3 * DAY) // DAY * DAY, "succeeded") == 1
 
 
-def test_migration_8_fills_the_rollups_of_a_version_7_store(any_rows: Rows) -> None:
+def test_the_rollups_migration_fills_them_from_a_store_without(any_rows: Rows) -> None:
     database = any_rows.database
-    for table in rollups.TABLES:  # back to version 7: no triggers, no rollups
+    for table in (*rollups.TABLES, rollups.BINS_TABLE, rollups.LOG_TABLE):  # back to version 7
         database.execute_sql(f"DROP TABLE {table}")
-    database.execute_sql(f"DROP TABLE {rollups.BINS_TABLE}")
     if is_sqlite(database):
-        triggers = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'llm_calls_rollup%'"
+        triggers = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'llm_call%rollup%'"
         for (name,) in database.execute_sql(triggers).fetchall():
             database.execute_sql(f"DROP TRIGGER {name}")
     else:
         for name in ("insert", "update", "delete"):
             database.execute_sql(f"DROP TRIGGER llm_calls_rollup_{name} ON llm_calls")
-    database.execute_sql("DELETE FROM llm_otel_schema WHERE version >= 8")  # later ones: idempotent
+    database.execute_sql("DELETE FROM llm_otel_schema WHERE version > 7")
     assert schema_version(database) == 7
     _spread(any_rows, count=300)
 
@@ -218,8 +246,30 @@ def test_migration_8_fills_the_rollups_of_a_version_7_store(any_rows: Rows) -> N
     assert _stored(database) == _expected(database)
 
 
+def test_the_rollups_migration_replaces_those_of_migration_8(any_rows: Rows) -> None:
+    """A store at version 8 (rollups of the ended calls, a partial index of the calls in flight):
+    the migration drops them and rolls up every call."""
+    database = any_rows.database
+    _spread(any_rows, count=300)
+    for table in (*rollups.TABLES, rollups.LOG_TABLE):
+        database.execute_sql(f"DROP TABLE {table}")
+    database.execute_sql(  # one of migration 8's tables, in its shape
+        "CREATE TABLE llm_call_requester_rollups (bucket_ms BIGINT NOT NULL, bucket_start BIGINT NOT NULL, "
+        "status TEXT NOT NULL, requested_by TEXT NOT NULL, nulls BIGINT NOT NULL, shard BIGINT NOT NULL, "
+        "calls BIGINT NOT NULL, PRIMARY KEY (bucket_ms, bucket_start, status, requested_by, nulls, shard))"
+    )
+    database.execute_sql("CREATE INDEX llm_calls_live ON llm_calls (enqueued_at) WHERE status = 'queued'")
+    database.execute_sql("DELETE FROM llm_otel_schema WHERE version > 8")
+
+    assert migrate(database) == len(MIGRATIONS)
+
+    assert _stored(database) == _expected(database)
+    assert "label" in {column.name for column in database.get_columns("llm_call_requester_rollups")}
+    assert "llm_calls_live" not in {index.name for index in database.get_indexes("llm_calls")}
+
+
 def test_retention_prunes_the_rollups_with_the_calls(any_rows: Rows) -> None:
-    _spread(any_rows, count=300, days=12)
+    _spread(any_rows, count=1500, days=12)  # folded: rows in the rollup tables
     cutoff = NOW - 7 * DAY
 
     prune(any_rows.database, older_than=7, now_ms=NOW)
@@ -228,12 +278,38 @@ def test_retention_prunes_the_rollups_with_the_calls(any_rows: Rows) -> None:
     assert stored == _expected(any_rows.database)
     for table in rollups.TABLES:
         key = rollups.TABLES[table][0]
-        starts = key.index("bucket_start")
+        starts, status = key.index("bucket_start"), key.index("status")
         rows = any_rows.database.execute_sql(f"SELECT {', '.join(key)} FROM {table}").fetchall()
-        assert rows and all(row[starts] + row[0] > cutoff for row in rows), table  # whole old buckets gone
+        old = [row for row in rows if row[starts] + row[0] <= cutoff]
+        assert rows and old, table
+        assert all(row[status] not in ENDED for row in old), table  # old buckets: the calls in flight left
 
 
 # Reading them
+
+
+def test_pieces_count_each_whole_hour_of_the_range_once_and_read_few_hour_rows() -> None:
+    rng = random.Random(3)
+    ranges = [(0, 40 * DAY), (5 * HOUR + 1, DAY + 2 * HOUR), (13 * HOUR, 2 * DAY - 11 * HOUR + 7)]
+    ranges += [
+        (start, start + rng.randrange(1, 20 * DAY))
+        for start in (rng.randrange(0, 40 * DAY) for _ in range(300))
+    ]
+    for since, until in ranges:
+        p = rollups.pieces(since, until)
+        counted: Counter[int] = Counter()
+        for pieces, sign in ((p.buckets, 1), (p.taken, -1)):
+            for _, first, end in pieces:
+                counted.update({hour: sign for hour in range(first, end, HOUR)})
+        whole = range(-(-since // HOUR) * HOUR, until // HOUR * HOUR, HOUR)
+        assert {hour for hour, count in counted.items() if count} == set(whole), (since, until)
+        assert set(counted.values()) <= {0, 1}
+        hour_rows = sum((end - first) // HOUR for size, first, end in (*p.buckets, *p.taken) if size == HOUR)
+        assert hour_rows <= 24, (since, until, p)  # at most 12 a day, at each end
+        edges = ((since, whole.start), (whole.stop, until)) if whole else ((since, until),)
+        assert p.raw == tuple((start, end) for start, end in edges if start < end)
+    huge = rollups.pieces(-(10**13), 10 * DAY + 5)  # a bound from year 1653: a few pieces still
+    assert len(huge.buckets) + len(huge.taken) <= 4
 
 
 def test_percentiles_from_the_bins_are_within_the_stated_error() -> None:
@@ -275,7 +351,7 @@ def test_status_aggregates_from_the_rollups_equal_the_exact_ones(
 def test_the_status_card_reads_the_rollups_at_its_windows(
     any_rows: Rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _spread(any_rows, count=200)
+    _spread(any_rows)
     monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
     statements: list[str] = []
     real = db.obj.execute_sql
@@ -324,7 +400,27 @@ ROLLED_FILTERS: list[dict[str, Any]] = [
     {"since_ms": NOW - DAY, "until_ms": NOW - HOUR},
     {"until_ms": NOW - 2 * DAY - 1234},
     {"status": ["failed", "cancelled"], "since_ms": NOW - 3 * DAY - 5, "until_ms": NOW - 1000},
+    {"model": "gpt-4o"},
+    {"source": ""},  # an empty label: not a NULL one
+    {"source": "billing", "status": ["failed", "running"]},
+    {"error_type": "RateLimitError"},
+    {"model": "gpt-4o-mini", "since_ms": NOW // DAY * DAY - 3 * DAY, "until_ms": NOW // DAY * DAY},
 ]
+
+
+def _selects(call: dict[str, Any], filters: dict[str, Any]) -> bool:
+    return all(
+        call[name] in value
+        if name == "status"
+        else call["enqueued_at"] >= value
+        if name == "since_ms"
+        else call["enqueued_at"] < value
+        if name == "until_ms"
+        else (call["duration_ms"] or -1) >= value
+        if name == "min_duration_ms"
+        else call[name] == value
+        for name, value in filters.items()
+    )
 
 
 @pytest.mark.parametrize("filters", ROLLED_FILTERS, ids=str)
@@ -332,16 +428,10 @@ def test_facets_from_the_rollups_equal_the_exact_ones(
     any_rows: Rows, monkeypatch: pytest.MonkeyPatch, filters: dict[str, Any]
 ) -> None:
     written = _spread(any_rows)
-    selected = [
-        call
-        for call in written
-        if (not filters.get("status") or call["status"] in filters["status"])
-        and call["enqueued_at"] >= filters.get("since_ms", 0)
-        and call["enqueued_at"] < filters.get("until_ms", 2**62)
-    ]
     exact = queries.call_facets(**filters)
-    assert exact == _computed(selected)
+    assert exact == _computed([call for call in written if _selects(call, filters)])
     monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+    monkeypatch.setattr(queries, "EXACT_LABELLED_UP_TO", 0)
     read: list[str] = []
     real = rollups.rolled
     monkeypatch.setattr(
@@ -352,8 +442,7 @@ def test_facets_from_the_rollups_equal_the_exact_ones(
 
     rolled = queries.call_facets(**filters)
 
-    assert ("llm_call_label_rollups" in read) == (filters.get("status") != ["queued"])
-
+    assert set(read) == set(rollups.TABLES) - {"llm_call_rollups"}
     timings = ("wait_ms", "first_token_ms", "duration_ms")
     assert {key: value for key, value in rolled.items() if key not in timings} == {
         key: value for key, value in exact.items() if key not in timings
@@ -362,29 +451,29 @@ def test_facets_from_the_rollups_equal_the_exact_ones(
         assert _within(rolled[name], exact[name]), (name, rolled[name], exact[name])
 
 
-def test_facets_with_a_label_a_minimum_or_q_are_read_from_the_calls(
+def test_facets_the_rollups_do_not_hold_are_read_from_the_calls(
     any_rows: Rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    written = _spread(any_rows, count=200)
+    """Two labels, a requester, a timing minimum, a label over part of a day: exact, from the rows."""
+    written = _spread(any_rows)
     monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+    monkeypatch.setattr(queries, "EXACT_LABELLED_UP_TO", 0)
+    read: list[str] = []
+    real = rollups.rolled
+    monkeypatch.setattr(
+        rollups,
+        "rolled",
+        lambda database, table, *args, **kw: read.append(table) or real(database, table, *args, **kw),
+    )
     for filters in (
-        {"model": "gpt-4o"},
+        {"model": "gpt-4o", "source": "app"},
         {"requested_by": "bob", "status": ["failed"]},
         {"min_duration_ms": 500},
+        {"model": "gpt-4o", "since_ms": NOW - DAY},
     ):
-        selected = [
-            call
-            for call in written
-            if all(
-                call[name] in value
-                if name == "status"
-                else (call["duration_ms"] or -1) >= value
-                if name == "min_duration_ms"
-                else call[name] == value
-                for name, value in filters.items()
-            )
-        ]
+        selected = [call for call in written if _selects(call, filters)]
         assert queries.call_facets(**filters) == _computed(selected), filters  # exact: not the rollups
+    assert not set(read) & {"llm_call_requester_rollups", "llm_call_timing_rollups"}
 
 
 def test_postgresql_writers_never_wait_on_each_others_rollup_rows(postgres_url: str) -> None:

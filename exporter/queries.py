@@ -83,7 +83,8 @@ error_type, read the rollups (``exporter.rollups``: whole hours and days kept by
 partial hours at the ends from ``llm_calls``); smaller ones the covering window index. What stays
 slow by nature: a 1-2 character ``q`` that is not all CJK (a scan of every text), the first query
 of a term found in most calls (each candidate's text is read to keep the total exact; later
-queries read what was kept), and facets with two labels, a requester, a timing minimum or ``q`` over most of the store.
+queries read what was kept), and facets with two labels, a requester, a timing minimum or ``q``
+over most of the store.
 """
 
 from __future__ import annotations

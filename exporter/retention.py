@@ -28,9 +28,12 @@ minutes, so run it on a thread of its own rather than on the one that writes new
 SQLite, ``PRAGMA incremental_vacuum`` returns the freed pages to the file system in steps sized like
 the batches (the file must have been created with ``auto_vacuum=INCREMENTAL``, which
 ``open_database`` does for new files; an older file keeps reusing its free pages but does not
-shrink). The FTS5 index drops deleted entries as its segments merge during later writes, so it
-shrinks over time. On PostgreSQL the same deletes run in plain transactions, with no full-text rows
-and no vacuum step (the server's autovacuum reuses the space).
+shrink). The full-text indexes merge no segments inside the delete transactions (``automerge``
+0 there, set back before each commit): the merges the deletes call for run between the
+transactions, in ``('merge', N)`` steps sized like the batches (``_Batches.merge``; FTS5's
+automerge inside a commit took 0.2-0.6 s, issue 10). The indexes drop deleted entries as their
+segments merge, so they shrink over time. On PostgreSQL the same deletes run in plain
+transactions, with no full-text rows and no vacuum step (the server's autovacuum reuses the space).
 
 ``close_lost_calls`` closes as ``failed`` (``error_type="process_lost"``, ``ended_at`` = now, plus a
 ``failed`` event) every ``queued`` or ``running`` call whose process stopped sending scheduler

@@ -188,12 +188,15 @@ def timed_writes() -> Iterator[list[tuple[float, float]]]:
 
 
 def _app(store: Any, rate: float, stop: threading.Event) -> threading.Thread:
-    """The app: ``rate`` calls a second, each queued, dispatched and ended (~1.5 KB of text)."""
+    """The app: ``rate`` calls a second, each queued, dispatched and ended (~1.5 KB of text), the
+    ended span handed to the store as ``llm_otel.setup()`` does (its final row, body and index)."""
     from opentelemetry.sdk.trace import TracerProvider
 
     from tests.exporter.call_spans import dispatch, finish, start_call
 
-    tracer = TracerProvider().get_tracer("bench")
+    provider = TracerProvider()
+    provider.add_span_processor(store.span_processor)
+    tracer = provider.get_tracer("bench")
     rng = random.Random(9)
 
     def run() -> None:

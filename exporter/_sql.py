@@ -383,9 +383,9 @@ def unindex(cursor: DBAPICursor, call_ids: str) -> None:
     cursor.execute(FTS_INDEXED_SQL, (call_ids,))
     indexed = cursor.fetchall()
     cursor.execute(CJK_INDEXED_SQL, (call_ids,))
-    with_cjk = cursor.fetchall()
+    with_cjk = [rowid for (rowid,) in cursor.fetchall()]
     if indexed:
         cursor.executemany(FTS_UNINDEX_SQL, indexed)
     if with_cjk:
         cjk_grams.register(cursor.connection)  # retention may be given a database opened elsewhere
-        cursor.executemany(CJK_UNINDEX_SQL, with_cjk)
+        cursor.execute(CJK_UNINDEX_SQL, (to_json(with_cjk),))

@@ -171,8 +171,12 @@ FTS_INDEX_SQL = (
 )
 """Parameter: a JSON list of distinct call ids. Indexes those not indexed yet (needs their rows)."""
 
-FTS_INDEXED_SQL = f"SELECT b.rowid FROM {_BODIES_OF} JOIN {FTS_TABLE}_docsize AS d ON d.id = b.rowid"
-"""Parameter: a JSON list of call ids. The rowids of those that are indexed."""
+FTS_INDEXED_SQL = (
+    f"SELECT b.rowid FROM {_BODIES_OF} JOIN {FTS_TABLE}_docsize AS d ON d.id = b.rowid ORDER BY b.rowid"
+)
+"""Parameter: a JSON list of call ids. The rowids of those that are indexed, ascending (FTS5 keeps a
+transaction's entries in memory only while their rowids ascend: one rowid below the last one
+written makes it write what it holds as a segment of its own)."""
 
 FTS_UNINDEX_SQL = f"DELETE FROM {FTS_TABLE} WHERE rowid = ?"
 """Parameter: an indexed rowid (``FTS_INDEXED_SQL``). Removes its entries. Found first, then
@@ -220,15 +224,21 @@ CJK_INDEX_SQL = _cjk_rows(
 """Parameter: a JSON list of distinct call ids. Adds the CJK tokens of those not indexed yet that
 have CJK text (needs their rows and ``exporter.cjk_grams.register`` on the connection)."""
 
-CJK_INDEXED_SQL = f"SELECT b.rowid FROM {_BODIES_OF} JOIN {CJK_TABLE}_docsize AS d ON d.id = b.rowid"
-"""Parameter: a JSON list of call ids. The rowids of those that have CJK tokens."""
+CJK_INDEXED_SQL = (
+    f"SELECT b.rowid FROM {_BODIES_OF} JOIN {CJK_TABLE}_docsize AS d ON d.id = b.rowid ORDER BY b.rowid"
+)
+"""Parameter: a JSON list of call ids. The rowids of those that have CJK tokens, ascending."""
 
 CJK_UNINDEX_SQL = (
-    f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rowid, grams) "
-    f"SELECT 'delete', t.id, {CJK_SQL_FUNCTION}(t.prompt, t.response) FROM {TEXT_VIEW} AS t WHERE t.id = ?"
+    f"WITH grams (id, grams) AS MATERIALIZED (SELECT t.id, {CJK_SQL_FUNCTION}(t.prompt, t.response) "
+    f"FROM json_each(?) AS j JOIN {TEXT_VIEW} AS t ON t.id = j.value) "
+    f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rowid, grams) SELECT 'delete', id, grams FROM grams ORDER BY id"
 )
-"""Parameter: a rowid of ``CJK_INDEXED_SQL``. Removes its tokens, computed again from the body's
-text (a contentless table is told what it indexed): the body must not have changed since."""
+"""Parameter: a JSON list of the rowids of ``CJK_INDEXED_SQL``. Removes their tokens, computed again
+from the bodies' text (a contentless table is told what it indexed): the bodies must not have
+changed since. One statement for all: each ``INSERT ... SELECT`` opens a savepoint, at which FTS5
+writes what it holds as a segment (one statement a call made one segment a call, and as many
+merges: issue 10)."""
 
 EVENT_ORDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(5497854205308589139)"  # b"LLMEVNTS"
 """PostgreSQL: the writers' lock of the event ids (see "The event feed contract" above)."""

@@ -28,9 +28,12 @@ minutes, so run it on a thread of its own rather than on the one that writes new
 SQLite, ``PRAGMA incremental_vacuum`` returns the freed pages to the file system in steps sized like
 the batches (the file must have been created with ``auto_vacuum=INCREMENTAL``, which
 ``open_database`` does for new files; an older file keeps reusing its free pages but does not
-shrink). The FTS5 index drops deleted entries as its segments merge during later writes, so it
-shrinks over time. On PostgreSQL the same deletes run in plain transactions, with no full-text rows
-and no vacuum step (the server's autovacuum reuses the space).
+shrink). The full-text indexes merge no segments inside the delete transactions (``automerge``
+0 there, set back before each commit): the merges the deletes call for run between the
+transactions, in ``('merge', N)`` steps sized like the batches (``_Batches.merge``; FTS5's
+automerge inside a commit took 0.2-0.6 s, issue 10). The indexes drop deleted entries as their
+segments merge, so they shrink over time. On PostgreSQL the same deletes run in plain
+transactions, with no full-text rows and no vacuum step (the server's autovacuum reuses the space).
 
 ``close_lost_calls`` closes as ``failed`` (``error_type="process_lost"``, ``ended_at`` = now, plus a
 ``failed`` event) every ``queued`` or ``running`` call whose process stopped sending scheduler
@@ -63,7 +66,7 @@ from exporter._exceptions import StoreConfigurationError, converted_errors
 from exporter._sql import unindex
 from exporter.database import immediate, is_sqlite, open_database
 from exporter.mapping import to_json
-from exporter.migrations import EVENT_ORDER_LOCK_SQL
+from exporter.migrations import CJK_TABLE, EVENT_ORDER_LOCK_SQL, FTS_TABLE
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,14 @@ CHECKPOINT_EVERY = 16
 """Transactions between two passive WAL checkpoints (made between transactions, never inside one)."""
 LOCKED_RETRIES = 30
 """Times a transaction that found the database locked (past ``busy_timeout``) is tried again."""
+FIRST_MERGE_PAGES = 8
+"""Pages of full-text index merged by the first ``'merge'`` step; later steps are sized as they go."""
+MAX_MERGE_PAGES = 256
+MERGE_STEPS = 8
+"""Merge steps at most after each delete transaction (a writer adding segments meanwhile never
+keeps retention merging)."""
+FTS_TABLES = (FTS_TABLE, CJK_TABLE)
+FTS_DEFAULT_AUTOMERGE = 4
 
 LOST_BATCH_SIZE = 200
 """Lost calls closed per transaction (a few ms: they are few, but a process may have left many)."""
@@ -176,7 +187,7 @@ def prune(
     try:
         with converted_errors("pruning the store"), _checkpoints_between_transactions(database):
             batches = _Batches(database, write_lock, batch_size)
-            calls = batches.run(partial(_prune_calls, database, cutoff_ms))
+            calls = batches.run(partial(_prune_calls, database, cutoff_ms), merge=True)
             batches.run(partial(_prune_rollups, database, cutoff_ms))
             events = batches.run(partial(_prune_orphan_events, database, cutoff_ms))
             tasks = batches.run(partial(_prune_tasks, database, cutoff_ms))
@@ -288,12 +299,45 @@ def _prune_calls(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
     ]
     if not ids:
         return 0
-    if is_sqlite(database):  # the index entries first: they are read back through the bodies
-        unindex(database.cursor(), to_json(ids))
-    database.execute(LLMCallEvent.delete().where(LLMCallEvent.call_id.in_(ids)))
-    database.execute(LLMCallBody.delete().where(LLMCallBody.call_id.in_(ids)))
-    database.execute(LLMCall.delete().where(LLMCall.call_id.in_(ids)))
+    with _no_automerge(database) if is_sqlite(database) else nullcontext():
+        if is_sqlite(database):  # the index entries first: they are read back through the bodies
+            unindex(database.cursor(), to_json(ids))
+        database.execute(LLMCallEvent.delete().where(LLMCallEvent.call_id.in_(ids)))
+        database.execute(LLMCallBody.delete().where(LLMCallBody.call_id.in_(ids)))
+        database.execute(LLMCall.delete().where(LLMCall.call_id.in_(ids)))
     return len(ids)
+
+
+@contextmanager
+def _no_automerge(database: peewee.Database) -> Iterator[None]:
+    """Inside one delete transaction: the full-text tables write the entries removed as a segment
+    but merge no segments (``automerge`` 0, set back before the commit, so no other connection ever
+    sees it). FTS5 merges a few hundred pages at a time after every 64 it writes, up to 0.2-0.6 s
+    inside the transaction; ``_Batches.merge`` does that work in short steps between transactions."""
+    settings = {table: _automerge(database, table) for table in FTS_TABLES}
+    for table in FTS_TABLES:
+        _fts_command(database, table, "automerge", 0)
+    yield
+    for table, value in settings.items():  # after the deletes, whose first statement wrote the segments
+        _fts_command(database, table, "automerge", value)
+
+
+def _automerge(database: peewee.Database, table: str) -> int:
+    row = database.execute_sql(f"SELECT v FROM {table}_config WHERE k = 'automerge'").fetchone()
+    return FTS_DEFAULT_AUTOMERGE if row is None else int(row[0])
+
+
+def _fts_command(database: peewee.Database, table: str, command: str, value: int) -> None:
+    database.execute_sql(f"INSERT INTO {table} ({table}, rank) VALUES (?, ?)", (command, int(value)))
+
+
+def _merge_step(database: peewee.Database, table: str, pages: int) -> int:
+    """Up to ``pages`` pages of ``table``'s segment merges (only levels FTS5's own automerge would
+    merge, or a merge already begun); 1 if there was work, 0 if there was none."""
+    connection = database.connection()
+    before = connection.total_changes
+    _fts_command(database, table, "merge", pages)
+    return 1 if connection.total_changes - before >= 2 else 0  # FTS5's documented test
 
 
 def _prune_rollups(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
@@ -358,28 +402,57 @@ class _Batches:
         self.write_lock = write_lock
         self.batch_size = batch_size
         self.transactions = 0
+        self.merge_pages = dict.fromkeys(FTS_TABLES, FIRST_MERGE_PAGES)
 
-    def run(self, step: Callable[[int], int]) -> int:
-        """Run ``step(size)`` in one transaction after another until it deletes fewer than asked."""
+    def run(self, step: Callable[[int], int], *, merge: bool = False) -> int:
+        """Run ``step(size)`` in one transaction after another until it deletes fewer than asked;
+        with ``merge``, the full-text merges its deletes call for after each (``merge``)."""
         total = 0
         size = min(self.batch_size, FIRST_BATCH_SIZE)
         while True:
             deleted, elapsed_ms = self.timed(lambda size=size: step(size))
             total += deleted
+            if merge and deleted:
+                self.merge()
             if deleted < size:
                 return total
             size = self.next_size(size, elapsed_ms, self.batch_size)
 
-    def timed(self, work: Callable[[], int], *, transaction: bool = True) -> tuple[int, float]:
-        """``work()`` in one write transaction, then the pause; (its result, the ms it took)."""
+    def merge(self) -> None:
+        """The full-text tables' pending segment merges, each step a transaction of its own sized to
+        ``BATCH_TARGET_MS``, until FTS5 finds none to do (or ``MERGE_STEPS``): the deletes made none
+        (``_no_automerge``)."""
+        if not is_sqlite(self.database):
+            return
+        for table in FTS_TABLES:
+            for _ in range(MERGE_STEPS):
+                pages = self.merge_pages[table]
+                worked, elapsed_ms = self.timed(
+                    partial(_merge_step, self.database, table, pages), pause=False
+                )
+                if not worked:
+                    break
+                self.merge_pages[table] = self.next_size(pages, elapsed_ms, MAX_MERGE_PAGES)
+                self.pause(elapsed_ms)
+
+    def timed(
+        self, work: Callable[[], int], *, transaction: bool = True, pause: bool = True
+    ) -> tuple[int, float]:
+        """``work()`` in one write transaction, then (with ``pause``) the pause; (its result, the ms
+        it took)."""
         started = time.perf_counter()
         result = _write(self.database, self.write_lock, work, transaction=transaction)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.transactions += 1
         if self.transactions % CHECKPOINT_EVERY == 0 and is_sqlite(self.database):
             self.database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        time.sleep(max(BATCH_PAUSE_MS, elapsed_ms) / 1000)
+        if pause:
+            self.pause(elapsed_ms)
         return result, elapsed_ms
+
+    @staticmethod
+    def pause(elapsed_ms: float) -> None:
+        time.sleep(max(BATCH_PAUSE_MS, elapsed_ms) / 1000)
 
     @staticmethod
     def next_size(size: int, elapsed_ms: float, most: int) -> int:

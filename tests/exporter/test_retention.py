@@ -146,6 +146,31 @@ def test_prune_works_in_bounded_batches_and_lets_writers_in(store: peewee.Databa
     assert max(waits) < 2.0  # generous: a batch of 500 calls takes milliseconds
 
 
+def test_prune_keeps_both_full_text_indexes_whole_and_their_merge_settings(
+    store: peewee.Database, rows: Rows
+) -> None:
+    """Retention turns FTS5's automerge off inside its delete transactions and merges in steps of
+    its own between them: the indexes stay consistent, searches see only what is kept, and the
+    settings every other connection reads are unchanged."""
+    store.execute_sql("INSERT INTO llm_calls_fts (llm_calls_fts, rank) VALUES ('automerge', 8)")
+    for day in range(3):  # several transactions of each (one per call written): many segments
+        for i in range(40):
+            rows.call(enqueued_at=OLD - day, prompt=f"退款 request {day}-{i}", response="已退款 refund done")
+    kept = rows.calls(5, enqueued_at=RECENT, prompt="退款 recent question", response="退款 ok")
+
+    deleted = prune(store, older_than=7, batch_size=7, now_ms=NOW_MS)
+
+    assert deleted == 120
+    for table in ("llm_calls_fts", "llm_calls_cjk"):
+        store.execute_sql(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
+    automerge = "SELECT v FROM {}_config WHERE k = 'automerge'"
+    assert store.execute_sql(automerge.format("llm_calls_fts")).fetchall() == [(8,)]
+    assert store.execute_sql(automerge.format("llm_calls_cjk")).fetchall() in ([], [(4,)])  # FTS5's default
+    for q in ("退款", "退", "refund", "request"):
+        found = {row["call_id"] for row in queries.list_calls(q=q, page_size=200)["items"]}
+        assert found == (set() if q in ("refund", "request") else set(kept)), q
+
+
 def test_close_lost_calls_closes_only_calls_of_dead_processes(store: peewee.Database, rows: Rows) -> None:
     timeout = 60_000
     rows.snapshot(process="dead:1", heartbeat_at=NOW_MS - 2 * timeout)

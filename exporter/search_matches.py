@@ -47,7 +47,7 @@ _ADDITIONS_KEPT = 20_000
 _CLUSTER_GAP = 5_000
 """Rowids further apart than this are looked up by separate rowid ranges of the index."""
 _LIVE_SCAN_FROM = 20_000
-"""Past this many new rowids, the calls in flight are read from their partial index, not the table."""
+"""Past this many new rowids, the calls in flight are read from the status index, not the table."""
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,11 @@ def _found(database: peewee.Database, term: Term, lo: int, hi: int) -> array:
 
 def _pending(database: peewee.Database, lo: int, hi: int) -> list[int]:
     """Rowids ``lo < rowid <= hi`` of calls in flight that the full-text index does not hold."""
-    table = "llm_calls AS c INDEXED BY llm_calls_live" if hi - lo > _LIVE_SCAN_FROM else "llm_calls AS c"
+    table = (
+        "llm_calls AS c INDEXED BY llm_calls_status_enqueued_at"
+        if hi - lo > _LIVE_SCAN_FROM
+        else "llm_calls AS c"
+    )
     sql = (
         f"SELECT c.rowid FROM {table} WHERE c.status IN ('queued', 'running') "
         "AND c.rowid > ? AND c.rowid <= ? "

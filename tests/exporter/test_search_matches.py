@@ -107,9 +107,12 @@ def test_a_term_of_exactly_one_trigram_and_a_case_variant(
         assert expected[0]
 
 
+@pytest.mark.parametrize("new_calls", ["few", "many"])
 def test_the_kept_matches_stay_exact_as_the_store_changes(
-    rows: Rows, monkeypatch: pytest.MonkeyPatch
+    rows: Rows, monkeypatch: pytest.MonkeyPatch, new_calls: str
 ) -> None:
+    if new_calls == "many":  # the calls in flight among them are then found through an index
+        monkeypatch.setattr(search_matches, "_LIVE_SCAN_FROM", 0)
     _calls(rows, 80, seed=3)
     watched = [
         {},

@@ -55,6 +55,20 @@ class _CallStreamProxy(wrapt.ObjectProxy):
     def response(self) -> Any:
         return _ResponseProxy(self.__wrapped__.response, self._self_call)
 
+    def _shown(self, chunk: Any) -> bool:
+        """Reads ``chunk`` into the call; False for a chunk to hide (the usage chunk asked for).
+
+        Runs for every chunk: one call into the accumulator, which flags the rare chunks that need
+        more (the first output, the usage chunk)."""
+        read = self._self_read
+        if read is None:  # the first chunk: a stream never read keeps no output
+            read = self._self_read = self._self_call.chunk_reader()
+        try:
+            flags = read(chunk)
+        except Exception as exc:
+            flags = _unreadable(exc)
+        return not flags or not self._self_call.on_flagged_chunk(flags)
+
 
 def _unreadable(exc: Exception) -> int:
     logger.error("llm_otel failed to read a stream chunk", exc_info=exc)
@@ -66,8 +80,6 @@ class StreamProxy(_CallStreamProxy):
         return self
 
     def __next__(self) -> Any:
-        # Runs for every chunk: one call into the accumulator, which flags the rare chunks that
-        # need more (the first output, the usage chunk to hide).
         while True:
             try:
                 chunk = self.__wrapped__.__next__()
@@ -77,14 +89,7 @@ class StreamProxy(_CallStreamProxy):
             except BaseException as exc:
                 self._self_call.stream_failed(exc)
                 raise
-            read = self._self_read
-            if read is None:  # the first chunk: a stream never read keeps no output
-                read = self._self_read = self._self_call.chunk_reader()
-            try:
-                flags = read(chunk)
-            except Exception as exc:
-                flags = _unreadable(exc)
-            if not flags or not self._self_call.on_flagged_chunk(flags):
+            if self._shown(chunk):
                 return chunk
 
     def close(self) -> None:
@@ -126,14 +131,7 @@ class AsyncStreamProxy(_CallStreamProxy):
             except BaseException as exc:
                 self._self_call.stream_failed(exc)
                 raise
-            read = self._self_read
-            if read is None:  # the first chunk: a stream never read keeps no output
-                read = self._self_read = self._self_call.chunk_reader()
-            try:
-                flags = read(chunk)
-            except Exception as exc:
-                flags = _unreadable(exc)
-            if not flags or not self._self_call.on_flagged_chunk(flags):
+            if self._shown(chunk):
                 return chunk
 
     async def close(self) -> None:

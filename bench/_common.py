@@ -19,14 +19,51 @@ import platform
 import random
 import sqlite3
 import statistics
+import subprocess
+import sys
+import textwrap
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "bench-token"
+_ADMIN = textwrap.dedent(
+    """
+    import logging, sys
+    from werkzeug.serving import make_server
+    from admin_flask import create_app
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = make_server("127.0.0.1", 0, create_app(db=sys.argv[1], token=sys.argv[2]), threaded=True)
+    print(server.server_port, flush=True)
+    server.serve_forever()
+    """
+)
+
+
+@contextlib.contextmanager
+def admin_process(
+    url: str, tree: Path = ROOT, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
+    """The admin of checkout ``tree`` over the store ``url`` in its own process (Werkzeug, threaded,
+    token ``ADMIN_TOKEN``), with ``env`` added to its environment; yields (its pid, its port)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _ADMIN, url, ADMIN_TOKEN],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree), **(env or {})},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield process.pid, int(process.stdout.readline())
+    finally:
+        process.terminate()
+        process.wait(10)
+
 
 PACKAGES = (
     "openai",

@@ -35,10 +35,8 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 import urllib.parse
@@ -57,19 +55,8 @@ import bench_list_1m as listing  # noqa: E402
 from exporter import migrate, open_database, queries  # noqa: E402
 from exporter.models import db  # noqa: E402
 
-TOKEN = "bench-token"
+TOKEN = common.ADMIN_TOKEN
 PREFIX = "/api/admin/jobs"
-ADMIN = textwrap.dedent(
-    """
-    import logging, sys
-    from werkzeug.serving import make_server
-    from admin_flask import create_app
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = make_server("127.0.0.1", 0, create_app(db=sys.argv[1], token=sys.argv[2]), threaded=True)
-    print(server.server_port, flush=True)
-    server.serve_forever()
-    """
-)
 LIST_CASES: dict[str, dict[str, Any]] = {
     "newest, no filter": {},
     "page 5": {"page": 5},
@@ -81,24 +68,6 @@ LIST_CASES: dict[str, dict[str, Any]] = {
     "q=refund policy (2%)": {"q": "refund policy"},
 }
 """Query string of each case (the admin's names); the in-process baseline gets them parsed."""
-
-
-@contextlib.contextmanager
-def admin(url: str, tree: Path = ROOT) -> Iterator[tuple[int, int]]:
-    """The admin of checkout ``tree`` over ``url`` in its own process; yields (its pid, its port)."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", ADMIN, url, TOKEN],
-        cwd=tree,
-        env={**os.environ, "PYTHONPATH": str(tree)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        yield process.pid, int(process.stdout.readline())
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def get(port: int, path: str, sink: Callable[[bytes], None] | None = None) -> tuple[int, bytes]:
@@ -135,7 +104,8 @@ def _in_process(filters: dict[str, Any]) -> dict[str, Any]:
 def admins(url: str, trees: dict[str, Path]) -> Iterator[dict[str, tuple[int, int]]]:
     """This checkout's admin (named "") and each tree's, over ``url``: name → (pid, port)."""
     with contextlib.ExitStack() as stack:
-        yield {name: stack.enter_context(admin(url, tree)) for name, tree in {"": ROOT, **trees}.items()}
+        trees = {"": ROOT, **trees}
+        yield {name: stack.enter_context(common.admin_process(url, tree)) for name, tree in trees.items()}
 
 
 def _paired(

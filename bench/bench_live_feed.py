@@ -50,23 +50,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
+import _common as common  # noqa: E402
 import simple_websocket  # noqa: E402
 
 from llm_otel.testing import FakeOpenAI  # noqa: E402
 
-TOKEN = "bench-token"
-ADMIN = textwrap.dedent(
-    """
-    import logging, sys
-    from werkzeug.serving import make_server
-    from admin_flask import create_app
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = make_server("127.0.0.1", 0, create_app(db=sys.argv[1], token=sys.argv[2]), threaded=True)
-    print(server.server_port, flush=True)
-    server.serve_forever()
-    """
-)
+TOKEN = common.ADMIN_TOKEN
 APP = textwrap.dedent(
     """
     import sys, time
@@ -310,63 +301,47 @@ def main() -> None:
     from exporter import migrate, open_database
 
     migrate(open_database(url))
-    admin = subprocess.Popen(
-        [sys.executable, "-c", ADMIN, url, TOKEN],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "LLM_OTEL_ADMIN_SEND_TIMEOUT_S": str(args.send_timeout)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert admin.stdout is not None
-    port = int(admin.stdout.readline())
-    baseline_threads = admin_threads(admin.pid)
-    try:
-        with FakeOpenAI() as fake:
+    send_timeout = {"LLM_OTEL_ADMIN_SEND_TIMEOUT_S": str(args.send_timeout)}
+    with common.admin_process(url, REPO, send_timeout) as (admin_pid, port), FakeOpenAI() as fake:
+        baseline_threads = admin_threads(admin_pid)
+        print(f"span end -> websocket message, {args.calls} calls, one every {args.gap * 1000:.0f} ms (ms)")
+        print(f"{'clients':>8} {'p50':>7} {'p95':>7} {'max':>7} {'slowest-client p95':>19} {'missing':>8}")
+        for clients in (int(count) for count in args.clients.split(",")):
+            result = run_case(port, url, fake, clients, args.calls, args.gap)
             print(
-                f"span end -> websocket message, {args.calls} calls, one every {args.gap * 1000:.0f} ms (ms)"
+                f"{clients:>8} {result['p50']:>7.1f} {result['p95']:>7.1f} {result['max']:>7.1f} "
+                f"{result['slowest client p95']:>19.1f} {result['missing']:>8}"
             )
+            print_split(result)
+        if args.stuck:
+            clients = max(int(count) for count in args.clients.split(","))
+            stuck = [stuck_client(port) for _ in range(args.stuck)]
+            burst_at = time.monotonic()
+            fill_stuck_clients(url)
+            cut_after = watch_resets(stuck, burst_at)
+            with_stuck: list[int] = []
+            counter = threading.Timer(3, lambda: with_stuck.append(admin_threads(admin_pid)))
+            counter.start()  # while the healthy clients are connected
+            result = run_case(port, url, fake, clients, args.calls, args.gap)
+            counter.join()
+            label = f"{clients}+{args.stuck}"
             print(
-                f"{'clients':>8} {'p50':>7} {'p95':>7} {'max':>7} {'slowest-client p95':>19} {'missing':>8}"
+                f"{label:>8} {result['p50']:>7.1f} {result['p95']:>7.1f} {result['max']:>7.1f} "
+                f"{result['slowest client p95']:>19.1f} {result['missing']:>8}   ({args.stuck} stuck)"
             )
-            for clients in (int(count) for count in args.clients.split(",")):
-                result = run_case(port, url, fake, clients, args.calls, args.gap)
-                print(
-                    f"{clients:>8} {result['p50']:>7.1f} {result['p95']:>7.1f} {result['max']:>7.1f} "
-                    f"{result['slowest client p95']:>19.1f} {result['missing']:>8}"
-                )
-                print_split(result)
-            if args.stuck:
-                clients = max(int(count) for count in args.clients.split(","))
-                stuck = [stuck_client(port) for _ in range(args.stuck)]
-                burst_at = time.monotonic()
-                fill_stuck_clients(url)
-                cut_after = watch_resets(stuck, burst_at)
-                with_stuck: list[int] = []
-                counter = threading.Timer(3, lambda: with_stuck.append(admin_threads(admin.pid)))
-                counter.start()  # while the healthy clients are connected
-                result = run_case(port, url, fake, clients, args.calls, args.gap)
-                counter.join()
-                label = f"{clients}+{args.stuck}"
-                print(
-                    f"{label:>8} {result['p50']:>7.1f} {result['p95']:>7.1f} {result['max']:>7.1f} "
-                    f"{result['slowest client p95']:>19.1f} {result['missing']:>8}   ({args.stuck} stuck)"
-                )
-                left, _ = wait_for_threads(admin.pid, baseline_threads, args.send_timeout + 60)
-                cut = ", ".join(f"{seconds:.1f}" for seconds in cut_after) or "none"
-                print(
-                    f"stuck clients reset by the admin {cut} s after the burst (send timeout "
-                    f"{args.send_timeout:.0f} s); admin threads: {baseline_threads} before any client, "
-                    f"{with_stuck[0]} with {clients} healthy + {args.stuck} stuck, {left} after"
-                )
-                for sock in stuck:
-                    sock.close()
-            if args.idle:
-                clients = max(int(count) for count in args.clients.split(","))
-                share = idle_cpu(admin.pid, port, clients, args.idle)
-                print(f"admin CPU with {clients} idle clients: {share:.2f}% of a core")
-    finally:
-        admin.terminate()
-        admin.wait(10)
+            left, _ = wait_for_threads(admin_pid, baseline_threads, args.send_timeout + 60)
+            cut = ", ".join(f"{seconds:.1f}" for seconds in cut_after) or "none"
+            print(
+                f"stuck clients reset by the admin {cut} s after the burst (send timeout "
+                f"{args.send_timeout:.0f} s); admin threads: {baseline_threads} before any client, "
+                f"{with_stuck[0]} with {clients} healthy + {args.stuck} stuck, {left} after"
+            )
+            for sock in stuck:
+                sock.close()
+        if args.idle:
+            clients = max(int(count) for count in args.clients.split(","))
+            share = idle_cpu(admin_pid, port, clients, args.idle)
+            print(f"admin CPU with {clients} idle clients: {share:.2f}% of a core")
 
 
 if __name__ == "__main__":

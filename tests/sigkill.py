@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.children import checkout_python
 
 
 def kill_while_writing(script: str, args: list[str], busy: Callable[[], bool], timeout: float) -> int:
     """Run ``python -c script *args`` from the checkout; once it prints ``ready``, wait until
     ``busy()`` (writing in full swing) or ``timeout`` seconds, then SIGKILL it. Returns its pid."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", script, *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = checkout_python(script, *args)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + timeout

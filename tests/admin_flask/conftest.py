@@ -18,10 +18,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -39,9 +37,9 @@ from admin_flask import create_app
 from admin_flask.state import EXTENSION_KEY, AdminState
 from llm_otel.testing import FakeOpenAI
 from tests.admin_flask.seed import Manifest, seed
+from tests.children import checkout_python
 from tests.exporter.conftest import PostgresServer, postgres_server  # noqa: F401 - a shared fixture
 
-REPO = Path(__file__).resolve().parents[2]
 TOKEN = "admin-test-token-3c9f1e"
 API = "/api/admin/jobs"
 FAST_FEED = {"LLM_OTEL_ADMIN_STATUS_INTERVAL_S": 0.5}
@@ -252,15 +250,7 @@ class ChildWriter:
     """Another process that makes LLM calls into the store on demand (``call(source)``)."""
 
     def __init__(self, url: str, base_url: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, url, base_url],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        self.process = checkout_python(_CHILD, url, base_url, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.process.stdout is not None and self.process.stdout.readline().strip() == "ready", (
             self.process.stderr.read() if self.process.stderr else ""
         )

@@ -12,7 +12,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -28,7 +27,8 @@ import llm_otel
 from admin_flask import create_app
 from exporter.store import SpanStore
 from llm_otel.testing import Behavior, FakeOpenAI
-from tests.admin_flask.conftest import FAST_FEED, REPO, TOKEN, Admin
+from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin
+from tests.children import checkout_python
 from tests.sigkill import kill_while_writing
 
 APP = textwrap.dedent(
@@ -138,14 +138,7 @@ def test_a_loss_stays_on_the_status_card_after_the_app_exited(
     tmp_path: Path, serve: Callable[..., Any], fake_openai: FakeOpenAI
 ) -> None:
     path = tmp_path / "lossy.db"
-    child = subprocess.Popen(
-        [sys.executable, "-c", LOSING_APP, fake_openai.base_url, f"sqlite:///{path}"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = checkout_python(LOSING_APP, fake_openai.base_url, f"sqlite:///{path}", stdin=subprocess.PIPE)
     assert child.stdin is not None and child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
     locked, release = threading.Event(), threading.Event()
@@ -200,14 +193,7 @@ ADMIN = textwrap.dedent(
 
 
 def start_admin(path: Path) -> tuple[subprocess.Popen[str], str]:
-    admin = subprocess.Popen(
-        [sys.executable, "-c", ADMIN, f"sqlite:///{path}", TOKEN],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    admin = checkout_python(ADMIN, f"sqlite:///{path}", TOKEN, stderr=subprocess.DEVNULL)
     assert admin.stdout is not None
     return admin, f"http://127.0.0.1:{admin.stdout.readline().strip()}"
 

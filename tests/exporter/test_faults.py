@@ -15,7 +15,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import textwrap
 import threading
@@ -32,10 +31,9 @@ from opentelemetry.sdk.trace import Tracer, TracerProvider
 import exporter.store
 from exporter import open_database
 from exporter.store import SpanStore
+from tests.children import checkout_python
 from tests.exporter.call_spans import finish, ns, start_call
 from tests.sigkill import kill_while_writing
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -191,14 +189,7 @@ def run_unprivileged_on_read_only_file(path: Path) -> tuple[dict[str, Any], dict
     shared.chmod(0o777)
     moved = shared / path.name
     shutil.copy(path, moved)
-    child = subprocess.Popen(
-        [sys.executable, "-c", _UNPRIVILEGED_WRITER, str(moved)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = checkout_python(_UNPRIVILEGED_WRITER, str(moved), stdin=subprocess.PIPE)
     assert child.stdin is not None and child.stdout is not None
     during = json.loads(child.stdout.readline() or "{}")
     for name in (moved.name, moved.name + "-wal", moved.name + "-shm"):

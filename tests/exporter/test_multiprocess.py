@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.children import checkout_python
+
 CALLS = 500
 
 _WRITER = textwrap.dedent(
@@ -44,15 +43,7 @@ _WRITER = textwrap.dedent(
 def test_two_processes_write_500_calls_each_at_once(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     children = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(path), prefix, str(CALLS)],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        checkout_python(_WRITER, str(path), prefix, str(CALLS), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         for prefix in ("a-", "b-")
     ]
     for child in children:

@@ -382,25 +382,14 @@ def test_ten_thousand_abandoned_closed_and_cut_streams_leave_nothing_open(tmp_pa
     _report("streams", {**result, "wall_s": round(time.monotonic() - started), "stored": statuses})
 
 
-def _pg_latest_event_id(url: str) -> int:
+def _pg_scalar(url: str, sql: str) -> int:
+    """The one value ``sql`` selects, read on a connection of its own (the server restarts)."""
     import psycopg2
 
     connection = psycopg2.connect(url)
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT coalesce(max(id), 0) FROM llm_call_events")
-            return cursor.fetchone()[0]
-    finally:
-        connection.close()
-
-
-def _pg_stored_calls(url: str) -> int:
-    import psycopg2
-
-    connection = psycopg2.connect(url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM llm_calls WHERE source LIKE 'p%%-%%'")
+            cursor.execute(sql)
             return cursor.fetchone()[0]
     finally:
         connection.close()
@@ -423,10 +412,18 @@ def test_four_processes_on_postgresql_with_the_server_restarted_mid_run(
             recorders = [WebsocketRecorder(base=ws, after=after).start() for _ in range(clients)]
             reader = ListReader(admin).start()
             apps = [start_app_process(base_url, postgres_url, f"p{n}", CALLS) for n in range(PROCESSES)]
-            restarted_at_calls = _when(lambda: _pg_stored_calls(postgres_url) >= PROCESSES * CALLS // 2, apps)
+            restarted_at_calls = _when(
+                lambda: (
+                    _pg_scalar(postgres_url, "SELECT count(*) FROM llm_calls WHERE source LIKE 'p%%-%%'")
+                    >= PROCESSES * CALLS // 2
+                ),
+                apps,
+            )
             postgres_server.restart()  # every connection of every process is cut
             results = [app_result(app, timeout=900) for app in apps]
-            _wait_for_feed(recorders, _pg_latest_event_id(postgres_url))
+            _wait_for_feed(
+                recorders, _pg_scalar(postgres_url, "SELECT coalesce(max(id), 0) FROM llm_call_events")
+            )
             reader.stop()
             for recorder in recorders:
                 recorder.stop()

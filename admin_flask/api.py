@@ -42,6 +42,9 @@ api.after_request(add_security_headers)
 
 _NO_STORE = frozenset({"openapi", "unknown"})
 """Endpoints that answer without reading the store."""
+_HELD_OPEN = frozenset({"events", "live"})
+"""Endpoints that hold their request for seconds or for as long as the client stays (the long poll,
+the websocket): they take no kept connection, which would be lent for all that time."""
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 EXPORT_CHUNK_BYTES = 64 * 1024
 """The export is written in pieces of about this size: one write per line cost more than the line."""
@@ -54,7 +57,8 @@ def _authorize_and_check_store() -> None:
     if endpoint not in _NO_STORE:
         store = current_state().store
         store.require()
-        store.take_connection()
+        if endpoint not in _HELD_OPEN:
+            store.take_connection()
 
 
 @api.teardown_request

@@ -7,6 +7,8 @@ What the reuse saves is measured in bench/bench_admin.py.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,3 +51,25 @@ def test_a_connection_unused_for_a_while_is_closed(
     finally:
         holder.close()
     assert admin.get("/llm/calls").status_code == 200
+
+
+def test_a_long_poll_held_open_leaves_the_kept_connection_to_other_requests(
+    serve: Callable[..., Any], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin_flask.database, "IDLE_S", 60.0)
+    admin: Admin = serve(create_app(db=store.url, token=TOKEN), Admin)
+    database = admin.state.database
+    opened: list[sqlite3.Connection] = []
+    connect = database._connect
+    monkeypatch.setattr(database, "_connect", lambda: opened.append(connect()) or opened[-1])
+    latest = admin.json("/llm/events", timeout="0")["last_event_id"]
+    assert admin.get("/llm/calls").status_code == 200  # the connection kept from now on
+    poll = threading.Thread(target=admin.get, args=("/llm/events",), kwargs={"after": latest, "timeout": 3})
+    poll.start()
+    time.sleep(0.5)  # the long poll waits for an event
+    before = len(opened)
+
+    assert admin.get("/llm/calls").status_code == 200
+
+    assert len(opened) == before, "the request opened a connection: the long poll held the kept one"
+    poll.join()

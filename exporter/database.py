@@ -25,8 +25,8 @@ parent directory when missing, gives a new file ``auto_vacuum=INCREMENTAL`` (it 
 before the first table, so an existing file keeps its mode and keeps working) and switches the file
 to WAL once, retrying while other processes open the same new file. peewee keeps one connection
 per thread (``thread_safe=True``); each connection knows the SQL function ``llm_otel_cjk_grams``
-(``exporter.cjk_grams``), which the writers index with. A file that is not an SQLite database
-raises ``StoreDamagedError`` (a ``StoreDatabaseError``).
+(``exporter.cjk_grams``), with which the short-query index's tokens are computed again to
+remove them. A file that is not an SQLite database raises ``StoreDamagedError`` (a ``StoreDatabaseError``).
 
 PostgreSQL databases get 64-bit integer columns (``BIGINT``, ``BIGSERIAL``: epoch milliseconds
 do not fit PostgreSQL's 32-bit ``INTEGER``) and ``DOUBLE PRECISION`` floats, like SQLite's; their
@@ -201,7 +201,7 @@ def _sqlite(
         thread_safe=True,
         **params,
     )
-    # The writers compute the short-query index's tokens in SQL (exporter.cjk_grams).
+    # Removing short-query tokens (CJK_UNINDEX_SQL), migration 7 and other writers compute them in SQL.
     database.register_function(cjk_grams.cjk_grams, cjk_grams.SQL_FUNCTION, 2, deterministic=True)
     return database
 

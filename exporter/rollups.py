@@ -482,7 +482,7 @@ def prune_statements(marker: str) -> list[str]:
     statements = []
     for table, (key, _) in TABLES.items():
         label = f" AND label IN ({_listed(len(PARTITIONS))})" if "label" in key else ""
-        label += f" AND metric IN ({_listed(len(METRICS) + 1)})" if "metric" in key else ""
+        label += f" AND metric IN ({_listed(len(METRICS))})" if "metric" in key else ""
         statements.append(
             f"DELETE FROM {table} WHERE bucket_ms = {marker}{label} AND bucket_start = {marker} AND {ended}"
         )

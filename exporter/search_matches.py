@@ -120,9 +120,7 @@ def current(database: peewee.Database, term: Term) -> Matches | None:
         kept = _cache.get(key)
     if kept is not None and kept.generation == generation and kept.upto <= top:
         matches = _brought_up_to_date(database, term, kept, top)
-    elif kept is not None and kept.generation > generation:  # an older snapshot than the kept one
-        return _looked_up(database, term, key, store, generation, top)
-    else:
+    else:  # nothing kept, or kept for another generation (an older snapshot's is not stored below)
         matches = _looked_up(database, term, key, store, generation, top)
     with _lock:
         stored = _cache.get(key)

@@ -77,11 +77,6 @@ APP = textwrap.dedent(
 )
 
 
-def percentile(values: list[float], percent: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, -(-len(ordered) * percent // 100) - 1)]
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -179,13 +174,13 @@ def run_case(port: int, url: str, fake: FakeOpenAI, clients: int, calls: int, ga
         "deliveries": len(every),
         "missing": missing,
         "p50": statistics.median(every),
-        "p95": percentile(every, 95),
+        "p95": common.percentile(every, 95),
         "max": max(every),
-        "slowest client p95": percentile(slowest, 95),
+        "slowest client p95": common.percentile(slowest, 95),
         "writer p50": statistics.median(writer),
-        "writer p95": percentile(writer, 95),
+        "writer p95": common.percentile(writer, 95),
         "admin p50": statistics.median(admin),
-        "admin p95": percentile(admin, 95),
+        "admin p95": common.percentile(admin, 95),
     }
 
 

@@ -216,11 +216,6 @@ def admin(admin_app: Flask, serve: Callable[..., Running]) -> Admin:
     return serve(admin_app, Admin)  # type: ignore[return-value]
 
 
-def receive_json(ws: simple_websocket.Client, timeout: float = 5.0) -> dict[str, Any] | None:
-    text = ws.receive(timeout=timeout)
-    return None if text is None else json.loads(text)
-
-
 _CHILD = textwrap.dedent(
     """
     import json, sys

@@ -143,9 +143,7 @@ def test_a_body_spelled_with_json_escapes_is_indexed_by_its_text(store: peewee.D
     assert "\\u" in escaped
     with store.atomic():
         unindex(store.cursor(), ids)  # before the body changes (the FTS contract)
-        store.execute_sql(
-            "UPDATE llm_call_bodies SET input_messages = ? WHERE call_id = ?", (escaped, call_id)
-        )
+        store.execute_sql(_SET_INPUT, (escaped, call_id))
         index(store.cursor(), ids)
 
     assert _found(q="退款") == {call_id}
@@ -254,9 +252,7 @@ def test_the_writer_indexes_an_ended_call_once_and_again_when_it_is_written_twic
     )
     with store.atomic():
         unindex(store.cursor(), ids)
-        store.execute_sql(
-            "UPDATE llm_call_bodies SET input_messages = ? WHERE call_id = ?", (new_input, call_id)
-        )
+        store.execute_sql(_SET_INPUT, (new_input, call_id))
         index(store.cursor(), ids)
         index(store.cursor(), ids)  # already indexed: skipped
 

@@ -59,4 +59,5 @@ def test_each_episode_of_drops_is_one_row_with_what_was_lost_and_why(url: str) -
     for row in losses["items"]:
         assert row["kind"] == "dropped" and row["records"] > 0 and row["started_at"] <= row["ended_at"]
         assert "queue (4 records) was full" in row["reason"]
-    assert prune(url, older_than=0) >= 0 and store_losses(0)["episodes"] == 0  # retention removes them
+    prune(url, older_than=0)
+    assert store_losses(0)["episodes"] == 0  # retention removes them

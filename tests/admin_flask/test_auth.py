@@ -17,7 +17,8 @@ import simple_websocket
 from flask import Flask, session
 
 from admin_flask import AdminConfigurationError, LLMAdmin, create_app
-from tests.admin_flask.conftest import API, REPO, TOKEN, Admin, Running, Store
+from tests.admin_flask.conftest import API, TOKEN, Admin, Running, Store
+from tests.children import REPO
 
 
 def host_app(store: Store, **options: Any) -> Flask:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.admin_flask.conftest import REPO
+from tests.children import REPO
 
 PACKAGE = REPO / "admin_flask"
 SCRIPTS = sorted((PACKAGE / "static" / "js").glob("*.js"))

@@ -19,8 +19,9 @@ from playwright.sync_api import Page, expect
 
 from exporter.fixtures import load_fixture
 from tests.admin_flask.browser.conftest import Site, Watch, running_site
-from tests.admin_flask.conftest import REPO, Store
+from tests.admin_flask.conftest import Store
 from tests.admin_flask.seed import Manifest
+from tests.children import REPO
 
 LANGUAGES = {"en": "en", "zh": "zh-CN"}
 

@@ -31,7 +31,7 @@ import json
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import peewee
@@ -53,11 +53,13 @@ _LIVE_SCAN_FROM = 20_000
 @dataclass(frozen=True)
 class Term:
     """A search term and the SQL of the rowids of the calls it matches, in ascending order: its
-    last two parameters, after ``params``, are ``lo < rowid <= hi``."""
+    last two parameters, after ``params``, are ``lo < rowid <= hi``; or ``find``, called with the
+    database, ``lo`` and ``hi``, which returns those rowids."""
 
     key: str
-    sql: str
-    params: tuple[object, ...]
+    sql: str = ""
+    params: tuple[object, ...] = ()
+    find: Callable[[peewee.Database, int, int], Sequence[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,8 @@ def _brought_up_to_date(database: peewee.Database, term: Term, kept: Matches, to
 
 def _found(database: peewee.Database, term: Term, lo: int, hi: int) -> array:
     """The sorted rowids ``lo < rowid <= hi`` that ``term`` matches."""
+    if term.find is not None:
+        return array("q", term.find(database, lo, hi))
     cursor = database.execute_sql(term.sql, (*term.params, lo, hi))
     return array("q", [row[0] for row in cursor])
 

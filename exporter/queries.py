@@ -28,7 +28,8 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
   until_ms``; ``min_*_ms`` keep calls whose value is at least that (a call without the value is
   left out); ``q`` (at most 500 characters) searches prompt and response text: on SQLite, 3
   characters or more through FTS5 (trigram, any language, case-insensitive), 1-2 CJK characters
-  through the short-query index (``exporter.cjk_grams``: exact, no text read), other 1-2 character
+  through the short-query index (``exporter.cjk_grams``: exact, no text read), other 2 character
+  queries through the trigram index's vocabulary (``exporter.short_terms``), other 1 character
   queries as a plain substring (a scan); on PostgreSQL (no FTS table) as a case-insensitive
   substring (``ILIKE``, wildcards escaped) of the previews and the bodies' JSON text, a scan of the
   calls the other filters keep.
@@ -77,14 +78,16 @@ index is looked up once per process and kept (``exporter.search_matches``: its m
 to date by the calls indexed since, looked up whole again when a searched call changed): its total is
 their count (with other filters, counted once, then kept likewise), a page walks the list's index
 testing each call against them, or reads them by rowid and sorts them when they are few. A query of
-1-2 CJK characters is one token of the short-query index, counted there. Aggregates
+1-2 CJK characters is one token of the short-query index, counted there; one of two other
+characters, the calls holding a trigram that holds them (looked up in the index's vocabulary) and
+those with a column too short for a trigram, kept like a longer term's. Aggregates
 over many calls, and facets of statuses, a time range and at most one of model, source and
 error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, the
 partial hours at the ends from ``llm_calls``); smaller ones the covering window index. What stays
-slow by nature: a 1-2 character ``q`` that is not all CJK (a scan of every text), the first query
+slow by nature: a 1 character ``q`` that is not CJK (a scan of every text), the first query
 of a term found in most calls (each candidate's text is read to keep the total exact; later
-queries read what was kept), and facets with two labels, a requester, a timing minimum or ``q``
-over most of the store.
+queries, in any process, read what was kept: ``llm_calls_search_kept``), and facets with two
+labels, a requester, a timing minimum or ``q`` over most of the store.
 """
 
 from __future__ import annotations
@@ -301,6 +304,8 @@ def list_calls(
             ids = [row[0] for row in db.execute(plan.page(plan.conditions(selection), offset, page_size))]
             total = plan.total
         rows = _calls_by_id(ids)
+    if searched is not None:  # what the term matched, for the next process too
+        search_matches.save(db.obj)
     items = [_summary(rows[call_id]) for call_id in ids]
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
@@ -1199,7 +1204,8 @@ def _matched_total(others: _Selection, term: Term, matches: Matches) -> int:
         if statuses:
             conditions.append(_status_is(statuses))
         cursor = db.execute(_where(LLMCall.select(_ROWID), conditions))
-        total = sum(1 for (rowid,) in cursor if rowid in matches)
+        bits = matches.bits  # every rowid read is at most ``matches.upto`` (the same snapshot)
+        total = sum(bits[rowid >> 3] >> (rowid & 7) & 1 for (rowid,) in cursor)
     search_matches.keep_count(matches, term, filters, total)
     return total
 
@@ -1692,8 +1698,9 @@ def _short_texts_found(database: Any, lo: int, hi: int) -> list[int]:
     return [row[0] for row in database.execute_sql(sql, (lo, hi))]
 
 
-_SHORT_TEXTS = Term("\x00short texts", find=_short_texts_found)
-"""The calls with a column of text too short for a trigram, kept as a term's matches are."""
+_SHORT_TEXTS = Term(" short texts", find=_short_texts_found)
+"""The calls with a column of text too short for a trigram, kept as a term's matches are (its key
+starts with a space: no ``q``, which is stripped, is that)."""
 
 
 def _like_pattern(text: str) -> str:

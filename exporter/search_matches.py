@@ -219,7 +219,7 @@ def save(database: peewee.Database) -> None:
                 f'DELETE FROM "{KEPT_TABLE}" WHERE term NOT IN '
                 f'(SELECT term FROM "{KEPT_TABLE}" ORDER BY upto DESC LIMIT {MAX_SAVED})'
             )
-    except peewee.OperationalError as error:  # locked, read-only, no such table (a store before 11)
+    except peewee.DatabaseError as error:  # locked, read-only, no such table (a store before 11)
         logger.debug("search matches not saved to %s: %s", path, error)
         return
     finally:

@@ -499,11 +499,12 @@ KEPT_TABLE = "llm_calls_search_kept"
 KEPT_DDL = (
     f'CREATE TABLE IF NOT EXISTS "{KEPT_TABLE}" ("term" TEXT NOT NULL PRIMARY KEY, '
     '"generation" INTEGER NOT NULL, "upto" INTEGER NOT NULL, "pending" TEXT NOT NULL, '
-    '"count" INTEGER NOT NULL, "bits" BLOB NOT NULL, "rowids" BLOB)'
+    '"count" INTEGER NOT NULL, "bits" BLOB NOT NULL, "rowids" BLOB, "counts" TEXT NOT NULL)'
 )
 """What search terms matched (migration 11), as ``exporter.search_matches`` keeps it: for the
 store's search generation, the calls up to ``upto`` (a bitmap of rowids; the rowids themselves,
-8 bytes each little-endian, when few), but the ``pending`` ones (a JSON list)."""
+8 bytes each in the machine's byte order, when few), but the ``pending`` ones (a JSON list), and
+how many of them some list filters keep (``counts``: JSON, ``[[filters, count], ...]``)."""
 
 
 def _kept_matches(database: peewee.Database) -> None:

@@ -122,6 +122,9 @@ _counts: OrderedDict[tuple[object, ...], tuple[int, int]] = OrderedDict()
 _MAX_COUNTS = 64
 _unsaved: dict[tuple[str, str, str], Matches] = {}
 """Matches to write to the store's ``llm_calls_search_kept`` (``save``), by cache key."""
+_saved: dict[tuple[str, str, str], tuple[int, int]] = {}
+"""Cache key → (lookup, version) of the matches the store keeps, as this process wrote or read them:
+a count of those matches is written beside them (``keep_count``)."""
 _lookups = itertools.count(1)
 _lock = threading.Lock()
 
@@ -133,6 +136,7 @@ def forget(database: peewee.Database | None = None) -> None:
         _cache.clear()
         _counts.clear()
         _unsaved.clear()
+        _saved.clear()
     if database is not None and _state(database) is not None:
         with database.atomic():
             database.execute_sql(f'DELETE FROM "{KEPT_TABLE}"')
@@ -187,25 +191,27 @@ def save(database: peewee.Database) -> None:
     path = str(database.database)
     with _lock:
         pending = [(key, matches) for key, matches in _unsaved.items() if key[0] == path]
-    if not pending:
-        return
-    rows = [
-        (
-            key[2],
-            matches.generation,
-            matches.upto,
-            json.dumps(sorted(matches.pending)),
-            matches.count,
-            matches.bits,
-            matches.rowids.tobytes() if matches.rowids is not None else None,
-        )
-        for key, matches in pending
-    ]
+        if not pending:
+            return
+        rows = [
+            (
+                key[2],
+                matches.generation,
+                matches.upto,
+                json.dumps(sorted(matches.pending)),
+                matches.count,
+                matches.bits,
+                matches.rowids.tobytes() if matches.rowids is not None else None,
+                _counts_of(matches, key[2]),
+            )
+            for key, matches in pending
+        ]
     sql = (
-        f'INSERT INTO "{KEPT_TABLE}" (term, generation, upto, pending, count, bits, rowids) '
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (term) DO UPDATE SET generation = excluded.generation, "
+        f'INSERT INTO "{KEPT_TABLE}" (term, generation, upto, pending, count, bits, rowids, counts) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (term) DO UPDATE SET generation = excluded.generation, "
         "upto = excluded.upto, pending = excluded.pending, count = excluded.count, bits = excluded.bits, "
-        "rowids = excluded.rowids WHERE (excluded.generation, excluded.upto) > (generation, upto)"
+        "rowids = excluded.rowids, counts = excluded.counts "
+        "WHERE (excluded.generation, excluded.upto) >= (generation, upto)"
     )
     timeout = database.execute_sql("PRAGMA busy_timeout").fetchone()[0]
     database.execute_sql(f"PRAGMA busy_timeout = {SAVE_WAIT_MS}")
@@ -228,15 +234,32 @@ def save(database: peewee.Database) -> None:
         for key, matches in pending:
             if _unsaved.get(key) is matches:
                 del _unsaved[key]
+            _saved[key] = (matches.lookup, matches.version)
             kept = _cache.get(key)
             if kept is not None and kept.lookup == matches.lookup:
                 _cache[key] = replace(kept, saved_upto=max(kept.saved_upto, matches.upto))
 
 
+def _counts_of(matches: Matches, term: str) -> str:
+    """The kept counts of ``matches`` (as they are: their version), JSON (``keep_count``'s keys)."""
+    counts = [
+        [filters, count]
+        for (path, lookup, key, filters), (version, count) in _counts.items()
+        if (path, lookup, key, version) == (matches.path, matches.lookup, term, matches.version)
+    ]
+    return json.dumps(counts)
+
+
+def _tuples(value: object) -> object:
+    """A JSON-decoded ``filters`` key as ``_matched_total`` made it (lists back to tuples)."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
 def _read(database: peewee.Database, key: tuple[str, str, str], generation: int, top: int) -> Matches | None:
-    """The matches of the term the store keeps for ``generation`` (up to ``top``), or None."""
+    """The matches of the term the store keeps for ``generation`` (up to ``top``), or None; their
+    counts kept again as this process's."""
     sql = (
-        f'SELECT upto, pending, count, bits, rowids FROM "{KEPT_TABLE}" '
+        f'SELECT upto, pending, count, bits, rowids, counts FROM "{KEPT_TABLE}" '
         "WHERE term = ? AND generation = ? AND upto <= ?"
     )
     try:
@@ -245,8 +268,8 @@ def _read(database: peewee.Database, key: tuple[str, str, str], generation: int,
         return None
     if row is None:
         return None
-    upto, pending, count, bits, rowids = row
-    return Matches(
+    upto, pending, count, bits, rowids, counts = row
+    matches = Matches(
         path=key[0],
         store=key[1],
         generation=generation,
@@ -259,6 +282,13 @@ def _read(database: peewee.Database, key: tuple[str, str, str], generation: int,
         lookup=next(_lookups),
         saved_upto=upto,
     )
+    with _lock:
+        _saved[key] = (matches.lookup, 0)
+        for filters, filtered in json.loads(counts):
+            _counts[(key[0], matches.lookup, key[2], _tuples(filters))] = (0, filtered)
+        while len(_counts) > _MAX_COUNTS:
+            _counts.popitem(last=False)
+    return matches
 
 
 def _state(database: peewee.Database) -> tuple[str, int] | None:
@@ -389,10 +419,14 @@ def kept_count(matches: Matches, term: Term, filters: object) -> tuple[int, list
 
 
 def keep_count(matches: Matches, term: Term, filters: object, count: int) -> None:
-    """Remember that ``count`` of ``matches`` pass ``filters``."""
+    """Remember that ``count`` of ``matches`` pass ``filters`` (a key of tuples, strings, numbers and
+    None), and write it to the store beside the matches if they are the ones it keeps (``save``)."""
     key = (matches.path, matches.lookup, term.key, filters)
     with _lock:
         _counts[key] = (matches.version, count)
         _counts.move_to_end(key)
         while len(_counts) > _MAX_COUNTS:
             _counts.popitem(last=False)
+        cache_key = (matches.path, matches.store, term.key)
+        if _saved.get(cache_key) == (matches.lookup, matches.version) and cache_key not in _unsaved:
+            _unsaved[cache_key] = matches  # written again, with this count

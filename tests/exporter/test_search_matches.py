@@ -178,9 +178,20 @@ def test_a_term_s_matches_outlive_the_process_that_found_them(
     term up reads them, brings them up to date, and looks the term up whole once they are stale."""
     _calls(rows, 80, seed=4)
     expected = _reference(monkeypatch)
+    failed = _reference(monkeypatch, status=["failed"])
     assert _pages() == expected  # looked up whole, then saved to the store
+    assert _pages(status=["failed"]) == failed  # its count with a filter, saved beside them
 
     search_matches.forget()  # a new process: nothing kept in memory
+    counted = []
+    kept_count = search_matches.kept_count
+    with monkeypatch.context() as patched:
+        patched.setattr(search_matches, "_looked_up", lambda *args: pytest.fail("looked up whole again"))
+        patched.setattr(
+            search_matches, "kept_count", lambda *args: counted.append(kept_count(*args)) or counted[-1]
+        )
+        assert _pages(status=["failed"]) == failed
+    assert counted[0] == (len(failed[0]), [])  # the count read from the store, not counted again
     with monkeypatch.context() as patched:
         patched.setattr(search_matches, "_looked_up", lambda *args: pytest.fail("looked up whole again"))
         assert _pages() == expected

@@ -319,7 +319,7 @@ def measure(
                     return one_page()  # which saves what it found in the store
 
                 for title, store in (
-                    ("  cold: the term's first query (nothing kept)", True),
+                    ("  cold (the term's first: nothing kept)", True),
                     ("  a process's first (kept in the store)", False),
                 ):
                     cold, cold_p95, _ = _timed(

@@ -56,6 +56,10 @@ changes or goes (an update of an ended or full-text-indexed row; any delete), so
 may keep what a search term matched between queries (``exporter.search_matches``) and know when it
 must look again. Nothing is backfilled.
 
+Migration 11 (SQLite only) adds ``llm_calls_search_kept``: what search terms matched, written by
+the readers (``exporter.search_matches.save``) so that a term looked up in one process serves every
+other one, and a restarted one, under the same generation. Empty at first.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -490,6 +494,25 @@ def _search_state(database: peewee.Database) -> None:
         database.execute_sql(statement)
 
 
+KEPT_TABLE = "llm_calls_search_kept"
+
+KEPT_DDL = (
+    f'CREATE TABLE IF NOT EXISTS "{KEPT_TABLE}" ("term" TEXT NOT NULL PRIMARY KEY, '
+    '"generation" INTEGER NOT NULL, "upto" INTEGER NOT NULL, "pending" TEXT NOT NULL, '
+    '"count" INTEGER NOT NULL, "bits" BLOB NOT NULL, "rowids" BLOB, "counts" TEXT NOT NULL)'
+)
+"""What search terms matched (migration 11), as ``exporter.search_matches`` keeps it: for the
+store's search generation, the calls up to ``upto`` (a bitmap of rowids; the rowids themselves,
+8 bytes each in the machine's byte order, when few), but the ``pending`` ones (a JSON list), and
+how many of them some list filters keep (``counts``: JSON, ``[[filters, count], ...]``)."""
+
+
+def _kept_matches(database: peewee.Database) -> None:
+    """SQLite: ``llm_calls_search_kept``, so that a term's matches outlive the process that found them."""
+    if is_sqlite(database):
+        database.execute_sql(KEPT_DDL)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
@@ -501,6 +524,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _ended_rollups,
     _rollups,
     _search_state,
+    _kept_matches,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

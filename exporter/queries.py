@@ -28,7 +28,8 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
   until_ms``; ``min_*_ms`` keep calls whose value is at least that (a call without the value is
   left out); ``q`` (at most 500 characters) searches prompt and response text: on SQLite, 3
   characters or more through FTS5 (trigram, any language, case-insensitive), 1-2 CJK characters
-  through the short-query index (``exporter.cjk_grams``: exact, no text read), other 1-2 character
+  through the short-query index (``exporter.cjk_grams``: exact, no text read), other 2 character
+  queries through the trigram index's vocabulary (``exporter.short_terms``), other 1 character
   queries as a plain substring (a scan); on PostgreSQL (no FTS table) as a case-insensitive
   substring (``ILIKE``, wildcards escaped) of the previews and the bodies' JSON text, a scan of the
   calls the other filters keep.
@@ -77,14 +78,16 @@ index is looked up once per process and kept (``exporter.search_matches``: its m
 to date by the calls indexed since, looked up whole again when a searched call changed): its total is
 their count (with other filters, counted once, then kept likewise), a page walks the list's index
 testing each call against them, or reads them by rowid and sorts them when they are few. A query of
-1-2 CJK characters is one token of the short-query index, counted there. Aggregates
+1-2 CJK characters is one token of the short-query index, counted there; one of two other
+characters, the calls holding a trigram that holds them (looked up in the index's vocabulary) and
+those with a column too short for a trigram, kept like a longer term's. Aggregates
 over many calls, and facets of statuses, a time range and at most one of model, source and
 error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, the
 partial hours at the ends from ``llm_calls``); smaller ones the covering window index. What stays
-slow by nature: a 1-2 character ``q`` that is not all CJK (a scan of every text), the first query
+slow by nature: a 1 character ``q`` that is not CJK (a scan of every text), the first query
 of a term found in most calls (each candidate's text is read to keep the total exact; later
-queries read what was kept), and facets with two labels, a requester, a timing minimum or ``q``
-over most of the store.
+queries, in any process, read what was kept: ``llm_calls_search_kept``), and facets with two
+labels, a requester, a timing minimum or ``q`` over most of the store.
 """
 
 from __future__ import annotations
@@ -102,12 +105,12 @@ from typing import Any
 
 from peewee import SQL, Case, Column, Expression, Field, NodeList, Ordering, Select, Value, fn
 
-from exporter import rollups, search_matches
+from exporter import rollups, search_matches, short_terms
 from exporter._exceptions import QueryError, converted_errors
 from exporter.cjk_grams import is_cjk_query
 from exporter.database import is_sqlite, read_snapshot
 from exporter.mapping import to_json
-from exporter.migrations import CJK_TABLE, FTS_TABLE
+from exporter.migrations import CJK_TABLE, FTS_TABLE, TEXT_VIEW
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss, db
 from exporter.search_matches import Matches, Term
 
@@ -301,6 +304,8 @@ def list_calls(
             ids = [row[0] for row in db.execute(plan.page(plan.conditions(selection), offset, page_size))]
             total = plan.total
         rows = _calls_by_id(ids)
+    if searched is not None:  # what the term matched, for the next process too
+        search_matches.save(db.obj)
     items = [_summary(rows[call_id]) for call_id in ids]
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
@@ -1156,8 +1161,12 @@ def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tupl
 
 def _search_term(q: str) -> Term | None:
     """The SQL of the calls the trigram index finds for ``q`` and their check (``Term``); None
-    unless SQLite and ``q`` has 3 characters or more."""
-    if not is_sqlite(db.obj) or len(q) < FTS_MIN_CHARS:
+    unless SQLite and ``q`` has 3 characters or more, or is two characters not all CJK (``_pair_found``)."""
+    if not is_sqlite(db.obj):
+        return None
+    if _is_pair(q):
+        return Term(q, find=lambda database, lo, hi: _pair_found(q, lo, hi))
+    if len(q) < FTS_MIN_CHARS:
         return None
     if _index_decides(q):
         sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid > ? AND rowid <= ? "
@@ -1195,7 +1204,8 @@ def _matched_total(others: _Selection, term: Term, matches: Matches) -> int:
         if statuses:
             conditions.append(_status_is(statuses))
         cursor = db.execute(_where(LLMCall.select(_ROWID), conditions))
-        total = sum(1 for (rowid,) in cursor if rowid in matches)
+        bits = matches.bits  # every rowid read is at most ``matches.upto`` (the same snapshot)
+        total = sum(bits[rowid >> 3] >> (rowid & 7) & 1 for (rowid,) in cursor)
     search_matches.keep_count(matches, term, filters, total)
     return total
 
@@ -1476,11 +1486,15 @@ def _body_pattern(q: str) -> tuple[str, str]:
     """(operator, pattern) finding ``q`` in a body's JSON text, case-insensitively.
 
     The bodies hold JSON written with its characters as they are (``exporter.mapping.to_json``), so
-    ``q`` is searched as that JSON spells it (a quote as ``\\"``, a newline as ``\\n``). LIKE
-    ignores the case of ASCII letters only: a ``q`` with other cased letters (é, Ж) is a GLOB with
-    each letter in its cases (``[éÉ]``).
+    ``q`` is searched as that JSON spells it (a quote as ``\\"``, a newline as ``\\n``).
     """
-    spelled = to_json(q)[1:-1]
+    return _pattern(to_json(q)[1:-1])
+
+
+def _pattern(spelled: str) -> tuple[str, str]:
+    """(operator, pattern) finding ``spelled`` in a text, case-insensitively. LIKE ignores the case
+    of ASCII letters only: a text with other cased letters (é, Ж) is a GLOB with each letter in its
+    cases (``[éÉ]``)."""
     if all(char.isascii() or char.lower() == char.upper() for char in spelled):
         return "LIKE", _like_pattern(spelled)
     pattern = []
@@ -1544,7 +1558,9 @@ def _text_search(q: str, *, walk: bool) -> Expression:
         matching = SQL(f"(SELECT rowid FROM {table} WHERE {table} MATCH ?)", [query])
         found = (_ROWID_UNINDEXED if walk else _ROWID).in_(matching)
         return found if _index_decides(q) else found & _holds(q)
-    # 1-2 characters, not all CJK: the bodies whose JSON holds ``q`` (a scan), of the indexed calls, checked
+    if _is_pair(q):
+        return _pair_condition(q, walk=walk)
+    # 1 character, not CJK: the bodies whose JSON holds ``q`` (a scan), of the indexed calls, checked
     # against their text (the FTS table's content: keys such as "role" are not text).
     spelled = _like_pattern(to_json(q)[1:-1])
     scanned = SQL(
@@ -1555,6 +1571,136 @@ def _text_search(q: str, *, walk: bool) -> Expression:
         [spelled, spelled, spelled, pattern, pattern],
     )
     return _in_previews(q) | _ROWID.in_(scanned)
+
+
+def _is_pair(q: str) -> bool:
+    """Whether ``q`` is two characters, not both CJK: found through the trigram index's vocabulary
+    (``exporter.short_terms``) on SQLite."""
+    return len(q) == 2 and not is_cjk_query(q)
+
+
+def _pair_decided(q: str) -> bool:
+    """Whether the trigrams holding ``q`` decide alone which calls hold it: ASCII, whose letters the
+    index folds as LIKE compares them, but for ``k`` and ``s`` (the Kelvin sign and the long s fold
+    to them too). Other pairs' calls are checked against their text."""
+    return all(char.isascii() and char.lower() not in "ks" for char in q)
+
+
+def _text_holds(q: str, body: str, columns: Sequence[str] = ("prompt", "response")) -> tuple[str, list[str]]:
+    """SQL (and its parameters) true when the text the full-text index reads of the body ``body``
+    (its alias), in ``columns`` of the view, holds ``q``: the JSON it comes from first (no text
+    extracted), then the view's text."""
+    spelled_operator, spelled = _body_pattern(q)
+    operator_, pattern = _pattern(q)
+    escapes = {op: " ESCAPE '\\'" if op == "LIKE" else "" for op in (spelled_operator, operator_)}
+    json_columns = [json for column in columns for json in _TEXT_SOURCES[column]]
+    in_json = " OR ".join(
+        f"{body}.{json} {spelled_operator} ?{escapes[spelled_operator]}" for json in json_columns
+    )
+    in_text = " OR ".join(f"t.{column} {operator_} ?{escapes[operator_]}" for column in columns)
+    sql = f"({in_json}) AND EXISTS (SELECT 1 FROM {TEXT_VIEW} AS t WHERE t.id = {body}.rowid AND ({in_text}))"
+    return sql, [spelled] * len(json_columns) + [pattern] * len(columns)
+
+
+_TEXT_SOURCES = {"prompt": ("input_messages", "system_instructions"), "response": ("output_messages",)}
+"""The body's JSON columns each column of the text view (``exporter.migrations``) is read from."""
+
+
+def _pair_sources(q: str, *, ranged: bool) -> list[tuple[str, list[object]]]:
+    """The SQL (and parameters) of the rowids of the calls holding the pair ``q`` that the index's
+    trigrams holding it find (checked unless ``_pair_decided``; none when no trigram holds it), and
+    of those with a column too short for a trigram, checked. ``ranged``: each ends with ``AND
+    rowid > ? AND rowid <= ?`` and is ordered by rowid."""
+    sources = []
+    trigrams = short_terms.trigrams_holding(db.obj, short_terms.folded_pairs(q))
+    if trigrams:
+        match = short_terms.any_of(trigrams)
+        if _pair_decided(q):
+            sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?"
+            ranges = " AND rowid > ? AND rowid <= ? ORDER BY rowid"
+            sources.append((sql + (ranges if ranged else ""), [match]))
+        else:
+            holds, params = _text_holds(q, "b")
+            sql = f"SELECT f.rowid FROM {FTS_TABLE} AS f JOIN llm_call_bodies AS b ON b.rowid = f.rowid "
+            sql += f"WHERE {FTS_TABLE} MATCH ? AND {holds}"
+            ranges = " AND f.rowid > ? AND f.rowid <= ? ORDER BY f.rowid"
+            sources.append((sql + (ranges if ranged else ""), [match, *params]))
+    short, params = _short_columns_holding(q, f"{FTS_TABLE}_docsize AS d")
+    sources.append((short + (" AND d.id > ? AND d.id <= ? ORDER BY d.id" if ranged else ""), params))
+    return sources
+
+
+def _short_columns_holding(q: str, rows: str) -> tuple[str, list[object]]:
+    """The SQL (and parameters) of the rowids ``d.id`` of the ``_docsize`` rows ``rows`` (SQL after
+    FROM) whose prompt or response is too short for a trigram and holds ``q``."""
+    prompt, prompt_params = _text_holds(q, "b", ("prompt",))
+    response, response_params = _text_holds(q, "b", ("response",))
+    # CROSS JOIN: the index's rows read first, then only their calls' bodies.
+    sql = (
+        f"SELECT d.id FROM {rows} CROSS JOIN llm_call_bodies AS b WHERE b.rowid = d.id "
+        f"AND (({short_terms.SHORT_PROMPT} AND {prompt}) OR ({short_terms.SHORT_RESPONSE} AND {response}))"
+    )
+    return sql, [*prompt_params, *response_params]
+
+
+def _pair_condition(q: str, *, walk: bool) -> Expression:
+    """The calls holding the pair ``q`` (``_pair_sources``), as a condition on ``llm_calls``."""
+    rowid = _ROWID_UNINDEXED if walk else _ROWID
+    found = [rowid.in_(SQL(f"({sql})", params)) for sql, params in _pair_sources(q, ranged=False)]
+    return reduce(operator.or_, found)
+
+
+_PAIR_CHECKED_UP_TO = 2000
+"""Rowid ranges up to this long are checked call by call for a pair (``_pair_found``), not looked
+up in the index's vocabulary (~0.1 ms a seek, ~1-2 seeks per distinct first character)."""
+
+
+def _pair_found(q: str, lo: int, hi: int) -> list[int]:
+    """The sorted rowids ``lo < rowid <= hi`` of the calls holding the pair ``q`` (``Term.find``)."""
+    if hi - lo <= _PAIR_CHECKED_UP_TO:
+        holds, params = _text_holds(q, "b")
+        sql = (
+            f"SELECT d.id FROM {FTS_TABLE}_docsize AS d CROSS JOIN llm_call_bodies AS b "
+            f"WHERE d.id > ? AND d.id <= ? AND b.rowid = d.id AND {holds} ORDER BY d.id"
+        )
+        return [row[0] for row in db.execute_sql(sql, (lo, hi, *params))]
+    *matched, (short_sql, short_params) = _pair_sources(q, ranged=True)
+    found = [row[0] for sql, params in matched for row in db.execute_sql(sql, (*params, lo, hi))]
+    # The calls with a column too short for a trigram: kept too (most stores have few or none).
+    short = search_matches.current(db.obj, _SHORT_TEXTS)
+    if short is not None and short.rowids is not None:
+        among = json.dumps([rowid for rowid in short.rowids if lo < rowid <= hi])
+        rows = f"json_each(?) AS j CROSS JOIN {FTS_TABLE}_docsize AS d ON d.id = j.value"
+        short_sql, short_params = _short_columns_holding(q, rows)
+        cursor = db.execute_sql(short_sql, (among, *short_params))
+    else:
+        cursor = db.execute_sql(short_sql, (*short_params, lo, hi))
+    missing = [
+        rowid
+        for (rowid,) in cursor
+        if (at := bisect.bisect_left(found, rowid)) == len(found) or found[at] != rowid
+    ]
+    return sorted(found + missing) if missing else found
+
+
+def _short_texts_found(database: Any, lo: int, hi: int) -> list[int]:
+    """The sorted rowids ``lo < rowid <= hi`` of the indexed calls whose prompt or response holds
+    one or two characters (no trigram): what a pair's lookup checks besides its trigrams' calls."""
+    sql = (
+        f"SELECT d.id FROM {FTS_TABLE}_docsize AS d CROSS JOIN llm_call_bodies AS b "
+        f"WHERE d.id > ? AND d.id <= ? AND {short_terms.SHORT_COLUMN} AND b.rowid = d.id AND ("
+        f"({short_terms.SHORT_PROMPT} AND (length(b.input_messages) > 2 "
+        "OR length(b.system_instructions) > 2) "
+        f"AND EXISTS (SELECT 1 FROM {TEXT_VIEW} AS t WHERE t.id = d.id AND t.prompt != '')) "
+        f"OR ({short_terms.SHORT_RESPONSE} AND length(b.output_messages) > 2 "
+        f"AND EXISTS (SELECT 1 FROM {TEXT_VIEW} AS t WHERE t.id = d.id AND t.response != ''))) ORDER BY d.id"
+    )
+    return [row[0] for row in database.execute_sql(sql, (lo, hi))]
+
+
+_SHORT_TEXTS = Term(" short texts", find=_short_texts_found)
+"""The calls with a column of text too short for a trigram, kept as a term's matches are (its key
+starts with a space: no ``q``, which is stripped, is that)."""
 
 
 def _like_pattern(text: str) -> str:

@@ -20,23 +20,32 @@ arriving after the call was closed as lost) and on every delete (retention, ``pr
 term is looked up whole again. So the answer is always exact; the first query of a term, or the
 first after retention, pays for the whole check (``bench/bench_list_1m.py`` reports it as "cold").
 
+Kept in the store too (``llm_calls_search_kept``, migration 11; ``save``, which ``list_calls``
+calls after its snapshot): a process that holds nothing for a term reads what another process (or
+itself before a restart) found, and brings it up to date, instead of looking the term up whole.
+Measured before choosing (``docs/performance.md``): a whole lookup of a term in half of 1M calls is
+~0.3 s of reading the candidates' bodies and ~0.15 s of passing their 500,000 rowids to Python, so
+no cheaper check makes a first query fast; reading a kept row takes ~1 ms.
+
 Limits: changes made to the full-text tables without touching ``llm_calls`` (a hand-run
 ``'rebuild'``) are not seen until the generation moves; the cache lives in the reading process
-(``MAX_TERMS`` terms, about ``max rowid / 8`` bytes each).
+(``MAX_TERMS`` terms, about ``max rowid / 8`` bytes each) and in the store (``MAX_SAVED`` rows).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import peewee
 
-from exporter.migrations import FTS_TABLE, SEARCH_STATE_TABLE
+from exporter.migrations import FTS_TABLE, KEPT_TABLE, SEARCH_STATE_TABLE
 
 MAX_TERMS = 16
 """Terms kept per process (least recently used dropped)."""
@@ -48,16 +57,27 @@ _CLUSTER_GAP = 5_000
 """Rowids further apart than this are looked up by separate rowid ranges of the index."""
 _LIVE_SCAN_FROM = 20_000
 """Past this many new rowids, the calls in flight are read from the status index, not the table."""
+SAVE_AFTER = 10_000
+"""Matches are written to the store (``save``) when looked up whole, and again once they reach this
+many rowids past what it keeps."""
+MAX_SAVED = 64
+"""Terms the store keeps (those kept up to the highest rowids)."""
+SAVE_WAIT_MS = 20
+"""How long ``save`` waits for the store's write lock before leaving it to a later query."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Term:
     """A search term and the SQL of the rowids of the calls it matches, in ascending order: its
-    last two parameters, after ``params``, are ``lo < rowid <= hi``."""
+    last two parameters, after ``params``, are ``lo < rowid <= hi``; or ``find``, called with the
+    database, ``lo`` and ``hi``, which returns those rowids."""
 
     key: str
-    sql: str
-    params: tuple[object, ...]
+    sql: str = ""
+    params: tuple[object, ...] = ()
+    find: Callable[[peewee.Database, int, int], Sequence[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,10 @@ class Matches:
     """How many times these matches were brought up to date since the term was looked up whole."""
     additions: tuple[tuple[int, array], ...] = ()
     """(version, rowids that version added), the most recent versions, for ``added_since``."""
+    lookup: int = 0
+    """Which lookup (whole, or read from the store) of this process these matches come from."""
+    saved_upto: int = -1
+    """The ``upto`` of the matches the store keeps for the term (-1: none known)."""
 
     def __contains__(self, rowid: int) -> bool:
         byte = rowid >> 3
@@ -94,16 +118,28 @@ class Matches:
 
 _cache: OrderedDict[tuple[str, str, str], Matches] = OrderedDict()
 _counts: OrderedDict[tuple[object, ...], tuple[int, int]] = OrderedDict()
-"""(path, store, generation, term, filters) → (version of the matches, how many pass the filters)."""
+"""(path, lookup, term, filters) → (version of the matches, how many pass the filters)."""
 _MAX_COUNTS = 64
+_unsaved: dict[tuple[str, str, str], Matches] = {}
+"""Matches to write to the store's ``llm_calls_search_kept`` (``save``), by cache key."""
+_saved: dict[tuple[str, str, str], tuple[int, int]] = {}
+"""Cache key → (lookup, version) of the matches the store keeps, as this process wrote or read them:
+a count of those matches is written beside them (``keep_count``)."""
+_lookups = itertools.count(1)
 _lock = threading.Lock()
 
 
-def forget() -> None:
-    """Drop every kept term (the next query of each is looked up whole: a "cold" query)."""
+def forget(database: peewee.Database | None = None) -> None:
+    """Drop every term kept in this process, and given ``database``, those its store keeps (the next
+    query of each is then looked up whole: a "cold" query)."""
     with _lock:
         _cache.clear()
         _counts.clear()
+        _unsaved.clear()
+        _saved.clear()
+    if database is not None and _state(database) is not None:
+        with database.atomic():
+            database.execute_sql(f'DELETE FROM "{KEPT_TABLE}"')
 
 
 def current(database: peewee.Database, term: Term) -> Matches | None:
@@ -118,10 +154,20 @@ def current(database: peewee.Database, term: Term) -> Matches | None:
     key = (str(database.database), store, term.key)
     with _lock:
         kept = _cache.get(key)
-    if kept is not None and kept.generation == generation and kept.upto <= top:
+    if kept is None or kept.generation != generation or kept.upto > top:
+        # Nothing kept here, or kept for another generation (an older snapshot's is not stored
+        # below): what another process found, kept in the store, or the term looked up whole.
+        kept = _read(database, key, generation, top)
+    if kept is not None:
         matches = _brought_up_to_date(database, term, kept, top)
-    else:  # nothing kept, or kept for another generation (an older snapshot's is not stored below)
+    else:
         matches = _looked_up(database, term, key, store, generation, top)
+    if matches.saved_upto < 0 or matches.upto - matches.saved_upto >= SAVE_AFTER:
+        with _lock:
+            _unsaved.pop(key, None)
+            _unsaved[key] = matches
+            while len(_unsaved) > MAX_TERMS:  # a store that cannot be written (read-only) keeps none
+                del _unsaved[next(iter(_unsaved))]
     with _lock:
         stored = _cache.get(key)
         if stored is None or (stored.generation, stored.upto, stored.version) <= (
@@ -133,6 +179,115 @@ def current(database: peewee.Database, term: Term) -> Matches | None:
             _cache.move_to_end(key)
             while len(_cache) > MAX_TERMS:
                 _cache.popitem(last=False)
+    return matches
+
+
+def save(database: peewee.Database) -> None:
+    """Write to the store the matches of ``database``'s file found since the last save (after the
+    reader's snapshot: a transaction of its own, waiting at most ``SAVE_WAIT_MS`` for the lock).
+
+    So that another process, or this one after a restart, reads them instead of looking the term up
+    whole again. Skipped, to be tried after the next query, when the store is busy or read-only."""
+    path = str(database.database)
+    with _lock:
+        pending = [(key, matches) for key, matches in _unsaved.items() if key[0] == path]
+        if not pending:
+            return
+        rows = [
+            (
+                key[2],
+                matches.generation,
+                matches.upto,
+                json.dumps(sorted(matches.pending)),
+                matches.count,
+                matches.bits,
+                matches.rowids.tobytes() if matches.rowids is not None else None,
+                _counts_of(matches, key[2]),
+            )
+            for key, matches in pending
+        ]
+    sql = (
+        f'INSERT INTO "{KEPT_TABLE}" (term, generation, upto, pending, count, bits, rowids, counts) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (term) DO UPDATE SET generation = excluded.generation, "
+        "upto = excluded.upto, pending = excluded.pending, count = excluded.count, bits = excluded.bits, "
+        "rowids = excluded.rowids, counts = excluded.counts "
+        "WHERE (excluded.generation, excluded.upto) >= (generation, upto)"
+    )
+    timeout = database.execute_sql("PRAGMA busy_timeout").fetchone()[0]
+    database.execute_sql(f"PRAGMA busy_timeout = {SAVE_WAIT_MS}")
+    try:
+        with database.atomic(lock_type="IMMEDIATE"):
+            sql_state = f'SELECT generation FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
+            generation = database.execute_sql(sql_state).fetchone()[0]
+            database.execute_sql(f'DELETE FROM "{KEPT_TABLE}" WHERE generation != ?', (generation,))
+            database.cursor().executemany(sql, [row for row in rows if row[1] == generation])
+            database.execute_sql(
+                f'DELETE FROM "{KEPT_TABLE}" WHERE term NOT IN '
+                f'(SELECT term FROM "{KEPT_TABLE}" ORDER BY upto DESC LIMIT {MAX_SAVED})'
+            )
+    except peewee.DatabaseError as error:  # locked, read-only, no such table (a store before 11)
+        logger.debug("search matches not saved to %s: %s", path, error)
+        return
+    finally:
+        database.execute_sql(f"PRAGMA busy_timeout = {int(timeout)}")
+    with _lock:
+        for key, matches in pending:
+            if _unsaved.get(key) is matches:
+                del _unsaved[key]
+            _saved[key] = (matches.lookup, matches.version)
+            kept = _cache.get(key)
+            if kept is not None and kept.lookup == matches.lookup:
+                _cache[key] = replace(kept, saved_upto=max(kept.saved_upto, matches.upto))
+
+
+def _counts_of(matches: Matches, term: str) -> str:
+    """The kept counts of ``matches`` (as they are: their version), JSON (``keep_count``'s keys)."""
+    counts = [
+        [filters, count]
+        for (path, lookup, key, filters), (version, count) in _counts.items()
+        if (path, lookup, key, version) == (matches.path, matches.lookup, term, matches.version)
+    ]
+    return json.dumps(counts)
+
+
+def _tuples(value: object) -> object:
+    """A JSON-decoded ``filters`` key as ``_matched_total`` made it (lists back to tuples)."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def _read(database: peewee.Database, key: tuple[str, str, str], generation: int, top: int) -> Matches | None:
+    """The matches of the term the store keeps for ``generation`` (up to ``top``), or None; their
+    counts kept again as this process's."""
+    sql = (
+        f'SELECT upto, pending, count, bits, rowids, counts FROM "{KEPT_TABLE}" '
+        "WHERE term = ? AND generation = ? AND upto <= ?"
+    )
+    try:
+        row = database.execute_sql(sql, (key[2], generation, top)).fetchone()
+    except peewee.OperationalError:  # no such table: a store before migration 11
+        return None
+    if row is None:
+        return None
+    upto, pending, count, bits, rowids, counts = row
+    matches = Matches(
+        path=key[0],
+        store=key[1],
+        generation=generation,
+        upto=upto,
+        pending=frozenset(json.loads(pending)),
+        bits=bytes(bits),
+        count=count,
+        rowids=array("q", bytes(rowids)) if rowids is not None else None,
+        version=0,
+        lookup=next(_lookups),
+        saved_upto=upto,
+    )
+    with _lock:
+        _saved[key] = (matches.lookup, 0)
+        for filters, filtered in json.loads(counts):
+            _counts[(key[0], matches.lookup, key[2], _tuples(filters))] = (0, filtered)
+        while len(_counts) > _MAX_COUNTS:
+            _counts.popitem(last=False)
     return matches
 
 
@@ -164,6 +319,7 @@ def _looked_up(
         count=len(found),
         rowids=found if len(found) <= KEEP_ROWIDS_UP_TO else None,
         version=0,
+        lookup=next(_lookups),
     )
 
 
@@ -207,11 +363,15 @@ def _brought_up_to_date(database: peewee.Database, term: Term, kept: Matches, to
         rowids=rowids,
         version=version,
         additions=additions,
+        lookup=kept.lookup,
+        saved_upto=kept.saved_upto,
     )
 
 
 def _found(database: peewee.Database, term: Term, lo: int, hi: int) -> array:
     """The sorted rowids ``lo < rowid <= hi`` that ``term`` matches."""
+    if term.find is not None:
+        return array("q", term.find(database, lo, hi))
     cursor = database.execute_sql(term.sql, (*term.params, lo, hi))
     return array("q", [row[0] for row in cursor])
 
@@ -251,7 +411,7 @@ def kept_count(matches: Matches, term: Term, filters: object) -> tuple[int, list
     """(count, rowids added since it was counted) of the matches that pass ``filters`` (a hashable
     key), as kept by ``keep_count``; None when not kept or no longer known."""
     with _lock:
-        kept = _counts.get((matches.path, matches.store, matches.generation, term.key, filters))
+        kept = _counts.get((matches.path, matches.lookup, term.key, filters))
     if kept is None or kept[0] > matches.version:
         return None
     added = matches.added_since(kept[0])
@@ -259,10 +419,14 @@ def kept_count(matches: Matches, term: Term, filters: object) -> tuple[int, list
 
 
 def keep_count(matches: Matches, term: Term, filters: object, count: int) -> None:
-    """Remember that ``count`` of ``matches`` pass ``filters``."""
-    key = (matches.path, matches.store, matches.generation, term.key, filters)
+    """Remember that ``count`` of ``matches`` pass ``filters`` (a key of tuples, strings, numbers and
+    None), and write it to the store beside the matches if they are the ones it keeps (``save``)."""
+    key = (matches.path, matches.lookup, term.key, filters)
     with _lock:
         _counts[key] = (matches.version, count)
         _counts.move_to_end(key)
         while len(_counts) > _MAX_COUNTS:
             _counts.popitem(last=False)
+        cache_key = (matches.path, matches.store, term.key)
+        if _saved.get(cache_key) == (matches.lookup, matches.version) and cache_key not in _unsaved:
+            _unsaved[cache_key] = matches  # written again, with this count

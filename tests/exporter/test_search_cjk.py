@@ -115,7 +115,7 @@ def test_one_or_two_cjk_characters_find_exactly_the_calls_holding_them(
     assert store.execute_sql(f"SELECT COUNT(*) FROM {CJK_TABLE}_docsize").fetchone()[0] == holding
     assert _found(q="退款") == _brute_force(store, "退款") != set()
     assert len(_brute_force(store, "退")) > len(_brute_force(store, "退款"))
-    for mixed in ("气1", "3预", "c退", "京 "):  # not all CJK: the substring scan
+    for mixed in ("气1", "3预", "c退", "京 "):  # not all CJK: through the trigram index (test_search_pairs)
         assert _found(q=mixed) == _brute_force(store, mixed.strip()) != set(), mixed
 
 

@@ -169,3 +169,59 @@ def test_the_store_s_search_generation_moves_only_for_searched_calls(rows: Rows)
     assert generation() == before + 1
     LLMCall.delete().where(LLMCall.call_id == live).execute()
     assert generation() == before + 2
+
+
+def test_a_term_s_matches_outlive_the_process_that_found_them(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept in the store (``llm_calls_search_kept``, migration 11): a process that never looked the
+    term up reads them, brings them up to date, and looks the term up whole once they are stale."""
+    _calls(rows, 80, seed=4)
+    expected = _reference(monkeypatch)
+    failed = _reference(monkeypatch, status=["failed"])
+    assert _pages() == expected  # looked up whole, then saved to the store
+    assert _pages(status=["failed"]) == failed  # its count with a filter, saved beside them
+
+    search_matches.forget()  # a new process: nothing kept in memory
+    counted = []
+    kept_count = search_matches.kept_count
+    with monkeypatch.context() as patched:
+        patched.setattr(search_matches, "_looked_up", lambda *args: pytest.fail("looked up whole again"))
+        patched.setattr(
+            search_matches, "kept_count", lambda *args: counted.append(kept_count(*args)) or counted[-1]
+        )
+        assert _pages(status=["failed"]) == failed
+    assert counted[0] == (len(failed[0]), [])  # the count read from the store, not counted again
+    with monkeypatch.context() as patched:
+        patched.setattr(search_matches, "_looked_up", lambda *args: pytest.fail("looked up whole again"))
+        assert _pages() == expected
+        rows.each([{"prompt": "weather again", "status": "failed"}])  # a new call: brought up to date
+        search_matches.forget()
+        after = _reference(monkeypatch)
+        assert _pages() == after and len(after[0]) == len(expected[0]) + 1
+
+    looked_up = []
+    original = search_matches._looked_up
+    monkeypatch.setattr(search_matches, "_looked_up", lambda *args: looked_up.append(1) or original(*args))
+    LLMCall.update(status="succeeded").where(LLMCall.status == "failed").execute()  # the generation moves
+    search_matches.forget()
+    assert _pages() == _reference(monkeypatch) and looked_up == [1]
+    search_matches.forget(db.obj)  # and the store's too
+    assert db.obj.execute_sql("SELECT COUNT(*) FROM llm_calls_search_kept").fetchone()[0] == 0
+
+
+def test_a_store_that_cannot_be_written_still_answers(rows: Rows, monkeypatch: pytest.MonkeyPatch) -> None:
+    _calls(rows, 40, seed=5)
+    expected = _reference(monkeypatch)
+    db.obj.execute_sql("BEGIN IMMEDIATE")  # another writer holds the lock (this connection, here)
+    other = type(db.obj)(db.obj.database)
+    db.initialize(other)
+    try:
+        assert _pages() == expected  # the save waited SAVE_WAIT_MS and gave up
+        assert other.execute_sql("SELECT COUNT(*) FROM llm_calls_search_kept").fetchone()[0] == 0
+    finally:
+        other.close()
+        db.initialize(rows.database)
+        rows.database.execute_sql("ROLLBACK")
+    assert _pages() == expected  # saved by a later query
+    assert db.obj.execute_sql("SELECT COUNT(*) FROM llm_calls_search_kept").fetchone()[0] == 1

@@ -221,7 +221,7 @@ def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
                 yield b"".join(lines)
                 lines, size = [], 0
     except StoreError as exc:  # the status is sent already: the body ends with the error
-        lines.append(serialize.encode({"error": {"code": "store_unavailable", "message": str(exc)}}) + b"\n")
+        lines.append(serialize.encode({"error": errors.current_store_unavailable(exc).error()}) + b"\n")
     if lines:
         yield b"".join(lines)
 

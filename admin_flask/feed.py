@@ -452,8 +452,7 @@ class Feed:
                     message != self._last_error
                     or time.monotonic() - self._status_at >= self.status_interval_s
                 ):
-                    error = {"code": "store_unavailable", "message": message, "reason": unreadable.reason}
-                    self._publish_status({"error": error})
+                    self._publish_status({"error": unreadable.error()})
                 self._last_error, self._last_reason = message, unreadable.reason
                 pause = max(pause, _RETRY_S)
             except Exception:

@@ -160,8 +160,8 @@ def task(task_id: str) -> Response:
 @api.get("/llm/events")
 def events() -> Response:
     args = params.EVENTS.parse(request.args)
-    texts, last_event_id = current_state().feed.poll(args["after"], args["timeout"])
-    body = '{"events":[' + ",".join(texts) + '],"last_event_id":' + str(last_event_id) + "}"
+    messages, last_event_id = current_state().feed.poll(args["after"], args["timeout"])
+    body = b'{"events":[' + b",".join(messages) + b'],"last_event_id":%d}' % last_event_id
     return Response(body, mimetype="application/json")
 
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from admin_flask import create_app
-from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin, PostgresServer, Store, _pg_admin
+from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin, PostgresServer, Store
 from tests.admin_flask.test_file_faults import damage
 from tests.admin_flask.test_live import ARRIVES_WITHIN_S, messages_until
+from tests.exporter.conftest import drop_database, pg_admin
 
 READS = ("/llm/calls", "/llm/status", "/tasks", "/llm/facets", "/llm/calls/export", "/llm/events?timeout=0")
 
@@ -121,8 +122,11 @@ def test_a_postgresql_database_that_does_not_exist_yet(
     admin = serve(create_app(db=late.url, token=TOKEN), Admin)  # starts although it cannot connect
     assert_unavailable(admin, late)
     assert "does not exist" in json.dumps(admin.get("/llm/calls").json())
-    _pg_admin(postgres_server, f"CREATE DATABASE {name} TEMPLATE admin_seed")
-    wait_until_readable(admin, late)
+    pg_admin(postgres_server, f"CREATE DATABASE {name} TEMPLATE admin_seed")
+    try:
+        wait_until_readable(admin, late)
+    finally:
+        drop_database(postgres_server, name)
 
 
 def _after(iso: str, moment: float) -> bool:

@@ -160,8 +160,8 @@ def task(task_id: str) -> Response:
 @api.get("/llm/events")
 def events() -> Response:
     args = params.EVENTS.parse(request.args)
-    texts, last_event_id = current_state().feed.poll(args["after"], args["timeout"])
-    body = '{"events":[' + ",".join(texts) + '],"last_event_id":' + str(last_event_id) + "}"
+    messages, last_event_id = current_state().feed.poll(args["after"], args["timeout"])
+    body = b'{"events":[' + b",".join(messages) + b'],"last_event_id":%d}' % last_event_id
     return Response(body, mimetype="application/json")
 
 
@@ -221,7 +221,7 @@ def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
                 yield b"".join(lines)
                 lines, size = [], 0
     except StoreError as exc:  # the status is sent already: the body ends with the error
-        lines.append(serialize.encode({"error": {"code": "store_unavailable", "message": str(exc)}}) + b"\n")
+        lines.append(serialize.encode({"error": errors.current_store_unavailable(exc).error()}) + b"\n")
     if lines:
         yield b"".join(lines)
 

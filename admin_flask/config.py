@@ -152,7 +152,7 @@ SETTINGS: tuple[Setting, ...] = (
         "LLM_OTEL_ADMIN_LOGIN_BACKOFF_S",
         1.0,
         _float,
-        "token login: the first wait after those wrong tokens; it doubles with each further one",
+        "token login: the first wait after those wrong tokens (> 0); it doubles with each further one",
     ),
     Setting(
         "LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S",
@@ -164,7 +164,7 @@ SETTINGS: tuple[Setting, ...] = (
         "LLM_OTEL_ADMIN_LOGIN_WINDOW_S",
         300.0,
         _float,
-        "token login: a wrong token older than this is forgotten",
+        "token login: a wrong token older than this is forgotten (> 0)",
     ),
 )
 
@@ -230,12 +230,18 @@ def read_settings(config: Mapping[str, Any], overrides: Mapping[str, Any] | None
         ("LLM_OTEL_ADMIN_CLIENT_QUEUE", 1),
         ("LLM_OTEL_ADMIN_SEND_TIMEOUT_S", 0.1),
         ("LLM_OTEL_ADMIN_LOGIN_ATTEMPTS", 0),
-        ("LLM_OTEL_ADMIN_LOGIN_BACKOFF_S", 0.0),
-        ("LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S", 0.0),
-        ("LLM_OTEL_ADMIN_LOGIN_WINDOW_S", 0.0),
     ):
         if values[key] < minimum:
             raise AdminConfigurationError(f"{key} must be >= {minimum}, got {values[key]!r}")
+    for key, zero in (
+        ("LLM_OTEL_ADMIN_LOGIN_BACKOFF_S", "a wait of 0 s lets every guess through"),
+        ("LLM_OTEL_ADMIN_LOGIN_WINDOW_S", "a window of 0 s forgets each wrong token at once"),
+    ):
+        if not values[key] > 0:  # NaN too
+            raise AdminConfigurationError(
+                f"{key} must be > 0, got {values[key]!r} ({zero}); to turn the token login's back-off "
+                "off, set LLM_OTEL_ADMIN_LOGIN_ATTEMPTS=0"
+            )
     if values["LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S"] < values["LLM_OTEL_ADMIN_LOGIN_BACKOFF_S"]:
         raise AdminConfigurationError(
             "LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S must be >= LLM_OTEL_ADMIN_LOGIN_BACKOFF_S, got "

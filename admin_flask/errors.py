@@ -69,6 +69,11 @@ class StoreUnavailable(ServiceUnavailable):
         super().__init__(message)
         self.reason = reason
 
+    def error(self) -> dict[str, str]:
+        """The ``error`` object of the contract's ``store_unavailable``, wherever it is sent: the
+        503's body, the export's last line, the live feed's status."""
+        return {"code": "store_unavailable", "message": _message(self), "reason": self.reason}
+
 
 DAMAGED_HINT = (
     "stop the apps, move the file aside with its -wal and -shm files and restore a backup, or let "
@@ -86,6 +91,14 @@ def unavailable(exc: StoreError, path: str | None = None) -> StoreUnavailable:
     return StoreUnavailable(f"the span store cannot be read right now ({exc}); retry shortly")
 
 
+def current_store_unavailable(exc: StoreError) -> StoreUnavailable:
+    """The 503 for ``exc`` raised reading the current app's store (logged at WARNING)."""
+    logger.warning("the LLM admin cannot read the store: %s", exc)
+    from admin_flask.state import current_state  # here: the state module imports this one
+
+    return unavailable(exc, current_state().store.path)
+
+
 def error_response(status: int, code: str, message: str, **extra: object) -> Response:
     return json_response({"error": {"code": code, "message": message, **extra}}, status)
 
@@ -93,11 +106,12 @@ def error_response(status: int, code: str, message: str, **extra: object) -> Res
 def http_error(exc: HTTPException) -> Response:
     """Any ``HTTPException`` as JSON, keeping its ``Allow`` / ``WWW-Authenticate`` headers."""
     status = exc.code or 500
-    extra: dict[str, object] = {"parameter": exc.parameter} if isinstance(exc, BadParameter) else {}
     if isinstance(exc, StoreUnavailable):
-        extra["reason"] = exc.reason
-    code = getattr(exc, "code_name", None) or _CODES.get(status) or _snake(exc.name)
-    response = error_response(status, code, _message(exc), **extra)
+        response = json_response({"error": exc.error()}, status)
+    else:
+        extra = {"parameter": exc.parameter} if isinstance(exc, BadParameter) else {}
+        code = getattr(exc, "code_name", None) or _CODES.get(status) or _snake(exc.name)
+        response = error_response(status, code, _message(exc), **extra)
     for name, value in exc.get_headers():
         if name in _KEPT_HEADERS:
             response.headers[name] = value
@@ -109,10 +123,7 @@ def query_error(exc: QueryError) -> Response:
 
 
 def store_error(exc: StoreDatabaseError) -> Response:
-    logger.warning("the LLM admin cannot read the store: %s", exc)
-    from admin_flask.state import current_state  # here: the state module imports this one
-
-    return http_error(unavailable(exc, current_state().store.path))
+    return http_error(current_store_unavailable(exc))
 
 
 def unexpected_error(exc: Exception) -> Response:

@@ -82,9 +82,10 @@ class LiveMessage:
         return cls(payload["event_id"], events[0]["id"], payload, text_frame(serialize.dumps(payload)))
 
     @property
-    def text(self) -> str:
-        """The JSON text (what a long poll answers)."""
-        return self.frame[frame_header_size(self.frame) :].decode()
+    def json(self) -> memoryview:
+        """The JSON as UTF-8 (what a long poll answers): the frame's payload, neither copied nor
+        decoded (a long poll's messages are read under the feed's lock)."""
+        return memoryview(self.frame)[frame_header_size(self.frame) :]
 
 
 @dataclass
@@ -286,10 +287,10 @@ class Feed:
                     subscription.behind = Behind(self.position)
                 return subscription
 
-    def poll(self, after: int | None, timeout: float) -> tuple[list[str], int]:
+    def poll(self, after: int | None, timeout: float) -> tuple[list[memoryview], int]:
         """A long poll: the messages after ``after`` (None: from now), waiting up to ``timeout`` s.
 
-        Returns their texts and the ``last_event_id`` to poll after next.
+        Returns their JSON (``LiveMessage.json``) and the ``last_event_id`` to poll after next.
         """
         self._activate()
         with self._lock:
@@ -305,7 +306,7 @@ class Feed:
                 events = self._catch_up_read(cursor, floor)
                 if events:
                     messages = coalesce(events)[:POLL_LIMIT]
-                    return [message.text for message in messages], messages[-1].event_id
+                    return [message.json for message in messages], messages[-1].event_id
                 cursor = floor
             deadline = time.monotonic() + timeout
             with self._lock:
@@ -314,7 +315,7 @@ class Feed:
                     ready = [message for message in ready if message.event_id > cursor][:POLL_LIMIT]
                     remaining = deadline - time.monotonic()
                     if ready or self._closed or remaining <= 0:
-                        return [message.text for message in ready], ready[-1].event_id if ready else cursor
+                        return [message.json for message in ready], ready[-1].event_id if ready else cursor
                     self._changed.wait(remaining)
         finally:
             with self._lock:
@@ -452,8 +453,7 @@ class Feed:
                     message != self._last_error
                     or time.monotonic() - self._status_at >= self.status_interval_s
                 ):
-                    error = {"code": "store_unavailable", "message": message, "reason": unreadable.reason}
-                    self._publish_status({"error": error})
+                    self._publish_status({"error": unreadable.error()})
                 self._last_error, self._last_reason = message, unreadable.reason
                 pause = max(pause, _RETRY_S)
             except Exception:

@@ -181,30 +181,26 @@ def percentiles(value: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def dumps(value: Any) -> str:
     """Compact JSON text."""
-    try:
-        return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:
-        return _stdlib_dumps(value)
+    written = _json(value)
+    return written.decode() if isinstance(written, bytes) else written
 
 
 def encode(value: Any) -> bytes:
     """Compact JSON as UTF-8 bytes (``dumps`` encoded; a lone surrogate raises ``UnicodeEncodeError``)."""
-    try:
-        return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS)
-    except orjson.JSONEncodeError:
-        return _stdlib_dumps(value).encode()
+    written = _json(value)
+    return written if isinstance(written, bytes) else written.encode()
 
 
 def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(_json(value), status=status, headers=headers, mimetype="application/json")
+
+
+def _json(value: Any) -> bytes | str:
+    """orjson's UTF-8 bytes, or the stdlib's text for the values orjson refuses (see the module)."""
     try:
-        body: bytes | str = orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(value, default=_plain, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
-        body = _stdlib_dumps(value)
-    return Response(body, status=status, headers=headers, mimetype="application/json")
-
-
-def _stdlib_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_plain)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_plain)
 
 
 def _plain(value: Any) -> Any:

@@ -20,14 +20,12 @@ def _usage(usage: Any) -> dict[str, int]:
     """The token counts of a completion's (or a stream's last chunk's) ``usage``."""
     if usage is None:
         return {}
-    attributes = usage_attributes(usage.prompt_tokens, usage.completion_tokens)
-    cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
-    if isinstance(cached, int):
-        attributes[attr.USAGE_CACHE_READ_INPUT_TOKENS] = cached
-    reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)
-    if isinstance(reasoning, int):
-        attributes[attr.USAGE_REASONING_OUTPUT_TOKENS] = reasoning
-    return attributes
+    return usage_attributes(
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None),
+        getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None),
+    )
 
 
 def _response_header_attributes(response: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ their ``finish_reason``. These are pure functions over SDK objects or plain dict
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from json.encoder import c_make_encoder, encode_basestring
@@ -132,42 +133,33 @@ def chat_input_messages(messages: Iterable[Any]) -> list[Message]:
 
 
 def chat_output_message(message: Any, finish_reason: str | None) -> Message:
-    """One choice of a chat completion (a message object or a dict) → an output message."""
-    if message is not None and type(message) is not dict and not isinstance(message, Mapping):
-        return _chat_output_object(message, finish_reason)
-    message = message or {}
+    """One choice of a chat completion (the SDK's message object, or a dict) → an output message."""
+    read = _reader(message)
     parts = []
-    if message.get("content"):
-        parts.append(text_part(message["content"]))
-    if message.get("refusal"):
-        parts.append(text_part(message["refusal"]))
-    for tool_call in message.get("tool_calls") or ():
-        function = tool_call.get("function") or {}
-        parts.append(tool_call_part(tool_call.get("id"), function.get("name"), function.get("arguments")))
-    return {"role": message.get("role") or "assistant", "parts": parts, "finish_reason": finish_reason}
-
-
-def _chat_output_object(message: Any, finish_reason: str | None) -> Message:
-    """``chat_output_message`` read from the SDK's message object: the same message, without
-    dumping the object to a dict first (the SDK's objects are pydantic models)."""
-    parts = []
-    content = getattr(message, "content", None)
+    content = read("content", None)
     if content:
         parts.append({"type": "text", "content": content})
-    refusal = getattr(message, "refusal", None)
+    refusal = read("refusal", None)
     if refusal:
         parts.append({"type": "text", "content": refusal})
-    for tool_call in getattr(message, "tool_calls", None) or ():
-        function = getattr(tool_call, "function", None)
-        parts.append(
-            tool_call_part(
-                getattr(tool_call, "id", None),
-                getattr(function, "name", None),
-                getattr(function, "arguments", None),
-            )
-        )
-    role = getattr(message, "role", None) or "assistant"
-    return {"role": role, "parts": parts, "finish_reason": finish_reason}
+    for tool_call in read("tool_calls", None) or ():
+        call = _reader(tool_call)
+        function = _reader(call("function", None))
+        parts.append(tool_call_part(call("id", None), function("name", None), function("arguments", None)))
+    return {"role": read("role", None) or "assistant", "parts": parts, "finish_reason": finish_reason}
+
+
+def _reader(value: Any) -> Callable[[str, None], Any]:
+    """``read(name, None)``: a dict's item or an object's attribute, None when absent. The SDK's
+    objects (pydantic models) are read as they are, never dumped to a dict first."""
+    if value is None:
+        return _EMPTY.get
+    if type(value) is dict or isinstance(value, Mapping):
+        return value.get
+    return functools.partial(getattr, value)
+
+
+_EMPTY: dict[str, Any] = {}
 
 
 def responses_input_messages(input_value: Any) -> list[Message]:

@@ -38,7 +38,12 @@ from admin_flask.state import EXTENSION_KEY, AdminState
 from llm_otel.testing import FakeOpenAI
 from tests.admin_flask.seed import Manifest, seed
 from tests.children import checkout_python
-from tests.exporter.conftest import PostgresServer, postgres_server  # noqa: F401 - a shared fixture
+from tests.exporter.conftest import (  # noqa: F401 - postgres_server: a shared fixture
+    PostgresServer,
+    drop_database,
+    pg_admin,
+    postgres_server,
+)
 
 TOKEN = "admin-test-token-3c9f1e"
 API = "/api/admin/jobs"
@@ -90,7 +95,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, fake_openai_server: FakeOpe
 @pytest.fixture(scope="session")
 def seeded_pg(postgres_server: PostgresServer, fake_openai_server: FakeOpenAI) -> Store:  # noqa: F811
     """A seeded PostgreSQL database, the template of each test's copy."""
-    _pg_admin(postgres_server, "CREATE DATABASE admin_seed")
+    pg_admin(postgres_server, "CREATE DATABASE admin_seed")
     url = postgres_server.url("admin_seed")
     return Store("postgresql", url, seed(url, fake_openai_server))
 
@@ -112,26 +117,15 @@ def sqlite_store(seeded: Store, tmp_path: Path) -> Store:
 
 
 @pytest.fixture
-def pg_store(seeded_pg: Store, postgres_server: PostgresServer) -> Store:  # noqa: F811
+def pg_store(seeded_pg: Store, postgres_server: PostgresServer) -> Iterator[Store]:  # noqa: F811
     """A copy of the seeded PostgreSQL database for this test alone."""
     name = f"admin_copy_{next(_PG_COPIES)}"
-    _pg_admin(postgres_server, f"CREATE DATABASE {name} TEMPLATE admin_seed")
-    return Store("postgresql", postgres_server.url(name), seeded_pg.manifest)
+    pg_admin(postgres_server, f"CREATE DATABASE {name} TEMPLATE admin_seed")
+    yield Store("postgresql", postgres_server.url(name), seeded_pg.manifest)
+    drop_database(postgres_server, name)
 
 
 _PG_COPIES = itertools.count(1)
-
-
-def _pg_admin(server: PostgresServer, statement: str) -> None:
-    import psycopg2
-
-    connection = psycopg2.connect(server.url("postgres"))
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
 
 
 @dataclass

@@ -32,6 +32,8 @@ import llm_otel
 from admin_flask import create_app
 from llm_otel.testing import FakeOpenAI
 from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin
+from tests.polling import until
+from tests.sqlite_file import rows
 
 QUEUE_SIZE = 60
 """The writer's queue in these tests (10,000 by default): a fault of a few seconds overflows it."""
@@ -113,11 +115,6 @@ def move(path: Path, to: Path) -> None:
             os.replace(file, target)
 
 
-def rows(path: Path, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(path)) as connection:
-        return connection.execute(query, args).fetchall()
-
-
 def prompts(path: Path, tag: str) -> set[str]:
     """The prompts of the calls tagged ``tag`` that the store holds in full (ended, with the answer:
     not the few fields kept of a call whose end was dropped)."""
@@ -132,14 +129,6 @@ def prompts(path: Path, tag: str) -> set[str]:
             f"{tag} %",
         )
     }
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = SETTLES_WITHIN_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-    return result
 
 
 def stored_or_counted(app: App, admin: Admin, tag: str, count: int, dropped_before: int) -> int:

@@ -132,13 +132,18 @@ def test_the_back_off_can_be_turned_off(store: Store, serve: Any) -> None:
         ("LLM_OTEL_ADMIN_LOGIN_ATTEMPTS", -1),
         ("LLM_OTEL_ADMIN_LOGIN_ATTEMPTS", "some"),
         ("LLM_OTEL_ADMIN_LOGIN_BACKOFF_S", -0.5),
+        ("LLM_OTEL_ADMIN_LOGIN_BACKOFF_S", 0),  # no wait: the back-off off without a word
+        ("LLM_OTEL_ADMIN_LOGIN_BACKOFF_S", "nan"),
+        ("LLM_OTEL_ADMIN_LOGIN_WINDOW_S", 0),  # every wrong token forgotten at once: off too
         ("LLM_OTEL_ADMIN_LOGIN_BACKOFF_MAX_S", 0.5),  # shorter than the first wait (1 s)
         ("LLM_OTEL_ADMIN_LOGIN_WINDOW_S", "long"),
     ],
 )
 def test_bad_back_off_settings_are_refused(store: Store, key: str, value: object) -> None:
-    with pytest.raises(AdminConfigurationError, match=key):
+    with pytest.raises(AdminConfigurationError, match=key) as refused:
         create_app(db=store.url, token=TOKEN, config={key: value})
+    if value == 0:  # the message names the switch that does turn it off
+        assert "LLM_OTEL_ADMIN_LOGIN_ATTEMPTS=0" in str(refused.value)
 
 
 class Clock:

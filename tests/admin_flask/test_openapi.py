@@ -1,7 +1,6 @@
 """The served OpenAPI document matches the routes, and a property test over it (schemathesis) finds no
-500, no error that is not JSON-shaped and no answer slower than 1 s on the test store (a slow answer
-is asked again once: a stall of the shared machine is not a slow query). The per-parameter fuzzing
-from the declarations themselves is in test_fuzz_params.py."""
+500 and no error that is not JSON-shaped (the slowest answer is printed, not asserted). The
+per-parameter fuzzing from the declarations themselves is in test_fuzz_params.py."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from tests.admin_flask.conftest import API, TOKEN, Admin, Store
-from tests.admin_flask.test_fuzz_params import SLOWEST_ALLOWED_S
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "contracts" / "http-apis.md"
 EXAMPLES_PER_OPERATION = 20  # x 10 operations x 2 modes: 300-400 requests, ~10-20 s
@@ -140,11 +138,6 @@ def test_property_no_500_and_every_error_is_json(
                 # that may have replaced the one invalid value of a negative case: no longer invalid
                 excluded.append(schemathesis.checks.negative_data_rejection)
             response = case.call(base_url=base_url, timeout=30)
-            if response.elapsed > SLOWEST_ALLOWED_S:  # a stall of the machine, or slow?
-                again = case.call(base_url=base_url, timeout=30)
-                slow = (response.elapsed, again.elapsed)
-                assert slow[1] <= SLOWEST_ALLOWED_S, (case.path, case.query, slow)
-                response = again
             slowest[0] = max(slowest[0], response.elapsed)
             answered[response.status_code] = answered.get(response.status_code, 0) + 1
             assert response.status_code < 500, (case.path, case.query, response.text[:500])

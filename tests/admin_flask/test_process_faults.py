@@ -29,7 +29,9 @@ from exporter.store import SpanStore
 from llm_otel.testing import Behavior, FakeOpenAI
 from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin
 from tests.children import checkout_python
+from tests.polling import until
 from tests.sigkill import kill_while_writing
+from tests.sqlite_file import rows
 
 APP = textwrap.dedent(
     """
@@ -54,11 +56,6 @@ APP = textwrap.dedent(
     time.sleep(3600)
     """
 )
-
-
-def rows(path: Path, query: str) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(path)) as connection:
-        return connection.execute(query).fetchall()
 
 
 def test_an_app_killed_mid_batch_leaves_a_sound_store_and_its_calls_are_closed_as_lost(
@@ -95,10 +92,8 @@ def test_an_app_killed_mid_batch_leaves_a_sound_store_and_its_calls_are_closed_a
     # Another process with a store (here: this one) closes them once the dead one's heartbeat is old.
     other = SpanStore(f"sqlite:///{path}", heartbeat_timeout_s=0.5)
     try:
-        deadline = time.monotonic() + 10
-        while rows(path, "SELECT count(*) FROM llm_calls WHERE status IN ('queued', 'running')") != [(0,)]:
-            assert time.monotonic() < deadline, "the dead process's calls were not closed"
-            time.sleep(0.1)
+        live = "SELECT count(*) FROM llm_calls WHERE status IN ('queued', 'running')"
+        until(lambda: rows(path, live) == [(0,)], "the dead process's calls were not closed")
     finally:
         other.shutdown(2)
     config = {**FAST_FEED, "LLM_OTEL_ADMIN_STALE_AFTER_S": 0.5}
@@ -222,8 +217,7 @@ def test_the_admin_killed_mid_request_harms_neither_the_store_nor_the_app(
     headers = {"Authorization": f"Bearer {TOKEN}"}
     try:
         caller.start()
-        while made[0] < 600:
-            time.sleep(0.05)
+        until(lambda: made[0] >= 600, lambda: f"{made[0]} calls of 600 made; {failures[-3:]}", timeout=60)
         assert handle.flush(10)
         http = httpx2.Client(base_url=url, headers=headers, timeout=30)
         with http.stream("GET", "/api/admin/jobs/llm/calls/export") as export:  # a long export...
@@ -249,17 +243,19 @@ def test_the_admin_killed_mid_request_harms_neither_the_store_nor_the_app(
 
         assert rows(path, "PRAGMA integrity_check") == [("ok",)]
         admin, url = start_admin(path)  # starts again on the same store, and reads it
-        while made[0] < killed_at + 100:  # the app goes on making calls, unaffected
-            time.sleep(0.05)
+        until(  # the app goes on making calls, unaffected
+            lambda: made[0] >= killed_at + 100,
+            lambda: f"{made[0] - killed_at} calls of 100 made after the kill; {failures[-3:]}",
+        )
         stop.set()
         caller.join(10)
         assert handle.flush(10) and failures == []
         stats = handle.store.stats()
         with httpx2.Client(base_url=url, headers=headers, timeout=30) as http:
-            deadline = time.monotonic() + 10
-            while (response := http.get("/api/admin/jobs/llm/calls")).status_code != 200:
-                assert time.monotonic() < deadline, response.text
-                time.sleep(0.1)
+            response = until(
+                lambda: (answer := http.get("/api/admin/jobs/llm/calls")).status_code == 200 and answer,
+                "the admin started again does not read the store",
+            )
             assert response.json()["total"] == made[0]
             exported = http.get("/api/admin/jobs/llm/calls/export").text.splitlines()
             assert len(exported) == made[0] and http.get("/api/admin/jobs/llm/status").status_code == 200

@@ -10,13 +10,16 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from admin_flask import create_app
-from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin, PostgresServer, Store, _pg_admin
+from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin, PostgresServer, Store
+from tests.admin_flask.test_file_faults import damage
 from tests.admin_flask.test_live import ARRIVES_WITHIN_S, messages_until
+from tests.exporter.conftest import drop_database, pg_admin
 
 READS = ("/llm/calls", "/llm/status", "/tasks", "/llm/facets", "/llm/calls/export", "/llm/events?timeout=0")
 
@@ -119,11 +122,55 @@ def test_a_postgresql_database_that_does_not_exist_yet(
     admin = serve(create_app(db=late.url, token=TOKEN), Admin)  # starts although it cannot connect
     assert_unavailable(admin, late)
     assert "does not exist" in json.dumps(admin.get("/llm/calls").json())
-    _pg_admin(postgres_server, f"CREATE DATABASE {name} TEMPLATE admin_seed")
-    wait_until_readable(admin, late)
+    pg_admin(postgres_server, f"CREATE DATABASE {name} TEMPLATE admin_seed")
+    try:
+        wait_until_readable(admin, late)
+    finally:
+        drop_database(postgres_server, name)
 
 
 def _after(iso: str, moment: float) -> bool:
     import datetime as dt
 
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() >= moment
+
+
+def _copies(path: str, copies: int, prompt_bytes: int) -> int:
+    """Add ``copies`` copies of every call (ids ``<id>-<n>``), each with a prompt of ``prompt_bytes``:
+    an export far larger than the sockets between the admin and its client hold. Returns the calls."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        for table, text_column in (("llm_calls", None), ("llm_call_bodies", "input_messages")):
+            columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+            prompt = json.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": "x" * prompt_bytes}]}]
+            )
+            chosen = {"call_id": "call_id || '-' || n", text_column: "?"}
+            values = ", ".join(chosen.get(column, column) for column in columns)
+            connection.execute(
+                f"WITH RECURSIVE copy(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM copy WHERE n < {copies}) "
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM {table}, copy",
+                (prompt,) if text_column else (),
+            )
+        connection.commit()
+        return connection.execute("SELECT count(*) FROM llm_calls").fetchone()[0]
+
+
+def test_an_export_cut_by_a_damaged_file_ends_with_the_store_unavailable_error(
+    serve: Any, store: Store
+) -> None:
+    """The body has begun (200): its last line is the 503's error, reason and what to do included."""
+    path = store.url.removeprefix("sqlite:///")
+    total = _copies(path, copies=40, prompt_bytes=4000)  # ~20 MB of lines
+    admin = serve(create_app(db=store.url, token=TOKEN, config=FAST_FEED), Admin)
+    with admin.client.stream("GET", "/api/admin/jobs/llm/calls/export") as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert json.loads(next(lines))["call_id"]
+        damage(Path(path), "garbage over its pages")  # while the admin waits for the client to read
+        rest = [json.loads(line) for line in lines]
+
+    assert 0 < len(rest) < total - 1 and all("call_id" in line for line in rest[:-1])
+    error = rest[-1]["error"]
+    assert (error["code"], error["reason"]) == ("store_unavailable", "damaged"), error
+    assert f"its file {path} is damaged" in error["message"]
+    assert "move the file aside" in error["message"] and "docs/operations.md" in error["message"]

@@ -2,7 +2,7 @@
 one that reads nothing, one that answers no ping. The healthy ones get every message in order, the
 bad ones are cut off and their server threads freed.
 
-Deadlines here are functional ("cleaned up within 30 s"); the delivery latency with a stuck client
+Deadlines here are hang guards (``tests.polling``); the delivery latency with a stuck client
 present is measured in bench/bench_live_feed.py.
 """
 
@@ -15,7 +15,6 @@ import os
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +24,8 @@ import simple_websocket
 from admin_flask import AdminConfigurationError, create_app
 from tests.admin_flask.conftest import API, FAST_FEED, TOKEN, Admin, Running, Store
 from tests.admin_flask.test_live import calls_of, insert_events, messages_until
+from tests.polling import until
 
-CLEANED_UP_WITHIN_S = 30.0
 SEND_TIMEOUT_S = 1.0
 EVENT_DATA_BYTES = 3000
 BURST_EVENTS = 2000
@@ -86,13 +85,6 @@ def plus(threads: dict[str, int], connections: int) -> dict[str, int]:
     return {kind: count + connections for kind, count in threads.items()}
 
 
-def eventually(condition: Callable[[], bool], what: Callable[[], Any], timeout: float = CLEANED_UP_WITHIN_S):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what()}"
-        time.sleep(0.05)
-
-
 def healthy_client(admin: Admin) -> simple_websocket.Client:
     client = simple_websocket.Client.connect(
         admin.url.replace("http://", "ws://") + f"{API}/llm/ws",
@@ -122,13 +114,13 @@ def test_fifty_clients_with_dropped_and_stuck_ones(
     healthy = [healthy_client(admin) for _ in range(45)]
     dropped = [raw_websocket(admin) for _ in range(4)]
     stuck = raw_websocket(admin, receive_buffer=4096)  # never reads a byte
-    eventually(lambda: feed.counts()["subscribers"] == 50, feed.counts)
-    eventually(lambda: server_threads() == plus(baseline, 50), server_threads)
+    until(lambda: feed.counts()["subscribers"] == 50, feed.counts)
+    until(lambda: server_threads() == plus(baseline, 50), server_threads)
 
     for sock in dropped:
         reset(sock)
-    eventually(lambda: feed.counts()["subscribers"] == 46, feed.counts)
-    eventually(lambda: server_threads() == plus(baseline, 46), server_threads)
+    until(lambda: feed.counts()["subscribers"] == 46, feed.counts)
+    until(lambda: server_threads() == plus(baseline, 46), server_threads)
 
     calls = sorted(store.ids())
     payload = "x" * EVENT_DATA_BYTES
@@ -144,8 +136,8 @@ def test_fifty_clients_with_dropped_and_stuck_ones(
         positions = [message["event_id"] for message in messages]
         assert positions == sorted(set(positions))  # in order
 
-    eventually(lambda: feed.counts()["subscribers"] == 45, feed.counts)  # the stuck one was cut off
-    eventually(lambda: server_threads() == plus(baseline, 45), server_threads)
+    until(lambda: feed.counts()["subscribers"] == 45, feed.counts)  # the stuck one was cut off
+    until(lambda: server_threads() == plus(baseline, 45), server_threads)
     port = stuck.getsockname()[1]
     cut = [
         record.getMessage() for record in caplog.records if "cut off websocket client" in record.getMessage()
@@ -155,7 +147,7 @@ def test_fifty_clients_with_dropped_and_stuck_ones(
 
     for ws in healthy:
         ws.close()
-    eventually(lambda: server_threads() == baseline, server_threads)
+    until(lambda: server_threads() == baseline, server_threads)
     assert feed.counts()["subscribers"] == 0
     assert server_errors(caplog) == []
 
@@ -168,9 +160,9 @@ def test_a_client_that_answers_no_ping_is_closed(store: Store, serve: Any) -> No
     baseline = server_threads()
     silent = raw_websocket(admin)
     feed = admin.state.feed
-    eventually(lambda: feed.counts()["subscribers"] == 1, feed.counts)
-    eventually(lambda: feed.counts()["subscribers"] == 0, feed.counts)
-    eventually(lambda: server_threads() == baseline, server_threads)
+    until(lambda: feed.counts()["subscribers"] == 1, feed.counts)
+    until(lambda: feed.counts()["subscribers"] == 0, feed.counts)
+    until(lambda: server_threads() == baseline, server_threads)
     silent.settimeout(5)
     received = b""
     with contextlib.suppress(ConnectionResetError):

@@ -8,7 +8,7 @@ session's throwaway cluster (``postgres_server`` in conftest.py); each test has 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import peewee
@@ -39,17 +39,11 @@ from tests.exporter.call_spans import (
 )
 from tests.exporter.conftest import NOW_MS, Rows
 from tests.exporter.test_queries import FILTERS, _all_pages, _expected
+from tests.polling import until_equal
 
 
 def select(database: peewee.Database, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     return database.execute_sql(sql, params).fetchall()
-
-
-def poll(read: Callable[[], Any], expected: Any, deadline_s: float = 3.0) -> None:
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=deadline_s)
-    while (value := read()) != expected:
-        if datetime.datetime.now() > deadline:
-            pytest.fail(f"still {value!r} after {deadline_s} s, expected {expected!r}")
 
 
 # Schema
@@ -111,11 +105,11 @@ def test_span_store_writes_a_call_live_from_queued_to_succeeded(
     task = task_span(tracer, "task-1")
     span = start_call(tracer, "live")
     span_store.on_call_event("queued", span, ns(0), {})
-    poll(status, [("queued",)])
+    until_equal(status, [("queued",)])
 
     dispatch(span, at_ms=250, wait=0.25)
     span_store.on_call_event("dispatched", span, ns(250), dispatch_attributes(0.25))
-    poll(status, [("running",)])
+    until_equal(status, [("running",)])
     assert select(pg_store, "SELECT started_at, wait_ms FROM llm_calls") == [(T0_MS + 250, 250)]
 
     retry(span, at_ms=300, attempt=1, status_code=429)
@@ -124,7 +118,7 @@ def test_span_store_writes_a_call_live_from_queued_to_succeeded(
     span_store.on_call_event("first_token", span, ns(900), first_token_attributes(0.65))
     finish(span, at_ms=1500, retries=1)
     task.end(end_time=ns(2000))
-    poll(status, [("succeeded",)])
+    until_equal(status, [("succeeded",)])
 
     # A notice after the end changes nothing.
     span_store.on_call_event("dispatched", span, ns(2000), dispatch_attributes(9.0))
@@ -179,7 +173,7 @@ def test_the_writer_reconnects_after_its_connection_is_killed(
 
     full_call(tracer, "after")
 
-    poll(
+    until_equal(
         lambda: select(pg_store, "SELECT call_id FROM llm_calls ORDER BY call_id"), [("after",), ("before",)]
     )
     assert span_store.stats()["dropped"] == 0

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -20,14 +19,10 @@ from exporter import StoreConfigurationError
 from exporter.mapping import span_to_rows
 from exporter.span_exporter import SQLiteSpanExporter
 from tests.exporter.call_spans import full_call, task_span
+from tests.sqlite_file import rows
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(path) as connection:
-        return connection.execute(sql).fetchall()
 
 
 def test_under_a_batch_span_processor_calls_and_tasks_are_written(tmp_path: Path) -> None:

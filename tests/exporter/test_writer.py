@@ -18,6 +18,7 @@ from exporter import migrate, open_database
 from exporter.records import CallNotice, EndedSpan, Record
 from exporter.writer import Job, StoreWriter, current_process
 from tests.exporter.call_spans import T0, finish, full_call, start_call
+from tests.polling import until
 
 
 def opener(path: Path) -> Callable[[], peewee.SqliteDatabase]:
@@ -88,23 +89,15 @@ def test_flush_waits_until_every_record_is_written(
     }
 
 
-def test_a_record_is_visible_within_250_ms(
+def test_a_record_is_written_without_a_flush(
     tracer: Tracer, store: peewee.Database, make_writer: Callable[..., StoreWriter]
 ) -> None:
     writer = make_writer()
     assert writer.flush(5)  # connected and migrated
-    record = EndedSpan(full_call(tracer, "visible"), "visible")
-    put_at = time.perf_counter()
-    writer.put(record)
-    latency = None
-    while time.perf_counter() - put_at < 2:
-        if count(store, "SELECT count(*) FROM llm_calls WHERE call_id = 'visible'"):
-            latency = time.perf_counter() - put_at
-            break
-        time.sleep(0.002)
+    writer.put(EndedSpan(full_call(tracer, "visible"), "visible"))
 
-    print(f"put -> visible in the database: {latency and latency * 1000:.1f} ms")
-    assert latency is not None and latency < 1.0
+    # Nothing asks the writer to write: it does so by itself (how soon: bench/bench_live_feed.py).
+    until(lambda: count(store, "SELECT count(*) FROM llm_calls WHERE call_id = 'visible'"), writer.stats)
 
 
 def test_a_full_queue_drops_and_counts_then_writes_the_rest(

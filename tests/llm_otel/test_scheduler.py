@@ -13,24 +13,10 @@ import pytest
 
 from llm_otel._exceptions import ConfigurationError, LLMOtelError, SchedulerFull, SchedulerTimeout
 from llm_otel.scheduler import Permit, Scheduler
+from tests.polling import HANG_GUARD_S, async_until, until
 
 # Clocks are exact to the microsecond or better on Linux; this only absorbs float rounding.
 CLOCK_EPSILON = 1e-3
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll from a thread (not from a running event loop) until ``condition()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.001)
-
-
-async def async_wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
 
 
 def queue_depth_is(scheduler: Scheduler, depth: int) -> Callable[[], bool]:
@@ -59,7 +45,7 @@ def test_serial_scheduler_never_overlaps_and_keeps_fifo_order() -> None:
     threads = []
     for index in range(5):
         threads.append(start_thread(lambda call_id=f"call-{index}": call(call_id)))
-        wait_until(queue_depth_is(scheduler, index + 1))  # queued in this order
+        until(queue_depth_is(scheduler, index + 1), scheduler.status)  # queued in this order
     gate.release()
     for thread in threads:
         thread.join(5)
@@ -127,9 +113,9 @@ def test_waits_show_in_status_while_waiting_and_in_the_permit_after() -> None:
 
     before = time.time()
     start_thread(lambda: call("first", "billing"))
-    wait_until(queue_depth_is(scheduler, 1))
+    until(queue_depth_is(scheduler, 1), scheduler.status)
     start_thread(lambda: call("second", "search"))
-    wait_until(queue_depth_is(scheduler, 2))
+    until(queue_depth_is(scheduler, 2), scheduler.status)
     time.sleep(0.05)
 
     status = scheduler.status()
@@ -149,11 +135,11 @@ def test_waits_show_in_status_while_waiting_and_in_the_permit_after() -> None:
     assert before <= first_since <= second_since <= time.time()
 
     holder.release()
-    wait_until(lambda: len(permits) == 2)
+    until(lambda: len(permits) == 2, lambda: f"granted: {permits}")
     assert permits["first"].wait >= 0.05
     assert permits["second"].wait >= 0.05
     assert permits["first"].dispatched_at <= permits["second"].dispatched_at
-    wait_until(lambda: scheduler.status()["in_flight"] == 0)
+    until(lambda: scheduler.status()["in_flight"] == 0, scheduler.status)
     status = scheduler.status()
     assert (status["queue_depth"], status["oldest_wait"], status["waiting"]) == (0, None, [])
     assert status["dispatched_total"] == 3
@@ -163,18 +149,18 @@ def test_full_queue_raises_scheduler_full_at_once_with_a_helpful_message() -> No
     scheduler = Scheduler(max_queue=1, name="tight")
     holder = scheduler.acquire("holder")
     start_thread(lambda: scheduler.acquire("waiter").release())
-    wait_until(queue_depth_is(scheduler, 1))
+    until(queue_depth_is(scheduler, 1), scheduler.status)
 
-    started = time.monotonic()
+    # The holder keeps its permit meanwhile: an acquire that waited instead of refusing would end
+    # in SchedulerTimeout (after the hang guard), not SchedulerFull.
     with pytest.raises(SchedulerFull) as raised:
-        scheduler.acquire("one-too-many")
-    assert time.monotonic() - started < 0.5
+        scheduler.acquire("one-too-many", timeout=HANG_GUARD_S)
     message = str(raised.value)
     assert "'tight'" in message and "max_queue=1" in message and "max_queue=None" in message
     assert isinstance(raised.value, LLMOtelError)
     assert scheduler.status()["queue_depth"] == 1
     holder.release()
-    wait_until(lambda: scheduler.status()["in_flight"] == 0)
+    until(lambda: scheduler.status()["in_flight"] == 0, scheduler.status)
 
 
 async def test_full_queue_raises_for_async_callers_too() -> None:
@@ -190,7 +176,7 @@ def test_timeout_raises_scheduler_timeout_and_leaves_the_queue() -> None:
     scheduler = Scheduler(name="slow")
     holder = scheduler.acquire("holder")
     start_thread(lambda: scheduler.acquire("patient").release())
-    wait_until(queue_depth_is(scheduler, 1))
+    until(queue_depth_is(scheduler, 1), scheduler.status)
 
     with pytest.raises(SchedulerTimeout) as raised:
         scheduler.acquire("impatient", timeout=0.05)
@@ -199,8 +185,8 @@ def test_timeout_raises_scheduler_timeout_and_leaves_the_queue() -> None:
     assert [item["call_id"] for item in scheduler.status()["waiting"]] == ["patient"]
 
     holder.release()
-    wait_until(lambda: scheduler.status()["dispatched_total"] == 2)
-    wait_until(lambda: scheduler.status()["in_flight"] == 0)
+    until(lambda: scheduler.status()["dispatched_total"] == 2, scheduler.status)
+    until(lambda: scheduler.status()["in_flight"] == 0, scheduler.status)
 
 
 async def test_async_timeout_raises_scheduler_timeout_and_leaves_the_queue() -> None:
@@ -232,7 +218,7 @@ async def test_async_waiters_never_block_the_event_loop() -> None:
     ticking = asyncio.create_task(ticker())
     holder = scheduler.acquire("holder")
     calls = asyncio.gather(*(call(f"call-{index}") for index in range(3)))
-    await async_wait_until(queue_depth_is(scheduler, 3))
+    await async_until(queue_depth_is(scheduler, 3), scheduler.status)
     ticks_when_queued = ticks
 
     def hold_then_release() -> None:  # the permit holder is another thread
@@ -276,7 +262,7 @@ async def test_cancelled_async_waiter_leaves_the_queue() -> None:
     scheduler = Scheduler()
     holder = scheduler.acquire("holder")
     doomed = asyncio.create_task(scheduler.acquire_async("doomed"))
-    await async_wait_until(queue_depth_is(scheduler, 1))
+    await async_until(queue_depth_is(scheduler, 1), scheduler.status)
     doomed.cancel()
     with pytest.raises(asyncio.CancelledError):
         await doomed
@@ -291,9 +277,9 @@ async def test_cancellation_racing_a_grant_loses_no_permit() -> None:
     scheduler = Scheduler()
     holder = scheduler.acquire("holder")
     doomed = asyncio.create_task(scheduler.acquire_async("doomed"))
-    await async_wait_until(queue_depth_is(scheduler, 1))
+    await async_until(queue_depth_is(scheduler, 1), scheduler.status)
     follower = asyncio.create_task(scheduler.acquire_async("follower"))
-    await async_wait_until(queue_depth_is(scheduler, 2))
+    await async_until(queue_depth_is(scheduler, 2), scheduler.status)
 
     holder.release()  # grants "doomed"; its future is resolved only on the next loop iteration
     assert scheduler.status()["in_flight"] == 1
@@ -330,7 +316,7 @@ async def test_threads_and_async_callers_share_one_fifo_queue() -> None:
             threads.append(start_thread(lambda call_id=call_id: thread_call(call_id)))
         else:
             tasks.append(asyncio.create_task(async_call(call_id)))
-        await async_wait_until(queue_depth_is(scheduler, depth))
+        await async_until(queue_depth_is(scheduler, depth), scheduler.status)
     holder.release()
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     for thread in threads:
@@ -390,13 +376,13 @@ def test_release_from_a_finalizer_inside_the_schedulers_own_lock_does_not_deadlo
     holder = scheduler.acquire("holder")
     granted: list[Permit] = []
     start_thread(lambda: granted.append(scheduler.acquire("next")))
-    wait_until(queue_depth_is(scheduler, 1))
+    until(queue_depth_is(scheduler, 1), scheduler.status)
 
     with scheduler._section:
         holder.release()
         assert holder.released
 
-    wait_until(lambda: len(granted) == 1)
+    until(lambda: len(granted) == 1, lambda: f"granted: {granted}")
     granted[0].release()
     assert scheduler.status()["in_flight"] == 0
 

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 import warnings
 from pathlib import Path
 
@@ -136,32 +135,43 @@ def test_after_shutdown_setup_takes_the_new_settings(running, tmp_path: Path) ->
 EXITING_APP = """
 import sys, time
 import openai
+import exporter.store
 import llm_otel
 
-llm_otel.setup(db=sys.argv[2])
+exporter.store.EXIT_FLUSH_S = 3600  # and shutdown(3600): an exit that waits on a failing store hangs
+handle = llm_otel.setup(db=sys.argv[2])
 client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-x")
 client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-time.sleep(0.5)  # the store's writer has tried the database, and failed if it is unreachable
+deadline = time.monotonic() + 30
+while sys.argv[4] == "unreachable" and handle.store.stats()["last_error"] is None:
+    if time.monotonic() > deadline:
+        sys.exit("the store's writer never tried the database")
+    time.sleep(0.01)  # until the writer has tried the database, and failed
 print("done", flush=True)
 if sys.argv[3] == "shutdown":
-    llm_otel.shutdown()
+    llm_otel.shutdown(3600)
 """
+EXITS_WITHIN_S = 60
+"""A hang guard: the app is given an hour to flush, so an exit that waits for the store never ends."""
 
 
-def _exit_time(base_url: str, db: str, how: str) -> tuple[float, subprocess.CompletedProcess]:
-    """Seconds from the app's last line to its exit."""
+def _run_until_exit(base_url: str, db: str, how: str, store: str) -> subprocess.CompletedProcess:
+    """The app above, to its exit; fails if it does not exit by itself."""
     app = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(EXITING_APP), base_url, db, how],
+        [sys.executable, "-c", textwrap.dedent(EXITING_APP), base_url, db, how, store],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={key: value for key, value in os.environ.items() if not key.startswith(("LLM_OTEL_", "OTEL_"))},
     )
-    assert app.stdout is not None
-    assert app.stdout.readline() == "done\n"
-    done_at = time.monotonic()
-    out, err = app.communicate(timeout=60)
-    return time.monotonic() - done_at, subprocess.CompletedProcess(app.args, app.returncode, out, err)
+    try:
+        out, err = app.communicate(timeout=EXITS_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        app.kill()
+        out, err = app.communicate()
+        pytest.fail(f"the app did not exit: it waits for its store\n{err}")
+    assert out == "done\n", err
+    return subprocess.CompletedProcess(app.args, app.returncode, out, err)
 
 
 @pytest.mark.parametrize("how", ["exit", "shutdown"])
@@ -169,13 +179,14 @@ def test_an_unreachable_postgresql_store_does_not_hold_the_apps_exit(
     how: str, fake_openai: FakeOpenAI
 ) -> None:
     """It took ~7 s (a 2 s flush at exit, then 5 s more in the provider's shutdown; 10 s with
-    ``llm_otel.shutdown()``): the writer waited for a database that was failing."""
+    ``llm_otel.shutdown()``): the writer waited for a database that was failing. Given an hour to
+    flush, the app still exits by itself (how fast: issue 7's figures, 0.15-0.18 s)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: connections are refused
-    seconds, app = _exit_time(fake_openai.base_url, f"postgresql://app:secret@127.0.0.1:{port}/calls", how)
+    db = f"postgresql://app:secret@127.0.0.1:{port}/calls"
+    app = _run_until_exit(fake_openai.base_url, db, how, "unreachable")
     assert app.returncode == 0, app.stderr
-    assert seconds < 3.0, f"exit took {seconds:.1f} s"
     assert "Connection refused" in app.stderr
     assert re.search(r"llm-otel store: stopped with [1-9]\d* records unwritten", app.stderr), app.stderr
     assert "secret" not in app.stderr
@@ -186,7 +197,7 @@ def test_a_short_script_still_writes_its_calls_when_it_exits(
     how: str, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     db = tmp_path / "calls.db"
-    _, app = _exit_time(fake_openai.base_url, f"sqlite:///{db}", how)
+    app = _run_until_exit(fake_openai.base_url, f"sqlite:///{db}", how, "reachable")
     assert app.returncode == 0, app.stderr
     assert app.stderr == ""
     with sqlite3.connect(db) as connection:

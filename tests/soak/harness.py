@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import simple_websocket
 
@@ -134,6 +134,49 @@ _REQUEST_ERRORS = (OSError, http.client.HTTPException, ValueError)
 """A request cut by a dead admin: refused, reset, a body cut short (``IncompleteRead``), bad JSON."""
 
 
+class _Background:
+    """A daemon thread running ``_run`` from ``start()`` until ``stop()``, which waits ``JOIN_S`` for it
+    (about its longest request)."""
+
+    JOIN_S: ClassVar[float] = 10.0
+    _stop: threading.Event
+    _thread: threading.Thread
+
+    def start(self) -> Self:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.JOIN_S)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class _Retrying:
+    """A live client's reconnect schedule, the page's: ``_BACKOFF_S``, given up after ``_GIVE_UP_S``."""
+
+    failing_since: float | None = None
+    attempt: int = 0
+
+    def failed(self, stop: threading.Event) -> bool:
+        """Wait the next delay (or until ``stop``); False once failing for longer than ``_GIVE_UP_S``."""
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if now - self.failing_since > _GIVE_UP_S:
+            return False
+        stop.wait(_BACKOFF_S[min(self.attempt, len(_BACKOFF_S) - 1)])
+        self.attempt += 1
+        return True
+
+    def succeeded(self) -> None:
+        self.failing_since, self.attempt = None, 0
+
+
 @dataclass
 class FeedRecord:
     """What one live client received: every ``llm.call`` as (event_id, call_id, status), and the
@@ -152,36 +195,26 @@ class FeedRecord:
 
 
 @dataclass
-class WebsocketRecorder(FeedRecord):
+class WebsocketRecorder(FeedRecord, _Background):
     """One admin's live feed, reconnecting as the page does: with ``after`` = the last event it got,
     or, after an ``llm.reset``, the reset's ``last_event_id`` (the gap is then read from the store)."""
 
     base: str = ""  # ws://127.0.0.1:port{API}/llm/ws
     after: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> WebsocketRecorder:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
 
     def _run(self) -> None:
-        position, failing_since, attempt = self.after, None, 0
+        position, retrying = self.after, _Retrying()
         while not self._stop.is_set():
             try:
                 client = simple_websocket.Client.connect(
                     f"{self.base}?after={position}", headers={"Authorization": f"Bearer {TOKEN}"}
                 )
             except Exception as exc:  # the admin is down: retry, as the page does
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > _GIVE_UP_S:
+                if not retrying.failed(self._stop):
                     self.errors.append(f"connect: {exc!r}")
                     return
-                self._stop.wait(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
-                attempt += 1
                 continue
-            failing_since, attempt = None, 0
+            retrying.succeeded()
             try:
                 while not self._stop.is_set():
                     text = client.receive(timeout=0.5)
@@ -204,14 +237,9 @@ class WebsocketRecorder(FeedRecord):
                 with contextlib.suppress(simple_websocket.ConnectionClosed):
                     client.close()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
 
 @dataclass
-class LongPollRecorder(FeedRecord):
+class LongPollRecorder(FeedRecord, _Background):
     """A client of ``llm/events`` (the page's fallback): polls after its ``last_event_id``, retrying
     while the admin is down."""
 
@@ -219,17 +247,11 @@ class LongPollRecorder(FeedRecord):
     after: int = 0
     polls: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> LongPollRecorder:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
+    JOIN_S: ClassVar[float] = 40.0
 
     def _run(self) -> None:
         assert self.server is not None
-        position, failing_since, attempt = self.after, None, 0
+        position, retrying = self.after, _Retrying()
         while not self._stop.is_set():
             try:
                 status, body, _ = self.server.get(f"/llm/events?after={position}&timeout=10", timeout=30)
@@ -237,28 +259,20 @@ class LongPollRecorder(FeedRecord):
                 status, body = -1, None
             self.statuses[status] = self.statuses.get(status, 0) + 1
             if status != 200:
-                failing_since = failing_since or time.monotonic()
-                if time.monotonic() - failing_since > _GIVE_UP_S:
+                self.disconnects += status == -1
+                if not retrying.failed(self._stop):
                     self.errors.append(f"long poll: {status} {body!r}"[:300])
                     return
-                self.disconnects += status == -1
-                self._stop.wait(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
-                attempt += 1
                 continue
-            failing_since, attempt = None, 0
+            retrying.succeeded()
             self.polls += 1
             for message in body["events"]:
                 self.add(message)
             position = body["last_event_id"]
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(40)
-
 
 @dataclass
-class ExportReader:
+class ExportReader(_Background):
     """Downloads one filtered export after another, slowly (an export is always open, so the admin's
     death cuts one): counts the exports completed and cut, and any line that is not JSON."""
 
@@ -269,13 +283,7 @@ class ExportReader:
     cut: int = 0
     lines: int = 0
     bad_lines: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> ExportReader:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
+    JOIN_S: ClassVar[float] = 40.0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -307,14 +315,9 @@ class ExportReader:
             self.bad_lines.append(line[:200].decode(errors="replace"))
         self.lines += 1
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(40)
-
 
 @dataclass
-class ListReader:
+class ListReader(_Background):
     """Asks the list API in a loop, with a different filter each time; keeps the worst answers."""
 
     server: AdminServer
@@ -322,8 +325,7 @@ class ListReader:
     dropped_shown: dict[str, int] = field(default_factory=dict)  # per process, the most the status showed
     slowest: float = 0.0
     requests: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    JOIN_S: ClassVar[float] = 15.0
 
     QUERIES = (
         "/llm/calls?page_size=50",
@@ -333,11 +335,6 @@ class ListReader:
         "/llm/facets?window=1h",
         "/llm/status?window=1h",
     )
-
-    def start(self) -> ListReader:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -355,11 +352,6 @@ class ListReader:
             self.slowest = max(self.slowest, seconds)
             self.requests += 1
             self._stop.wait(0.1)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(15)
 
 
 def start_app_process(base_url: str, db_url: str, prefix: str, calls: int) -> subprocess.Popen:

@@ -86,8 +86,9 @@ with a ``q`` the calls the list keeps for the term (read by rowid, up to
 ``search_matches.KEEP_ROWIDS_UP_TO``). What stays slow by nature: a 1-2 character ``q`` that is not
 all CJK (a scan of every text), the first query of a term found in most calls (each candidate's
 text is read to keep the total exact; later queries read what was kept), and facets of a timing
-minimum without a label, or of a ``q`` or two labels found in most of the store (each facet counts
-every selected call: SQLite groups by sorting them, ~1 µs a call).
+minimum without a label (each facet reads an index whole, or sorts the selected calls: SQLite has
+no hash aggregate), of a ``q`` found in more calls than are kept as rowids, or of two labels each
+in most calls (every selected call is counted here).
 """
 
 from __future__ import annotations

@@ -18,9 +18,11 @@ from peewee import (
     BooleanField,
     CompositeKey,
     DatabaseProxy,
+    Field,
     FloatField,
     IntegerField,
     Model,
+    ModelIndex,
     TextField,
 )
 
@@ -78,22 +80,37 @@ class LLMCall(BaseModel):
         # docs/contracts/db.md says why each index exists; they are declared below the class.
 
 
-# The indexes of llm_calls as migrations 1 and 3 made them (exporter.migrations writes them out;
+# The indexes of llm_calls as migrations 1, 3 and 11 made them (exporter.migrations writes them out;
 # tests/exporter/test_migrations.py checks they match). In short: each equality filter of the list
 # API has (column, status, enqueued_at, wait_ms, first_token_ms, duration_ms), so that filter alone
 # (one ordered walk per status, merged), or with statuses, a time range and timing minimums, reads a
 # page in order and counts its total from the index alone; (status, <timing>, enqueued_at) serves
 # the slowest-first sorts and the timing minimums; the window index serves the unfiltered order,
 # the time range and every aggregate of the status view without reading a row.
+# Since migration 12 each label index then holds the summary's other labels (model, source,
+# error_type, requested_by): a summary read through it reads no row.
 _TIMINGS = (LLMCall.wait_ms, LLMCall.first_token_ms, LLMCall.duration_ms)
-_LISTED = (LLMCall.status, LLMCall.enqueued_at, *_TIMINGS)
+_FACET_LABELS = (LLMCall.model, LLMCall.source, LLMCall.error_type, LLMCall.requested_by)
+
+
+def _label_index(label: Field) -> ModelIndex:
+    others = (field for field in _FACET_LABELS if field is not label)
+    name = f"llm_calls_{label.name}_status_enqueued_at"
+    return LLMCall.index(label, LLMCall.status, LLMCall.enqueued_at, *_TIMINGS, *others, name=name)
+
+
 for _index in (
     LLMCall.index(LLMCall.status, LLMCall.enqueued_at, name="llm_calls_status_enqueued_at"),
-    LLMCall.index(LLMCall.source, *_LISTED, name="llm_calls_source_status_enqueued_at"),
-    LLMCall.index(LLMCall.requested_by, *_LISTED, name="llm_calls_requested_by_status_enqueued_at"),
-    LLMCall.index(LLMCall.model, *_LISTED, name="llm_calls_model_status_enqueued_at"),
-    LLMCall.index(LLMCall.parent_task_id, *_LISTED, name="llm_calls_parent_task_id_status_enqueued_at"),
-    LLMCall.index(LLMCall.error_type, *_LISTED, name="llm_calls_error_type_status_enqueued_at"),
+    *(
+        _label_index(label)
+        for label in (
+            LLMCall.source,
+            LLMCall.requested_by,
+            LLMCall.model,
+            LLMCall.parent_task_id,
+            LLMCall.error_type,
+        )
+    ),
     LLMCall.index(LLMCall.status, LLMCall.wait_ms, LLMCall.enqueued_at, name="llm_calls_status_wait_ms"),
     LLMCall.index(
         LLMCall.status, LLMCall.first_token_ms, LLMCall.enqueued_at, name="llm_calls_status_first_token_ms"

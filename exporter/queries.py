@@ -83,11 +83,16 @@ characters, the calls holding a trigram that holds them (looked up in the index'
 those with a column too short for a trigram, kept like a longer term's. Aggregates
 over many calls, and facets of statuses, a time range and at most one of model, source and
 error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, the
-partial hours at the ends from ``llm_calls``); smaller ones the covering window index. What stays
-slow by nature: a 1 character ``q`` that is not CJK (a scan of every text), the first query
-of a term found in most calls (each candidate's text is read to keep the total exact; later
-queries, in any process, read what was kept: ``llm_calls_search_kept``), and facets with two
-labels, a requester, a timing minimum or ``q`` over most of the store.
+partial hours at the ends from ``llm_calls``); smaller ones the covering window index. Other facets
+with a label read that label's index alone (it holds every column they count, migration 12), those
+with a ``q`` the calls the list keeps for the term (read by rowid, up to
+``search_matches.KEEP_ROWIDS_UP_TO``). What stays slow by nature: a 1 character ``q`` that is not
+CJK (a scan of every text), the first query of a term found in most calls (each candidate's
+text is read to keep the total exact; later queries, in any process, read what was kept:
+``llm_calls_search_kept``), and facets of a timing minimum without a label (each facet reads an
+index whole, or sorts the selected calls: SQLite has no hash aggregate), of a ``q`` found in more
+calls than are kept as rowids, or of two labels each in most calls (every selected call is
+counted here).
 """
 
 from __future__ import annotations
@@ -349,6 +354,8 @@ def call_facets(
             rolled = _rolled_facets(selection)
             if rolled is not None:
                 return rolled
+        if selection.text:
+            selection = _with_kept_matches(selection)
         if is_sqlite(db.obj) and (selection.equal or selection.text or _few(selection)):
             # The calls are found through the filter's index or the text's matches (or they are few),
             # then read: read each once, for every facet. (PostgreSQL groups them itself.)
@@ -361,7 +368,10 @@ def call_facets(
                 for key, name in _FACETS.items()
                 if name != "model"
             }
-            histograms = {name: _grouped(selection, (name,), known=name) for name in _METRICS}
+            histograms = {
+                name: [(value, count) for (_status, value), count in _grouped(selection, (name,), known=name)]
+                for name in _METRICS
+            }
     counts = dict.fromkeys(STATUSES, 0)
     models: dict[str | None, int] = {}
     failures: dict[str | None, int] = {}
@@ -380,6 +390,17 @@ def call_facets(
         **{name: _ranked(histograms[name]) for name in _METRICS},
         "error_rate": counts["failed"] / ended if ended else None,
     }
+
+
+def _with_kept_matches(selection: _Selection) -> _Selection:
+    """``selection`` with the rowids its ``q`` matched, as the list keeps them between queries
+    (``exporter.search_matches``), when they are few enough to be kept as rowids: its calls are
+    then read by rowid, with no text to check again. Otherwise ``selection`` as it is."""
+    term = _search_term(selection.text)
+    matches = search_matches.current(db.obj, term) if term is not None else None
+    if matches is None or matches.rowids is None:
+        return selection
+    return replace(selection, matched=matches.rowids)
 
 
 def _rolled_up(selection: _Selection) -> bool:
@@ -786,23 +807,28 @@ def _rolled_series(
     the hour holding ``now_ms``, the first one from ``since_ms`` (up to an hour longer), so that
     every hour row falls in one interval; p95 within ``rollups.RELATIVE_ERROR``."""
     end = (now_ms // rollups.HOUR_MS + 1) * rollups.HOUR_MS
-    starts = [since_ms] + [end - (buckets - index) * width for index in range(1, buckets)]
+    base = end - buckets * width  # interval i > 0 starts at base + i * width; the first at since_ms
+    starts = [since_ms] + [base + index * width for index in range(1, buckets)]
     calls = [0] * buckets
     failed = [0] * buckets
     durations: list[list[tuple[int, int]]] = [[] for _ in range(buckets)]
 
     def index_of(at: int) -> int:
-        return max(0, bisect.bisect_right(starts, at) - 1)
+        return max(0, (at - base) // width)
 
     for bucket_start, status, count, *_ in totals:
         index = index_of(bucket_start)
         calls[index] += count
         failed[index] += count if status == "failed" else 0
+    # The hour rows summed by interval in the database: a few rows per interval and bin, not per hour.
+    interval = (
+        f"CASE WHEN bucket_start < {int(base)} THEN 0 ELSE (bucket_start - {int(base)}) / {int(width)} END"
+    )
     duration = _METRICS.index("duration_ms")
-    for bucket_start, lower, count in rollups.rolled(
-        db.obj, "llm_call_timing_rollups", ("bucket_start", "lower"), pieces, metrics=(duration,)
+    for index, lower, count in rollups.rolled(
+        db.obj, "llm_call_timing_rollups", (interval, "lower"), pieces, metrics=(duration,)
     ):
-        durations[index_of(bucket_start)].append((lower, count))
+        durations[int(index)].append((lower, count))
     pending: list[list[tuple[int, int | None]]] = [[] for _ in range(buckets)]
     for weight, enqueued_at, status, duration_ms in rollups.pending(
         db.obj, ("enqueued_at", "status", "duration_ms"), pieces
@@ -1349,7 +1375,7 @@ def _counted_rows(
     selection: _Selection,
 ) -> tuple[list[tuple[tuple[Any, ...], int]], dict[str, list[tuple[Any, int]]], dict[str, Any]]:
     """What ``call_facets`` counts, from one read of the selected calls' columns: (model, status)
-    counts, each label's value counts and each timing's (status, value) counts."""
+    counts, each label's value counts and each timing's value counts."""
     every = {*selection.equal, *selection.minimums, "enqueued_at", "status"}
     unindexed: Collection[str] = ()  # without a label or a q: the planner picks the filters' index
     if selection.text:
@@ -1368,17 +1394,17 @@ def _counted_rows(
     columns = dict(zip(names, zip(*rows, strict=True), strict=True))
     values = {key: list(Counter(columns[name]).items()) for key, name in _FACETS.items() if name != "model"}
     status = columns["status"]
-    histograms = {name: list(Counter(zip(status, columns[name], strict=True)).items()) for name in _METRICS}
+    histograms = {name: list(Counter(columns[name]).items()) for name in _METRICS}
     return list(Counter(zip(columns["model"], status, strict=True)).items()), values, histograms
 
 
-def _ranked(histogram: Iterable[tuple[tuple[Any, ...], int]]) -> dict[str, int | None]:
-    """Nearest-rank p50 and p95 of the values counted in ``histogram`` ((status, value), count);
-    None values are not counted."""
-    counts: dict[int, int] = {}
-    for (_, value), count in histogram:
+def _ranked(histogram: Iterable[tuple[int | None, int]]) -> dict[str, int | None]:
+    """Nearest-rank p50 and p95 of the values counted in ``histogram`` ((value, count) pairs,
+    repeats summed); None values are not counted."""
+    counts: Counter[int] = Counter()
+    for value, count in histogram:
         if value is not None:
-            counts[value] = counts.get(value, 0) + count
+            counts[value] += count
     return rollups.ranked(counts)
 
 

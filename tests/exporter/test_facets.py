@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from exporter import QueryError, queries
+from exporter import QueryError, prune, queries, search_matches
 from exporter.database import is_sqlite
+from exporter.models import LLMCall, db
 from tests.exporter.conftest import NOW_MS, Rows
 from tests.exporter.test_queries import FILTERS, _expected
 
@@ -276,3 +278,82 @@ def test_facets_of_every_filter_equal_those_computed_from_the_calls(any_rows: Ro
         selected = [written[call_id] for call_id in _expected(list(written.values()), without_q)]
 
         assert queries.call_facets(**filters) == _computed(selected), filters
+
+
+def test_facets_of_a_q_read_the_kept_matches_and_stay_exact_as_the_store_changes(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a ``q`` of the trigram index is summarised from the calls the list keeps for it
+    (``exporter.search_matches``), equal to the plain query's summary after every change."""
+    rows.each(
+        [
+            {"prompt": prompt, "status": status, "source": source, "duration_ms": duration}
+            for prompt, status, source, duration in [
+                ("the weather report", "succeeded", "app", 400),
+                ("WEATHER now", "failed", "billing", 9000),
+                ("wea ther her apart", "succeeded", "app", 700),  # the trigrams, not the term
+                ("weatherproof boots", "cancelled", "search", 50),
+                ("something else", "succeeded", "billing", 300),
+            ]
+        ]
+    )
+    kept = []
+    current = search_matches.current
+    monkeypatch.setattr(
+        search_matches, "current", lambda database, term: kept.append(term.key) or current(database, term)
+    )
+
+    def plain(**filters: Any) -> dict[str, Any]:
+        with monkeypatch.context() as patched:
+            patched.setattr(search_matches, "current", lambda database, term: None)
+            return queries.call_facets(**filters)
+
+    def same_as_plain() -> int:
+        for filters in (
+            {"q": "weather"},
+            {"q": "weather", "status": ["failed"]},
+            {"q": "weather", "source": "app"},
+        ):
+            assert queries.call_facets(**filters) == plain(**filters), filters
+        return queries.call_facets(q="weather")["total"]
+
+    assert same_as_plain() == 3
+    assert kept and set(kept) == {"weather"}
+    rows.each([{"prompt": "weather again", "status": "failed"}, {"prompt": "nothing"}])
+    assert same_as_plain() == 4
+    LLMCall.update(status="failed", duration_ms=12_000).where(
+        LLMCall.prompt_preview == "the weather report"
+    ).execute()
+    assert same_as_plain() == 4
+    assert queries.call_facets(q="weather")["statuses"]["failed"] == 3
+    assert prune(db.obj, older_than=0.0) > 0
+    assert same_as_plain() == 0
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"model": "gpt-4o", "source": "app"},
+        {"requested_by": "alice"},
+        {"parent_task_id": "task-1", "status": ["failed", "succeeded"]},
+        {"source": "billing", "min_duration_ms": 1000, "since_ms": NOW_MS - 30 * 60_000},
+    ],
+    ids=["two labels", "requested_by", "parent_task_id", "label & minimum & part of a day"],
+)
+def test_a_summary_through_a_label_reads_that_label_s_index_alone(
+    rows: Rows, filters: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite, migration 12: the label indexes hold every column a summary counts, so a summary the
+    rollups do not hold reads index entries, never a row."""
+    rows.mixed()
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        facets = queries.call_facets(**filters)
+    assert facets["total"] == queries.list_calls(**filters)["total"] > 0
+    statements = [record.msg for record in caplog.records if isinstance(record.msg, tuple)]
+    reads = [(sql, params) for sql, params in statements if '"model"' in sql and sql.startswith("SELECT")]
+    assert reads
+    for sql, params in reads:
+        plan = [row[3] for row in db.obj.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
+        assert any(
+            "USING COVERING INDEX llm_calls_" in line and "_status_enqueued_at" in line for line in plan
+        ), plan

@@ -51,6 +51,9 @@ def test_the_migrated_schema_has_the_indexes_the_models_declare(new_database: pe
         "wait_ms",
         "first_token_ms",
         "duration_ms",
+        "model",
+        "source",
+        "requested_by",
     ]
 
 

@@ -28,6 +28,14 @@ truncation) would go on committing on top of the damage without ever reading it.
 again turns the damage into ``database disk image is malformed`` within a second: a fault, retried,
 the records held and then counted as dropped, and no longer written into a damaged file.
 
+Waiting for the lock. On SQLite the writer's connection has no busy handler (``busy_timeout`` 0):
+``transaction`` tries ``BEGIN IMMEDIATE`` again every ``LOCK_POLL_S`` while another process holds
+the write lock, for as long as the connection's ``busy_timeout`` was (``when_unlocked``), then
+raises ``database is locked`` (a fault: the writer keeps the records and retries). SQLite's own busy
+handler sleeps in steps growing to 100 ms (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100), so a wait
+that outlasts one short transaction of another process was rounded up to 33 or 53 ms; polling takes
+the lock within about ``LOCK_POLL_S`` of its release (issue 10). Retention polls the same way.
+
 ``is_fault`` tells a database that is unavailable (retry later) from rows it refuses (drop them).
 """
 
@@ -38,7 +46,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 
@@ -57,6 +65,14 @@ REREAD_S = 1.0
 
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,) + ((psycopg2.Error,) if psycopg2 else ())
 """The base errors of the DB-API drivers in use, raised by raw cursors (peewee does not wrap them)."""
+
+LOCK_POLL_S = 0.001
+"""Seconds between two tries of a SQLite write that found the database locked (``when_unlocked``)."""
+LOCK_POLL_SLOW_S = 0.002
+"""The same once a write has waited ``LOCK_POLL_SLOWER_AFTER_S``: a long wait costs fewer tries."""
+LOCK_POLL_SLOWER_AFTER_S = 0.05
+
+_T = TypeVar("_T")
 
 
 def store_path(url: str) -> str | None:
@@ -78,17 +94,51 @@ def store_path(url: str) -> str | None:
     return path
 
 
+def is_locked(exc: BaseException) -> bool:
+    """True for SQLite's ``database is locked`` (another connection holds the lock), raw or peewee's."""
+    return isinstance(exc, (sqlite3.OperationalError, peewee.OperationalError)) and "locked" in str(exc)
+
+
+def when_unlocked(attempt: Callable[[], _T], wait_s: float) -> _T:
+    """``attempt()``, tried again every ``LOCK_POLL_S`` while it finds the SQLite database locked,
+    for ``wait_s`` at most (then the lock's error propagates). Meant for a connection whose busy
+    handler is off (``busy_timeout`` 0, ``no_busy_handler``): see the module docstring."""
+    started = time.monotonic()
+    while True:
+        try:
+            return attempt()
+        except (sqlite3.OperationalError, peewee.OperationalError) as exc:
+            waited = time.monotonic() - started
+            if not is_locked(exc) or waited >= wait_s:
+                raise
+        time.sleep(LOCK_POLL_S if waited < LOCK_POLL_SLOWER_AFTER_S else LOCK_POLL_SLOW_S)
+
+
+def no_busy_handler(connection: sqlite3.Connection) -> float:
+    """Switch ``connection``'s busy handler off; returns its ``busy_timeout`` before, in seconds
+    (how long ``when_unlocked`` should wait instead)."""
+    (busy_ms,) = connection.execute("PRAGMA busy_timeout").fetchone()
+    connection.execute("PRAGMA busy_timeout = 0")
+    return busy_ms / 1000
+
+
 @contextmanager
-def transaction(connection: Any, begin: str = SQLITE.begin) -> Iterator[DBAPICursor]:
+def transaction(
+    connection: Any, begin: str = SQLITE.begin, *, lock_wait_s: float | None = None
+) -> Iterator[DBAPICursor]:
     """``begin`` … ``COMMIT`` on a raw DB-API connection; rolls back on any error.
 
     Unlike ``peewee``'s ``atomic()``, a failed rollback never hides the error that caused it (after
     ``SQLITE_FULL`` or an I/O error SQLite may already have rolled back on its own; a PostgreSQL
     connection may be gone). peewee keeps PostgreSQL connections in autocommit mode, so ``BEGIN``
-    and ``COMMIT`` are ours to send there too.
+    and ``COMMIT`` are ours to send there too. ``lock_wait_s``: ``begin`` is tried again while the
+    database is locked, that long at most (``when_unlocked``; a connection with no busy handler).
     """
     cursor = connection.cursor()
-    cursor.execute(begin)
+    if lock_wait_s is None:
+        cursor.execute(begin)
+    else:
+        when_unlocked(lambda: cursor.execute(begin), lock_wait_s)
     try:
         yield cursor
         cursor.execute("COMMIT")
@@ -132,6 +182,7 @@ class StoreFile:
         self._born: int | None = None  # when the store written so far was created (epoch ms)
         self._left: str | None = None  # how the file left its path, until the next store is open
         self._reread_at = 0.0
+        self._lock_wait_s: float | None = None  # SQLite: its busy_timeout, waited by polling instead
 
     def database(self) -> peewee.Database:
         """The open database (opened now if needed), e.g. for retention on the same thread."""
@@ -152,6 +203,7 @@ class StoreFile:
                 self._on_replaced(f"{self._left}: {database.database} is a new store")
             self._database, self._file_id, self._born, self._left = database, file_id, born, None
             self._reread_at = time.monotonic() + REREAD_S
+            self._lock_wait_s = no_busy_handler(database.connection()) if is_sqlite(database) else None
         return self._database
 
     @property
@@ -174,7 +226,8 @@ class StoreFile:
             if is_sqlite(database) and time.monotonic() >= self._reread_at:
                 connection.execute("PRAGMA shrink_memory")  # the next reads come from the file
                 self._reread_at = time.monotonic() + REREAD_S
-            with self._write_lock, transaction(connection, statements_for(database).begin) as cursor:
+            begin = statements_for(database).begin
+            with self._write_lock, transaction(connection, begin, lock_wait_s=self._lock_wait_s) as cursor:
                 yield cursor
             self._check_file()
         except Exception as exc:

@@ -546,6 +546,15 @@ def _covering_label_indexes(database: peewee.Database) -> None:
         database.execute_sql(statement)
 
 
+def _bulk_delete(database: peewee.Database) -> None:
+    """SQLite: retention deletes the rollup rows of the days before its cut-off whole and the
+    calls of those days without a take-back each (``rollups.BULK_DELETE_TABLE``)."""
+    if not is_sqlite(database):
+        return
+    for statement in rollups.sqlite_bulk_delete_ddl():
+        database.execute_sql(statement)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
@@ -559,6 +568,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _search_state,
     _kept_matches,
     _covering_label_indexes,
+    _bulk_delete,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

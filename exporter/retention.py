@@ -12,16 +12,23 @@ Configuration: ``LLM_OTEL_RETENTION_DAYS`` (days, a positive number, default 7) 
 ``retention_days_from_env()``.
 
 ``prune`` deletes the ended calls (succeeded, failed, cancelled) enqueued before the cut-off with
-their bodies, events and full-text rows (the rollup triggers take each one back from the rollups),
-then the rollup rows of the hours and days that end before the cut-off, the tasks started before it,
-the events left without a call, and the scheduler snapshots whose last heartbeat is before it. It
+their bodies, events and full-text rows, then the rollup rows of the hours and days that end before
+the cut-off, the tasks started before it, the events left without a call, and the scheduler
+snapshots whose last heartbeat is before it. The rollups stay exact without a take-back of each
+call where none is needed: on SQLite the rollup rows of the days before the cut-off's UTC midnight
+go first, whole, and the calls of those days are deleted under a ``rollups.BULK_DELETE_TABLE`` row
+(the delete trigger takes back only the calls of the cut-off's day; it was a quarter of a delete
+transaction's work, issue 10); the log's take-backs of the cut-off day's hours are folded before
+those hours' rows go (``rollups.fold_range_sql``). It
 works in batches of at most ``batch_size`` calls (or tasks, or events; snapshots, one row per
 process, go at once), each in its own ``BEGIN IMMEDIATE`` transaction, sized as it goes to hold the
 lock about ``BATCH_TARGET_MS`` (10 ms, its commit included) and followed by a pause at least as long
 (``BATCH_PAUSE_MS``), so a writer never waits long: with ``write_lock`` (the lock the process's own
-writer takes; ``SpanStore`` passes it) the two take turns at once; a writer in another process waits
-on SQLite's busy handler. A transaction that finds the database locked past ``busy_timeout`` is
-tried again (``LOCKED_RETRIES``): retention completes under sustained writing. While pruning, the
+writer takes; ``SpanStore`` passes it) the two take turns at once; a writer in another process polls
+for the lock every 1-2 ms (``exporter._connection.when_unlocked``), and so does retention, its
+connection's busy handler off while it writes. A transaction that finds the database locked past
+``busy_timeout`` is tried again after a backoff (``LOCKED_RETRIES``): retention completes under
+sustained writing. While pruning, the
 connection makes no automatic WAL checkpoint (it would run inside a commit, the lock held): a
 passive one runs every ``CHECKPOINT_EVERY`` transactions, between them. A large backlog takes
 minutes, so run it on a thread of its own rather than on the one that writes new calls. Then, on
@@ -62,6 +69,7 @@ from typing import TypeVar
 import peewee
 
 from exporter import rollups
+from exporter._connection import is_locked, no_busy_handler, when_unlocked
 from exporter._exceptions import StoreConfigurationError, converted_errors
 from exporter._sql import unindex
 from exporter.database import immediate, is_sqlite, open_database
@@ -104,7 +112,8 @@ LOST_BATCH_SIZE = 200
 LOST_ERROR_TYPE = "process_lost"
 _LIVE = ("queued", "running")
 _ENDED = ("succeeded", "failed", "cancelled")
-_DAY_MS = 86_400_000
+_DAY_MS = rollups.DAY_MS
+_HOUR_MS = rollups.HOUR_MS
 
 
 @dataclass(frozen=True)
@@ -187,8 +196,15 @@ def prune(
     try:
         with converted_errors("pruning the store"), _checkpoints_between_transactions(database):
             batches = _Batches(database, write_lock, batch_size)
-            calls = batches.run(partial(_prune_calls, database, cutoff_ms), merge=True)
+            whole_days_ms = cutoff_ms - cutoff_ms % _DAY_MS  # the days before end before the cut-off
+            if is_sqlite(database):  # their rollup rows whole, then the calls with no take-back each
+                _prune_whole_days(database, batches, whole_days_ms)
+            calls = batches.run(partial(_prune_calls, database, cutoff_ms, whole_days_ms), merge=True)
+            if is_sqlite(database):  # the take-backs of the cut-off's day, before its hours go
+                batches.timed(partial(_fold, database, whole_days_ms, cutoff_ms - cutoff_ms % _HOUR_MS))
             batches.run(partial(_prune_rollups, database, cutoff_ms))
+            if is_sqlite(database):  # what the calls ended meanwhile added to those days
+                _prune_whole_days(database, batches, whole_days_ms)
             events = batches.run(partial(_prune_orphan_events, database, cutoff_ms))
             tasks = batches.run(partial(_prune_tasks, database, cutoff_ms))
             snapshots = batches.run(partial(_prune_snapshots, database, cutoff_ms))
@@ -288,7 +304,10 @@ def _close_lost_call(
     return 1
 
 
-def _prune_calls(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
+def _prune_calls(database: peewee.Database, cutoff_ms: int, whole_days_ms: int, limit: int) -> int:
+    """Up to ``limit`` ended calls enqueued before ``cutoff_ms``, with their bodies, events and
+    full-text entries. On SQLite the rollup trigger takes back only those enqueued from
+    ``whole_days_ms`` on (``rollups.BULK_DELETE_TABLE``): the rows of the days before it are gone."""
     ids = [
         call_id
         for (call_id,) in database.execute(
@@ -304,7 +323,11 @@ def _prune_calls(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
             unindex(database.cursor(), to_json(ids))
         database.execute(LLMCallEvent.delete().where(LLMCallEvent.call_id.in_(ids)))
         database.execute(LLMCallBody.delete().where(LLMCallBody.call_id.in_(ids)))
+        if is_sqlite(database):
+            database.execute_sql(rollups.BULK_DELETE_BEGIN_SQL, (whole_days_ms,))
         database.execute(LLMCall.delete().where(LLMCall.call_id.in_(ids)))
+        if is_sqlite(database):  # in the same transaction: no other connection ever sees the row
+            database.execute_sql(rollups.BULK_DELETE_END_SQL)
     return len(ids)
 
 
@@ -356,6 +379,19 @@ def _prune_rollups(database: peewee.Database, cutoff_ms: int, limit: int) -> int
     return len(old)
 
 
+def _prune_whole_days(database: peewee.Database, batches: _Batches, before_ms: int) -> None:
+    """SQLite: the ended calls' rollup rows of the days before ``before_ms`` (a UTC midnight) and
+    their log entries, whole: the calls enqueued then are deleted without a take-back each."""
+    batches.run(partial(_prune_rollups, database, before_ms))
+    batches.timed(lambda: database.execute_sql(rollups.PRUNE_LOG_SQL, (before_ms,)).rowcount)
+
+
+def _fold(database: peewee.Database, start_ms: int, end_ms: int) -> int:
+    for statement in rollups.fold_range_sql(start_ms, end_ms):
+        database.execute_sql(statement)
+    return 0
+
+
 def _prune_orphan_events(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
     """Old events whose call row is gone (or never came: a writer dropped it under a fault)."""
     has_call = LLMCall.select(LLMCall.call_id).where(LLMCall.call_id == LLMCallEvent.call_id)
@@ -392,7 +428,7 @@ class _Batches:
     included), at most doubling, never above ``batch_size``: what a row costs to delete depends on
     its indexes, its full-text entries and the file. Between transactions it pauses as long as the
     last one took (at least ``BATCH_PAUSE_MS``), so a waiting writer gets the lock: at once in this
-    process (``write_lock``), on SQLite's busy-handler schedule in another.
+    process (``write_lock``), within its next poll (1-2 ms) in another.
     """
 
     def __init__(
@@ -468,18 +504,37 @@ def _write(
     transaction: bool = True,
 ) -> _T:
     """``work()`` holding ``write_lock`` and, with ``transaction``, in a ``BEGIN IMMEDIATE``
-    transaction. Tried again when another process held the database past ``busy_timeout``
-    (``LOCKED_RETRIES`` times, backing off): retention completes under sustained writing."""
-    for attempt in range(LOCKED_RETRIES + 1):
+    transaction. On SQLite a database locked by another process is tried again every
+    ``LOCK_POLL_S`` for as long as the connection's ``busy_timeout`` (``_polled``), and past that
+    again after a backoff (``LOCKED_RETRIES`` times): retention completes under sustained writing."""
+
+    def attempt() -> _T:
+        with write_lock or nullcontext(), immediate(database) if transaction else nullcontext():
+            return work()
+
+    for tries in range(LOCKED_RETRIES + 1):
         try:
-            with write_lock or nullcontext(), immediate(database) if transaction else nullcontext():
-                return work()
+            return _polled(database, attempt)
         except (peewee.OperationalError, sqlite3.OperationalError) as exc:
-            if "locked" not in str(exc) or attempt == LOCKED_RETRIES:
+            if not is_locked(exc) or tries == LOCKED_RETRIES:
                 raise
             logger.info("retention: the database is locked by another process; trying again (%s)", exc)
-        time.sleep(min(5.0, 0.05 * 2**attempt))
+        time.sleep(min(5.0, 0.05 * 2**tries))
     raise AssertionError("unreachable")
+
+
+def _polled(database: peewee.Database, attempt: Callable[[], _T]) -> _T:
+    """SQLite: ``attempt()`` with the connection's busy handler off, tried again while the database
+    is locked (``exporter._connection.when_unlocked``): the busy handler's sleeps grow to 100 ms, so a
+    writer of another process would wait for retention on that schedule, and retention for it."""
+    if not is_sqlite(database):
+        return attempt()
+    connection = database.connection()
+    wait_s = no_busy_handler(connection)
+    try:
+        return when_unlocked(attempt, wait_s)
+    finally:
+        connection.execute(f"PRAGMA busy_timeout = {round(wait_s * 1000)}")
 
 
 @contextmanager

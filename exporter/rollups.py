@@ -6,9 +6,10 @@ database keeps these tables up to date itself, for every status (the calls in fl
 on ``llm_calls`` (the rollups migration, DDL below) add a row's contribution when it is written,
 take the old one back and add the new one when a rolled-up column changes (queued → running →
 ended, a span written twice, a call closed as lost that ends after all), and take it back when the
-row is deleted. Whatever writes the rows (the store's writer, ``SQLiteSpanExporter``, retention,
-fixtures, a test's ``INSERT``), the rollups hold exactly what the rows hold, in the same
-transaction; nothing is counted twice.
+row is deleted (on SQLite not inside retention's delete transactions for the calls of the days
+whose rows it deletes whole: ``BULK_DELETE_TABLE``). Whatever writes the rows (the store's writer,
+``SQLiteSpanExporter``, retention, fixtures, a test's ``INSERT``), the rollups hold exactly what the
+rows hold, in the same transaction; nothing is counted twice.
 
 SQLite: folded from a log. A trigger costs a statement journal per written row (~12 µs here,
 whatever it does) and each upsert it runs several µs more, so the triggers only append the row's
@@ -372,6 +373,24 @@ _CHANGED = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in ROLLED_
 _LOG_INSERT = f"INSERT INTO {LOG_TABLE} ({', '.join(LOG_COLUMNS)}) SELECT"
 
 
+_OWN_ENTRY = "call = OLD.rowid AND sign = 1"
+_TAKE_BACK = f"{_LOG_INSERT} OLD.rowid, {', '.join(_entry('OLD', '-1'))}"
+_sqlite_trigger = (
+    "CREATE TRIGGER IF NOT EXISTS llm_calls_rollup_{} AFTER {} ON llm_calls {}BEGIN {}; END".format
+)
+
+
+def _sqlite_delete_trigger(when: str) -> str:
+    """SQLite: the trigger taking a deleted row back (its unfolded entry deleted, else its
+    contribution logged negated), ``when`` (a ``WHEN ...`` clause, or '') it applies."""
+    return _sqlite_trigger(
+        "delete",
+        "DELETE",
+        when,
+        f"DELETE FROM {LOG_TABLE} WHERE {_OWN_ENTRY}; {_TAKE_BACK} WHERE changes() = 0",
+    )
+
+
 def sqlite_trigger_ddl() -> list[str]:
     """SQLite: the triggers logging each row's contribution, and the one folding the log.
 
@@ -384,24 +403,22 @@ def sqlite_trigger_ddl() -> list[str]:
     only new entries take one.
     """
     new = f"{_LOG_INSERT} NEW.rowid, {', '.join(_entry('NEW', '1'))}"
-    old = f"{_LOG_INSERT} OLD.rowid, {', '.join(_entry('OLD', '-1'))}"
+    old = _TAKE_BACK
     rewritten = ", ".join(
         f"{name} = {value}"
         for name, value in zip(LOG_COLUMNS, ["NEW.rowid", *_entry("NEW", "1")], strict=True)
     )
-    own = "call = OLD.rowid AND sign = 1"
     fold = "; ".join([*fold_sql(LOG_TABLE), f"DELETE FROM {LOG_TABLE}"])
-    trigger = "CREATE TRIGGER IF NOT EXISTS llm_calls_rollup_{} AFTER {} ON llm_calls {}BEGIN {}; END".format
-    rewrite = f"UPDATE {LOG_TABLE} SET {rewritten} WHERE {own}"
+    rewrite = f"UPDATE {LOG_TABLE} SET {rewritten} WHERE {_OWN_ENTRY}"
     return [
-        trigger("insert", "INSERT", "", new),
-        trigger(
+        _sqlite_trigger("insert", "INSERT", "", new),
+        _sqlite_trigger(
             "update",
             "UPDATE",
             f"WHEN {_CHANGED} ",
             f"{rewrite}; {old} WHERE changes() = 0; {new} WHERE changes() = 1",
         ),
-        trigger("delete", "DELETE", "", f"DELETE FROM {LOG_TABLE} WHERE {own}; {old} WHERE changes() = 0"),
+        _sqlite_delete_trigger(""),
         f"CREATE TRIGGER IF NOT EXISTS llm_call_rollup_fold AFTER INSERT ON {LOG_TABLE} "
         f"WHEN NEW.rowid >= {FOLD_AT} BEGIN {fold}; END",
     ]
@@ -475,9 +492,11 @@ def _listed(count: int) -> str:
 
 
 def prune_statements(marker: str) -> list[str]:
-    """Statements deleting the ended calls' rows of one bucket from every rollup table, and their
-    log entries not folded yet (params: bucket_ms, bucket_start): retention's, once the bucket's
-    ended calls are gone (the calls in flight it keeps stay counted)."""
+    """Statements deleting the ended calls' rows of one bucket from every rollup table (params:
+    bucket_ms, bucket_start): retention's, once the bucket's ended calls are gone (the calls in
+    flight it keeps stay counted). The log's entries are not the bucket's alone (each counts in an
+    hour and a day): on SQLite retention folds those of the hours it prunes first
+    (``fold_range_sql``) and deletes those of whole days (``PRUNE_LOG_SQL``)."""
     ended = f"status IN {ENDED_SQL}"
     statements = []
     for table, (key, _) in TABLES.items():
@@ -486,11 +505,40 @@ def prune_statements(marker: str) -> list[str]:
         statements.append(
             f"DELETE FROM {table} WHERE bucket_ms = {marker}{label} AND bucket_start = {marker} AND {ended}"
         )
-    modulo = "%%" if marker == "%s" else "%"  # psycopg2 reads a lone % as a parameter
-    statements.append(
-        f"DELETE FROM {LOG_TABLE} WHERE enqueued_at - enqueued_at {modulo} {marker} = {marker} AND {ended}"
-    )
     return statements
+
+
+def fold_range_sql(start_ms: int, end_ms: int) -> list[str]:
+    """SQLite: fold the log's entries enqueued in ``[start_ms, end_ms)`` now, and delete them:
+    retention's, before it prunes the hour rows of the cut-off's day (the take-backs of the calls
+    it deleted there count in the day's row, which stays)."""
+    entries = f"FROM {LOG_TABLE} WHERE enqueued_at >= {int(start_ms)} AND enqueued_at < {int(end_ms)}"
+    return [*fold_sql(f"(SELECT * {entries})"), f"DELETE {entries}"]
+
+
+BULK_DELETE_TABLE = "llm_call_rollup_bulk_delete"
+"""SQLite: while this table holds a row (only inside retention's delete transactions: the row is
+deleted again before each commit, so no other connection ever sees one), deleting a call enqueued
+before its ``before_ms`` takes nothing back from the rollups. ``before_ms`` is the start of the UTC
+day of retention's cut-off: the calls enqueued before it are in hours and days that end before the
+cut-off, whose rows retention deletes whole (``prune_statements``), before and after the calls,
+rather than taking each call back (a quarter of a delete transaction's work, issue 10)."""
+BULK_DELETE_BEGIN_SQL = f"INSERT INTO {BULK_DELETE_TABLE} (before_ms) VALUES (?)"
+BULK_DELETE_END_SQL = f"DELETE FROM {BULK_DELETE_TABLE}"
+PRUNE_LOG_SQL = f"DELETE FROM {LOG_TABLE} WHERE enqueued_at < ? AND status IN {ENDED_SQL}"
+"""SQLite: the log's entries of the ended calls enqueued before a time (param: ``before_ms``), which
+``prune_statements`` leaves when their bucket has no folded row yet (at most ``FOLD_AT`` rows)."""
+
+
+def sqlite_bulk_delete_ddl() -> list[str]:
+    """SQLite: ``BULK_DELETE_TABLE`` and the delete trigger again, now taking back only the rows it
+    does not cover (the bulk-delete migration)."""
+    covered = f"SELECT 1 FROM {BULK_DELETE_TABLE} WHERE OLD.enqueued_at < before_ms"
+    return [
+        f'CREATE TABLE IF NOT EXISTS "{BULK_DELETE_TABLE}" ("before_ms" INTEGER NOT NULL)',
+        "DROP TRIGGER IF EXISTS llm_calls_rollup_delete",
+        _sqlite_delete_trigger(f"WHEN NOT EXISTS ({covered}) "),
+    ]
 
 
 # -- reading -----------------------------------------------------------------------------------------

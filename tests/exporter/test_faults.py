@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import Tracer, TracerProvider
 
 import exporter.store
 from exporter import open_database
+from exporter._connection import StoreFile
 from exporter.store import SpanStore
 from tests.children import checkout_python
 from tests.exporter.call_spans import finish, ns, start_call
@@ -347,3 +348,52 @@ def test_a_store_that_cannot_be_opened_at_start_still_starts_and_catches_up(
     assert "unable to open database file" in during["last_error"]
     assert span_store.flush(10)
     assert calls_in(path, "early-") == 5
+
+
+def _hold_the_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another connection (as another process's writer would) holding the write lock ``seconds``."""
+    held = threading.Event()
+
+    def hold() -> None:
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        connection.execute("COMMIT")
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    return holder
+
+
+def test_a_writer_waits_out_a_lock_shorter_than_busy_timeout_and_fails_past_it(
+    store: peewee.Database,
+) -> None:
+    """The writer's connection has no busy handler: it polls for the lock (``when_unlocked``) as
+    long as its ``busy_timeout``, then reports ``database is locked``, a fault the writer retries."""
+    path = Path(store.database)
+    writer = StoreFile(lambda: open_database(str(path), busy_timeout_ms=1000))
+    insert = "INSERT INTO llm_call_events (call_id, kind, at) VALUES (?, 'queued', 0)"
+
+    holder = _hold_the_lock(path, 0.3)
+    with writer.transaction() as cursor:  # waits the 0.3 s out
+        cursor.execute(insert, ("after-a-short-lock",))
+    holder.join()
+    assert writer.database().connection().execute("PRAGMA busy_timeout").fetchone() == (0,)
+
+    holder = _hold_the_lock(path, 2.0)
+    with (
+        pytest.raises(sqlite3.OperationalError, match="database is locked"),
+        writer.transaction() as cursor,
+    ):
+        cursor.execute(insert, ("during-a-long-lock",))
+    holder.join()
+    with writer.transaction() as cursor:  # the fault closed the connection: reopened, polling again
+        cursor.execute(insert, ("after-the-long-lock",))
+    writer.close()
+
+    with sqlite3.connect(path) as connection:
+        written = {call_id for (call_id,) in connection.execute("SELECT call_id FROM llm_call_events")}
+    assert written == {"after-a-short-lock", "after-the-long-lock"}

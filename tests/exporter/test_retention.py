@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sqlite3
 import threading
 import time
 
@@ -14,8 +15,10 @@ from exporter import (
     RetentionResult,
     StoreConfigurationError,
     close_lost_calls,
+    open_database,
     prune,
     queries,
+    retention,
     retention_days_from_env,
     run_retention,
 )
@@ -245,3 +248,39 @@ def test_event_ids_never_go_back_after_retention(store: peewee.Database, rows: R
     store.execute_sql("INSERT INTO llm_call_events (call_id, kind, at) VALUES ('new', 'queued', 1)")
 
     assert store.execute_sql("SELECT max(id) FROM llm_call_events").fetchone()[0] > seen
+
+
+def test_prune_completes_while_another_connection_keeps_taking_the_lock(
+    tmp_path, rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention's connection has no busy handler while it writes: it polls for the lock as long as
+    its ``busy_timeout``, and past that tries again after a backoff. Here the other connection holds
+    the lock longer than that timeout, over and over, and prune still deletes everything."""
+    rows.calls(300, enqueued_at=OLD, events=False, prompt="p", response="r")
+    path = rows.database.database
+    monkeypatch.setattr(retention, "LOCKED_RETRIES", 100)
+    stop = threading.Event()
+
+    def hog() -> None:
+        connection = sqlite3.connect(path, isolation_level=None)
+        while not stop.is_set():
+            connection.execute("BEGIN IMMEDIATE")
+            time.sleep(0.15)  # longer than prune's busy_timeout below
+            connection.execute("COMMIT")
+            time.sleep(0.02)
+        connection.close()
+
+    thread = threading.Thread(target=hog)
+    thread.start()
+    database = open_database(path, busy_timeout_ms=50)
+    try:
+        deleted = prune(database, older_than=7, batch_size=100, now_ms=NOW_MS)
+        busy_timeout = database.execute_sql("PRAGMA busy_timeout").fetchone()[0]
+    finally:
+        stop.set()
+        thread.join()
+        database.close()
+
+    assert deleted == 300
+    assert _count(rows.database, "llm_calls") == 0
+    assert busy_timeout == 50  # the connection's own, given back

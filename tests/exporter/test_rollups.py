@@ -285,6 +285,53 @@ def test_retention_prunes_the_rollups_with_the_calls(any_rows: Rows) -> None:
         assert all(row[status] not in ENDED for row in old), table  # old buckets: the calls in flight left
 
 
+@pytest.mark.parametrize("count", [300, 1500], ids=["in-the-log", "folded"])
+def test_retention_drops_the_days_before_its_cut_off_whole_and_keeps_its_day_exact(
+    any_rows: Rows, count: int
+) -> None:
+    calls = _spread(any_rows, count=count, days=12)
+    cutoff = NOW - 6.5 * DAY
+    cut_day = cutoff - cutoff % DAY  # half a day before the cut-off: its day straddles it
+    assert any(cut_day <= call["enqueued_at"] < cutoff and call["status"] in ENDED for call in calls)
+
+    prune(any_rows.database, older_than=6.5, now_ms=NOW)
+
+    stored = _stored(any_rows.database)
+    assert stored == _expected(any_rows.database)  # the cut-off's day and hour: what is left of them
+    kept = sum(
+        1
+        for call in calls
+        if cut_day <= call["enqueued_at"] < cut_day + DAY
+        and (call["enqueued_at"] >= cutoff or call["status"] not in ENDED)
+    )
+    assert sum(_calls_of(stored, DAY, cut_day, status) for status in rollups.STATUSES) == kept
+    for table, (key, _) in rollups.TABLES.items():
+        starts, status = key.index("bucket_start"), key.index("status")
+        rows = any_rows.database.execute_sql(f"SELECT {', '.join(key)} FROM {table}").fetchall()
+        assert not [row for row in rows if row[starts] < cut_day and row[status] in ENDED], table
+
+
+def test_a_call_deleted_under_the_bulk_delete_row_is_not_taken_back(rows: Rows) -> None:
+    """Retention's delete transactions hold a ``BULK_DELETE_TABLE`` row: the calls enqueued before
+    it are deleted without a take-back each (their buckets' rows are deleted whole), the others are
+    taken back as any deleted row."""
+    old, new = rows.each(
+        [{"status": "succeeded", "enqueued_at": NOW - 9 * DAY}, {"status": "succeeded", "enqueued_at": NOW}]
+    )
+    database = rows.database
+    before = _stored(database)
+    with immediate(database):
+        database.execute_sql(rollups.BULK_DELETE_BEGIN_SQL, (NOW - 8 * DAY,))
+        database.execute(LLMCall.delete().where(LLMCall.call_id.in_([old, new])))
+        database.execute_sql(rollups.BULK_DELETE_END_SQL)
+
+    after = _stored(database)
+    assert _calls_of(after, DAY, (NOW - 9 * DAY) // DAY * DAY, "succeeded") == 1  # left for retention
+    assert _calls_of(after, DAY, NOW // DAY * DAY, "succeeded") == 0
+    assert _calls_of(before, DAY, NOW // DAY * DAY, "succeeded") == 1
+    assert database.execute_sql(f"SELECT count(*) FROM {rollups.BULK_DELETE_TABLE}").fetchone()[0] == 0
+
+
 # Reading them
 
 

@@ -35,6 +35,12 @@ MAX_LONG_POLL_S = 30.0
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_ISO_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+"""The ISO 8601 forms ``Time`` takes (RFC 3339's, a date alone, no zone). Python's
+``fromisoformat`` also reads compact forms, so it took 23 digits (too many for epoch ms) for a time."""
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _NUMBER = re.compile(r"-?[0-9]{1,10}(\.[0-9]{1,10})?([eE][-+]?[0-9]{1,3})?")
 _LEAP_SECOND = re.compile(r"(T\d\d:\d\d):60")
@@ -164,14 +170,15 @@ class Time(Param):
     """ISO 8601 (``2026-12-01T10:00:00Z``, ``...+08:00``, ``2026-12-01``; no zone: UTC) or epoch ms."""
 
     def convert(self, text: str) -> int:
-        if _DIGITS.fullmatch(text):
-            value = int(text)
-            if value > _MAX_EPOCH_MS:
-                raise self.fail(f"epoch milliseconds must be at most {_MAX_EPOCH_MS}, got {value}")
-            return value
+        if text.isascii() and text.isdigit():
+            if not _DIGITS.fullmatch(text) or int(text) > _MAX_EPOCH_MS:
+                raise self.fail(f"epoch milliseconds must be at most {_MAX_EPOCH_MS}, got {text[:40]!r}")
+            return int(text)
         iso = text[:-1] + "+00:00" if text[-1:] in "Zz" else text
         leap = _LEAP_SECOND.search(iso) is not None  # 23:59:60 (RFC 3339): the next second
         try:
+            if not _ISO_TIME.fullmatch(text):
+                raise ValueError(text)
             moment = dt.datetime.fromisoformat(_LEAP_SECOND.sub(r"\1:59", iso))
         except ValueError:
             raise self.fail(

@@ -421,6 +421,8 @@ BAD_PARAMETERS = [
     ("/llm/calls", {"status": "done"}, "status"),
     ("/llm/calls", {"from": "2026-13-45"}, "from"),
     ("/llm/calls", {"to": "yesterday"}, "to"),
+    ("/tasks", {"to": "92910224120073366274048"}, "to"),  # past the largest epoch ms
+    ("/tasks", {"from": "2026-12-01T10"}, "from"),  # an hour without minutes
     ("/llm/calls", {"from": "2026-12-02", "to": "2026-12-01"}, "from"),
     ("/llm/calls", {"page": "0"}, "page"),
     ("/llm/calls", {"page_size": str(10**9)}, "page_size"),

@@ -28,7 +28,8 @@ Ingest cases, calls per second from the first hand-over to the last row written:
 
 Each round runs every case once, in an order rotated per round; a case's ratio is its rate over
 the raw rate of the same round (median over rounds, 95% CI, min–max). ``--tree NAME=PATH`` adds
-``NAME:ended`` and ``NAME:live`` run from another checkout. Process CPU per call is printed too.
+``NAME:ended``, ``NAME:live`` and ``NAME:live-apart`` run from another checkout. Process CPU per
+call is printed too.
 
 ``size``: the file after N calls through the store (ended spans) and a checkpoint, per 100k calls,
 with its largest tables and indexes (``dbstat``). ``handoff``: µs the app's thread spends per call

@@ -9,6 +9,7 @@ Usage::
     .venv/bin/python bench/bench_instrumentation.py --tree before=/tmp/old-checkout   # + that code
     .venv/bin/python bench/bench_instrumentation.py --profile llm-otel+store --case mock
     .venv/bin/python bench/bench_instrumentation.py --own-work --tree before=/tmp/old-checkout
+    .venv/bin/python bench/bench_instrumentation.py --writer-replay --case http --tree before=/tmp/old
 
 The official instrumentation is the reference; it is installed for the benchmark only, never as a
 project dependency::
@@ -55,6 +56,13 @@ connection holds it with ``BEGIN EXCLUSIVE``; p50, p99 and max per hook and per 
 
 ``--profile VARIANT`` runs ``--calls`` calls of one variant of ``--case`` under cProfile (every
 thread's functions of llm_otel, opentelemetry, exporter, wrapt, by own time).
+
+``--writer-replay`` (with ``--case``, ``--calls``, ``--batch`` or ``--apart``, ``--rounds``,
+``--tree``) measures the store writer's own work: the records the case's calls hand the store are
+captured, then replayed alone into a fresh store in batches of ``--batch`` calls (``--apart N``:
+the live records of N calls, then their ends, as calls longer than a batch are written), the
+thread CPU per call of the mapping and of each statement (the commit included), each checkout in a
+process of its own, interleaved.
 
 ``--own-work`` measures each instrumentation's own work on the calling thread, per ``mock`` call
 and per stream chunk, two ways the machine's load hardly moves: the Python opcodes it adds (with
@@ -367,6 +375,8 @@ def child(spec: dict[str, Any]) -> dict[str, float]:
         sys.path.insert(0, str(ROOT))
     if spec.get("own"):
         return opcodes_child(spec) if spec["own"] == "opcodes" else warm_child(spec)
+    if spec.get("replay"):
+        return replay_child(spec)
     case, calls = spec["case"], spec["calls"]
     _client, make = _calls(case, spec.get("base_url"))  # the calls hold the client
     flush = enable(spec["variant"], spec["db"])
@@ -803,6 +813,141 @@ def profile(variant: str, case: str, calls: int, work: str) -> None:
     stats.sort_stats("tottime").print_stats(r"llm_otel|opentelemetry|exporter|wrapt", 40)
 
 
+def _statement_names(tree_sql: Any) -> dict[str, str]:
+    """The write statements of a checkout's ``exporter._sql``, by their SQL: the replay's row names."""
+    import dataclasses
+
+    names = {"BEGIN IMMEDIATE": "begin", "COMMIT": "commit"}
+    for field in dataclasses.fields(tree_sql.SQLITE):
+        value = getattr(tree_sql.SQLITE, field.name)
+        if isinstance(value, str) and value:
+            names.setdefault(value, f"{field.name}")
+        elif isinstance(value, dict):
+            names.update({sql: f"update ({kind})" for kind, sql in value.items()})
+    from exporter import migrations
+
+    for module, constant in (
+        *((tree_sql, name) for name in ("EVENT_STATE_SQL", "TEXT_TO_INDEX_SQL", "FTS_ROW_SQL")),
+        (tree_sql, "CJK_ROW_SQL"),
+        *((migrations, name) for name in ("FTS_INDEXED_SQL", "CJK_INDEXED_SQL", "FTS_UNINDEX_SQL")),
+    ):
+        if hasattr(module, constant):
+            names[getattr(module, constant)] = constant.removesuffix("_SQL").lower()
+    return names
+
+
+def replay_child(spec: dict[str, Any]) -> dict[str, float]:
+    """The writer's work on the records ``spec["calls"]`` calls of ``spec["case"]`` hand the store,
+    replayed alone in batches of ``spec["batch"]`` calls (``spec["apart"]``: the live records of
+    that many calls first, then their ends): thread CPU µs per call of each step."""
+    import threading
+    from contextlib import contextmanager
+
+    from exporter import _connection, _sql, writer
+    from exporter.database import open_database
+    from exporter.migrations import migrate
+    from exporter.records import EndedSpan
+
+    captured: list[Any] = []
+    writer.StoreWriter.put = lambda self, record: captured.append(record) or True  # type: ignore[method-assign]
+    with contextlib.ExitStack() as stack:
+        base_url = stack.enter_context(fake_server_process(HTTP_ANSWER)) if spec["case"] == "http" else None
+        _client, make = _calls(spec["case"], base_url)
+        enable("llm-otel+store", os.path.join(spec["work"], "captured.db"))
+        for _ in range(spec["calls"]):
+            make["call"]()
+    records = list(captured)
+    database = open_database(os.path.join(spec["work"], "replayed.db"))
+    migrate(database)
+    names = _statement_names(_sql)
+    costs: dict[str, int] = {}
+
+    class TimedCursor:
+        def __init__(self, cursor: Any) -> None:
+            self.cursor, self.connection = cursor, cursor.connection
+
+        def _timed(self, sql: str, run: Callable[..., Any], *args: Any) -> Any:
+            start = time.thread_time_ns()
+            try:
+                return run(sql, *args)
+            finally:
+                name = names.get(sql, sql[:40])
+                costs[name] = costs.get(name, 0) + time.thread_time_ns() - start
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            return self._timed(sql, self.cursor.execute, *args)
+
+        def executemany(self, sql: str, rows: Any) -> Any:
+            return self._timed(sql, self.cursor.executemany, rows)
+
+        def fetchall(self) -> list[Any]:
+            return self.cursor.fetchall()
+
+        def close(self) -> None:
+            self.cursor.close()
+
+    @contextmanager
+    def timed_transaction(connection: Any, begin: str = "BEGIN IMMEDIATE") -> Iterator[Any]:
+        cursor = TimedCursor(connection.cursor())
+        cursor.execute(begin)
+        yield cursor
+        cursor.execute("COMMIT")
+
+    _connection.transaction = timed_transaction  # type: ignore[assignment]
+    store = _connection.StoreFile(lambda: database)
+    mapper = writer.StoreWriter.__new__(writer.StoreWriter)  # its _map alone: no thread
+    mapper._lock, mapper.process, mapper._dropped = threading.Lock(), "bench:0", 0
+    ends = [record for record in records if type(record) is EndedSpan]
+    live = [record for record in records if type(record) is not EndedSpan]
+    batches, per_call = [], spec["batch"]
+    if spec.get("apart"):
+        per_call = spec["apart"]
+        lives_per_call = len(live) // len(ends)
+        for start in range(0, len(ends) - per_call + 1, per_call):
+            batches.append(live[start * lives_per_call : (start + per_call) * lives_per_call])
+            batches.append(ends[start : start + per_call])
+    else:
+        first = 0
+        for last in range(per_call - 1, len(ends), per_call):
+            end_at = records.index(ends[last], first)
+            batches.append(records[first : end_at + 1])
+            first = end_at + 1
+    mapped = 0
+    for batch in batches:
+        start = time.thread_time_ns()
+        rows = writer.StoreWriter._map(mapper, list(batch))
+        mapped += time.thread_time_ns() - start
+        store.write(rows)
+    calls = len(batches) * per_call // (2 if spec.get("apart") else 1)
+    result = {name: cost / calls / 1000 for name, cost in costs.items()}
+    result["mapping"] = mapped / calls / 1000
+    return result
+
+
+def replay_markdown(case: str, batch: int, apart: int, results: dict[str, list[dict[str, float]]]) -> str:
+    """The replay's table: µs per call of each step (median over the runs), one column per tree."""
+    steps = sorted(
+        {step for runs in results.values() for run in runs for step in run},
+        key=lambda step: -statistics.median(run.get(step, 0.0) for run in next(iter(results.values()))),
+    )
+    columns = list(results)
+
+    def median(column: str, step: str | None) -> float:
+        return statistics.median(
+            sum(run.values()) if step is None else run.get(step, 0.0) for run in results[column]
+        )
+
+    rows = [[f"`{step}`", *(f"{median(c, step):.1f}" for c in columns)] for step in steps]
+    rows.append(["**whole batch**", *(f"**{median(c, None):.0f}**" for c in columns)])
+    how = f"the live records of {apart} calls, then their ends" if apart else f"batches of {batch} calls"
+    runs = len(next(iter(results.values())))
+    return (
+        f"**writer replay, {case}**: the records of the case's calls replayed alone ({how}), thread "
+        f"CPU µs per call of each step, median of {runs} runs per checkout (interleaved); load "
+        f"{common.load()}.\n\n" + common.table(["step", *columns], rows, "l" + "r" * len(columns))
+    )
+
+
 # -- main -------------------------------------------------------------------------------------------
 
 
@@ -829,6 +974,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="each variant's own work per call and chunk",
     )
+    parser.add_argument(
+        "--writer-replay",
+        action="store_true",
+        help="the store writer's CPU per call of each statement, its records replayed alone (--case)",
+    )
+    parser.add_argument("--batch", type=int, default=20, help="--writer-replay: calls per batch")
+    parser.add_argument(
+        "--apart", type=int, default=0, help="--writer-replay: live records of N calls, then their ends"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -839,6 +993,24 @@ def main(argv: Sequence[str] | None = None) -> None:
             profile(args.profile, args.case, args.calls or 1000, work)
             return
         trees = dict(item.split("=", 1) for item in args.tree)
+        if args.writer_replay:
+            checkouts = {"this checkout": "", **trees}
+            replays: dict[str, list[dict[str, float]]] = {name: [] for name in checkouts}
+            for _ in range(args.rounds or 3):
+                for name, tree in checkouts.items():
+                    spec = {
+                        "replay": True,
+                        "case": args.case,
+                        "variant": "replay",
+                        "calls": args.calls or 1000,
+                        "batch": args.batch,
+                        "apart": args.apart,
+                        "tree": tree,
+                        "work": tempfile.mkdtemp(dir=work),
+                    }
+                    replays[name].append(run_child(spec))
+            print(replay_markdown(args.case, args.batch, args.apart, replays))
+            return
         variants = list(args.variants.split(",") if args.variants else VARIANTS)
         missing = v2_available()
         if missing:

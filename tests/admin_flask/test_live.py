@@ -19,6 +19,7 @@ import simple_websocket
 
 from admin_flask import create_app
 from admin_flask.feed import READ_LIMIT
+from llm_otel.testing import FakeOpenAI
 from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin, ChildWriter, Store
 
 ARRIVES_WITHIN_S = 5.0
@@ -82,8 +83,12 @@ def test_a_call_made_by_another_process_reaches_the_websocket(
     ]
 
 
-def test_the_feed_reads_the_store_only_after_a_commit(serve: Any, store: Store, child: ChildWriter) -> None:
-    """On SQLite the reader asks whether another connection committed (``PRAGMA data_version``)."""
+def test_the_feed_reads_the_store_only_after_a_commit(
+    serve: Any, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    """On SQLite the reader asks whether another connection committed (``PRAGMA data_version``).
+
+    No writer runs while the reader is watched: an app's writer commits a heartbeat every second."""
     admin = serve(
         create_app(db=store.url, token=TOKEN, config={"LLM_OTEL_ADMIN_STATUS_INTERVAL_S": 60}), Admin
     )
@@ -98,8 +103,12 @@ def test_the_feed_reads_the_store_only_after_a_commit(serve: Any, store: Store, 
         time.sleep(0.01)
     assert stats.unchanged >= probes + 50, "the reader did not look for commits"
     assert stats.ticks == reads  # nothing committed: no read
-    child.call("after-the-quiet")
-    messages_until(ws, call_ended("after-the-quiet"))
+    child = ChildWriter(store.url, fake_openai.base_url)
+    try:
+        child.call("after-the-quiet")
+        messages_until(ws, call_ended("after-the-quiet"))
+    finally:
+        child.close()
     assert stats.ticks > reads
 
 

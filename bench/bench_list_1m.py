@@ -190,7 +190,7 @@ LIST_CASES: dict[str, dict[str, object]] = {
     "q=天气 & status=failed": {"q": "天气", "status": ["failed"]},
     "q=的 & status=failed": {"q": "的", "status": ["failed"]},
     "q=的 & source": {"q": "的", "source": "source-3"},
-    "q=ab (2 chars, not CJK: a scan)": {"q": "ab"},
+    "q=ab (2 chars, not CJK)": {"q": "ab"},
 }
 LATENCY_CASES: dict[str, dict[str, object]] = {
     "min_duration 15 s (25%)": {"min_duration_ms": 15_000},

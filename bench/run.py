@@ -171,24 +171,25 @@ TARGETS: dict[int, tuple[str, str]] = {
     ),
 }
 WHY: dict[int, str] = {
-    1: "the store's SQLite work runs in the app's process: the rollup triggers (~60% of the writer's "
-    "CPU before migration 9), the upsert, events and full-text index cost more than openai-v2's "
-    "whole instrumentation (see below)",
+    1: "the store's SQLite work runs in the app's process: ~180 µs of writer CPU a mock call "
+    "(the upsert into 11 indexes, the rollup log, events, the full-text index, the commit), more "
+    "than openai-v2's whole instrumentation (see below)",
     2: "as target 1, and the trigram index costs ~40 ns per character of the call's ~3 KB",
     3: "each chunk goes through the stream proxy and the accumulator (text kept for the store and "
     "the first-token event); openai-v2 without content keeps no text",
-    8: "the store maps each span to rows on the writer thread (raw gets them mapped) and checks each "
-    "event for a duplicate",
+    8: "the store maps each span to rows on the writer thread (raw gets them mapped); `live-apart` "
+    "maps and writes each call's row twice (queued, then ended)",
     10: "retention's slowest transactions use 3–16 ms of CPU: the rest is waiting for a core on the "
-    "loaded machine; a writer in another process waits on SQLite's busy handler (sleeps of 25–100 ms)",
-    4: "1–2 CJK characters are one token of the short-query index (migration 7); other 1–2 character "
-    "`q` (`ab`) are a substring scan of every body; the first query of a term checks each "
-    "candidate's body JSON (~5 µs each: the index holds no positions, migration 4), later ones read "
-    "the matches it kept (migration 10)",
+    "loaded machine (writers poll for the lock every 1–2 ms since migration 13's change)",
+    4: "the first query of a term in a store's search generation checks each candidate's text "
+    "(~1 µs each: the index holds no positions, migration 4); later ones, in any process, read the "
+    "matches kept (migrations 10, 11); `ab` is looked up in the trigram vocabulary, its 514,637 "
+    "rowids passed to Python once",
     6: "the rollups (migration 9, every status: the calls in flight too) answer the whole days and "
     "hours; the 7d window reads ~12,000 timing rows and the two partial hours' calls",
-    7: "statuses, a time range and one of model / source / error_type (whole days) read the "
-    "rollups; two labels, a requester, a timing minimum or `q` still read every matching row",
+    7: "a timing minimum without a label reads each facet column's index whole (SQLite has no hash "
+    "aggregate); a `q` matching more than 50,000 calls uses the plain query; a term's first summary "
+    "looks the term up; two labels read one label's index (migration 12)",
     5: "the first query of a `q` checks every candidate's text before the page (later ones walk the "
     "sort's index against the kept matches)",
     12: "the list's own query: its exact total counts every matching row (~20–40 ms at 1M without a "

@@ -36,7 +36,7 @@ from typing import Any
 import peewee
 import pytest
 
-from exporter import migrate, open_database
+from exporter import migrate, open_database, queries
 from exporter._sql import SQLITE, index
 from exporter.database import is_sqlite
 from exporter.migrations import CJK_TABLE, FTS_INDEX_SQL, TEXT_VIEW
@@ -400,3 +400,17 @@ def _events(row: dict[str, Any]) -> list[dict[str, Any]]:
         data = json.dumps({"error_type": row["error_type"]}) if row["error_type"] else None
         events.append({"call_id": row["call_id"], "kind": row["status"], "at": row["ended_at"], "data": data})
     return events
+
+
+def list_pages(q: str, page_size: int, **filters: Any) -> tuple[list[str], set[int]]:
+    """Every call id over all pages of ``queries.list_calls``, and the totals the pages reported."""
+    ids: list[str] = []
+    totals = set()
+    page = 1
+    while True:
+        result = queries.list_calls(q=q, **filters, page=page, page_size=page_size)
+        totals.add(result["total"])
+        if not result["items"]:
+            return ids, totals
+        ids += [item["call_id"] for item in result["items"]]
+        page += 1

@@ -13,7 +13,7 @@ import pytest
 from exporter import prune, queries, search_matches
 from exporter._sql import index, unindex
 from exporter.models import LLMCall, db
-from tests.exporter.conftest import NOW_MS, Rows
+from tests.exporter.conftest import NOW_MS, Rows, list_pages
 
 PROMPTS = (
     "the weather report for Rome",
@@ -57,17 +57,7 @@ def _calls(rows: Rows, count: int, seed: int) -> list[str]:
 
 
 def _pages(q: str = "weather", page_size: int = 7, **filters: Any) -> tuple[list[str], set[int]]:
-    """Every call id over all pages, and the totals the pages reported."""
-    ids: list[str] = []
-    totals = set()
-    page = 1
-    while True:
-        result = queries.list_calls(q=q, **filters, page=page, page_size=page_size)
-        totals.add(result["total"])
-        if not result["items"]:
-            return ids, totals
-        ids += [item["call_id"] for item in result["items"]]
-        page += 1
+    return list_pages(q, page_size, **filters)
 
 
 def _reference(monkeypatch: pytest.MonkeyPatch, **filters: Any) -> tuple[list[str], set[int]]:

@@ -17,7 +17,7 @@ import pytest
 from exporter import prune, queries, search_matches
 from exporter._sql import index, unindex
 from exporter.models import LLMCall, db
-from tests.exporter.conftest import NOW_MS, Rows
+from tests.exporter.conftest import NOW_MS, Rows, list_pages
 
 TEXTS = [  # (prompt, response)
     ("Tabs or spaces?", "Spaces, at a stretch."),
@@ -165,19 +165,6 @@ def test_the_matches_of_a_pair_stay_exact_as_calls_come_end_and_go(
     assert _found(q="ab") == _brute_force(store, "ab") != set() and not set(first) & _found(q="ab")
 
 
-def _pages(q: str, page_size: int = 3, **filters: Any) -> tuple[list[str], set[int]]:
-    ids: list[str] = []
-    totals = set()
-    page = 1
-    while True:
-        result = queries.list_calls(q=q, **filters, page=page, page_size=page_size)
-        totals.add(result["total"])
-        if not result["items"]:
-            return ids, totals
-        ids += [item["call_id"] for item in result["items"]]
-        page += 1
-
-
 @pytest.mark.parametrize(
     "filters",
     [{}, {"status": ["failed"]}, {"source": "billing"}, {"sort": "duration"}, {"min_duration_ms": 1}],
@@ -190,12 +177,12 @@ def test_pages_of_a_pair_are_those_of_the_plain_query(
     _write(rows, times=4)
     with monkeypatch.context() as patched:
         patched.setattr(search_matches, "current", lambda database, term: None)
-        expected = _pages(q, **filters)
+        expected = list_pages(q, 3, **filters)
     # Each range looked up in the vocabulary (the short columns' calls kept by rowid, or not), or
     # checked call by call.
     for checked_up_to, kept_rowids in ((0, 50_000), (0, 0), (10**9, 50_000)):
         monkeypatch.setattr(queries, "_PAIR_CHECKED_UP_TO", checked_up_to)
         monkeypatch.setattr(search_matches, "KEEP_ROWIDS_UP_TO", kept_rowids)
         search_matches.forget()
-        assert _pages(q, **filters) == _pages(q, **filters) == expected
+        assert list_pages(q, 3, **filters) == list_pages(q, 3, **filters) == expected
     assert len(expected[1]) == 1 and expected[1] == {len(expected[0])} and expected[0]

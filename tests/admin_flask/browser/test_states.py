@@ -47,7 +47,8 @@ def test_an_empty_store_says_how_to_record_calls(empty_site: Site, page: Page) -
 def test_an_unreadable_store_shows_a_clear_message_and_the_page_recovers(
     seeded: Store, tmp_path: Path, page: Page, watch: Watch
 ) -> None:
-    watch.allow(r"status of 503")
+    # the browser's lines for a 503: a fetch, and a websocket (re)opened while the feed cannot read the store
+    watch.allow(r"status of 503|Unexpected response code: 503")
     store = copy_store(seeded, tmp_path)
     path = store.url.removeprefix("sqlite:///")
     with running_site(store) as site:

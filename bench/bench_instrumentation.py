@@ -270,20 +270,21 @@ def _calls(case: str, base_url: str | None) -> tuple[Any, dict[str, Callable[[],
     client = _mock_client()
     if case == "mock":
         return client, {"call": lambda: client.chat.completions.create(**SHORT_REQUEST)}
-
-    def stream(chunks: int) -> Callable[[], Any]:
-        request = {**SHORT_REQUEST, "stream": True, "max_tokens": chunks}
-
-        def call() -> None:
-            for _ in client.chat.completions.create(**request):
-                pass
-
-        return call
-
-    return client, {"short": stream(SHORT), "long": stream(LONG)}
+    return client, {"short": _streamed(client, SHORT), "long": _streamed(client, LONG)}
 
 
 # -- variants (in the child process) ---------------------------------------------------------------
+
+
+def _streamed(client: Any, chunks: int) -> Callable[[], None]:
+    """A streamed call of ``chunks`` content chunks, read to its end."""
+    request = {**SHORT_REQUEST, "stream": True, "max_tokens": chunks}
+
+    def call() -> None:
+        for _ in client.chat.completions.create(**request):
+            pass
+
+    return call
 
 
 def _provider() -> Any:
@@ -468,20 +469,11 @@ def warm_child(spec: dict[str, Any]) -> dict[str, float]:
         usage = bool((kwargs.get("stream_options") or {}).get("include_usage"))
         return Parsed(chunks[kwargs["max_tokens"], usage])
 
-    def stream(length: int) -> Callable[[], None]:
-        request = {**SHORT_REQUEST, "stream": True, "max_tokens": length}
-
-        def run() -> None:
-            for _ in client.chat.completions.create(**request):
-                pass
-
-        return run
-
     def best(call: Callable[[], Any], number: int) -> float:
         return min(timeit.repeat(call, number=number, repeat=9, timer=time.thread_time)) / number * 1e6
 
     def costs() -> dict[str, float]:
-        short, long = best(stream(SHORT), 200), best(stream(LONG), 50)
+        short, long = best(_streamed(client, SHORT), 200), best(_streamed(client, LONG), 50)
         call = best(lambda: client.chat.completions.create(**SHORT_REQUEST), 2000)
         return {"call": call, "chunk": (long - short) / (LONG - SHORT)}
 

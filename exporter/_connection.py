@@ -122,6 +122,20 @@ def no_busy_handler(connection: sqlite3.Connection) -> float:
     return busy_ms / 1000
 
 
+def polled(database: peewee.Database, attempt: Callable[[], _T], wait_s: float | None = None) -> _T:
+    """SQLite: ``attempt()`` with the connection's busy handler off, tried again while the database
+    is locked (``when_unlocked``) for ``wait_s`` (default: the connection's ``busy_timeout``), the
+    busy handler put back after. For a peewee connection that also reads, unlike the writer's."""
+    if not is_sqlite(database):
+        return attempt()
+    connection = database.connection()
+    busy_s = no_busy_handler(connection)
+    try:
+        return when_unlocked(attempt, busy_s if wait_s is None else wait_s)
+    finally:
+        connection.execute(f"PRAGMA busy_timeout = {round(busy_s * 1000)}")
+
+
 @contextmanager
 def transaction(
     connection: Any, begin: str = SQLITE.begin, *, lock_wait_s: float | None = None

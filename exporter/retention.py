@@ -69,7 +69,7 @@ from typing import TypeVar
 import peewee
 
 from exporter import rollups
-from exporter._connection import is_locked, no_busy_handler, when_unlocked
+from exporter._connection import is_locked, polled
 from exporter._exceptions import StoreConfigurationError, converted_errors
 from exporter._sql import unindex
 from exporter.database import immediate, is_sqlite, open_database
@@ -505,7 +505,7 @@ def _write(
 ) -> _T:
     """``work()`` holding ``write_lock`` and, with ``transaction``, in a ``BEGIN IMMEDIATE``
     transaction. On SQLite a database locked by another process is tried again every
-    ``LOCK_POLL_S`` for as long as the connection's ``busy_timeout`` (``_polled``), and past that
+    ``LOCK_POLL_S`` for as long as the connection's ``busy_timeout`` (``_connection.polled``), and past that
     again after a backoff (``LOCKED_RETRIES`` times): retention completes under sustained writing."""
 
     def attempt() -> _T:
@@ -514,27 +514,13 @@ def _write(
 
     for tries in range(LOCKED_RETRIES + 1):
         try:
-            return _polled(database, attempt)
+            return polled(database, attempt)
         except (peewee.OperationalError, sqlite3.OperationalError) as exc:
             if not is_locked(exc) or tries == LOCKED_RETRIES:
                 raise
             logger.info("retention: the database is locked by another process; trying again (%s)", exc)
         time.sleep(min(5.0, 0.05 * 2**tries))
     raise AssertionError("unreachable")
-
-
-def _polled(database: peewee.Database, attempt: Callable[[], _T]) -> _T:
-    """SQLite: ``attempt()`` with the connection's busy handler off, tried again while the database
-    is locked (``exporter._connection.when_unlocked``): the busy handler's sleeps grow to 100 ms, so a
-    writer of another process would wait for retention on that schedule, and retention for it."""
-    if not is_sqlite(database):
-        return attempt()
-    connection = database.connection()
-    wait_s = no_busy_handler(connection)
-    try:
-        return when_unlocked(attempt, wait_s)
-    finally:
-        connection.execute(f"PRAGMA busy_timeout = {round(wait_s * 1000)}")
 
 
 @contextmanager

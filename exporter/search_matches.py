@@ -45,6 +45,7 @@ from dataclasses import dataclass, replace
 
 import peewee
 
+from exporter._connection import polled
 from exporter.migrations import FTS_TABLE, KEPT_TABLE, SEARCH_STATE_TABLE
 
 MAX_TERMS = 16
@@ -213,9 +214,8 @@ def save(database: peewee.Database) -> None:
         "rowids = excluded.rowids, counts = excluded.counts "
         "WHERE (excluded.generation, excluded.upto) >= (generation, upto)"
     )
-    timeout = database.execute_sql("PRAGMA busy_timeout").fetchone()[0]
-    database.execute_sql(f"PRAGMA busy_timeout = {SAVE_WAIT_MS}")
-    try:
+
+    def write() -> None:
         with database.atomic(lock_type="IMMEDIATE"):
             sql_state = f'SELECT generation FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
             generation = database.execute_sql(sql_state).fetchone()[0]
@@ -225,11 +225,12 @@ def save(database: peewee.Database) -> None:
                 f'DELETE FROM "{KEPT_TABLE}" WHERE term NOT IN '
                 f'(SELECT term FROM "{KEPT_TABLE}" ORDER BY upto DESC LIMIT {MAX_SAVED})'
             )
+
+    try:
+        polled(database, write, SAVE_WAIT_MS / 1000)
     except peewee.DatabaseError as error:  # locked, read-only, no such table (a store before 11)
         logger.debug("search matches not saved to %s: %s", path, error)
         return
-    finally:
-        database.execute_sql(f"PRAGMA busy_timeout = {int(timeout)}")
     with _lock:
         for key, matches in pending:
             if _unsaved.get(key) is matches:

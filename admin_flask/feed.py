@@ -22,12 +22,14 @@
   last event's ``event_id``, ``kind`` and ``at``, the call's current summary, and ``events`` (every
   event folded into it, in order). Messages go out in ``event_id`` order.
 - **Resuming**: ``after`` is the ``event_id`` of the last message a client received (or a
-  ``last_event_id`` the feed gave it). The ring holds the last ``buffer`` messages as whole ticks;
-  a client whose ``after`` is older than the ring is first served from the store (in reads of
-  ``READ_LIMIT`` events, coalesced the same way, up to the ring's start), then joins the ring and
-  the live feed: every later event exactly once.
-- **Slow clients**: each websocket client has a queue of at most ``client_queue`` messages. When it
-  overflows, the client is sent ``{"type": "llm.reset", "reason": "behind", "last_event_id": N}``
+  ``last_event_id`` the feed gave it). The ring holds the last ``buffer`` messages as whole ticks.
+  A resuming client is caught up in pages that fit its queue, the next one queued when its thread
+  has sent the last (the client's thread reads them, as fast as the client takes them): from the
+  store while ``after`` is older than the ring (reads of at most ``READ_LIMIT`` events, coalesced
+  the same way, up to the ring's start), then the ring's ticks; then it joins the live feed. Every
+  later event exactly once, however long the client was away (retention permitting).
+- **Slow clients**: each websocket client has a queue of at most ``client_queue`` messages. When a
+  live client's queue overflows, the client is sent ``{"type": "llm.reset", "reason": "behind", "last_event_id": N}``
   and closed: it should reload its view and reconnect with ``after=N``.
 - **Status**: while clients are connected the reader also computes the ``llm/status`` body every
   ``status_interval_s`` and sends it to every websocket client as ``llm.status``.
@@ -174,6 +176,13 @@ class Subscription:
     limit: int
     queue: deque[bytes] = field(default_factory=deque)
     behind: Behind | None = None
+    cursor: int = 0
+    """While catching up: the events sent so far (see ``every_event_sent``)."""
+    catching_up: bool = True
+    """Not yet among the feed's subscribers: the client's thread pages in what it missed."""
+    every_event_sent: bool = False
+    """True: every event up to ``cursor`` was queued. False: ``cursor`` is the ``after`` the client
+    gave, the ``event_id`` of the last message it received (later messages of that tick are new to it)."""
 
     def push(self, frames: Sequence[bytes]) -> None:
         """Under the feed's lock: queue ``frames``, or mark the client behind when they do not fit."""
@@ -239,6 +248,7 @@ class Feed:
         self.position = 0  # the last event id read
         self._active = False
         self._subscribers: set[Subscription] = set()
+        self._catching_up: set[Subscription] = set()  # clients paging in what they missed
         self._waiting = 0  # long polls
         self._last_client_at = 0.0
         self._status: dict[str, Any] | None = None
@@ -254,38 +264,23 @@ class Feed:
     def subscribe(self, after: int | None) -> Subscription:
         """A websocket client's subscription, holding the messages after ``after`` (None: from now).
 
-        Reads the store in the calling thread when ``after`` is older than the ring; raises
+        A client that missed more than its queue holds is caught up in pages, each read when its
+        thread has sent the last (``_fill``): from the store below the ring, then the ring's ticks,
+        then it joins the live feed. The first page is read here, in the handshake's thread: raises
         ``StoreUnavailable`` / ``StoreError`` when the store cannot be read.
         """
         subscription = Subscription(self, self.client_queue)
         self._activate()
-        cursor, from_store = after, False
-        while True:
-            with self._lock:
-                self._check_open()
-                if cursor is None:
-                    cursor = self.position
-                if cursor >= self._floor:
-                    backlog = [m for tick in self._ticks if tick.end > cursor for m in tick.messages]
-                    ready = (
-                        _without_events_up_to(backlog, cursor)
-                        if from_store
-                        else [m for m in backlog if m.event_id > cursor]
-                    )
-                    subscription.push([message.frame for message in ready])
-                    if self._status:
-                        subscription.push([text_frame(self._status_text(max(cursor, self.position)))])
-                    self._subscribers.add(subscription)
-                    self._status_due = self._status_due or self._status is None
-                    self._changed.notify_all()
-                    return subscription
-                floor = self._floor
-            cursor = self._catch_up(cursor, floor, subscription)
-            from_store = True
-            if subscription.behind is not None:
-                with self._lock:
-                    subscription.behind = Behind(self.position)
-                return subscription
+        with self._lock:
+            self._check_open()
+            subscription.cursor = self.position if after is None else after
+            self._catching_up.add(subscription)
+        try:
+            self._fill(subscription)
+        except BaseException:
+            self._unsubscribe(subscription)
+            raise
+        return subscription
 
     def poll(self, after: int | None, timeout: float) -> tuple[list[memoryview], int]:
         """A long poll: the messages after ``after`` (None: from now), waiting up to ``timeout`` s.
@@ -334,7 +329,8 @@ class Feed:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return {
-                "subscribers": len(self._subscribers),
+                "subscribers": len(self._subscribers) + len(self._catching_up),
+                "catching_up": len(self._catching_up),
                 "long_polls": self._waiting,
                 "buffered": self._buffered,
             }
@@ -342,11 +338,18 @@ class Feed:
     # -- the subscription side -------------------------------------------------------------------
 
     def _drain(self, subscription: Subscription, timeout: float) -> list[bytes]:
+        if subscription.catching_up and not subscription.queue and subscription.behind is None:
+            try:
+                self._fill(subscription)
+            except (StoreUnavailable, StoreError) as exc:  # the next turn tries again
+                logger.warning("the LLM admin's live feed could not catch a client up: %s", exc)
+                self._stop.wait(timeout)
         with self._lock:
             if not subscription.queue and subscription.behind is None and not self._closed:
                 self._changed.wait(timeout)
             if subscription.behind is not None:
                 self._subscribers.discard(subscription)
+                self._catching_up.discard(subscription)
                 raise subscription.behind
             if self._closed:
                 raise FeedClosed()
@@ -357,28 +360,80 @@ class Feed:
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             self._subscribers.discard(subscription)
+            self._catching_up.discard(subscription)
             self._last_client_at = time.monotonic()
 
-    def _catch_up(self, cursor: int, floor: int, subscription: Subscription) -> int:
-        """Queue the store's events after ``cursor`` up to ``floor`` (the ring's start); the new cursor."""
-        while cursor < floor and subscription.behind is None:
-            events = self._catch_up_read(cursor, floor)
-            if not events:  # retention deleted them: nothing more to send below the ring
-                return floor
-            subscription.push([message.frame for message in coalesce(events)])
-            cursor = events[-1]["id"]
-        return cursor
+    def _fill(self, subscription: Subscription) -> None:
+        """Queue the next page of what a catching-up client missed, or make it a subscriber.
 
-    def _catch_up_read(self, cursor: int, floor: int) -> list[dict[str, Any]]:
-        """One read of the events after ``cursor``, cut at ``floor`` so the ring takes over exactly."""
+        A page fits the client's queue: the ring's whole ticks while they fit, else a read of the
+        store of at most ``limit`` events (events below the ring, or a tick too large to fit), so
+        catching up never overflows the queue, however long the client was away.
+        """
+        while True:
+            with self._lock:
+                self._check_open()
+                cursor, floor = subscription.cursor, self._floor
+                if cursor >= floor:
+                    upto = self._queue_ticks(subscription)
+                    if upto is None:
+                        return
+                else:
+                    upto = floor
+            events = self._catch_up_read(cursor, upto, min(READ_LIMIT, subscription.limit))
+            with self._lock:
+                if events:
+                    subscription.push([message.frame for message in coalesce(events)])
+                subscription.cursor = events[-1]["id"] if events else upto  # none: retention took them
+                subscription.every_event_sent = True
+                if subscription.behind is not None:
+                    subscription.behind = Behind(self.position)
+                    return
+                if events:
+                    return
+
+    def _queue_ticks(self, subscription: Subscription) -> int | None:
+        """Under the lock: queue the ring's ticks after the client's cursor that fit its queue (all
+        of them: it joins the subscribers). None when done for now; else the end of a tick too large
+        for its queue, to be read from the store in pages. (A tick holds at most ``READ_LIMIT``
+        messages, fewer than the default queue: only a queue set smaller meets one.)"""
+        for tick in self._ticks:
+            cursor = subscription.cursor
+            if tick.end <= cursor:
+                continue
+            if subscription.every_event_sent:
+                messages = _without_events_up_to(tick.messages, cursor)
+            else:
+                messages = [message for message in tick.messages if message.event_id > cursor]
+            too_many = len(subscription.queue) + len(messages) > subscription.limit
+            if too_many and subscription.queue:
+                return None
+            if too_many and subscription.every_event_sent:
+                return tick.end  # read from the store in pages; else it goes whole (and may not fit)
+            subscription.push([message.frame for message in messages])
+            subscription.cursor, subscription.every_event_sent = tick.end, True
+        if self._status and len(subscription.queue) >= subscription.limit:
+            return None  # the status it gets on joining would not fit yet
+        self._catching_up.discard(subscription)
+        subscription.catching_up = False
+        if self._status:
+            subscription.push([text_frame(self._status_text(max(subscription.cursor, self.position)))])
+        self._subscribers.add(subscription)
+        self._status_due = self._status_due or self._status is None
+        self._changed.notify_all()
+        return None
+
+    def _catch_up_read(self, cursor: int, upto: int, limit: int = READ_LIMIT) -> list[dict[str, Any]]:
+        """One read of at most ``limit`` events after ``cursor``, cut at ``upto`` (where the ring
+        takes over exactly)."""
         self._require_store()
         try:
-            events = self._read_events(cursor, READ_LIMIT)
+            events = self._read_events(cursor, limit)
         finally:
             self._close_connection()
         with self._lock:
             self.stats.catch_up_reads += 1
-        return [one for one in events if one["id"] <= floor]
+        return [one for one in events if one["id"] <= upto]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -414,7 +469,10 @@ class Feed:
         self._floor = self.position = latest
 
     def _wanted(self) -> bool:
-        return bool(self._subscribers or self._waiting) or time.monotonic() - self._last_client_at < LINGER_S
+        return (
+            bool(self._subscribers or self._catching_up or self._waiting)
+            or time.monotonic() - self._last_client_at < LINGER_S
+        )
 
     def _run(self) -> None:
         while True:
@@ -518,7 +576,7 @@ class Feed:
                 )
                 self.stats.resets += 1
                 self._restart_at(latest)
-                for subscription in self._subscribers:
+                for subscription in self._subscribers | self._catching_up:
                     subscription.behind = Behind(latest, "store_reset")
         self._publish_status(body)
 

@@ -21,6 +21,7 @@ from admin_flask import create_app
 from admin_flask.feed import READ_LIMIT
 from llm_otel.testing import FakeOpenAI
 from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin, ChildWriter, Store
+from tests.polling import until_equal
 
 ARRIVES_WITHIN_S = 5.0
 
@@ -271,6 +272,32 @@ def test_a_client_that_falls_behind_is_told_to_reload(serve: Any, store: Store) 
     assert admin.state.feed.counts()["subscribers"] == 0
     again = admin.live(f"?after={reset['last_event_id']}")  # the client reconnects where it was told
     messages_until(again, lambda messages: any(m["type"] == "llm.status" for m in messages))
+
+
+@pytest.mark.parametrize("buffer", [5000, 1], ids=["from-the-ring", "from-the-store"])
+def test_a_client_away_for_more_than_its_queue_holds_catches_up_without_a_reset(
+    serve: Any, store: Store, buffer: int
+) -> None:
+    config = {**FAST_FEED, "LLM_OTEL_ADMIN_CLIENT_QUEUE": 3, "LLM_OTEL_ADMIN_FEED_BUFFER": buffer}
+    admin = serve(create_app(db=store.url, token=TOKEN, config=config), Admin)
+    ws = admin.live()
+    messages_until(ws, lambda messages: any(m["type"] == "llm.status" for m in messages))
+    after = latest_event_id(store)
+    ws.close()  # away: the feed reads on (it lingers after its last client)
+    calls = iter(sorted(store.ids()))
+    missed: list[int] = []
+    for size in (2, 5, 1, 7, 3):  # commits of that many calls: ticks that fit the queue of 3 and not
+        missed += insert_events(store, [(next(calls), "retry") for _ in range(size)])
+        until_equal(lambda: admin.state.feed.position, missed[-1])
+    resumed = admin.live(f"?after={after}")
+    received = messages_until(resumed, lambda ms: any(m.get("event_id") == missed[-1] for m in ms))
+    assert [m for m in received if m["type"] == "llm.reset"] == []
+    assert [event["id"] for message in calls_of(received) for event in message["events"]] == missed
+    until_equal(lambda: admin.state.feed.counts()["catching_up"], 0)
+    live = insert_events(store, [(next(calls), "retry") for _ in range(2)])  # it is live now
+    later = calls_of(messages_until(resumed, lambda ms: any(m["event_id"] == live[-1] for m in calls_of(ms))))
+    assert [event["id"] for message in later for event in message["events"]] == live
+    assert admin.state.feed.counts() == {**admin.state.feed.counts(), "subscribers": 1, "catching_up": 0}
 
 
 def test_the_handshake_checks_after(admin: Admin) -> None:

@@ -292,6 +292,13 @@ def _read(database: peewee.Database, key: tuple[str, str, str], generation: int,
     return matches
 
 
+def state(database: peewee.Database) -> tuple[str, int] | None:
+    """(the store's id, its search generation) in ``database``'s snapshot; None when the store has
+    no search state (PostgreSQL, or a store older than migration 10). ``exporter.kept_summaries``
+    keeps a summary's counts under that generation."""
+    return _state(database)
+
+
 def _state(database: peewee.Database) -> tuple[str, int] | None:
     if not isinstance(database, peewee.SqliteDatabase):
         return None

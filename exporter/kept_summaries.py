@@ -124,15 +124,27 @@ class Counts:
         if not other:
             return self
         return Counts(
-            self.by_model_status - other.by_model_status,
-            {name: self.values[name] - other.values[name] for name in LABEL_FACETS},
-            {name: self.histograms[name] - other.histograms[name] for name in METRICS},
+            _minus(self.by_model_status, other.by_model_status),
+            {name: _minus(self.values[name], other.values[name]) for name in LABEL_FACETS},
+            {name: _minus(self.histograms[name], other.histograms[name]) for name in METRICS},
         )
 
 
 def _plus(counter: Counter, more: Counter) -> Counter:
     total = Counter(counter)
     total.update(more)
+    return total
+
+
+def _minus(counter: Counter, less: Counter) -> Counter:
+    """``counter`` less ``less`` (a part of what it counts), values counted 0 times dropped."""
+    total = Counter(counter)
+    for value, count in less.items():
+        left = total[value] - count
+        if left > 0:
+            total[value] = left
+        else:
+            del total[value]
     return total
 
 
@@ -147,6 +159,8 @@ class Kept:
     pending: frozenset[int]
     counts: Counts
     version: int = 0
+    since_ms: int | None = None
+    """The filters' ``since_ms`` when counted: a later one takes the calls before it out."""
 
 
 _kept: OrderedDict[Hashable, Kept] = OrderedDict()

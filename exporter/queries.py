@@ -86,13 +86,15 @@ error_type, read the rollups (``exporter.rollups``: whole hours and days kept by
 partial hours at the ends from ``llm_calls``); smaller ones the covering window index. Other facets
 with a label read that label's index alone (it holds every column they count, migration 12), those
 with a ``q`` the calls the list keeps for the term (read by rowid, up to
-``search_matches.KEEP_ROWIDS_UP_TO``). What stays slow by nature: a 1 character ``q`` that is not
-CJK (a scan of every text), the first query of a term found in most calls (each candidate's
-text is read to keep the total exact; later queries, in any process, read what was kept:
-``llm_calls_search_kept``), and facets of a timing minimum without a label (each facet reads an
-index whole, or sorts the selected calls: SQLite has no hash aggregate), of a ``q`` found in more
-calls than are kept as rowids, or of two labels each in most calls (every selected call is
-counted here).
+``search_matches.KEEP_ROWIDS_UP_TO``; past it, each facet's index walked against the term's
+bitmap). What such facets of many calls counted is kept (``exporter.kept_summaries``): the next
+facets of the same filters count only the calls written or ended since, and those in flight. What
+stays slow by nature: a 1 character ``q`` that is not CJK (a scan of every text), the first query
+of a term found in most calls (each candidate's text is read to keep the total exact; later
+queries, in any process, read what was kept: ``llm_calls_search_kept``), and the first facets in a
+process of a timing minimum without a label (each facet reads an index whole, or sorts the
+selected calls: SQLite has no hash aggregate), of a ``q`` found in most calls, or of two labels
+each in most calls (every selected call is counted here).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ import math
 import operator
 import time
 from collections import Counter
-from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
@@ -401,17 +403,19 @@ def _summary_counts(selection: _Selection, matches: Matches | None) -> tuple[Cou
     if state is None or (selection.text and matches is None):
         return _counted(selection), Counts()
     store, generation = state
-    filters = (
+    filters = (  # a later since_ms of the same filters slides the kept counts (a window up to now)
         selection.statuses,
         tuple(sorted(selection.equal.items())),
-        selection.since_ms,
+        selection.since_ms is None,
         selection.until_ms,
         tuple(sorted(selection.minimums.items())),
         selection.text,
     )
     key = (str(db.obj.database), store, filters, matches.lookup if matches is not None else 0)
     kept = kept_summaries.get(key)
-    if kept is not None and kept.generation != generation:
+    if kept is not None and (
+        kept.generation != generation or (kept.since_ms or 0) > (selection.since_ms or 0)
+    ):
         kept = None
     if matches is not None:
         return _matched_counts(key, selection, matches, kept), Counts()
@@ -421,22 +425,26 @@ def _summary_counts(selection: _Selection, matches: Matches | None) -> tuple[Cou
 def _matched_counts(key: Hashable, selection: _Selection, matches: Matches, kept: Kept | None) -> Counts:
     """The counts of a ``q``'s calls: those kept at an earlier version of its matches and those of
     the matches added since (indexed calls: any change to one moves the search generation)."""
+    others = replace(selection, text="", matched=None)
     added = None
     if kept is not None and kept.version <= matches.version:
         added = matches.added_since(kept.version)
+    slid = None
     if added is not None:
-        others = replace(selection, text="", matched=None)
-        counts = kept.counts + _counted_rows(others, among=added) if added else kept.counts
+        new = set(added)
+        slid = _slid_out(kept, others, lambda rowid: rowid in matches and rowid not in new)
+    if slid is not None:
+        counts = kept.counts - slid
+        if added:
+            counts += _counted_rows(others, among=added)
     else:
-        if matches.rowids is None:
-            # Too many to read by rowid: each facet's index walked, its entries tested against the
-            # matches' bitmap (not the text: every candidate's body would be read again).
-            counts = _counted(replace(selection, text=""), bits=_bytes_of(matches))
-        else:
-            counts = _counted(selection)
+        # Too many to read by rowid: each facet's index walked, its entries tested against the
+        # matches' bitmap (not the text: every candidate's body would be read again).
+        counts = _counted(others, bits=_bytes_of(matches)) if matches.rowids is None else _counted(selection)
         if counts.total < _KEEP_FROM:
             return counts
-    kept_summaries.put(key, Kept(matches.generation, matches.upto, frozenset(), counts, matches.version))
+    kept = Kept(matches.generation, matches.upto, frozenset(), counts, matches.version, selection.since_ms)
+    kept_summaries.put(key, kept)
     return counts
 
 
@@ -449,26 +457,48 @@ def _selected_counts(
     statuses = selection.statuses or STATUSES
     flying = tuple(status for status in statuses if status in _IN_FLIGHT)
     ended = replace(selection, statuses=tuple(status for status in statuses if status not in _IN_FLIGHT))
-    if kept is None or kept.upto > top:
+    slid = None
+    if kept is not None and kept.upto <= top:  # (without an ended status, nothing is kept to slide)
+        slid = _slid_out(kept, ended, lambda rowid: rowid not in kept.pending) if ended.statuses else Counts()
+    if kept is None or slid is None:
         counts = _counted(selection)
         if counts.total >= _KEEP_FROM:
             in_flight = _flying_counts(replace(selection, statuses=flying)) if flying else Counts()
             pending = frozenset(_in_flight_rowids(0, top))
-            kept_summaries.put(key, Kept(generation, top, pending, counts - in_flight))
+            kept_summaries.put(key, Kept(generation, top, pending, counts - in_flight, 0, selection.since_ms))
         return counts, Counts()
     still, landed = kept.pending, frozenset()
     if kept.pending and _in_flight_count(kept.upto) < len(kept.pending):  # some have ended since
         still = frozenset(_in_flight_rowids(0, kept.upto))
         landed = kept.pending - still
-    counts = kept.counts
+    counts = kept.counts - slid
     if ended.statuses and landed:
         counts += _counted_rows(ended, among=landed)
     if ended.statuses and top > kept.upto:
         counts += _counted_rows(ended, among=range(kept.upto + 1, top + 1))
-    if landed or top > kept.upto:
+    if landed or top > kept.upto or kept.since_ms != selection.since_ms:
         pending = still | frozenset(_in_flight_rowids(kept.upto, top))
-        kept_summaries.put(key, Kept(generation, top, pending, counts))
+        kept_summaries.put(key, Kept(generation, top, pending, counts, 0, selection.since_ms))
     return counts, _flying_counts(replace(selection, statuses=flying)) if flying else Counts()
+
+
+_SLIDE_UP_TO = 20_000
+"""A later ``since_ms`` takes at most this many calls out of kept counts; past it, counted whole."""
+
+
+def _slid_out(kept: Kept, others: _Selection, counted: Callable[[int], bool]) -> Counts | None:
+    """The counts of the kept calls that ``others``'s later ``since_ms`` leaves out: those enqueued
+    from the kept ``since_ms`` to it, up to the kept rowid, that the kept counts hold (``counted``);
+    None when more than ``_SLIDE_UP_TO`` (then counted whole)."""
+    if kept.since_ms == others.since_ms:
+        return Counts()
+    sql = "SELECT rowid FROM llm_calls INDEXED BY llm_calls_window "
+    sql += "WHERE enqueued_at >= ? AND enqueued_at < ? AND +rowid <= ?"
+    rowids = db.execute_sql(sql, (kept.since_ms, others.since_ms, kept.upto)).fetchall()
+    if len(rowids) > _SLIDE_UP_TO:
+        return None
+    held = [rowid for (rowid,) in rowids if counted(rowid)]
+    return _counted_rows(replace(others, since_ms=kept.since_ms), among=held) if held else Counts()
 
 
 def _flying_counts(selection: _Selection) -> Counts:

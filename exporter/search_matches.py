@@ -6,6 +6,7 @@ Usage (``exporter.queries`` does this inside the reader's snapshot)::
     term = Term("the question", sql, params)   # sql: the rowids matching, ... rowid > ? AND rowid <= ?
     matches = current(database, term)          # None: the store has no search state (migration 10)
     rowid in matches; matches.count; matches.rowids (sorted, when few); matches.added_since(version)
+    state(database)                            # (store id, search generation): exporter.kept_summaries' key
 
 Why: the trigram index keeps no positions (``detail=none``, ``exporter.migrations``), so each call
 it finds for a ``q`` of more than 3 characters is checked against its body's text: a term found in

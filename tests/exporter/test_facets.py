@@ -454,3 +454,51 @@ def test_facets_of_a_q_matching_more_calls_than_kept_as_rowids_read_its_bitmap(
         selected = [written[call_id] for call_id in _expected(calls, filters)]
         assert queries.call_facets(q="quarterly", **filters) == _computed(selected), filters
         assert search_matches.current(db.obj, queries._search_term("quarterly")).rowids is None
+
+
+def test_a_kept_summary_of_a_window_up_to_now_slides_with_it(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: the admin asks the summary of the last hours with a ``since_ms`` that moves on with
+    the clock: a later one takes the calls before it out of the kept counts, exactly."""
+    monkeypatch.setattr(queries, "_KEEP_FROM", 0)
+    kept_summaries.forget()
+    rows.mixed(150)
+    early = NOW_MS - 80 * 60_000  # in the first slide: calls the q does not match, calls in flight
+    rows.each([{"prompt": "no match", "enqueued_at": early, "wait_ms": 200, "model": "gpt-4o"}] * 3)
+    live = [
+        rows._call_row("", "", {"status": "running", "enqueued_at": early, "model": "gpt-4o", "wait_ms": 60})
+        for _ in range(3)
+    ]
+    LLMCall.insert_many(live).execute()  # as the writer leaves them: indexed once ended
+    counted: list[tuple[str, ...]] = []
+    whole_count = queries._counted
+    monkeypatch.setattr(
+        queries, "_counted", lambda selection: counted.append(selection.statuses) or whole_count(selection)
+    )
+
+    def whole(**filters: Any) -> dict[str, Any]:
+        with monkeypatch.context() as patched:
+            patched.setattr(search_matches, "state", lambda database: None)
+            return queries.call_facets(**filters)
+
+    cases: list[dict[str, Any]] = [
+        {"min_duration_ms": 1000},
+        {"model": "gpt-4o", "source": "app", "status": ["succeeded", "running"]},
+        {"q": "quarterly", "min_wait_ms": 50},
+    ]
+    for step, minutes in enumerate((90, 90, 70, 40)):  # the window's start moves on, calls come
+        since = NOW_MS - minutes * 60_000
+        counted.clear()
+        summaries = [queries.call_facets(**filters, since_ms=since) for filters in cases]
+        if minutes != 90:  # slid: only the calls in flight counted afresh, none of the others
+            assert set(counted) <= {("queued", "running"), ("running",)}, counted
+        assert summaries == [whole(**filters, since_ms=since) for filters in cases], minutes
+        rows.mixed(10, seed=minutes)
+        if step == 1:  # the calls in flight end, inside the window the next summary leaves out
+            LLMCall.update(status="succeeded", duration_ms=3000).where(
+                LLMCall.call_id.in_([row["call_id"] for row in live])
+            ).execute()
+    earlier = NOW_MS - 80 * 60_000  # an earlier start: counted whole
+    for filters in cases:
+        assert queries.call_facets(**filters, since_ms=earlier) == whole(**filters, since_ms=earlier)

@@ -361,6 +361,8 @@ def call_facets(
         if selection.text:
             selection, matches = _with_kept_matches(selection)
         counts, flying = _summary_counts(selection, matches)
+    if matches is not None:  # what the term matched, for the list and the next process too
+        search_matches.save(db.obj)
     return _facets(counts, flying)
 
 
@@ -389,7 +391,9 @@ def _facets(counts: Counts, flying: Counts) -> dict[str, Any]:
 
 _KEEP_FROM = 5_000
 """A summary of at least this many calls is kept (``exporter.kept_summaries``) for the next summary
-of the same filters, which then counts only the calls written or ended since."""
+of the same filters, which then counts only the calls written or ended since, and those in flight
+(counted in the status index at each summary: not worth it for fewer). A ``q``'s is always kept:
+the next one reads only the matches added since."""
 _IN_FLIGHT = ("queued", "running")
 _IN_FLIGHT_SCAN_FROM = 20_000
 """Past this many rowids, the calls in flight among them are read from the status index."""
@@ -441,8 +445,6 @@ def _matched_counts(key: Hashable, selection: _Selection, matches: Matches, kept
         # Too many to read by rowid: each facet's index walked, its entries tested against the
         # matches' bitmap (not the text: every candidate's body would be read again).
         counts = _counted(others, bits=_bytes_of(matches)) if matches.rowids is None else _counted(selection)
-        if counts.total < _KEEP_FROM:
-            return counts
     kept = Kept(matches.generation, matches.upto, frozenset(), counts, matches.version, selection.since_ms)
     kept_summaries.put(key, kept)
     return counts

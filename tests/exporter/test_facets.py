@@ -11,6 +11,7 @@ import pytest
 
 from exporter import QueryError, kept_summaries, prune, queries, search_matches
 from exporter.database import is_sqlite
+from exporter.migrations import KEPT_TABLE
 from exporter.models import LLMCall, db
 from tests.exporter.conftest import NOW_MS, Rows
 from tests.exporter.test_queries import FILTERS, _expected
@@ -502,3 +503,14 @@ def test_a_kept_summary_of_a_window_up_to_now_slides_with_it(
     earlier = NOW_MS - 80 * 60_000  # an earlier start: counted whole
     for filters in cases:
         assert queries.call_facets(**filters, since_ms=earlier) == whole(**filters, since_ms=earlier)
+
+
+def test_a_summary_keeps_what_its_q_matched_in_the_store(rows: Rows) -> None:
+    """SQLite: as the list does, a summary writes the matches it looked up to the store (after its
+    snapshot), so that the list and every other process read them instead of looking again."""
+    search_matches.forget(db.obj)
+    rows.each([{"prompt": "the weather report"}, {"prompt": "WEATHER now", "status": "failed"}, {}])
+
+    assert queries.call_facets(q="weather", status=["failed"])["total"] == 1
+    kept = db.obj.execute_sql(f"SELECT term, count FROM {KEPT_TABLE}").fetchall()
+    assert kept == [("weather", 2)]

@@ -4,8 +4,9 @@ is counted once and then brought up to date by the calls written since, exactly.
 Usage (``exporter.queries.call_facets`` does this inside the reader's snapshot)::
 
     key = (path, store, filters, lookup)        # lookup: of the search matches, 0 without a ``q``
-    kept = get(key)                             # None, or Kept(generation, upto, pending, counts, version)
-    put(key, Kept(generation, upto, pending, counts, version))
+    kept = get(key)                             # None, or what put() kept
+    put(key, Kept(generation, upto, pending, counts, version, since_ms))
+    counts + more; counts - less; counts.percentiles(more)    # Counts of two sets of calls
     forget()                                    # the next summary of every filter counts whole again
 
 Why: SQLite has no hash aggregate, so a summary of a filter that selects many calls and that the
@@ -17,10 +18,12 @@ had ended, up to the highest rowid then (``upto``), are kept; the next summary o
 adds the calls with a higher rowid and those that were in flight then (``pending``) and have ended
 since, and counts the calls still in flight afresh (their rows change without moving the
 generation). A ``q``'s matches are indexed calls only (their changes move the generation too):
-its counts are brought up to date by the matches added since (``Matches.added_since``).
+its counts are brought up to date by the matches added since (``Matches.added_since``). A later
+``since_ms`` of the same filters (a window up to now, as the admin page asks) takes the calls
+enqueued before it out of the kept counts.
 
-Limits: kept in the reading process only (``MAX_KEPT`` filters, least recently used dropped); a
-hand-run ``VACUUM`` (which renumbers rowids) is not seen, as for ``exporter.search_matches``.
+Limits: kept in the reading process only (``MAX_KEPT`` filters, least recently used dropped), so
+each process counts a filter's first summary whole, and again after the generation moves.
 """
 
 from __future__ import annotations

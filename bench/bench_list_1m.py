@@ -27,7 +27,9 @@ another of the same term (pages 1 and 5 alternating, the store unchanged); the l
 of first queries (nothing kept before each, in the process or the store: ``llm_calls_search_kept``
 emptied, so this measure writes to the store), and the next line of a process's first queries of a
 term another query found before (kept in the store, migration 11). The same for a
-``call_facets`` case with ``q``.
+``call_facets`` case with ``q``. A ``call_facets`` case whose summary is kept for the next one of
+its filters (``exporter.kept_summaries``) prints a "cold" line too: its first summaries, nothing
+kept before each (in the process: a ``q``'s matches are read from the store).
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as common
 
 from exporter import migrate, open_database, queries, search_matches
+
+try:
+    from exporter import kept_summaries
+except ImportError:  # a checkout from before kept summaries (run beside this one to compare)
+    kept_summaries = None
 from exporter._sql import index
 from exporter.migrations import schema_version
 from exporter.models import LLMCall, db
@@ -273,6 +280,16 @@ def _resolved(filters: dict[str, object], task: str, newest: int) -> dict[str, o
     }
 
 
+def _forget_summaries() -> None:
+    """Drop the summaries this process keeps (``exporter.kept_summaries``; none before it existed)."""
+    if kept_summaries is not None:
+        kept_summaries.forget()
+
+
+def _kept_summaries() -> int:
+    return kept_summaries.count() if kept_summaries is not None else 0
+
+
 def _print_header(title: str, what: str) -> None:
     print(f"\n{title:44} {'median ms':>10} {'p95 ms':>8} {what:>9}", flush=True)
 
@@ -342,13 +359,15 @@ def measure(
         if wanted(name, filters):
             resolved = _resolved(filters, task, newest)
             cold_text = ""
-            if "q" in filters:  # as the list's: the first query of a term apart (nothing kept)
 
-                def first_summary(f: dict[str, object] = resolved) -> dict:
+            def first_summary(f: dict[str, object] = resolved) -> dict:
+                _forget_summaries()
+                if "q" in f:  # as the list's: the term's matches too (the store keeps its row)
                     search_matches.forget()
-                    return queries.call_facets(**f)
+                return queries.call_facets(**f)
 
-                cold, cold_p95, _ = _timed(first_summary, max(3, repeat // 4))
+            cold, cold_p95, _ = _timed(first_summary, max(3, repeat // 4))
+            if "q" in filters or _kept_summaries():  # the first summary of the filter apart
                 cold_text = f"{cold:.2f} ms median, {cold_p95:.2f} p95"
             median, p95, facets = _timed(lambda f=resolved: queries.call_facets(**f), repeat)
             print(f"{name:44} {median:10.2f} {p95:8.2f} {facets['total']:9d}", flush=True)

@@ -86,13 +86,15 @@ error_type, read the rollups (``exporter.rollups``: whole hours and days kept by
 partial hours at the ends from ``llm_calls``); smaller ones the covering window index. Other facets
 with a label read that label's index alone (it holds every column they count, migration 12), those
 with a ``q`` the calls the list keeps for the term (read by rowid, up to
-``search_matches.KEEP_ROWIDS_UP_TO``). What stays slow by nature: a 1 character ``q`` that is not
-CJK (a scan of every text), the first query of a term found in most calls (each candidate's
-text is read to keep the total exact; later queries, in any process, read what was kept:
-``llm_calls_search_kept``), and facets of a timing minimum without a label (each facet reads an
-index whole, or sorts the selected calls: SQLite has no hash aggregate), of a ``q`` found in more
-calls than are kept as rowids, or of two labels each in most calls (every selected call is
-counted here).
+``search_matches.KEEP_ROWIDS_UP_TO``; past it, each facet's index walked against the term's
+bitmap). What such facets of many calls counted is kept (``exporter.kept_summaries``): the next
+facets of the same filters count only the calls written or ended since, and those in flight. What
+stays slow by nature: a 1 character ``q`` that is not CJK (a scan of every text), the first query
+of a term found in most calls (each candidate's text is read to keep the total exact; later
+queries, in any process, read what was kept: ``llm_calls_search_kept``), and the first facets in a
+process of a timing minimum without a label (each facet reads an index whole, or sorts the
+selected calls: SQLite has no hash aggregate), of a ``q`` found in most calls, or of two labels
+each in most calls (every selected call is counted here).
 """
 
 from __future__ import annotations
@@ -103,17 +105,18 @@ import math
 import operator
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
 
 from peewee import SQL, Case, Column, Expression, Field, NodeList, Ordering, Select, Value, fn
 
-from exporter import rollups, search_matches, short_terms
+from exporter import kept_summaries, rollups, search_matches, short_terms
 from exporter._exceptions import QueryError, converted_errors
 from exporter.cjk_grams import is_cjk_query
 from exporter.database import is_sqlite, read_snapshot
+from exporter.kept_summaries import Counts, Kept
 from exporter.mapping import to_json
 from exporter.migrations import CJK_TABLE, FTS_TABLE, TEXT_VIEW
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss, db
@@ -354,53 +357,222 @@ def call_facets(
             rolled = _rolled_facets(selection)
             if rolled is not None:
                 return rolled
+        matches = None
         if selection.text:
-            selection = _with_kept_matches(selection)
-        if is_sqlite(db.obj) and (selection.equal or selection.text or _few(selection)):
-            # The calls are found through the filter's index or the text's matches (or they are few),
-            # then read: read each once, for every facet. (PostgreSQL groups them itself.)
-            by_model_status, values, histograms = _counted_rows(selection)
-        else:  # read each facet from its own index, whole, which holds what the filters test
-            # One pass over the model index gives the models, the statuses and the failures by model.
-            by_model_status = _grouped(selection, ("model", "status"))
-            values = {
-                key: [(value, count) for (value,), count in _grouped(selection, (name,))]
-                for key, name in _FACETS.items()
-                if name != "model"
-            }
-            histograms = {
-                name: [(value, count) for (_status, value), count in _grouped(selection, (name,), known=name)]
-                for name in _METRICS
-            }
-    counts = dict.fromkeys(STATUSES, 0)
-    models: dict[str | None, int] = {}
-    failures: dict[str | None, int] = {}
-    for (model, status), count in by_model_status:
-        counts[status] += count
-        models[model] = models.get(model, 0) + count
+            selection, matches = _with_kept_matches(selection)
+        counts, flying = _summary_counts(selection, matches)
+    if matches is not None:  # what the term matched, for the list and the next process too
+        search_matches.save(db.obj)
+    return _facets(counts, flying)
+
+
+def _facets(counts: Counts, flying: Counts) -> dict[str, Any]:
+    """``call_facets``'s answer from the counts of the calls selected (those of ``flying`` apart:
+    the calls in flight, counted afresh beside kept counts)."""
+    statuses = dict.fromkeys(STATUSES, 0)
+    models: Counter[str | None] = Counter()
+    failures: Counter[str | None] = Counter()
+    for (model, status), count in (counts.by_model_status + flying.by_model_status).items():
+        statuses[status] += count
+        models[model] += count
         if status == "failed":
-            failures[model] = count
-    values["models"] = list(models.items())
-    ended = sum(counts[name] for name in ENDED_STATUSES)
+            failures[model] += count
+    values = {key: counts.values[key] + flying.values[key] for key in counts.values} | {"models": models}
+    ended = sum(statuses[name] for name in ENDED_STATUSES)
     return {
-        "total": sum(counts.values()),
-        "statuses": counts,
-        **{key: _top_values(values[key]) for key in _FACETS},
+        "total": sum(statuses.values()),
+        "statuses": statuses,
+        **{key: _top_values(values[key].items()) for key in _FACETS},
         "failures_by_model": _top_values(failures.items()),
-        **{name: _ranked(histograms[name]) for name in _METRICS},
-        "error_rate": counts["failed"] / ended if ended else None,
+        **counts.percentiles(flying),
+        "error_rate": statuses["failed"] / ended if ended else None,
     }
 
 
-def _with_kept_matches(selection: _Selection) -> _Selection:
+_KEEP_FROM = 5_000
+"""A summary of at least this many calls is kept (``exporter.kept_summaries``) for the next summary
+of the same filters, which then counts only the calls written or ended since, and those in flight
+(counted in the status index at each summary: not worth it for fewer). A ``q``'s is always kept:
+the next one reads only the matches added since."""
+_IN_FLIGHT = ("queued", "running")
+_IN_FLIGHT_SCAN_FROM = 20_000
+"""Past this many rowids, the calls in flight among them are read from the status index."""
+
+
+def _summary_counts(selection: _Selection, matches: Matches | None) -> tuple[Counts, Counts]:
+    """The counts of the calls ``selection`` holds: what an earlier summary of the same filters
+    counted, when kept, brought up to date; else counted whole (and kept when many). Two parts,
+    which add up: the second holds calls in flight, when the first was kept without them."""
+    state = search_matches.state(db.obj)
+    if state is None or (selection.text and matches is None):
+        return _counted(selection), Counts()
+    store, generation = state
+    filters = (  # a later since_ms of the same filters slides the kept counts (a window up to now)
+        selection.statuses,
+        tuple(sorted(selection.equal.items())),
+        selection.since_ms is None,
+        selection.until_ms,
+        tuple(sorted(selection.minimums.items())),
+        selection.text,
+    )
+    key = (str(db.obj.database), store, filters, matches.lookup if matches is not None else 0)
+    kept = kept_summaries.get(key)
+    if kept is not None and (
+        kept.generation != generation or (kept.since_ms or 0) > (selection.since_ms or 0)
+    ):
+        kept = None
+    if matches is not None:
+        return _matched_counts(key, selection, matches, kept), Counts()
+    return _selected_counts(key, selection, generation, kept)
+
+
+def _matched_counts(key: Hashable, selection: _Selection, matches: Matches, kept: Kept | None) -> Counts:
+    """The counts of a ``q``'s calls: those kept at an earlier version of its matches and those of
+    the matches added since (indexed calls: any change to one moves the search generation)."""
+    others = replace(selection, text="", matched=None)
+    added = None
+    if kept is not None and kept.version <= matches.version:
+        added = matches.added_since(kept.version)
+    slid = None
+    if added is not None:
+        new = set(added)
+        slid = _slid_out(kept, others, lambda rowid: rowid in matches and rowid not in new)
+    if slid is not None:
+        counts = kept.counts - slid
+        if added:
+            counts += _counted_rows(others, among=added)
+    else:
+        # Too many to read by rowid: each facet's index walked, its entries tested against the
+        # matches' bitmap (not the text: every candidate's body would be read again).
+        counts = _counted(others, bits=_bytes_of(matches)) if matches.rowids is None else _counted(selection)
+    kept = Kept(matches.generation, matches.upto, frozenset(), counts, matches.version, selection.since_ms)
+    kept_summaries.put(key, kept)
+    return counts
+
+
+def _selected_counts(
+    key: Hashable, selection: _Selection, generation: int, kept: Kept | None
+) -> tuple[Counts, Counts]:
+    """The counts of ``selection``'s calls: of the ended ones, those kept (up to a rowid) and those
+    written or ended since; of the calls in flight, counted now (their rows change in place)."""
+    top = db.execute_sql("SELECT MAX(rowid) FROM llm_calls").fetchone()[0] or 0
+    statuses = selection.statuses or STATUSES
+    flying = tuple(status for status in statuses if status in _IN_FLIGHT)
+    ended = replace(selection, statuses=tuple(status for status in statuses if status not in _IN_FLIGHT))
+    slid = None
+    if kept is not None and kept.upto <= top:  # (without an ended status, nothing is kept to slide)
+        slid = _slid_out(kept, ended, lambda rowid: rowid not in kept.pending) if ended.statuses else Counts()
+    if kept is None or slid is None:
+        counts = _counted(selection)
+        if counts.total >= _KEEP_FROM:
+            in_flight = _flying_counts(replace(selection, statuses=flying)) if flying else Counts()
+            pending = frozenset(_in_flight_rowids(0, top))
+            kept_summaries.put(key, Kept(generation, top, pending, counts - in_flight, 0, selection.since_ms))
+        return counts, Counts()
+    still, landed = kept.pending, frozenset()
+    if kept.pending and _in_flight_count(kept.upto) < len(kept.pending):  # some have ended since
+        still = frozenset(_in_flight_rowids(0, kept.upto))
+        landed = kept.pending - still
+    counts = kept.counts - slid
+    if ended.statuses and landed:
+        counts += _counted_rows(ended, among=landed)
+    if ended.statuses and top > kept.upto:
+        counts += _counted_rows(ended, among=range(kept.upto + 1, top + 1))
+    if landed or top > kept.upto or kept.since_ms != selection.since_ms:
+        pending = still | frozenset(_in_flight_rowids(kept.upto, top))
+        kept_summaries.put(key, Kept(generation, top, pending, counts, 0, selection.since_ms))
+    return counts, _flying_counts(replace(selection, statuses=flying)) if flying else Counts()
+
+
+_SLIDE_UP_TO = 20_000
+"""A later ``since_ms`` takes at most this many calls out of kept counts; past it, counted whole."""
+
+
+def _slid_out(kept: Kept, others: _Selection, counted: Callable[[int], bool]) -> Counts | None:
+    """The counts of the kept calls that ``others``'s later ``since_ms`` leaves out: those enqueued
+    from the kept ``since_ms`` to it, up to the kept rowid, that the kept counts hold (``counted``);
+    None when more than ``_SLIDE_UP_TO`` (then counted whole)."""
+    if kept.since_ms == others.since_ms:
+        return Counts()
+    sql = "SELECT rowid FROM llm_calls INDEXED BY llm_calls_window "
+    sql += "WHERE enqueued_at >= ? AND enqueued_at < ? AND +rowid <= ?"
+    rowids = db.execute_sql(sql, (kept.since_ms, others.since_ms, kept.upto)).fetchall()
+    if len(rowids) > _SLIDE_UP_TO:
+        return None
+    held = [rowid for (rowid,) in rowids if counted(rowid)]
+    return _counted_rows(replace(others, since_ms=kept.since_ms), among=held) if held else Counts()
+
+
+def _flying_counts(selection: _Selection) -> Counts:
+    """The counts of ``selection``, whose statuses are those of calls in flight (few, in a store
+    whose calls end): read through the ranges of those statuses in the filters' index."""
+    if is_sqlite(db.obj) and selection.equal:
+        return _counted_rows(selection, status_ranges=True)
+    return _counted(selection)
+
+
+def _in_flight_count(upto: int) -> int:
+    """How many calls with ``rowid <= upto`` are in flight (counted in the status index)."""
+    sql = "SELECT COUNT(*) FROM llm_calls INDEXED BY llm_calls_status_enqueued_at "
+    sql += "WHERE status IN ('queued', 'running') AND rowid <= ?"
+    return db.execute_sql(sql, (upto,)).fetchone()[0]
+
+
+def _in_flight_rowids(lo: int, hi: int) -> list[int]:
+    """Rowids ``lo < rowid <= hi`` of the calls in flight."""
+    table = (
+        "llm_calls INDEXED BY llm_calls_status_enqueued_at" if hi - lo > _IN_FLIGHT_SCAN_FROM else "llm_calls"
+    )
+    sql = f"SELECT rowid FROM {table} WHERE status IN ('queued', 'running') AND rowid > ? AND rowid <= ?"
+    return [row[0] for row in db.execute_sql(sql, (lo, hi)).fetchall()]
+
+
+def _counted(selection: _Selection, *, bits: bytes | None = None) -> Counts:
+    """The counts of the calls ``selection`` holds, counted whole (only those of the rowids set in
+    ``bits``, one byte a rowid, when given: ``_bytes_of``)."""
+    if is_sqlite(db.obj) and (selection.equal or selection.text or (bits is None and _few(selection))):
+        # The calls are found through the filter's index or the text's matches (or they are few),
+        # then read: read each once, for every facet. (PostgreSQL groups them itself.)
+        return _counted_rows(selection, bits=bits)
+    # Read each facet from its own index, whole, which holds what the filters test. One pass over
+    # the model index gives the models, the statuses and the failures by model.
+    by_model_status = Counter(dict(_grouped(selection, ("model", "status"), bits=bits)))
+    values = {
+        key: Counter({value: count for (value,), count in _grouped(selection, (name,), bits=bits)})
+        for key, name in _FACETS.items()
+        if name != "model"
+    }
+    histograms = {name: Counter() for name in _METRICS}
+    for name in _METRICS:
+        for (_status, value), count in _grouped(selection, (name,), known=name, bits=bits):
+            histograms[name][value] += count
+    return Counts(by_model_status, values, histograms)
+
+
+_SPREAD = [bytes((byte >> bit) & 1 for bit in range(8)) for byte in range(256)]
+
+
+def _bytes_of(matches: Matches) -> bytes:
+    """The matches' bitmap as one byte a rowid (1: matched), which SQL reads by ``substr``."""
+    return b"".join(map(_SPREAD.__getitem__, matches.bits))
+
+
+def _in_bytes(bits: bytes) -> SQL:
+    """The condition that a call's byte in ``bits`` (``_bytes_of``) is set: tested on each entry of
+    the index walked, which holds the rowid (~0.15 µs an entry here)."""
+    return SQL("substr(?, rowid + 1, 1) = x'01'", [bits])
+
+
+def _with_kept_matches(selection: _Selection) -> tuple[_Selection, Matches | None]:
     """``selection`` with the rowids its ``q`` matched, as the list keeps them between queries
     (``exporter.search_matches``), when they are few enough to be kept as rowids: its calls are
-    then read by rowid, with no text to check again. Otherwise ``selection`` as it is."""
+    then read by rowid, with no text to check again. Otherwise ``selection`` as it is. And the
+    matches, when kept (None for a ``q`` the trigram index does not serve)."""
     term = _search_term(selection.text)
     matches = search_matches.current(db.obj, term) if term is not None else None
     if matches is None or matches.rowids is None:
-        return selection
-    return replace(selection, matched=matches.rowids)
+        return selection, matches
+    return replace(selection, matched=matches.rowids), matches
 
 
 def _rolled_up(selection: _Selection) -> bool:
@@ -1332,7 +1504,7 @@ def _total(conditions: list[Expression], statuses: Sequence[str], *, unindexed_s
 
 
 def _grouped(
-    selection: _Selection, columns: Sequence[str], *, known: str | None = None
+    selection: _Selection, columns: Sequence[str], *, known: str | None = None, bits: bytes | None = None
 ) -> list[tuple[tuple[Any, ...], int]]:
     """(values of ``columns``, count) over the calls ``selection`` holds (those with a ``known``
     value of that column, when given), one statement.
@@ -1347,19 +1519,22 @@ def _grouped(
     if known is not None:
         fields = [LLMCall.status, LLMCall._meta.fields[known]]  # the order of its index
     every = {*selection.equal, *selection.minimums, "enqueued_at", "status"}
-    if selection.text:
+    if selection.text or bits is not None:
         unindexed: Collection[str] = every
     elif selection.equal:
         unindexed = every - set(selection.equal)
     else:
         unindexed = every - {known} if known else every
     conditions = selection.conditions(unindexed=unindexed)
+    if bits is not None:
+        conditions.append(_in_bytes(bits))
     if selection.statuses:
         conditions.append(_status_is(selection.statuses, unindexed="status" in unindexed))
     if known is not None:
         conditions.append(LLMCall._meta.fields[known].is_null(False))
     grouping = fields
-    if known is not None and not selection.text and not selection.equal and set(selection.minimums) - {known}:
+    walked = not selection.text and bits is None and not selection.equal
+    if known is not None and walked and set(selection.minimums) - {known}:
         # A minimum of another timing: its index lacks this one, the window index holds both.
         grouping = [_unindexed(field) for field in fields]
     query = _where(LLMCall.select(*fields, fn.COUNT(SQL("*"))), conditions).group_by(*grouping)
@@ -1373,16 +1548,28 @@ def _few(selection: _Selection) -> bool:
 
 def _counted_rows(
     selection: _Selection,
-) -> tuple[list[tuple[tuple[Any, ...], int]], dict[str, list[tuple[Any, int]]], dict[str, Any]]:
-    """What ``call_facets`` counts, from one read of the selected calls' columns: (model, status)
-    counts, each label's value counts and each timing's value counts."""
+    *,
+    among: Collection[int] | None = None,
+    bits: bytes | None = None,
+    status_ranges: bool = False,
+) -> Counts:
+    """What ``call_facets`` counts, from one read of the selected calls' columns (among the calls
+    of the rowids ``among``, when given: read by rowid; or of those set in ``bits``). With a label,
+    its index is read whole, the statuses tested in each entry, or (``status_ranges``) the ranges
+    of the statuses in it."""
     every = {*selection.equal, *selection.minimums, "enqueued_at", "status"}
     unindexed: Collection[str] = ()  # without a label or a q: the planner picks the filters' index
-    if selection.text:
+    if selection.text or among is not None:
         unindexed = every
     elif selection.equal:
-        unindexed = every - set(selection.equal)
+        unindexed = every - set(selection.equal) - ({"status"} if status_ranges else set())
     conditions = selection.conditions(unindexed=unindexed)
+    if isinstance(among, range):
+        conditions.append(_ROWID.between(among.start, among.stop - 1))
+    elif among is not None:
+        conditions.append(_ROWID.in_(_json_rowids(among)))
+    if bits is not None:
+        conditions.append(_in_bytes(bits))
     statuses = selection.statuses if unindexed else selection.counted_statuses  # (status, <timing>) ranges
     if statuses:
         conditions.append(_status_is(statuses, unindexed="status" in unindexed))
@@ -1390,22 +1577,13 @@ def _counted_rows(
     query = _where(LLMCall.select(*(LLMCall._meta.fields[name] for name in names)), conditions)
     rows = db.execute(query).fetchall()
     if not rows:
-        return [], {key: [] for key in _FACETS if key != "models"}, {name: [] for name in _METRICS}
+        return Counts()
     columns = dict(zip(names, zip(*rows, strict=True), strict=True))
-    values = {key: list(Counter(columns[name]).items()) for key, name in _FACETS.items() if name != "model"}
-    status = columns["status"]
-    histograms = {name: list(Counter(columns[name]).items()) for name in _METRICS}
-    return list(Counter(zip(columns["model"], status, strict=True)).items()), values, histograms
-
-
-def _ranked(histogram: Iterable[tuple[int | None, int]]) -> dict[str, int | None]:
-    """Nearest-rank p50 and p95 of the values counted in ``histogram`` ((value, count) pairs,
-    repeats summed); None values are not counted."""
-    counts: Counter[int] = Counter()
-    for value, count in histogram:
-        if value is not None:
-            counts[value] += count
-    return rollups.ranked(counts)
+    values = {key: Counter(columns[name]) for key, name in _FACETS.items() if name != "model"}
+    histograms = {name: Counter(columns[name]) for name in _METRICS}
+    for histogram in histograms.values():
+        histogram.pop(None, None)
+    return Counts(Counter(zip(columns["model"], columns["status"], strict=True)), values, histograms)
 
 
 def _top_values(pairs: Iterable[tuple[Any, int]]) -> list[dict[str, Any]]:

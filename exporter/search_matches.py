@@ -6,6 +6,7 @@ Usage (``exporter.queries`` does this inside the reader's snapshot)::
     term = Term("the question", sql, params)   # sql: the rowids matching, ... rowid > ? AND rowid <= ?
     matches = current(database, term)          # None: the store has no search state (migration 10)
     rowid in matches; matches.count; matches.rowids (sorted, when few); matches.added_since(version)
+    state(database)                            # (store id, search generation): exporter.kept_summaries' key
 
 Why: the trigram index keeps no positions (``detail=none``, ``exporter.migrations``), so each call
 it finds for a ``q`` of more than 3 characters is checked against its body's text: a term found in
@@ -290,6 +291,13 @@ def _read(database: peewee.Database, key: tuple[str, str, str], generation: int,
         while len(_counts) > _MAX_COUNTS:
             _counts.popitem(last=False)
     return matches
+
+
+def state(database: peewee.Database) -> tuple[str, int] | None:
+    """(the store's id, its search generation) in ``database``'s snapshot; None when the store has
+    no search state (PostgreSQL, or a store older than migration 10). ``exporter.kept_summaries``
+    keeps a summary's counts under that generation."""
+    return _state(database)
 
 
 def _state(database: peewee.Database) -> tuple[str, int] | None:

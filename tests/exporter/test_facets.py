@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from exporter import QueryError, prune, queries, search_matches
+from exporter import QueryError, kept_summaries, prune, queries, search_matches
 from exporter.database import is_sqlite
+from exporter.migrations import KEPT_TABLE
 from exporter.models import LLMCall, db
 from tests.exporter.conftest import NOW_MS, Rows
 from tests.exporter.test_queries import FILTERS, _expected
@@ -357,3 +358,159 @@ def test_a_summary_through_a_label_reads_that_label_s_index_alone(
         assert any(
             "USING COVERING INDEX llm_calls_" in line and "_status_enqueued_at" in line for line in plan
         ), plan
+
+
+def test_a_kept_summary_stays_exact_as_calls_come_end_change_and_go(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a summary is kept (``exporter.kept_summaries``) and the next one of the same filters
+    counts only the calls written or ended since, and those in flight: equal, after every change,
+    to the summary counted whole."""
+    monkeypatch.setattr(queries, "_KEEP_FROM", 0)  # keep the summaries of this small store
+    kept_summaries.forget()
+    rows.mixed(120)
+    cases: list[dict[str, Any]] = [
+        {"min_duration_ms": 1000},
+        {"min_wait_ms": 200},  # calls in flight have a wait: counted afresh each time
+        {"model": "gpt-4o", "source": "app"},
+        {"status": ["running", "failed"], "min_wait_ms": 50},
+        {"status": ["queued"]},
+        {"q": "quarterly"},
+        {"q": "quarterly", "status": ["failed"], "source": "billing"},
+    ]
+    counted: list[tuple[str, ...]] = []
+    whole_count = queries._counted
+    monkeypatch.setattr(
+        queries, "_counted", lambda selection: counted.append(selection.statuses) or whole_count(selection)
+    )
+
+    def whole(**filters: Any) -> dict[str, Any]:
+        with monkeypatch.context() as patched:
+            patched.setattr(search_matches, "state", lambda database: None)  # nothing kept is read
+            return queries.call_facets(**filters)
+
+    def same_as_whole() -> None:
+        for filters in cases:
+            assert queries.call_facets(**filters) == whole(**filters), filters
+
+    same_as_whole()
+    first = [queries.call_facets(**filters) for filters in cases]
+    counted.clear()
+    assert [queries.call_facets(**filters) for filters in cases] == first
+    # read again: only the calls in flight are counted (the kept counts hold the others)
+    assert set(counted) <= {("queued", "running"), ("running",), ("queued",)}, counted
+
+    rows.mixed(40, seed=5)  # new calls, ended and in flight
+    same_as_whole()
+    # calls in flight as the store's writer leaves them (indexed once ended) start and end: their
+    # rows change in place and the search generation stays
+    live = [
+        rows._call_row("", "", {"status": status, "model": "gpt-4o", "wait_ms": wait})
+        for status, wait in [("running", 300)] * 6 + [("queued", None)] * 4
+    ]
+    LLMCall.insert_many(live).execute()
+    same_as_whole()
+    generation = search_matches.state(db.obj)
+    ids = [row["call_id"] for row in live]
+    LLMCall.update(status="failed", error_type="APITimeoutError", first_token_ms=300, duration_ms=9000).where(
+        LLMCall.call_id.in_(ids[:4])
+    ).execute()
+    LLMCall.update(status="running", wait_ms=700).where(LLMCall.call_id.in_(ids[6:8])).execute()
+    assert search_matches.state(db.obj) == generation
+    counted.clear()
+    summaries = [queries.call_facets(**filters) for filters in cases]
+    assert set(counted) <= {("queued", "running"), ("running",), ("queued",)}, counted
+    assert summaries == [whole(**filters) for filters in cases]
+    rows.each([{"status": "queued", "model": "gpt-4o", "source": "app"}, {"duration_ms": 20_000}])
+    same_as_whole()
+    # an ended call changes, then calls go: the generation moves and each summary is counted whole
+    LLMCall.update(duration_ms=50, source="app").where(LLMCall.status == "succeeded").execute()
+    same_as_whole()
+    assert prune(db.obj, older_than=0.0) > 0
+    same_as_whole()
+    assert queries.call_facets(min_duration_ms=1000)["total"] == 0
+
+
+@pytest.mark.parametrize("keep_from", [0, 10**9], ids=["kept", "counted whole"])
+def test_facets_of_a_q_matching_more_calls_than_kept_as_rowids_read_its_bitmap(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch, keep_from: int
+) -> None:
+    """SQLite: a ``q`` whose matches are kept as a bitmap only (past ``KEEP_ROWIDS_UP_TO``) is
+    summarised by testing each index entry against the bitmap: equal to the plain query's."""
+    monkeypatch.setattr(search_matches, "KEEP_ROWIDS_UP_TO", 1)
+    monkeypatch.setattr(queries, "_KEEP_FROM", keep_from)
+    search_matches.forget()
+    kept_summaries.forget()
+    written = {call["call_id"]: call for call in rows.mixed(120)}
+    rows.each([{"prompt": "nothing to see", "status": status} for status in ("succeeded", "failed")] * 5)
+    calls = list(written.values())  # every call of mixed() holds the default prompt: "quarterly"
+    for filters in [
+        {},
+        {"status": ["failed", "running"]},
+        {"source": "billing"},
+        {"model": "gpt-4o", "min_duration_ms": 1000},
+        {"min_wait_ms": 200},
+        {"since_ms": NOW_MS - 30 * 60_000},
+    ]:
+        selected = [written[call_id] for call_id in _expected(calls, filters)]
+        assert queries.call_facets(q="quarterly", **filters) == _computed(selected), filters
+        assert search_matches.current(db.obj, queries._search_term("quarterly")).rowids is None
+
+
+def test_a_kept_summary_of_a_window_up_to_now_slides_with_it(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: the admin asks the summary of the last hours with a ``since_ms`` that moves on with
+    the clock: a later one takes the calls before it out of the kept counts, exactly."""
+    monkeypatch.setattr(queries, "_KEEP_FROM", 0)
+    kept_summaries.forget()
+    rows.mixed(150)
+    early = NOW_MS - 80 * 60_000  # in the first slide: calls the q does not match, calls in flight
+    rows.each([{"prompt": "no match", "enqueued_at": early, "wait_ms": 200, "model": "gpt-4o"}] * 3)
+    live = [
+        rows._call_row("", "", {"status": "running", "enqueued_at": early, "model": "gpt-4o", "wait_ms": 60})
+        for _ in range(3)
+    ]
+    LLMCall.insert_many(live).execute()  # as the writer leaves them: indexed once ended
+    counted: list[tuple[str, ...]] = []
+    whole_count = queries._counted
+    monkeypatch.setattr(
+        queries, "_counted", lambda selection: counted.append(selection.statuses) or whole_count(selection)
+    )
+
+    def whole(**filters: Any) -> dict[str, Any]:
+        with monkeypatch.context() as patched:
+            patched.setattr(search_matches, "state", lambda database: None)
+            return queries.call_facets(**filters)
+
+    cases: list[dict[str, Any]] = [
+        {"min_duration_ms": 1000},
+        {"model": "gpt-4o", "source": "app", "status": ["succeeded", "running"]},
+        {"q": "quarterly", "min_wait_ms": 50},
+    ]
+    for step, minutes in enumerate((90, 90, 70, 40)):  # the window's start moves on, calls come
+        since = NOW_MS - minutes * 60_000
+        counted.clear()
+        summaries = [queries.call_facets(**filters, since_ms=since) for filters in cases]
+        if minutes != 90:  # slid: only the calls in flight counted afresh, none of the others
+            assert set(counted) <= {("queued", "running"), ("running",)}, counted
+        assert summaries == [whole(**filters, since_ms=since) for filters in cases], minutes
+        rows.mixed(10, seed=minutes)
+        if step == 1:  # the calls in flight end, inside the window the next summary leaves out
+            LLMCall.update(status="succeeded", duration_ms=3000).where(
+                LLMCall.call_id.in_([row["call_id"] for row in live])
+            ).execute()
+    earlier = NOW_MS - 80 * 60_000  # an earlier start: counted whole
+    for filters in cases:
+        assert queries.call_facets(**filters, since_ms=earlier) == whole(**filters, since_ms=earlier)
+
+
+def test_a_summary_keeps_what_its_q_matched_in_the_store(rows: Rows) -> None:
+    """SQLite: as the list does, a summary writes the matches it looked up to the store (after its
+    snapshot), so that the list and every other process read them instead of looking again."""
+    search_matches.forget(db.obj)
+    rows.each([{"prompt": "the weather report"}, {"prompt": "WEATHER now", "status": "failed"}, {}])
+
+    assert queries.call_facets(q="weather", status=["failed"])["total"] == 1
+    kept = db.obj.execute_sql(f"SELECT term, count FROM {KEPT_TABLE}").fetchall()
+    assert kept == [("weather", 2)]

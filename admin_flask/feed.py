@@ -29,8 +29,9 @@
   the same way, up to the ring's start), then the ring's ticks; then it joins the live feed. Every
   later event exactly once, however long the client was away (retention permitting).
 - **Slow clients**: each websocket client has a queue of at most ``client_queue`` messages. When a
-  live client's queue overflows, the client is sent ``{"type": "llm.reset", "reason": "behind", "last_event_id": N}``
-  and closed: it should reload its view and reconnect with ``after=N``.
+  live client's queue overflows, the client is sent
+  ``{"type": "llm.reset", "reason": "behind", "last_event_id": N}`` and closed: it should reload its
+  view and reconnect with ``after=N``.
 - **Status**: while clients are connected the reader also computes the ``llm/status`` body every
   ``status_interval_s`` and sends it to every websocket client as ``llm.status``.
 - **Faults**: when the store cannot be read the reader keeps its position, retries every second,

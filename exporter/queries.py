@@ -30,9 +30,10 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
   characters or more through FTS5 (trigram, any language, case-insensitive), 1-2 CJK characters
   through the short-query index (``exporter.cjk_grams``: exact, no text read), other 2 character
   queries through the trigram index's vocabulary (``exporter.short_terms``), other 1 character
-  queries as a plain substring (a scan); on PostgreSQL (no FTS table) as a case-insensitive
-  substring (``ILIKE``, wildcards escaped) of the previews and the bodies' JSON text, a scan of the
-  calls the other filters keep.
+  queries as a substring of each indexed call's text (a scan, once per term: kept after), each
+  of these matching the indexed text (a call in flight is found once it ends); on PostgreSQL
+  (no FTS table) as a case-insensitive substring (``ILIKE``, wildcards escaped) of the previews
+  and the bodies' JSON text, a scan of the calls the other filters keep.
   ``sort``: ``newest`` (``enqueued_at`` then ``call_id`` descending) or ``duration`` /
   ``first_token`` / ``wait`` (slowest first, calls without the value last, ties newest first):
   a total order, so the pages of a fixed set hold every call once. ``total`` is exact; items
@@ -73,22 +74,23 @@ a timing sort) become one ordered index walk per status, merged (``UNION ALL``);
 and reading what the filters' index finds and sorting it (the page's last sort key found in the
 index first, so only the page's calls are read), whichever reads fewer entries: SQLite's own
 statistics cannot tell (a mostly-NULL ``error_type`` looks unselective). A status set holding
-``succeeded`` alone is counted as all calls minus the other statuses. A search term of the trigram
-index is looked up once per process and kept (``exporter.search_matches``: its matches, brought up
-to date by the calls indexed since, looked up whole again when a searched call changed): its total is
+``succeeded`` alone is counted as all calls minus the other statuses. A search term is looked up
+once per store and kept (``exporter.search_matches``: its matches, brought up to date by the calls
+indexed and deleted since, looked up whole again when a searched call changed): its total is
 their count (with other filters, counted once, then kept likewise), a page walks the list's index
-testing each call against them, or reads them by rowid and sorts them when they are few. A query of
-1-2 CJK characters is one token of the short-query index, counted there; one of two other
-characters, the calls holding a trigram that holds them (looked up in the index's vocabulary) and
-those with a column too short for a trigram, kept like a longer term's. Aggregates
+testing each call against them, or reads them by rowid and sorts them when they are few. Its
+lookup: a query of 3 characters or more, the trigram index's candidates checked against their
+text; of 1-2 CJK characters, one token of the short-query index; of two other characters, the
+calls holding a trigram that holds them (looked up in the index's vocabulary) and those with a
+column too short for a trigram; of one other character, every indexed call's text checked. Aggregates
 over many calls, and facets of statuses, a time range and at most one of model, source and
 error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, the
 partial hours at the ends from ``llm_calls``); smaller ones the covering window index. Other facets
 with a label read that label's index alone (it holds every column they count, migration 12), those
 with a ``q`` the calls the list keeps for the term (read by rowid, up to
-``search_matches.KEEP_ROWIDS_UP_TO``). What stays slow by nature: a 1 character ``q`` that is not
-CJK (a scan of every text), the first query of a term found in most calls (each candidate's
-text is read to keep the total exact; later queries, in any process, read what was kept:
+``search_matches.KEEP_ROWIDS_UP_TO``). What stays slow by nature: the first query of a term found
+in most calls, or of one character that is not CJK (each candidate's text is read to keep the
+total exact; later queries, in any process and after retention, read what was kept:
 ``llm_calls_search_kept``), and facets of a timing minimum without a label (each facet reads an
 index whole, or sorts the selected calls: SQLite has no hash aggregate), of a ``q`` found in more
 calls than are kept as rowids, or of two labels each in most calls (every selected call is
@@ -136,7 +138,8 @@ MAX_TASK_CALLS = 1000
 MAX_BUCKETS = 1000
 FTS_MIN_CHARS = 3
 """Shortest ``q`` served by the trigram index; shorter ones are the short-query index's when all
-CJK (``exporter.cjk_grams``), else a substring scan."""
+CJK (``exporter.cjk_grams``), else found through the trigram vocabulary (two characters) or a
+check of every indexed call's text (one)."""
 EXACT_UP_TO = 10_000
 """A status window or a filter summary over at most this many calls in whole rollup buckets
 is read from ``llm_calls``, exactly; beyond, from the rollups (``exporter.rollups``: the same counts
@@ -1186,14 +1189,19 @@ def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tupl
 
 
 def _search_term(q: str) -> Term | None:
-    """The SQL of the calls the trigram index finds for ``q`` and their check (``Term``); None
-    unless SQLite and ``q`` has 3 characters or more, or is two characters not all CJK (``_pair_found``)."""
+    """The SQL of the calls a full-text index finds for ``q`` and their check (``Term``), on SQLite
+    (None elsewhere): 1-2 CJK characters from the short-query index, two other characters through
+    the trigram vocabulary (``_pair_found``), one other character checked call by call (a scan,
+    once: kept after), 3 characters or more from the trigram index."""
     if not is_sqlite(db.obj):
         return None
+    if is_cjk_query(q):  # one token of the short-query index: exact, no check
+        sql = f"SELECT rowid FROM {CJK_TABLE} WHERE {CJK_TABLE} MATCH ? AND rowid > ? AND rowid <= ? "
+        return Term(q, sql + "ORDER BY rowid", (_fts_string(q),))
     if _is_pair(q):
         return Term(q, find=lambda database, lo, hi: _pair_found(q, lo, hi))
-    if len(q) < FTS_MIN_CHARS:
-        return None
+    if len(q) < FTS_MIN_CHARS:  # one character: no index finds it
+        return Term(q, *_checked_calls(q))
     if _index_decides(q):
         sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid > ? AND rowid <= ? "
         sql += "ORDER BY rowid"
@@ -1586,17 +1594,9 @@ def _text_search(q: str, *, walk: bool) -> Expression:
         return found if _index_decides(q) else found & _holds(q)
     if _is_pair(q):
         return _pair_condition(q, walk=walk)
-    # 1 character, not CJK: the bodies whose JSON holds ``q`` (a scan), of the indexed calls, checked
-    # against their text (the FTS table's content: keys such as "role" are not text).
-    spelled = _like_pattern(to_json(q)[1:-1])
-    scanned = SQL(
-        "(SELECT b.rowid FROM llm_call_bodies AS b JOIN llm_calls_fts_docsize AS d ON d.id = b.rowid "
-        "WHERE (b.input_messages LIKE ? ESCAPE '\\' OR b.output_messages LIKE ? ESCAPE '\\' "
-        "OR b.system_instructions LIKE ? ESCAPE '\\') AND EXISTS (SELECT 1 FROM llm_calls_text AS t "
-        "WHERE t.id = b.rowid AND (t.prompt LIKE ? ESCAPE '\\' OR t.response LIKE ? ESCAPE '\\')))",
-        [spelled, spelled, spelled, pattern, pattern],
-    )
-    return _in_previews(q) | _ROWID.in_(scanned)
+    # 1 character, not CJK: the indexed calls whose text holds ``q`` (a scan of every body).
+    sql, params = _checked_calls(q, ranged=False)
+    return _ROWID.in_(SQL(f"({sql})", params))
 
 
 def _is_pair(q: str) -> bool:
@@ -1681,15 +1681,23 @@ _PAIR_CHECKED_UP_TO = 2000
 up in the index's vocabulary (~0.1 ms a seek, ~1-2 seeks per distinct first character)."""
 
 
+def _checked_calls(q: str, *, ranged: bool = True) -> tuple[str, tuple[object, ...]]:
+    """The SQL (and parameters) of the rowids of the indexed calls whose text holds ``q``, each
+    call's text checked (the index's ``_docsize`` rows read in order, then each call's body).
+    ``ranged``: ends with ``AND d.id > ? AND d.id <= ?`` and is ordered by rowid."""
+    holds, params = _text_holds(q, "b")
+    sql = (
+        f"SELECT d.id FROM {FTS_TABLE}_docsize AS d CROSS JOIN llm_call_bodies AS b "
+        f"WHERE b.rowid = d.id AND {holds}"
+    )
+    return (sql + " AND d.id > ? AND d.id <= ? ORDER BY d.id" if ranged else sql), tuple(params)
+
+
 def _pair_found(q: str, lo: int, hi: int) -> list[int]:
     """The sorted rowids ``lo < rowid <= hi`` of the calls holding the pair ``q`` (``Term.find``)."""
     if hi - lo <= _PAIR_CHECKED_UP_TO:
-        holds, params = _text_holds(q, "b")
-        sql = (
-            f"SELECT d.id FROM {FTS_TABLE}_docsize AS d CROSS JOIN llm_call_bodies AS b "
-            f"WHERE d.id > ? AND d.id <= ? AND b.rowid = d.id AND {holds} ORDER BY d.id"
-        )
-        return [row[0] for row in db.execute_sql(sql, (lo, hi, *params))]
+        sql, params = _checked_calls(q)
+        return [row[0] for row in db.execute_sql(sql, (*params, lo, hi))]
     *matched, (short_sql, short_params) = _pair_sources(q, ranged=True)
     found = [row[0] for sql, params in matched for row in db.execute_sql(sql, (*params, lo, hi))]
     # The calls with a column too short for a trigram: kept too (most stores have few or none).
@@ -1738,10 +1746,6 @@ def _any_ilike(columns: Sequence[Field], pattern: str) -> Expression:
     """``column ILIKE pattern ESCAPE '\\'`` for any of ``columns`` (PostgreSQL)."""
     escaped = NodeList((Value(pattern, converter=False), SQL("ESCAPE"), Value("\\", converter=False)))
     return reduce(operator.or_, (Expression(column, "ILIKE", escaped) for column in columns))
-
-
-def _in_previews(q: str) -> Expression:
-    return LLMCall.prompt_preview.contains(q) | LLMCall.response_preview.contains(q)
 
 
 def _percentiles(values: Iterable[int | None]) -> dict[str, int | None]:

@@ -1226,11 +1226,15 @@ def _matched_total(others: _Selection, term: Term, matches: Matches) -> int:
         tuple(sorted(others.minimums.items())),
     )
     kept = search_matches.kept_count(matches, term, filters)
-    if kept is not None:
-        count, added = kept
-        total = count + (_count_among(others, added) if added else 0)
-    elif matches.rowids is not None:  # counted as the plain query counts, over the matches' rowids
-        total = _plan(replace(others, text=term.key, matched=matches.rowids), "newest", reach=1).total
+    if kept is not None:  # counted before: the blocks where matches came or went counted again
+        counted, added, touched = kept
+        blocks = {block: count for block, count in counted.items() if block not in touched}
+        bits = search_matches.BLOCK_BITS
+        again = [*matches.in_blocks(touched), *(rowid for rowid in added if rowid >> bits not in touched)]
+        for block, count in _counted_among(others, again).items():
+            blocks[block] = blocks.get(block, 0) + count
+    elif matches.rowids is not None:  # each match read by its rowid
+        blocks = _counted_among(others, matches.rowids)
     else:  # test the calls the filters select (read from their index) against the matches
         # As ``_plan`` counts: an equality filter's index holds the timings, else the timing's index.
         conditions = others.conditions(unindexed=others.minimums if others.equal else ())
@@ -1239,18 +1243,26 @@ def _matched_total(others: _Selection, term: Term, matches: Matches) -> int:
             conditions.append(_status_is(statuses))
         cursor = db.execute(_where(LLMCall.select(_ROWID), conditions))
         bits = matches.bits  # every rowid read is at most ``matches.upto`` (the same snapshot)
-        total = sum(bits[rowid >> 3] >> (rowid & 7) & 1 for (rowid,) in cursor)
-    search_matches.keep_count(matches, term, filters, total)
-    return total
+        matched = Counter(
+            rowid >> search_matches.BLOCK_BITS for (rowid,) in cursor if bits[rowid >> 3] >> (rowid & 7) & 1
+        )
+        blocks = dict(matched)
+    search_matches.keep_count(matches, term, filters, blocks)
+    return sum(blocks.values())
 
 
-def _count_among(others: _Selection, rowids: Collection[int]) -> int:
-    """How many of the calls ``rowids`` the ``others`` filters keep (each call read by its rowid)."""
+def _counted_among(others: _Selection, rowids: Collection[int]) -> dict[int, int]:
+    """How many of the calls ``rowids`` the ``others`` filters keep, per count block
+    (``search_matches.BLOCK_BITS``; each call read by its rowid)."""
+    if not rowids:
+        return {}
     unindexed = {*others.equal, *others.minimums, "enqueued_at", "status"}
     conditions = [*others.conditions(unindexed=unindexed), _ROWID.in_(_json_rowids(rowids))]
     if others.statuses:
         conditions.append(_status_is(others.statuses, unindexed=True))
-    return _where(LLMCall.select(fn.COUNT(SQL("*"))), conditions).scalar()
+    block = SQL(f"rowid >> {search_matches.BLOCK_BITS}")
+    query = _where(LLMCall.select(block, fn.COUNT(SQL("*"))), conditions).group_by(block)
+    return dict(db.execute(query).fetchall())
 
 
 def _json_rowids(rowids: Collection[int]) -> SQL:

@@ -71,6 +71,9 @@ SAVE_AFTER = 10_000
 many rowids past what it keeps."""
 MAX_SAVED = 64
 """Terms the store keeps (those kept up to the highest rowids)."""
+BLOCK_BITS = 12
+"""A count of the matches with other filters is kept per block of ``1 << BLOCK_BITS`` rowids, so that
+deleted matches cost a count of their blocks again, not of every match (``kept_count``)."""
 SAVE_WAIT_MS = 20
 """How long ``save`` waits for the store's write lock before leaving it to a later query."""
 TRIM_STEP = 50_000
@@ -107,8 +110,9 @@ class Matches:
     """The matching rowids, sorted, when there are at most ``KEEP_ROWIDS_UP_TO``."""
     version: int
     """How many times these matches were brought up to date since the term was looked up whole."""
-    additions: tuple[tuple[int, array], ...] = ()
-    """(version, rowids that version added), the most recent versions, for ``added_since``."""
+    additions: tuple[tuple[int, array, frozenset[int]], ...] = ()
+    """(version, rowids that version added, count blocks where it took out deleted matches), the
+    most recent versions, for ``added_since``."""
     lookup: int = 0
     """Which lookup (whole, or read from the store) of this process these matches come from."""
     saved_upto: int = -1
@@ -122,18 +126,35 @@ class Matches:
         byte = rowid >> 3
         return byte < len(self.bits) and (self.bits[byte] >> (rowid & 7)) & 1 == 1
 
-    def added_since(self, version: int) -> list[int] | None:
-        """The rowids added after ``version`` (as of this version); None when no longer known."""
+    def added_since(self, version: int) -> tuple[list[int], set[int]] | None:
+        """(the rowids added after ``version``, the count blocks where matches were deleted since),
+        as of this version; None when no longer known."""
         if version == self.version:
-            return []
+            return [], set()
         if not self.additions or self.additions[0][0] > version + 1:
             return None
-        return [rowid for step, rowids in self.additions if step > version for rowid in rowids]
+        steps = [(rowids, blocks) for step, rowids, blocks in self.additions if step > version]
+        return [rowid for rowids, _ in steps for rowid in rowids], {
+            block for _, blocks in steps for block in blocks
+        }
+
+    def in_blocks(self, blocks: Iterable[int]) -> list[int]:
+        """The matching rowids of the count blocks ``blocks`` (``BLOCK_BITS``), sorted."""
+        found = []
+        size = 1 << (BLOCK_BITS - 3)
+        for block in sorted(blocks):
+            start = block * size
+            for offset, byte in enumerate(self.bits[start : start + size]):
+                if byte:
+                    base = (start + offset) << 3
+                    found.extend(base + bit for bit in range(8) if byte >> bit & 1)
+        return found
 
 
 _cache: OrderedDict[tuple[str, str, str], Matches] = OrderedDict()
-_counts: OrderedDict[tuple[object, ...], tuple[int, int]] = OrderedDict()
-"""(path, lookup, term, filters) → (version of the matches, how many pass the filters)."""
+_counts: OrderedDict[tuple[object, ...], tuple[int, dict[int, int]]] = OrderedDict()
+"""(path, lookup, term, filters) → (version of the matches, how many pass the filters in each count
+block: ``rowid >> BLOCK_BITS`` → count, blocks of none left out)."""
 _MAX_COUNTS = 64
 _unsaved: dict[tuple[str, str, str], Matches] = {}
 """Matches to write to the store's ``llm_calls_search_kept`` (``save``), by cache key."""
@@ -301,8 +322,8 @@ def _last_deleted(database: peewee.Database) -> int:
 def _counts_of(matches: Matches, term: str) -> str:
     """The kept counts of ``matches`` (as they are: their version), JSON (``keep_count``'s keys)."""
     counts = [
-        [filters, count]
-        for (path, lookup, key, filters), (version, count) in _counts.items()
+        [filters, sorted(blocks.items())]
+        for (path, lookup, key, filters), (version, blocks) in _counts.items()
         if (path, lookup, key, version) == (matches.path, matches.lookup, term, matches.version)
     ]
     return json.dumps(counts)
@@ -352,8 +373,9 @@ def _read(
     )
     with _lock:
         _saved[key] = (matches.lookup, 0)
-        for filters, filtered in json.loads(counts):
-            _counts[(key[0], matches.lookup, key[2], _tuples(filters))] = (0, filtered)
+        for filters, blocks in json.loads(counts):
+            if isinstance(blocks, list):  # not a count of one number (a row written before 14)
+                _counts[(key[0], matches.lookup, key[2], _tuples(filters))] = (0, dict(blocks))
         while len(_counts) > _MAX_COUNTS:
             _counts.popitem(last=False)
     return matches
@@ -429,16 +451,25 @@ def _without_deleted(database: peewee.Database, kept: Matches, deleted: int) -> 
     if rowids is not None:
         went = set(matched)
         rowids = array("q", [rowid for rowid in rowids if rowid not in went])
+    version = kept.version + 1
+    blocks = frozenset(rowid >> BLOCK_BITS for rowid in matched)  # their counts with filters: again
     return replace(
         kept,
         pending=pending,
         bits=bytes(cleared),
         count=kept.count - len(matched),
         rowids=rowids,
-        version=kept.version + 1,
-        additions=(),  # the counts with filters are counted again
+        version=version,
+        additions=_trimmed((*kept.additions, (version, array("q"), blocks))),
         deleted=deleted,
     )
+
+
+def _trimmed(additions: tuple[tuple[int, array, frozenset[int]], ...]) -> tuple:
+    """``additions`` without its oldest versions past ``_ADDITIONS_KEPT`` rowids."""
+    while sum(len(rowids) for _, rowids, _ in additions) > _ADDITIONS_KEPT:
+        additions = additions[1:]
+    return additions
 
 
 def _brought_up_to_date(database: peewee.Database, term: Term, kept: Matches, top: int) -> Matches:
@@ -467,9 +498,7 @@ def _brought_up_to_date(database: peewee.Database, term: Term, kept: Matches, to
     if kept.rowids is not None and count <= KEEP_ROWIDS_UP_TO:
         rowids = array("q", sorted((*kept.rowids, *added))) if added else kept.rowids
     version = kept.version + 1
-    additions = (*kept.additions, (version, added)) if added else kept.additions
-    while sum(len(rowids_) for _, rowids_ in additions) > _ADDITIONS_KEPT:
-        additions = additions[1:]
+    additions = _trimmed((*kept.additions, (version, added, frozenset()))) if added else kept.additions
     return Matches(
         path=kept.path,
         store=kept.store,
@@ -525,23 +554,27 @@ def _clusters(rowids: Sequence[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-def kept_count(matches: Matches, term: Term, filters: object) -> tuple[int, list[int]] | None:
-    """(count, rowids added since it was counted) of the matches that pass ``filters`` (a hashable
-    key), as kept by ``keep_count``; None when not kept or no longer known."""
+def kept_count(
+    matches: Matches, term: Term, filters: object
+) -> tuple[dict[int, int], list[int], set[int]] | None:
+    """(count per block, rowids added since it was counted, blocks where matches were deleted
+    since: to count again) of the matches that pass ``filters`` (a hashable key), as kept by
+    ``keep_count``; None when not kept or no longer known."""
     with _lock:
         kept = _counts.get((matches.path, matches.lookup, term.key, filters))
     if kept is None or kept[0] > matches.version:
         return None
-    added = matches.added_since(kept[0])
-    return None if added is None else (kept[1], added)
+    since = matches.added_since(kept[0])
+    return None if since is None else (kept[1], *since)
 
 
-def keep_count(matches: Matches, term: Term, filters: object, count: int) -> None:
-    """Remember that ``count`` of ``matches`` pass ``filters`` (a key of tuples, strings, numbers and
-    None), and write it to the store beside the matches if they are the ones it keeps (``save``)."""
+def keep_count(matches: Matches, term: Term, filters: object, blocks: dict[int, int]) -> None:
+    """Remember that ``blocks`` (block → count, ``BLOCK_BITS``) of ``matches`` pass ``filters`` (a key
+    of tuples, strings, numbers and None), and write it to the store beside the matches if they are
+    the ones it keeps (``save``)."""
     key = (matches.path, matches.lookup, term.key, filters)
     with _lock:
-        _counts[key] = (matches.version, count)
+        _counts[key] = (matches.version, blocks)
         _counts.move_to_end(key)
         while len(_counts) > _MAX_COUNTS:
             _counts.popitem(last=False)

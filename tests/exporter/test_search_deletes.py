@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from exporter import prune, search_matches
+from exporter import prune, queries, search_matches
 from exporter._sql import unindex
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, db
 from tests.exporter.conftest import NOW_MS, Rows, list_pages
@@ -85,10 +85,14 @@ def _delete(call_ids: list[str]) -> None:
         LLMCall.delete().where(LLMCall.call_id.in_(call_ids)).execute()
 
 
+@pytest.mark.parametrize("mode", ["rowids kept", "walk"])
 @pytest.mark.parametrize("process", ["the same process", "a new process"])
 def test_retention_between_queries_keeps_the_term_exact_without_a_whole_lookup(
-    rows: Rows, monkeypatch: pytest.MonkeyPatch, process: str
+    rows: Rows, monkeypatch: pytest.MonkeyPatch, process: str, mode: str
 ) -> None:
+    if mode == "walk":  # no rowids kept: pages walk an index, totals test the filters' calls
+        monkeypatch.setattr(search_matches, "KEEP_ROWIDS_UP_TO", 0)
+    monkeypatch.setattr(search_matches, "BLOCK_BITS", 4)  # several blocks of rowids
     _calls(rows, 60, seed=1, days_ago=3)  # old: what retention deletes
     _calls(rows, 60, seed=2)
     before = _same_as_reference(monkeypatch)  # looked up whole, saved to the store, counts kept
@@ -200,3 +204,33 @@ def test_past_the_log_s_limit_a_delete_moves_the_generation(
     assert _logged() == [] and _generation() == generation + 3
     db.obj.execute_sql("UPDATE llm_calls_search_state SET deleted_before = 0")
     assert sum(_same_as_reference(monkeypatch)) <= sum(first)  # looked up whole, exact
+
+
+def test_deleted_matches_cost_a_count_of_their_blocks_only(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count with other filters is kept per block of rowids: a delete counts its blocks again."""
+    monkeypatch.setattr(search_matches, "BLOCK_BITS", 3)  # blocks of 8 rowids
+    calls = _calls(rows, 80, seed=8)
+    rows.call(prompt="the newest weather")
+    first = _same_as_reference(monkeypatch)
+    gone = calls[20:23]
+    marks = ",".join("?" * len(gone))
+    rowids = [
+        row[0] for row in db.obj.execute_sql(f"SELECT rowid FROM llm_calls WHERE call_id IN ({marks})", gone)
+    ]
+    counted: list[list[int]] = []
+    original = queries._counted_among
+    monkeypatch.setattr(
+        queries,
+        "_counted_among",
+        lambda others, among: counted.append(list(among)) or original(others, among),
+    )
+
+    _delete(gone)
+    with _never_looked_up_whole(monkeypatch):
+        after = _same_as_reference(monkeypatch)
+
+    assert sum(after) < sum(first)
+    blocks = {rowid >> 3 for rowid in rowids}
+    assert counted and all(rowid >> 3 in blocks for among in counted for rowid in among)

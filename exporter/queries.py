@@ -104,6 +104,7 @@ import json
 import math
 import operator
 import time
+from array import array
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -1699,19 +1700,21 @@ def _checked_calls(q: str, *, ranged: bool = True) -> tuple[str, tuple[object, .
     ``ranged``: ends with ``AND d.id > ? AND d.id <= ?`` and is ordered by rowid."""
     holds, params = _text_holds(q, "b")
     sql = (
-        f"SELECT d.id FROM {FTS_TABLE}_docsize AS d CROSS JOIN llm_call_bodies AS b "
+        f"SELECT d.id AS rowid FROM {FTS_TABLE}_docsize AS d CROSS JOIN llm_call_bodies AS b "
         f"WHERE b.rowid = d.id AND {holds}"
     )
     return (sql + " AND d.id > ? AND d.id <= ? ORDER BY d.id" if ranged else sql), tuple(params)
 
 
-def _pair_found(q: str, lo: int, hi: int) -> list[int]:
+def _pair_found(q: str, lo: int, hi: int) -> Sequence[int]:
     """The sorted rowids ``lo < rowid <= hi`` of the calls holding the pair ``q`` (``Term.find``)."""
     if hi - lo <= _PAIR_CHECKED_UP_TO:
         sql, params = _checked_calls(q)
         return [row[0] for row in db.execute_sql(sql, (*params, lo, hi))]
     *matched, (short_sql, short_params) = _pair_sources(q, ranged=True)
-    found = [row[0] for sql, params in matched for row in db.execute_sql(sql, (*params, lo, hi))]
+    found = array("q")
+    for sql, params in matched:
+        found.extend(search_matches.rowids_of(db.obj, sql, (*params, lo, hi)))
     # The calls with a column too short for a trigram: kept too (most stores have few or none).
     short = search_matches.current(db.obj, _SHORT_TEXTS)
     if short is not None and short.rowids is not None:
@@ -1726,7 +1729,7 @@ def _pair_found(q: str, lo: int, hi: int) -> list[int]:
         for (rowid,) in cursor
         if (at := bisect.bisect_left(found, rowid)) == len(found) or found[at] != rowid
     ]
-    return sorted(found + missing) if missing else found
+    return sorted([*found, *missing]) if missing else found
 
 
 def _short_texts_found(database: Any, lo: int, hi: int) -> list[int]:

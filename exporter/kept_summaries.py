@@ -12,12 +12,14 @@ Usage (``exporter.queries.call_facets`` does this inside the reader's snapshot):
 Why: SQLite has no hash aggregate, so a summary of a filter that selects many calls and that the
 rollups do not hold (a timing minimum, a ``q``, two labels) reads an index whole for each facet or
 every selected call (0.5–3 s at 1M calls, ``docs/performance.md``). What it counted stays true as
-long as the store's search generation (``llm_calls_search_state``, migration 10) has not moved:
-triggers advance it when an ended row changes and on every delete. So the counts of the calls that
-had ended, up to the highest rowid then (``upto``), are kept; the next summary of the same filter
-adds the calls with a higher rowid and those that were in flight then (``pending``) and have ended
-since, and counts the calls still in flight afresh (their rows change without moving the
-generation). A ``q``'s matches are indexed calls only (their changes move the generation too):
+long as the store's search generation (``llm_calls_search_state``, migration 10) has not moved and
+no call was deleted: triggers advance the generation when an ended row changes, and log a delete
+(migration 14; or advance the generation when nothing is logged): the counts of a deleted call
+cannot be taken out (its row is gone), so either makes the next summary count whole. So the counts
+of the calls that had ended, up to the highest rowid then (``upto``), are kept; the next summary of
+the same filter adds the calls with a higher rowid and those that were in flight then (``pending``)
+and have ended since, and counts the calls still in flight afresh (their rows change without moving
+the generation). A ``q``'s matches are indexed calls only (their changes move the generation too):
 its counts are brought up to date by the matches added since (``Matches.added_since``). A later
 ``since_ms`` of the same filters (a window up to now, as the admin page asks) takes the calls
 enqueued before it out of the kept counts.
@@ -154,10 +156,11 @@ def _minus(counter: Counter, less: Counter) -> Counter:
 @dataclass(frozen=True)
 class Kept:
     """The counts of a filter's calls among those with ``rowid <= upto``, ended then, under the
-    store's search ``generation``; ``pending``: the rowids up to ``upto`` in flight then (not
-    counted). With a ``q``: the counts of its matches at the matches' ``version``."""
+    store's search ``generation`` (with the deletes log's last entry: ``search_matches.state``);
+    ``pending``: the rowids up to ``upto`` in flight then (not counted). With a ``q``: the counts
+    of its matches at the matches' ``version``."""
 
-    generation: int
+    generation: tuple[int, int]
     upto: int
     pending: frozenset[int]
     counts: Counts

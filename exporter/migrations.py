@@ -60,6 +60,13 @@ Migration 11 (SQLite only) adds ``llm_calls_search_kept``: what search terms mat
 the readers (``exporter.search_matches.save``) so that a term looked up in one process serves every
 other one, and a restarted one, under the same generation. Empty at first.
 
+Migration 14 (SQLite only) adds ``llm_calls_search_deleted``: while the store keeps search terms
+(``llm_calls_search_kept`` not empty), the delete trigger logs each deleted call's rowid there
+instead of advancing the generation, so that retention and ``prune`` leave the kept terms true: a
+reader takes the deleted calls out of them (``exporter.search_matches``). The readers trim the log
+once every kept row has read it; past ``DELETES_LOGGED_UP_TO`` entries a delete advances the
+generation again.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -513,6 +520,51 @@ def _kept_matches(database: peewee.Database) -> None:
         database.execute_sql(KEPT_DDL)
 
 
+DELETED_TABLE = "llm_calls_search_deleted"
+
+DELETES_LOGGED_UP_TO = 1_000_000
+"""The most deletes ``llm_calls_search_deleted`` holds past ``deleted_before`` (migration 14);
+beyond, a delete advances the search generation instead, as before migration 14."""
+
+_LOGGING_DELETES = (
+    f'EXISTS (SELECT 1 FROM "{KEPT_TABLE}") AND (SELECT IFNULL(MAX(seq), 0) FROM "{DELETED_TABLE}") < '
+    f'(SELECT deleted_before FROM "{SEARCH_STATE_TABLE}" WHERE id = 1) + {DELETES_LOGGED_UP_TO}'
+)
+
+DELETED_DDL = (
+    f'CREATE TABLE IF NOT EXISTS "{DELETED_TABLE}" ("seq" INTEGER NOT NULL PRIMARY KEY, '
+    '"call_rowid" INTEGER NOT NULL)',
+    'DROP TRIGGER IF EXISTS "llm_calls_search_delete"',
+    # The generation first: it is no part of the condition, so exactly one of the two happens.
+    'CREATE TRIGGER "llm_calls_search_delete" AFTER DELETE ON "llm_calls" BEGIN '
+    f'UPDATE "{SEARCH_STATE_TABLE}" SET generation = generation + 1 '
+    f"WHERE id = 1 AND NOT ({_LOGGING_DELETES}); "
+    f'INSERT INTO "{DELETED_TABLE}" (call_rowid) SELECT OLD.rowid WHERE {_LOGGING_DELETES}; END',
+)
+"""The deletes log (migration 14): the rowid of each call deleted while search terms are kept."""
+
+_DELETED_COLUMNS = ((SEARCH_STATE_TABLE, "deleted_before"), (KEPT_TABLE, "deleted"))
+"""The columns migration 14 adds, each ``INTEGER NOT NULL DEFAULT 0``: the log's entries before
+``deleted_before`` are trimmed; a kept row took out those up to ``deleted``."""
+
+
+def _logged_deletes(database: peewee.Database) -> None:
+    """SQLite: a delete no longer makes every kept search term stale: it is logged
+    (``llm_calls_search_deleted``) while the store keeps terms, and a reader takes the deleted
+    calls out of what it kept (``exporter.search_matches``); the kept rows are true as of the
+    log's start (``deleted`` 0), which is empty."""
+    if not is_sqlite(database):
+        return
+    for table, column in _DELETED_COLUMNS:
+        present = database.execute_sql(
+            f"SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?", (column,)
+        )
+        if present.fetchone() is None:
+            database.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" INTEGER NOT NULL DEFAULT 0')
+    for statement in DELETED_DDL:
+        database.execute_sql(statement)
+
+
 FACET_LABELS = ("model", "source", "error_type", "requested_by")
 """The labels a filter summary counts (``exporter.queries.call_facets``)."""
 
@@ -569,6 +621,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _kept_matches,
     _covering_label_indexes,
     _bulk_delete,
+    _logged_deletes,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

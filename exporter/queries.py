@@ -30,9 +30,10 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
   characters or more through FTS5 (trigram, any language, case-insensitive), 1-2 CJK characters
   through the short-query index (``exporter.cjk_grams``: exact, no text read), other 2 character
   queries through the trigram index's vocabulary (``exporter.short_terms``), other 1 character
-  queries as a plain substring (a scan); on PostgreSQL (no FTS table) as a case-insensitive
-  substring (``ILIKE``, wildcards escaped) of the previews and the bodies' JSON text, a scan of the
-  calls the other filters keep.
+  queries as a substring of each indexed call's text (a scan, once per term: kept after), each
+  of these matching the indexed text (a call in flight is found once it ends); on PostgreSQL
+  (no FTS table) as a case-insensitive substring (``ILIKE``, wildcards escaped) of the previews
+  and the bodies' JSON text, a scan of the calls the other filters keep.
   ``sort``: ``newest`` (``enqueued_at`` then ``call_id`` descending) or ``duration`` /
   ``first_token`` / ``wait`` (slowest first, calls without the value last, ties newest first):
   a total order, so the pages of a fixed set hold every call once. ``total`` is exact; items
@@ -73,14 +74,15 @@ a timing sort) become one ordered index walk per status, merged (``UNION ALL``);
 and reading what the filters' index finds and sorting it (the page's last sort key found in the
 index first, so only the page's calls are read), whichever reads fewer entries: SQLite's own
 statistics cannot tell (a mostly-NULL ``error_type`` looks unselective). A status set holding
-``succeeded`` alone is counted as all calls minus the other statuses. A search term of the trigram
-index is looked up once per process and kept (``exporter.search_matches``: its matches, brought up
-to date by the calls indexed since, looked up whole again when a searched call changed): its total is
+``succeeded`` alone is counted as all calls minus the other statuses. A search term is looked up
+once per store and kept (``exporter.search_matches``: its matches, brought up to date by the calls
+indexed and deleted since, looked up whole again when a searched call changed): its total is
 their count (with other filters, counted once, then kept likewise), a page walks the list's index
-testing each call against them, or reads them by rowid and sorts them when they are few. A query of
-1-2 CJK characters is one token of the short-query index, counted there; one of two other
-characters, the calls holding a trigram that holds them (looked up in the index's vocabulary) and
-those with a column too short for a trigram, kept like a longer term's. Aggregates
+testing each call against them, or reads them by rowid and sorts them when they are few. Its
+lookup: a query of 3 characters or more, the trigram index's candidates checked against their
+text; of 1-2 CJK characters, one token of the short-query index; of two other characters, the
+calls holding a trigram that holds them (looked up in the index's vocabulary) and those with a
+column too short for a trigram; of one other character, every indexed call's text checked. Aggregates
 over many calls, and facets of statuses, a time range and at most one of model, source and
 error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, the
 partial hours at the ends from ``llm_calls``); smaller ones the covering window index. Other facets
@@ -89,12 +91,12 @@ with a ``q`` the calls the list keeps for the term (read by rowid, up to
 ``search_matches.KEEP_ROWIDS_UP_TO``; past it, each facet's index walked against the term's
 bitmap). What such facets of many calls counted is kept (``exporter.kept_summaries``): the next
 facets of the same filters count only the calls written or ended since, and those in flight. What
-stays slow by nature: a 1 character ``q`` that is not CJK (a scan of every text), the first query
-of a term found in most calls (each candidate's text is read to keep the total exact; later
-queries, in any process, read what was kept: ``llm_calls_search_kept``), and the first facets in a
-process of a timing minimum without a label (each facet reads an index whole, or sorts the
-selected calls: SQLite has no hash aggregate), of a ``q`` found in most calls, or of two labels
-each in most calls (every selected call is counted here).
+stays slow by nature: the first query of a term found in most calls, or of one character that is
+not CJK (each candidate's text is read to keep the total exact; later queries, in any process and
+after retention, read what was kept: ``llm_calls_search_kept``), and the first facets in a process
+of a timing minimum without a label (each facet reads an index whole, or sorts the selected calls:
+SQLite has no hash aggregate), of a ``q`` found in most calls, or of two labels each in most calls
+(every selected call is counted here).
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ import json
 import math
 import operator
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -139,7 +142,8 @@ MAX_TASK_CALLS = 1000
 MAX_BUCKETS = 1000
 FTS_MIN_CHARS = 3
 """Shortest ``q`` served by the trigram index; shorter ones are the short-query index's when all
-CJK (``exporter.cjk_grams``), else a substring scan."""
+CJK (``exporter.cjk_grams``), else found through the trigram vocabulary (two characters) or a
+check of every indexed call's text (one)."""
 EXACT_UP_TO = 10_000
 """A status window or a filter summary over at most this many calls in whole rollup buckets
 is read from ``llm_calls``, exactly; beyond, from the rollups (``exporter.rollups``: the same counts
@@ -406,7 +410,8 @@ def _summary_counts(selection: _Selection, matches: Matches | None) -> tuple[Cou
     state = search_matches.state(db.obj)
     if state is None or (selection.text and matches is None):
         return _counted(selection), Counts()
-    store, generation = state
+    store, generation, deleted = state
+    version = (generation, deleted)  # every change a kept count cannot follow moves one of them
     filters = (  # a later since_ms of the same filters slides the kept counts (a window up to now)
         selection.statuses,
         tuple(sorted(selection.equal.items())),
@@ -417,22 +422,24 @@ def _summary_counts(selection: _Selection, matches: Matches | None) -> tuple[Cou
     )
     key = (str(db.obj.database), store, filters, matches.lookup if matches is not None else 0)
     kept = kept_summaries.get(key)
-    if kept is not None and (
-        kept.generation != generation or (kept.since_ms or 0) > (selection.since_ms or 0)
-    ):
+    if kept is not None and (kept.generation != version or (kept.since_ms or 0) > (selection.since_ms or 0)):
         kept = None
     if matches is not None:
-        return _matched_counts(key, selection, matches, kept), Counts()
-    return _selected_counts(key, selection, generation, kept)
+        return _matched_counts(key, selection, matches, kept, version), Counts()
+    return _selected_counts(key, selection, version, kept)
 
 
-def _matched_counts(key: Hashable, selection: _Selection, matches: Matches, kept: Kept | None) -> Counts:
+def _matched_counts(
+    key: Hashable, selection: _Selection, matches: Matches, kept: Kept | None, version: tuple[int, int]
+) -> Counts:
     """The counts of a ``q``'s calls: those kept at an earlier version of its matches and those of
     the matches added since (indexed calls: any change to one moves the search generation)."""
     others = replace(selection, text="", matched=None)
     added = None
     if kept is not None and kept.version <= matches.version:
-        added = matches.added_since(kept.version)
+        since = matches.added_since(kept.version)
+        if since is not None and not since[1]:  # matches deleted since: the kept counts hold them
+            added = since[0]
     slid = None
     if added is not None:
         new = set(added)
@@ -445,13 +452,13 @@ def _matched_counts(key: Hashable, selection: _Selection, matches: Matches, kept
         # Too many to read by rowid: each facet's index walked, its entries tested against the
         # matches' bitmap (not the text: every candidate's body would be read again).
         counts = _counted(others, bits=_bytes_of(matches)) if matches.rowids is None else _counted(selection)
-    kept = Kept(matches.generation, matches.upto, frozenset(), counts, matches.version, selection.since_ms)
+    kept = Kept(version, matches.upto, frozenset(), counts, matches.version, selection.since_ms)
     kept_summaries.put(key, kept)
     return counts
 
 
 def _selected_counts(
-    key: Hashable, selection: _Selection, generation: int, kept: Kept | None
+    key: Hashable, selection: _Selection, generation: tuple[int, int], kept: Kept | None
 ) -> tuple[Counts, Counts]:
     """The counts of ``selection``'s calls: of the ended ones, those kept (up to a rowid) and those
     written or ended since; of the calls in flight, counted now (their rows change in place)."""
@@ -1358,14 +1365,19 @@ def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tupl
 
 
 def _search_term(q: str) -> Term | None:
-    """The SQL of the calls the trigram index finds for ``q`` and their check (``Term``); None
-    unless SQLite and ``q`` has 3 characters or more, or is two characters not all CJK (``_pair_found``)."""
+    """The SQL of the calls a full-text index finds for ``q`` and their check (``Term``), on SQLite
+    (None elsewhere): 1-2 CJK characters from the short-query index, two other characters through
+    the trigram vocabulary (``_pair_found``), one other character checked call by call (a scan,
+    once: kept after), 3 characters or more from the trigram index."""
     if not is_sqlite(db.obj):
         return None
+    if is_cjk_query(q):  # one token of the short-query index: exact, no check
+        sql = f"SELECT rowid FROM {CJK_TABLE} WHERE {CJK_TABLE} MATCH ? AND rowid > ? AND rowid <= ? "
+        return Term(q, sql + "ORDER BY rowid", (_fts_string(q),))
     if _is_pair(q):
         return Term(q, find=lambda database, lo, hi: _pair_found(q, lo, hi))
-    if len(q) < FTS_MIN_CHARS:
-        return None
+    if len(q) < FTS_MIN_CHARS:  # one character: no index finds it
+        return Term(q, *_checked_calls(q))
     if _index_decides(q):
         sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid > ? AND rowid <= ? "
         sql += "ORDER BY rowid"
@@ -1390,11 +1402,15 @@ def _matched_total(others: _Selection, term: Term, matches: Matches) -> int:
         tuple(sorted(others.minimums.items())),
     )
     kept = search_matches.kept_count(matches, term, filters)
-    if kept is not None:
-        count, added = kept
-        total = count + (_count_among(others, added) if added else 0)
-    elif matches.rowids is not None:  # counted as the plain query counts, over the matches' rowids
-        total = _plan(replace(others, text=term.key, matched=matches.rowids), "newest", reach=1).total
+    if kept is not None:  # counted before: the blocks where matches came or went counted again
+        counted, added, touched = kept
+        blocks = {block: count for block, count in counted.items() if block not in touched}
+        bits = search_matches.BLOCK_BITS
+        again = [*matches.in_blocks(touched), *(rowid for rowid in added if rowid >> bits not in touched)]
+        for block, count in _counted_among(others, again).items():
+            blocks[block] = blocks.get(block, 0) + count
+    elif matches.rowids is not None:  # each match read by its rowid
+        blocks = _counted_among(others, matches.rowids)
     else:  # test the calls the filters select (read from their index) against the matches
         # As ``_plan`` counts: an equality filter's index holds the timings, else the timing's index.
         conditions = others.conditions(unindexed=others.minimums if others.equal else ())
@@ -1403,18 +1419,26 @@ def _matched_total(others: _Selection, term: Term, matches: Matches) -> int:
             conditions.append(_status_is(statuses))
         cursor = db.execute(_where(LLMCall.select(_ROWID), conditions))
         bits = matches.bits  # every rowid read is at most ``matches.upto`` (the same snapshot)
-        total = sum(bits[rowid >> 3] >> (rowid & 7) & 1 for (rowid,) in cursor)
-    search_matches.keep_count(matches, term, filters, total)
-    return total
+        matched = Counter(
+            rowid >> search_matches.BLOCK_BITS for (rowid,) in cursor if bits[rowid >> 3] >> (rowid & 7) & 1
+        )
+        blocks = dict(matched)
+    search_matches.keep_count(matches, term, filters, blocks)
+    return sum(blocks.values())
 
 
-def _count_among(others: _Selection, rowids: Collection[int]) -> int:
-    """How many of the calls ``rowids`` the ``others`` filters keep (each call read by its rowid)."""
+def _counted_among(others: _Selection, rowids: Collection[int]) -> dict[int, int]:
+    """How many of the calls ``rowids`` the ``others`` filters keep, per count block
+    (``search_matches.BLOCK_BITS``; each call read by its rowid)."""
+    if not rowids:
+        return {}
     unindexed = {*others.equal, *others.minimums, "enqueued_at", "status"}
     conditions = [*others.conditions(unindexed=unindexed), _ROWID.in_(_json_rowids(rowids))]
     if others.statuses:
         conditions.append(_status_is(others.statuses, unindexed=True))
-    return _where(LLMCall.select(fn.COUNT(SQL("*"))), conditions).scalar()
+    block = SQL(f"rowid >> {search_matches.BLOCK_BITS}")
+    query = _where(LLMCall.select(block, fn.COUNT(SQL("*"))), conditions).group_by(block)
+    return dict(db.execute(query).fetchall())
 
 
 def _json_rowids(rowids: Collection[int]) -> SQL:
@@ -1764,17 +1788,9 @@ def _text_search(q: str, *, walk: bool) -> Expression:
         return found if _index_decides(q) else found & _holds(q)
     if _is_pair(q):
         return _pair_condition(q, walk=walk)
-    # 1 character, not CJK: the bodies whose JSON holds ``q`` (a scan), of the indexed calls, checked
-    # against their text (the FTS table's content: keys such as "role" are not text).
-    spelled = _like_pattern(to_json(q)[1:-1])
-    scanned = SQL(
-        "(SELECT b.rowid FROM llm_call_bodies AS b JOIN llm_calls_fts_docsize AS d ON d.id = b.rowid "
-        "WHERE (b.input_messages LIKE ? ESCAPE '\\' OR b.output_messages LIKE ? ESCAPE '\\' "
-        "OR b.system_instructions LIKE ? ESCAPE '\\') AND EXISTS (SELECT 1 FROM llm_calls_text AS t "
-        "WHERE t.id = b.rowid AND (t.prompt LIKE ? ESCAPE '\\' OR t.response LIKE ? ESCAPE '\\')))",
-        [spelled, spelled, spelled, pattern, pattern],
-    )
-    return _in_previews(q) | _ROWID.in_(scanned)
+    # 1 character, not CJK: the indexed calls whose text holds ``q`` (a scan of every body).
+    sql, params = _checked_calls(q, ranged=False)
+    return _ROWID.in_(SQL(f"({sql})", params))
 
 
 def _is_pair(q: str) -> bool:
@@ -1859,17 +1875,27 @@ _PAIR_CHECKED_UP_TO = 2000
 up in the index's vocabulary (~0.1 ms a seek, ~1-2 seeks per distinct first character)."""
 
 
-def _pair_found(q: str, lo: int, hi: int) -> list[int]:
+def _checked_calls(q: str, *, ranged: bool = True) -> tuple[str, tuple[object, ...]]:
+    """The SQL (and parameters) of the rowids of the indexed calls whose text holds ``q``, each
+    call's text checked (the index's ``_docsize`` rows read in order, then each call's body).
+    ``ranged``: ends with ``AND d.id > ? AND d.id <= ?`` and is ordered by rowid."""
+    holds, params = _text_holds(q, "b")
+    sql = (
+        f"SELECT d.id AS rowid FROM {FTS_TABLE}_docsize AS d CROSS JOIN llm_call_bodies AS b "
+        f"WHERE b.rowid = d.id AND {holds}"
+    )
+    return (sql + " AND d.id > ? AND d.id <= ? ORDER BY d.id" if ranged else sql), tuple(params)
+
+
+def _pair_found(q: str, lo: int, hi: int) -> Sequence[int]:
     """The sorted rowids ``lo < rowid <= hi`` of the calls holding the pair ``q`` (``Term.find``)."""
     if hi - lo <= _PAIR_CHECKED_UP_TO:
-        holds, params = _text_holds(q, "b")
-        sql = (
-            f"SELECT d.id FROM {FTS_TABLE}_docsize AS d CROSS JOIN llm_call_bodies AS b "
-            f"WHERE d.id > ? AND d.id <= ? AND b.rowid = d.id AND {holds} ORDER BY d.id"
-        )
-        return [row[0] for row in db.execute_sql(sql, (lo, hi, *params))]
+        sql, params = _checked_calls(q)
+        return [row[0] for row in db.execute_sql(sql, (*params, lo, hi))]
     *matched, (short_sql, short_params) = _pair_sources(q, ranged=True)
-    found = [row[0] for sql, params in matched for row in db.execute_sql(sql, (*params, lo, hi))]
+    found = array("q")
+    for sql, params in matched:
+        found.extend(search_matches.rowids_of(db.obj, sql, (*params, lo, hi)))
     # The calls with a column too short for a trigram: kept too (most stores have few or none).
     short = search_matches.current(db.obj, _SHORT_TEXTS)
     if short is not None and short.rowids is not None:
@@ -1884,7 +1910,7 @@ def _pair_found(q: str, lo: int, hi: int) -> list[int]:
         for (rowid,) in cursor
         if (at := bisect.bisect_left(found, rowid)) == len(found) or found[at] != rowid
     ]
-    return sorted(found + missing) if missing else found
+    return sorted([*found, *missing]) if missing else found
 
 
 def _short_texts_found(database: Any, lo: int, hi: int) -> list[int]:
@@ -1916,10 +1942,6 @@ def _any_ilike(columns: Sequence[Field], pattern: str) -> Expression:
     """``column ILIKE pattern ESCAPE '\\'`` for any of ``columns`` (PostgreSQL)."""
     escaped = NodeList((Value(pattern, converter=False), SQL("ESCAPE"), Value("\\", converter=False)))
     return reduce(operator.or_, (Expression(column, "ILIKE", escaped) for column in columns))
-
-
-def _in_previews(q: str) -> Expression:
-    return LLMCall.prompt_preview.contains(q) | LLMCall.response_preview.contains(q)
 
 
 def _percentiles(values: Iterable[int | None]) -> dict[str, int | None]:

@@ -14,12 +14,14 @@ half of 1M calls costs ~0.5 s of checks for its exact total, and every page sort
 would check them again. Kept here, per store and term: a bitmap of the rowids that matched among
 the calls up to a rowid (``upto``). The next query of the term looks only at what came since: the
 calls with a higher rowid, and the calls that were in flight and not indexed when last looked at
-(``pending``: a call is indexed when it ends). Everything else it knows is still true as long as
-the store's search generation (``llm_calls_search_state``, migration 10) has not moved: triggers on
-``llm_calls`` advance it when a row that was ended or indexed changes (a span written twice, an end
-arriving after the call was closed as lost) and on every delete (retention, ``prune``); then the
-term is looked up whole again. So the answer is always exact; the first query of a term, or the
-first after retention, pays for the whole check (``bench/bench_list_1m.py`` reports it as "cold").
+(``pending``: a call is indexed when it ends), and takes out the calls deleted since (retention,
+``prune``: logged in ``llm_calls_search_deleted`` while terms are kept, migration 14). Everything
+else it knows is still true as long as the store's search generation (``llm_calls_search_state``,
+migration 10) has not moved: triggers on ``llm_calls`` advance it when a row that was ended or
+indexed changes (a span written twice, an end arriving after the call was closed as lost), and on
+a delete when nothing is kept or the log is full; then the term is looked up whole again. So the
+answer is always exact; only the first query of a term, or the first after a changed call, pays
+for the whole check (``bench/bench_list_1m.py`` reports it as "cold").
 
 Kept in the store too (``llm_calls_search_kept``, migration 11; ``save``, which ``list_calls``
 calls after its snapshot): a process that holds nothing for a term reads what another process (or
@@ -47,7 +49,13 @@ from dataclasses import dataclass, replace
 import peewee
 
 from exporter._connection import polled
-from exporter.migrations import FTS_TABLE, KEPT_TABLE, SEARCH_STATE_TABLE
+from exporter.migrations import (
+    DELETED_TABLE,
+    DELETES_LOGGED_UP_TO,
+    FTS_TABLE,
+    KEPT_TABLE,
+    SEARCH_STATE_TABLE,
+)
 
 MAX_TERMS = 16
 """Terms kept per process (least recently used dropped)."""
@@ -64,8 +72,13 @@ SAVE_AFTER = 10_000
 many rowids past what it keeps."""
 MAX_SAVED = 64
 """Terms the store keeps (those kept up to the highest rowids)."""
+BLOCK_BITS = 12
+"""A count of the matches with other filters is kept per block of ``1 << BLOCK_BITS`` rowids, so that
+deleted matches cost a count of their blocks again, not of every match (``kept_count``)."""
 SAVE_WAIT_MS = 20
 """How long ``save`` waits for the store's write lock before leaving it to a later query."""
+TRIM_STEP = 50_000
+"""The most entries of the deletes log one ``save`` removes (a range of its primary key: a few ms)."""
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +93,9 @@ class Term:
     sql: str = ""
     params: tuple[object, ...] = ()
     find: Callable[[peewee.Database, int, int], Sequence[int]] | None = None
+
+
+_Additions = tuple[tuple[int, array, frozenset[int]], ...]
 
 
 @dataclass(frozen=True)
@@ -98,29 +114,51 @@ class Matches:
     """The matching rowids, sorted, when there are at most ``KEEP_ROWIDS_UP_TO``."""
     version: int
     """How many times these matches were brought up to date since the term was looked up whole."""
-    additions: tuple[tuple[int, array], ...] = ()
-    """(version, rowids that version added), the most recent versions, for ``added_since``."""
+    additions: _Additions = ()
+    """(version, rowids that version added, count blocks where it took out deleted matches), the
+    most recent versions, for ``added_since``."""
     lookup: int = 0
     """Which lookup (whole, or read from the store) of this process these matches come from."""
     saved_upto: int = -1
     """The ``upto`` of the matches the store keeps for the term (-1: none known)."""
+    deleted: int = 0
+    """The last entry of the deletes log (``llm_calls_search_deleted``) taken out of these matches."""
+    saved_deleted: int = -1
+    """The ``deleted`` of the matches the store keeps for the term (-1: none known)."""
 
     def __contains__(self, rowid: int) -> bool:
         byte = rowid >> 3
         return byte < len(self.bits) and (self.bits[byte] >> (rowid & 7)) & 1 == 1
 
-    def added_since(self, version: int) -> list[int] | None:
-        """The rowids added after ``version`` (as of this version); None when no longer known."""
+    def added_since(self, version: int) -> tuple[list[int], set[int]] | None:
+        """(the rowids added after ``version``, the count blocks where matches were deleted since),
+        as of this version; None when no longer known."""
         if version == self.version:
-            return []
+            return [], set()
         if not self.additions or self.additions[0][0] > version + 1:
             return None
-        return [rowid for step, rowids in self.additions if step > version for rowid in rowids]
+        steps = [(rowids, blocks) for step, rowids, blocks in self.additions if step > version]
+        return [rowid for rowids, _ in steps for rowid in rowids], {
+            block for _, blocks in steps for block in blocks
+        }
+
+    def in_blocks(self, blocks: Iterable[int]) -> list[int]:
+        """The matching rowids of the count blocks ``blocks`` (``BLOCK_BITS``), sorted."""
+        found = []
+        size = 1 << (BLOCK_BITS - 3)
+        for block in sorted(blocks):
+            start = block * size
+            for offset, byte in enumerate(self.bits[start : start + size]):
+                if byte:
+                    base = (start + offset) << 3
+                    found.extend(base + bit for bit in range(8) if byte >> bit & 1)
+        return found
 
 
 _cache: OrderedDict[tuple[str, str, str], Matches] = OrderedDict()
-_counts: OrderedDict[tuple[object, ...], tuple[int, int]] = OrderedDict()
-"""(path, lookup, term, filters) → (version of the matches, how many pass the filters)."""
+_counts: OrderedDict[tuple[object, ...], tuple[int, dict[int, int]]] = OrderedDict()
+"""(path, lookup, term, filters) → (version of the matches, how many pass the filters in each count
+block: ``rowid >> BLOCK_BITS`` → count, blocks of none left out)."""
 _MAX_COUNTS = 64
 _unsaved: dict[tuple[str, str, str], Matches] = {}
 """Matches to write to the store's ``llm_calls_search_kept`` (``save``), by cache key."""
@@ -151,20 +189,33 @@ def current(database: peewee.Database, term: Term) -> Matches | None:
     state = _state(database)
     if state is None:
         return None
-    store, generation = state
+    store, generation, deleted_before = state
     top = database.execute_sql("SELECT MAX(rowid) FROM llm_calls").fetchone()[0] or 0
+    deleted = _last_deleted(database) if deleted_before is not None else 0
     key = (str(database.database), store, term.key)
     with _lock:
         kept = _cache.get(key)
-    if kept is None or kept.generation != generation or kept.upto > top:
-        # Nothing kept here, or kept for another generation (an older snapshot's is not stored
-        # below): what another process found, kept in the store, or the term looked up whole.
-        kept = _read(database, key, generation, top)
+    if (
+        kept is None
+        or kept.generation != generation
+        or kept.upto > top
+        or kept.deleted > deleted  # a later snapshot's: calls it took out may be here still
+        or (deleted_before is not None and kept.deleted < deleted_before)  # the log trimmed since
+    ):
+        # Nothing kept here that this snapshot can use: what another process found, kept in the
+        # store, or the term looked up whole.
+        kept = _read(database, key, generation, top, deleted_before or 0, deleted)
+    if kept is not None:
+        kept = _without_deleted(database, kept, deleted)
     if kept is not None:
         matches = _brought_up_to_date(database, term, kept, top)
     else:
-        matches = _looked_up(database, term, key, store, generation, top)
-    if matches.saved_upto < 0 or matches.upto - matches.saved_upto >= SAVE_AFTER:
+        matches = _looked_up(database, term, key, store, generation, top, deleted)
+    if (
+        matches.saved_upto < 0
+        or matches.upto - matches.saved_upto >= SAVE_AFTER
+        or matches.deleted - matches.saved_deleted >= SAVE_AFTER
+    ):
         with _lock:
             _unsaved.pop(key, None)
             _unsaved[key] = matches
@@ -172,8 +223,9 @@ def current(database: peewee.Database, term: Term) -> Matches | None:
                 del _unsaved[next(iter(_unsaved))]
     with _lock:
         stored = _cache.get(key)
-        if stored is None or (stored.generation, stored.upto, stored.version) <= (
+        if stored is None or (stored.generation, stored.deleted, stored.upto, stored.version) <= (
             matches.generation,
+            matches.deleted,
             matches.upto,
             matches.version,
         ):
@@ -205,27 +257,31 @@ def save(database: peewee.Database) -> None:
                 matches.bits,
                 matches.rowids.tobytes() if matches.rowids is not None else None,
                 _counts_of(matches, key[2]),
+                matches.deleted,
             )
             for key, matches in pending
         ]
     sql = (
-        f'INSERT INTO "{KEPT_TABLE}" (term, generation, upto, pending, count, bits, rowids, counts) '
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (term) DO UPDATE SET generation = excluded.generation, "
-        "upto = excluded.upto, pending = excluded.pending, count = excluded.count, bits = excluded.bits, "
-        "rowids = excluded.rowids, counts = excluded.counts "
-        "WHERE (excluded.generation, excluded.upto) >= (generation, upto)"
+        f'INSERT INTO "{KEPT_TABLE}" (term, generation, upto, pending, count, bits, rowids, counts, deleted) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (term) DO UPDATE SET "
+        "generation = excluded.generation, upto = excluded.upto, pending = excluded.pending, "
+        "count = excluded.count, bits = excluded.bits, "
+        "rowids = excluded.rowids, counts = excluded.counts, deleted = excluded.deleted "
+        "WHERE (excluded.generation, excluded.deleted, excluded.upto) >= (generation, deleted, upto)"
     )
 
     def write() -> None:
         with database.atomic(lock_type="IMMEDIATE"):
-            sql_state = f'SELECT generation FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
-            generation = database.execute_sql(sql_state).fetchone()[0]
+            sql_state = f'SELECT generation, deleted_before FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
+            generation, deleted_before = database.execute_sql(sql_state).fetchone()
             database.execute_sql(f'DELETE FROM "{KEPT_TABLE}" WHERE generation != ?', (generation,))
-            database.cursor().executemany(sql, [row for row in rows if row[1] == generation])
+            kept = [row for row in rows if row[1] == generation and row[-1] >= deleted_before]
+            database.cursor().executemany(sql, kept)
             database.execute_sql(
                 f'DELETE FROM "{KEPT_TABLE}" WHERE term NOT IN '
                 f'(SELECT term FROM "{KEPT_TABLE}" ORDER BY upto DESC LIMIT {MAX_SAVED})'
             )
+            _trim_deletes_log(database, deleted_before)
 
     try:
         polled(database, write, SAVE_WAIT_MS / 1000)
@@ -239,14 +295,39 @@ def save(database: peewee.Database) -> None:
             _saved[key] = (matches.lookup, matches.version)
             kept = _cache.get(key)
             if kept is not None and kept.lookup == matches.lookup:
-                _cache[key] = replace(kept, saved_upto=max(kept.saved_upto, matches.upto))
+                saved_upto = max(kept.saved_upto, matches.upto)
+                _cache[key] = replace(
+                    kept, saved_upto=saved_upto, saved_deleted=max(kept.saved_deleted, matches.deleted)
+                )
+
+
+def _trim_deletes_log(database: peewee.Database, deleted_before: int) -> None:
+    """Inside ``save``'s transaction: drop the kept rows that lag far behind the deletes log (they
+    are looked up whole when next queried), then the log's entries every kept row has taken out
+    (at most ``TRIM_STEP``; the last entry stays, so that the next one's ``seq`` is higher)."""
+    last = _last_deleted(database)
+    if last <= deleted_before:
+        return
+    database.execute_sql(f'DELETE FROM "{KEPT_TABLE}" WHERE deleted < ?', (last - DELETES_LOGGED_UP_TO // 2,))
+    oldest = database.execute_sql(f'SELECT MIN(deleted) FROM "{KEPT_TABLE}"').fetchone()[0]
+    trimmed = min(last if oldest is None else oldest, deleted_before + TRIM_STEP)
+    if trimmed <= deleted_before:
+        return
+    database.execute_sql(f'DELETE FROM "{DELETED_TABLE}" WHERE seq < ?', (trimmed,))
+    sql = f'UPDATE "{SEARCH_STATE_TABLE}" SET deleted_before = ? WHERE id = 1'
+    database.execute_sql(sql, (trimmed,))
+
+
+def _last_deleted(database: peewee.Database) -> int:
+    """The ``seq`` of the deletes log's last entry (0 when empty)."""
+    return database.execute_sql(f'SELECT IFNULL(MAX(seq), 0) FROM "{DELETED_TABLE}"').fetchone()[0]
 
 
 def _counts_of(matches: Matches, term: str) -> str:
     """The kept counts of ``matches`` (as they are: their version), JSON (``keep_count``'s keys)."""
     counts = [
-        [filters, count]
-        for (path, lookup, key, filters), (version, count) in _counts.items()
+        [filters, sorted(blocks.items())]
+        for (path, lookup, key, filters), (version, blocks) in _counts.items()
         if (path, lookup, key, version) == (matches.path, matches.lookup, term, matches.version)
     ]
     return json.dumps(counts)
@@ -257,20 +338,28 @@ def _tuples(value: object) -> object:
     return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
 
 
-def _read(database: peewee.Database, key: tuple[str, str, str], generation: int, top: int) -> Matches | None:
-    """The matches of the term the store keeps for ``generation`` (up to ``top``), or None; their
-    counts kept again as this process's."""
+def _read(
+    database: peewee.Database,
+    key: tuple[str, str, str],
+    generation: int,
+    top: int,
+    deleted_before: int,
+    deleted: int,
+) -> Matches | None:
+    """The matches of the term the store keeps for ``generation`` (up to ``top``, the deletes log
+    read from ``deleted_before`` up to ``deleted`` at most), or None; their counts kept again as
+    this process's."""
     sql = (
-        f'SELECT upto, pending, count, bits, rowids, counts FROM "{KEPT_TABLE}" '
-        "WHERE term = ? AND generation = ? AND upto <= ?"
+        f'SELECT upto, pending, count, bits, rowids, counts, deleted FROM "{KEPT_TABLE}" '
+        "WHERE term = ? AND generation = ? AND upto <= ? AND deleted >= ? AND deleted <= ?"
     )
     try:
-        row = database.execute_sql(sql, (key[2], generation, top)).fetchone()
-    except peewee.OperationalError:  # no such table: a store before migration 11
+        row = database.execute_sql(sql, (key[2], generation, top, deleted_before, deleted)).fetchone()
+    except peewee.OperationalError:  # no such table or column: a store before migration 11 or 14
         return None
     if row is None:
         return None
-    upto, pending, count, bits, rowids, counts = row
+    upto, pending, count, bits, rowids, counts, kept_deleted = row
     matches = Matches(
         path=key[0],
         store=key[1],
@@ -283,36 +372,57 @@ def _read(database: peewee.Database, key: tuple[str, str, str], generation: int,
         version=0,
         lookup=next(_lookups),
         saved_upto=upto,
+        deleted=kept_deleted,
+        saved_deleted=kept_deleted,
     )
     with _lock:
         _saved[key] = (matches.lookup, 0)
-        for filters, filtered in json.loads(counts):
-            _counts[(key[0], matches.lookup, key[2], _tuples(filters))] = (0, filtered)
+        for filters, blocks in json.loads(counts):
+            if isinstance(blocks, list):  # not a count of one number (a row written before 14)
+                _counts[(key[0], matches.lookup, key[2], _tuples(filters))] = (0, dict(blocks))
         while len(_counts) > _MAX_COUNTS:
             _counts.popitem(last=False)
     return matches
 
 
-def state(database: peewee.Database) -> tuple[str, int] | None:
-    """(the store's id, its search generation) in ``database``'s snapshot; None when the store has
-    no search state (PostgreSQL, or a store older than migration 10). ``exporter.kept_summaries``
-    keeps a summary's counts under that generation."""
-    return _state(database)
+def state(database: peewee.Database) -> tuple[str, int, int] | None:
+    """(the store's id, its search generation, the deletes log's last entry) in ``database``'s
+    snapshot; None when the store has no search state (PostgreSQL, or a store older than migration
+    10). ``exporter.kept_summaries`` keeps a summary's counts under the last two: every change
+    that can make a kept count wrong moves one of them (a delete is logged, or moves the generation
+    when not logged)."""
+    found = _state(database)
+    if found is None:
+        return None
+    store, generation, deleted_before = found
+    return store, generation, _last_deleted(database) if deleted_before is not None else 0
 
 
-def _state(database: peewee.Database) -> tuple[str, int] | None:
+def _state(database: peewee.Database) -> tuple[str, int, int | None] | None:
+    """(store, generation, deleted_before: None for a store without the deletes log, before
+    migration 14, whose deletes advance the generation)."""
     if not isinstance(database, peewee.SqliteDatabase):
         return None
     try:
-        sql = f'SELECT store, generation FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
+        sql = f'SELECT store, generation, deleted_before FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
         row = database.execute_sql(sql).fetchone()
-    except peewee.OperationalError:  # no such table: a store older than migration 10
-        return None
-    return (row[0], row[1]) if row else None
+    except peewee.OperationalError:  # no such table or column: a store older than migration 10 or 14
+        try:
+            sql = f'SELECT store, generation, NULL FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
+            row = database.execute_sql(sql).fetchone()
+        except peewee.OperationalError:
+            return None
+    return (row[0], row[1], row[2]) if row else None
 
 
 def _looked_up(
-    database: peewee.Database, term: Term, key: tuple[str, str, str], store: str, generation: int, top: int
+    database: peewee.Database,
+    term: Term,
+    key: tuple[str, str, str],
+    store: str,
+    generation: int,
+    top: int,
+    deleted: int,
 ) -> Matches:
     """The term looked up whole: every indexed call up to ``top`` checked."""
     found = _found(database, term, 0, top)
@@ -329,7 +439,55 @@ def _looked_up(
         rowids=found if len(found) <= KEEP_ROWIDS_UP_TO else None,
         version=0,
         lookup=next(_lookups),
+        deleted=deleted,
     )
+
+
+def _without_deleted(database: peewee.Database, kept: Matches, deleted: int) -> Matches | None:
+    """``kept`` without the calls deleted since (the deletes log after ``kept.deleted``, up to
+    ``deleted``); None when the call of ``kept.upto`` went: SQLite may then give its rowid, or a
+    lower one, to a new call, which ``kept`` would take for one it has looked at.
+
+    A count of the matches with other filters is counted again in the blocks where one of them
+    went (``kept_count``): a deleted call's columns cannot be read to know whether the filters
+    kept it."""
+    if deleted <= kept.deleted:
+        return kept
+    sql = f'SELECT call_rowid FROM "{DELETED_TABLE}" WHERE seq > ? AND seq <= ?'
+    gone = array("q", [row[0] for row in database.execute_sql(sql, (kept.deleted, deleted))])
+    if kept.upto in gone:
+        return None
+    bits = kept.bits
+    matched = array("q", [rowid for rowid in gone if rowid in kept])
+    pending = kept.pending.difference(gone) if kept.pending else kept.pending
+    if not matched:
+        return replace(kept, pending=pending, deleted=deleted)
+    cleared = bytearray(bits)
+    for rowid in matched:
+        cleared[rowid >> 3] &= ~(1 << (rowid & 7)) & 0xFF
+    rowids = kept.rowids
+    if rowids is not None:
+        went = set(matched)
+        rowids = array("q", [rowid for rowid in rowids if rowid not in went])
+    version = kept.version + 1
+    blocks = frozenset(rowid >> BLOCK_BITS for rowid in matched)  # their counts with filters: again
+    return replace(
+        kept,
+        pending=pending,
+        bits=bytes(cleared),
+        count=kept.count - len(matched),
+        rowids=rowids,
+        version=version,
+        additions=_trimmed((*kept.additions, (version, array("q"), blocks))),
+        deleted=deleted,
+    )
+
+
+def _trimmed(additions: _Additions) -> _Additions:
+    """``additions`` without its oldest versions past ``_ADDITIONS_KEPT`` rowids."""
+    while sum(len(rowids) for _, rowids, _ in additions) > _ADDITIONS_KEPT:
+        additions = additions[1:]
+    return additions
 
 
 def _brought_up_to_date(database: peewee.Database, term: Term, kept: Matches, top: int) -> Matches:
@@ -358,9 +516,7 @@ def _brought_up_to_date(database: peewee.Database, term: Term, kept: Matches, to
     if kept.rowids is not None and count <= KEEP_ROWIDS_UP_TO:
         rowids = array("q", sorted((*kept.rowids, *added))) if added else kept.rowids
     version = kept.version + 1
-    additions = (*kept.additions, (version, added)) if added else kept.additions
-    while sum(len(rowids_) for _, rowids_ in additions) > _ADDITIONS_KEPT:
-        additions = additions[1:]
+    additions = _trimmed((*kept.additions, (version, added, frozenset()))) if added else kept.additions
     return Matches(
         path=kept.path,
         store=kept.store,
@@ -381,8 +537,14 @@ def _found(database: peewee.Database, term: Term, lo: int, hi: int) -> array:
     """The sorted rowids ``lo < rowid <= hi`` that ``term`` matches."""
     if term.find is not None:
         return array("q", term.find(database, lo, hi))
-    cursor = database.execute_sql(term.sql, (*term.params, lo, hi))
-    return array("q", [row[0] for row in cursor])
+    return rowids_of(database, term.sql, (*term.params, lo, hi))
+
+
+def rowids_of(database: peewee.Database, sql: str, params: Sequence[object]) -> array:
+    """The rowids ``sql`` selects (one column named ``rowid``, in order), passed to Python as one
+    JSON array built by SQLite rather than row by row (a third faster for 500,000 rowids)."""
+    row = database.execute_sql(f"SELECT json_group_array(rowid) FROM ({sql})", params).fetchone()
+    return array("q", json.loads(row[0]))
 
 
 def _pending(database: peewee.Database, lo: int, hi: int) -> list[int]:
@@ -416,23 +578,27 @@ def _clusters(rowids: Sequence[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-def kept_count(matches: Matches, term: Term, filters: object) -> tuple[int, list[int]] | None:
-    """(count, rowids added since it was counted) of the matches that pass ``filters`` (a hashable
-    key), as kept by ``keep_count``; None when not kept or no longer known."""
+def kept_count(
+    matches: Matches, term: Term, filters: object
+) -> tuple[dict[int, int], list[int], set[int]] | None:
+    """(count per block, rowids added since it was counted, blocks where matches were deleted
+    since: to count again) of the matches that pass ``filters`` (a hashable key), as kept by
+    ``keep_count``; None when not kept or no longer known."""
     with _lock:
         kept = _counts.get((matches.path, matches.lookup, term.key, filters))
     if kept is None or kept[0] > matches.version:
         return None
-    added = matches.added_since(kept[0])
-    return None if added is None else (kept[1], added)
+    since = matches.added_since(kept[0])
+    return None if since is None else (kept[1], *since)
 
 
-def keep_count(matches: Matches, term: Term, filters: object, count: int) -> None:
-    """Remember that ``count`` of ``matches`` pass ``filters`` (a key of tuples, strings, numbers and
-    None), and write it to the store beside the matches if they are the ones it keeps (``save``)."""
+def keep_count(matches: Matches, term: Term, filters: object, blocks: dict[int, int]) -> None:
+    """Remember that ``blocks`` (block → count, ``BLOCK_BITS``) of ``matches`` pass ``filters`` (a key
+    of tuples, strings, numbers and None), and write it to the store beside the matches if they are
+    the ones it keeps (``save``)."""
     key = (matches.path, matches.lookup, term.key, filters)
     with _lock:
-        _counts[key] = (matches.version, count)
+        _counts[key] = (matches.version, blocks)
         _counts.move_to_end(key)
         while len(_counts) > _MAX_COUNTS:
             _counts.popitem(last=False)

@@ -423,6 +423,13 @@ def test_a_kept_summary_stays_exact_as_calls_come_end_change_and_go(
     assert summaries == [whole(**filters) for filters in cases]
     rows.each([{"status": "queued", "model": "gpt-4o", "source": "app"}, {"duration_ms": 20_000}])
     same_as_whole()
+    # some ended calls go while a term is kept in the store: the delete is logged (migration 14),
+    # the generation stays, and no kept summary counts the calls gone
+    store, generation, deleted = search_matches.state(db.obj)
+    gone = LLMCall.select(LLMCall.call_id).where(LLMCall.status.in_(["succeeded", "failed"])).limit(15)
+    assert LLMCall.delete().where(LLMCall.call_id.in_(gone)).execute() == 15
+    assert search_matches.state(db.obj) == (store, generation, deleted + 15)
+    same_as_whole()
     # an ended call changes, then calls go: the generation moves and each summary is counted whole
     LLMCall.update(duration_ms=50, source="app").where(LLMCall.status == "succeeded").execute()
     same_as_whole()

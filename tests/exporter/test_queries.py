@@ -10,7 +10,7 @@ from typing import Any
 import peewee
 import pytest
 
-from exporter import QueryError, migrate, open_database, queries
+from exporter import QueryError, migrate, open_database, queries, search_matches
 from exporter.database import is_sqlite
 from exporter.models import db
 from tests.exporter.conftest import NOW_MS, Rows
@@ -356,6 +356,8 @@ def test_a_frequent_cjk_term_walks_the_index_with_the_same_results(
     }
 
     monkeypatch.setattr(queries, "_SORT_MATCHES_UP_TO", 0)  # every term counts as frequent
+    # The plain query's plan (the matches kept between queries: test_search_short.py).
+    monkeypatch.setattr(search_matches, "current", lambda database, term: None)
     with caplog.at_level(logging.DEBUG, logger="peewee"):
         walked = {filters: _all_pages(page_size=7, q="天气", **dict(filters)) for filters in expected}
 

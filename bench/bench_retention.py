@@ -2,15 +2,22 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_retention.py                  # 1M calls (built once, ~15 min), then measures
+    .venv/bin/python bench/bench_retention.py                  # 1M calls (built once: ~12 min of CPU)
     .venv/bin/python bench/bench_retention.py --quick          # 100k calls
     .venv/bin/python bench/bench_retention.py --tree before=/tmp/old-checkout   # + that code
+    .venv/bin/python bench/bench_retention.py --store /tmp/llm_otel_bench_1000000.db \\
+        --case "other process" --limit-s 1500
 
-The store holds ``--calls`` ended calls spread evenly over 8 days, each with ~1.5 KB of text (a
-system instruction, a user message, an answer), its body, three events and its full-text entries,
-written with the checkout's own ``exporter._sql.write_batch`` (so an older checkout gets its own
-schema); the file is built once per checkout and size and copied for every case. Retention keeps 7
-days: it deletes one day, an eighth of the calls.
+The store holds ``--calls`` ended calls spread evenly over the 8 days before the hour it is built,
+each with ~1.5 KB of text (a system instruction, a user message, an answer, drawn from a pool of
+``TEXT_POOL`` of each), its body, three events and its full-text entries, written with the
+checkout's own ``exporter._sql.write_batch`` (so an older checkout gets its own schema), in
+transactions of ``BUILD_BATCH`` calls; the file is built once per checkout and size, used for
+``CACHE_HOURS`` and copied for every case. Retention keeps 7 days: it deletes the store's first day
+and the hours since it was built. ``--store`` prunes a copy of a given store instead (e.g.
+``bench_list_1m``'s, whose calls are smaller), with retention's clock set a day after its first call;
+``--case`` runs one case; ``--limit-s`` stops a case whose retention has not ended by then and
+reports the waits so far and how many old calls it deleted (not completed).
 
 Cases, each in a process of its own, each on a fresh copy of the file:
 
@@ -52,11 +59,24 @@ sys.path.insert(0, str(BENCH))
 import _common as common  # noqa: E402
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 DAYS = 8
 RETENTION_DAYS = 7
 FULL = {"calls": 1_000_000, "rate": 50.0}
 QUICK = {"calls": 100_000, "rate": 50.0}
-BUILD_BATCH = 2000
+CASES = ("same process", "other process")
+NEVER_LOST_S = 10 * 365 * 86_400.0
+"""The stores' heartbeat timeout: no call in flight is closed as lost (a given ``--store`` may hold
+calls in flight of processes long gone, bench_list_1m's 40,000: closing them is not retention's
+delete work, and the app's own maintenance would do it beside the other process's prune)."""
+BUILD_BATCH = 20_000
+"""Calls a build transaction writes (the store's own writer writes a few; a bulk load many)."""
+TEXT_POOL = 4096
+"""Distinct texts of each kind the built calls draw theirs from (a call's text costs the indexes
+what any text of its length does; generating 3M texts in Python was half of a 1M build)."""
+CACHE_HOURS = 6
+"""A built store is used for this long after the hour it was built for: retention then deletes the
+store's first day and up to these hours more (the calls are spread over the 8 days before it)."""
 
 
 # -- the store ----------------------------------------------------------------------------------
@@ -80,12 +100,13 @@ def build(path: Path, calls: int, now_ms: int, seed: int = 5) -> None:
     fields = {field.name for field in dataclasses.fields(CallRows)}
     step_ms = DAYS * DAY_MS / calls
     start_ms = now_ms - DAYS * DAY_MS
+    pools = [[common.realistic_text(rng, n) for _ in range(TEXT_POOL)] for n in (100, 900, 500)]
     for first in range(0, calls, BUILD_BATCH):
         batch = RowBatch()
         for i in range(first, min(calls, first + BUILD_BATCH)):
             enqueued = int(start_ms + i * step_ms)
             call_id = f"{i:032x}"
-            system, user, answer = (common.realistic_text(rng, n) for n in (100, 900, 500))
+            system, user, answer = (rng.choice(pool) for pool in pools)
             call = _call_row(call_id, enqueued, user, answer, rng)
             body = {
                 "call_id": call_id,
@@ -244,7 +265,22 @@ def _summary(waits: list[tuple[float, float]], started: float, ended: float) -> 
     }
 
 
-def case_same_process(path: Path, rate: float) -> dict[str, Any]:
+def _old_calls(path: Path, now_ms: int | None) -> int:
+    """The calls enqueued before retention's cut-off (``now_ms``, else now, less 7 days)."""
+    import sqlite3
+
+    cutoff_ms = (now_ms or int(time.time() * 1000)) - RETENTION_DAYS * DAY_MS
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+        old = "SELECT COUNT(*) FROM llm_calls WHERE enqueued_at < ?"
+        return connection.execute(old, (cutoff_ms,)).fetchone()[0]
+
+
+def _unfinished(path: Path, now_ms: int | None, old: int, limit_s: float) -> dict[str, Any]:
+    left = _old_calls(path, now_ms)
+    return {"error": f"did not end within {limit_s:.0f} s ({old - left:,} of {old:,} old calls deleted)"}
+
+
+def case_same_process(path: Path, rate: float, now_ms: int | None, limit_s: float) -> dict[str, Any]:
     import exporter.store as store_module
     from exporter import retention
 
@@ -254,7 +290,7 @@ def case_same_process(path: Path, rate: float) -> dict[str, Any]:
     def run_retention(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            result = original(*args, **kwargs)
+            result = original(*args, **({"now_ms": now_ms} if now_ms else {}), **kwargs)
         except Exception as exc:
             runs.append(
                 {"started": started, "ended": time.perf_counter(), "error": f"{type(exc).__name__}: {exc}"}
@@ -266,20 +302,29 @@ def case_same_process(path: Path, rate: float) -> dict[str, Any]:
     store_module.run_retention = run_retention
     stop = threading.Event()
     with timed_writes() as waits:
-        store = store_module.SpanStore(str(path), retention_days=RETENTION_DAYS)
+        store = store_module.SpanStore(
+            str(path), retention_days=RETENTION_DAYS, heartbeat_timeout_s=NEVER_LOST_S
+        )
+        old = _old_calls(path, now_ms)
         app = _app(store, rate, stop)
-        deadline = time.perf_counter() + 3600
-        while not runs and time.perf_counter() < deadline:
+        started = time.perf_counter()
+        while not runs and time.perf_counter() < started + limit_s:
             time.sleep(0.2)
         stop.set()
         app.join()
+        if not runs:  # retention goes on: what the writes waited until now, then out
+            ended = time.perf_counter()
+            unfinished = _unfinished(path, now_ms, old, limit_s)
+            return {**unfinished, "seconds": ended - started, **_summary(waits, started, ended)}
         store.flush(30)
         store.shutdown()
-    run = runs[0] if runs else {"started": 0.0, "ended": 0.0, "error": "did not end within an hour"}
+    run = runs[0]
     return {**run, "seconds": run["ended"] - run["started"], **_summary(waits, run["started"], run["ended"])}
 
 
-def case_other_process(path: Path, rate: float, work: Path) -> dict[str, Any]:
+def case_other_process(
+    path: Path, rate: float, work: Path, now_ms: int | None, limit_s: float
+) -> dict[str, Any]:
     from exporter import open_database, prune
 
     ready, waits_file = work / "app-ready", work / "app-waits.json"
@@ -294,15 +339,24 @@ def case_other_process(path: Path, rate: float, work: Path) -> dict[str, Any]:
         while not ready.exists():
             time.sleep(0.05)
         time.sleep(1)
-        database = open_database(str(path))
+        old = _old_calls(path, now_ms)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            database = open_database(str(path))
+            try:
+                outcome["pruned"] = prune(database, older_than=RETENTION_DAYS, now_ms=now_ms)
+            except Exception as exc:
+                outcome["error"] = f"{type(exc).__name__}: {exc}"
+            database.close()
+
         started = time.time()
-        try:
-            pruned = prune(database, older_than=RETENTION_DAYS)
-            outcome: dict[str, Any] = {"pruned": pruned}
-        except Exception as exc:
-            outcome = {"error": f"{type(exc).__name__}: {exc}"}
+        pruning = threading.Thread(target=run, daemon=True)  # left behind if it does not end in time
+        pruning.start()
+        pruning.join(limit_s)
         ended = time.time()
-        database.close()
+        if pruning.is_alive():
+            outcome = _unfinished(path, now_ms, old, limit_s)
     finally:
         assert app.stdin is not None
         app.stdin.close()
@@ -317,7 +371,8 @@ def app_child(spec: dict[str, Any]) -> None:
 
     stop = threading.Event()
     with timed_writes() as waits:
-        store = SpanStore(spec["db"], retention_days=3650)  # nothing of its own to prune
+        # nothing of its own to prune, nor calls in flight to close
+        store = SpanStore(spec["db"], retention_days=3650, heartbeat_timeout_s=NEVER_LOST_S)
         store.flush(60)
         app = _app(store, spec["rate"], stop)
         Path(spec["ready"]).touch()
@@ -341,8 +396,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any] | None:
         return {"bytes": Path(spec["db"]).stat().st_size}
     path = Path(spec["db"])
     if spec["case"] == "same process":
-        return case_same_process(path, spec["rate"])
-    return case_other_process(path, spec["rate"], Path(spec["work"]))
+        return case_same_process(path, spec["rate"], spec.get("now_ms"), spec["limit_s"])
+    return case_other_process(path, spec["rate"], Path(spec["work"]), spec.get("now_ms"), spec["limit_s"])
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -354,6 +409,23 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _first_enqueued(path: Path) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+        return int(connection.execute("SELECT MIN(enqueued_at) FROM llm_calls").fetchone()[0])
+
+
+def _cached(cache: Path, prefix: str, now_ms: int) -> Path:
+    """The newest store built for one of the last ``CACHE_HOURS`` hours, else the path to build
+    one for ``now_ms`` at (the file's name ends with the hour it was built for)."""
+    for hours in range(CACHE_HOURS):
+        path = cache / f"{prefix}{now_ms - hours * HOUR_MS}.db"
+        if path.exists():
+            return path
+    return cache / f"{prefix}{now_ms}.db"
+
+
 def _copy(source: Path, target: Path) -> Path:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
@@ -362,22 +434,36 @@ def _copy(source: Path, target: Path) -> Path:
 
 
 def bench(
-    calls: int, rate: float, trees: dict[str, str], cache: Path, work: Path, summary: dict[str, Any]
+    calls: int,
+    rate: float,
+    trees: dict[str, str],
+    cache: Path,
+    work: Path,
+    summary: dict[str, Any],
+    cases: Sequence[str] = CASES,
+    store: Path | None = None,
+    limit_s: float = 3600,
 ) -> str:
     rows = []
-    now_ms = int(time.time() * 1000) // DAY_MS * DAY_MS  # the day the cached files were made for
+    now_ms = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    retention_now_ms = None
+    if store is not None:  # retention's "now": a day after the store's first call
+        retention_now_ms = _first_enqueued(store) + (RETENTION_DAYS + 1) * DAY_MS
     for name, tree in {"this": None, **trees}.items():
-        built = cache / f"llm_otel_retention_{name}_{calls}_{now_ms}.db"
+        built = store or _cached(cache, f"llm_otel_retention_{name}_{calls}_", now_ms)
         if not built.exists():
             started = time.perf_counter()
             spec = {"case": "build", "db": str(built), "calls": calls, "now_ms": now_ms, "tree": tree}
             size = run_child(spec)["bytes"]
             seconds = time.perf_counter() - started
             print(f"  built {calls:,} calls ({size / 1e9:.1f} GB) for {name} in {seconds:.0f} s")
-        for case in ("same process", "other process"):
+        for case in cases:
             copy = _copy(built, work / "retention.db")
             spec = {"case": case, "db": str(copy), "rate": rate, "tree": tree, "work": str(work)}
+            spec.update(now_ms=retention_now_ms, limit_s=limit_s)
+            loads = [f"{os.getloadavg()[0]:.1f}"]
             result = run_child(spec)
+            loads.append(f"{os.getloadavg()[0]:.1f}")
             print(f"  {name} {case}: {result}", flush=True)
             summary[f"{name} {case}"] = {"max_wait_ms": result["max"], "completed": "error" not in result}
             done = "yes" if "error" not in result else f"**no**: {result['error']}"
@@ -388,6 +474,7 @@ def bench(
             rows.append(
                 [
                     f"{'this checkout' if tree is None else name}, {case}",
+                    "–".join(loads),
                     done,
                     f"{result.get('pruned', 0):,}",
                     f"{result['seconds']:.0f}",
@@ -399,11 +486,13 @@ def bench(
             )
     return (
         f"**retention**: one day of {calls:,} calls over {DAYS} days (~1.5 KB of text each) pruned while "
-        f"the app ends {rate:.0f} calls a second; load average {common.load()} at the end. Wait = asking "
-        "for a write transaction → holding the lock, ms.\n\n"
+        f"the app ends {rate:.0f} calls a second; load average {common.load()} at the end (load: the "
+        "1-minute average before and after each case). Wait = asking for a write transaction → holding "
+        "the lock, ms.\n\n"
         + common.table(
             [
                 "store, retention in",
+                "load",
                 "completed",
                 "rows deleted",
                 "seconds",
@@ -424,7 +513,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, help="calls a second the app ends while retention runs")
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument(
+        "--case", action="append", choices=CASES, help="only this case (repeat for more; default: both)"
+    )
+    parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()), help="where built files are kept"
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="prune a copy of this store instead of one built (e.g. bench_list_1m's): retention then "
+        "keeps the 7 days from a day after its first call, whatever its calls hold",
+    )
+    parser.add_argument(
+        "--limit-s",
+        type=float,
+        default=3600,
+        help="a case whose retention has not ended by then reports the waits so far and how far it got",
     )
     parser.add_argument("--markdown", help="write the results as a markdown fragment to this file")
     parser.add_argument("--summary", help="write the key figures as JSON to this file")
@@ -433,7 +537,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.child:
         result = child(json.loads(args.child))
         if result is not None:
-            print(json.dumps(result))
+            print(json.dumps(result), flush=True)
+            os._exit(0)  # a retention left unfinished (``--limit-s``) is not waited for
         return
     settings = QUICK if args.quick else FULL
     calls, rate = args.calls or settings["calls"], args.rate or settings["rate"]
@@ -441,7 +546,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary: dict[str, Any] = {}
     trees = dict(item.split("=", 1) for item in args.tree)
     with tempfile.TemporaryDirectory(prefix="bench-retention-") as directory:
-        section = bench(calls, rate, trees, args.cache, Path(directory), summary)
+        section = bench(
+            calls,
+            rate,
+            trees,
+            args.cache,
+            Path(directory),
+            summary,
+            args.case or CASES,
+            args.store,
+            args.limit_s,
+        )
     print("\n" + section)
     common.write_markdown(args.markdown, section)
     common.write_summary(args.summary, summary)

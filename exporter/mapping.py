@@ -145,6 +145,10 @@ class RowBatch:
     """``closing_row``s of calls whose ended span the writer had to drop."""
     losses: list[dict[str, Any]] = field(default_factory=list)
     """``llm_store_losses`` rows: what the writer lost, upserted by (process, kind, started_at)."""
+    first_written: set[str] = field(default_factory=set)
+    """Calls queued in this batch whose end is in it too (``exporter.writer``: their live records
+    are left out): no row of theirs was stored before, so their final rows are not looked up to
+    be written as an end alone (``exporter._sql.ended_apart``)."""
     _queued_calls: dict[str, CallRows] = field(default_factory=dict, repr=False, compare=False)
     """The rows of ``queued`` by call id, for the dispatch notices merged into them."""
 

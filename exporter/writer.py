@@ -587,6 +587,8 @@ class StoreWriter:
         kept: list[Record] = []
         for record in pending:
             if ended and type(record) in (QueuedCall, CallNotice) and record.call_id in ended:
+                if type(record) is QueuedCall:
+                    batch.first_written.add(record.call_id)
                 if record.call_id in written_by_end:
                     kept.append(record)
                 else:

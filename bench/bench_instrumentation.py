@@ -919,7 +919,7 @@ def replay_child(spec: dict[str, Any]) -> dict[str, float]:
             self.cursor.close()
 
     @contextmanager
-    def timed_transaction(connection: Any, begin: str = "BEGIN IMMEDIATE") -> Iterator[Any]:
+    def timed_transaction(connection: Any, begin: str = "BEGIN IMMEDIATE", **_: Any) -> Iterator[Any]:
         cursor = TimedCursor(connection.cursor())
         cursor.execute(begin)
         yield cursor

@@ -930,6 +930,7 @@ def replay_child(spec: dict[str, Any]) -> dict[str, float]:
     store = _connection.StoreFile(lambda: database)
     mapper = writer.StoreWriter.__new__(writer.StoreWriter)  # its _map alone: no thread
     mapper._lock, mapper.process, mapper._dropped = threading.Lock(), "bench:0", 0
+    mapper._prompts = {}  # the prompts its queued rows computed (a checkout before them ignores it)
     ends = [record for record in records if type(record) is EndedSpan]
     live = [record for record in records if type(record) is not EndedSpan]
     batches, per_call = [], spec["batch"]

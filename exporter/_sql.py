@@ -17,7 +17,11 @@ writers, changes nothing the second time:
 
 - a final row (span ended) overwrites the call's row and body and (re)indexes the call for
   full-text search (a call is indexed when it ends: trigram indexing is the most expensive part of
-  a write, and indexing the prompt twice per call would cost ~40% of the ingest rate);
+  a write, and indexing the prompt twice per call would cost ~40% of the ingest rate). On SQLite
+  a call whose stored row already holds the final row's ``START_COLUMNS`` (queued in an earlier
+  batch, as every call longer than the writer's linger is) gets only its ``END_COLUMNS`` set
+  (``final_end``, ``ended_apart``: one read a batch decides): the same row, triggers and index
+  entries as the overwrite, without the upsert's insert;
 - a live row (queued, dispatched, first token, retry) only fills empty columns and advances
   ``status`` / ``retry_count``, and only while the stored status is ``queued`` or ``running``: a
   notice that arrives after the end never regresses a finished call;

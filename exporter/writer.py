@@ -12,7 +12,9 @@ milliseconds after ``put``.
 
 A call whose span ended within the batch is written once, from its ``EndedSpan``: its
 ``QueuedCall`` and ``CallNotice`` records in the same batch add nothing the ended span does not
-carry (its events included), so they are not mapped or written.
+carry (its events included), so they are not mapped or written. A call queued in an earlier batch
+has its end mapped with the prompt preview its queued row computed (``RowBatch.prompts``, when the
+input is the same) and written as its end's columns alone (``exporter._sql.ended_apart``).
 
 Usage (``exporter.store.SpanStore`` does this for you)::
 

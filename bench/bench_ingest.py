@@ -11,7 +11,8 @@ Usage::
 Every call carries ~3.2 KB of text (a 200-character system instruction, an 1,800-character user
 message, a 1,000-character answer: pseudo-English words from ~1,100 distinct ones, a fifth of runs
 of Chinese characters, so the trigram index sees the variety of real text), a dispatch and a first
-token event, tokens and labels. Each case writes into a fresh SQLite file, in a process of its own.
+token event, tokens and labels, and an id made as the checkout's instrumentation makes it. Each
+case writes into a fresh SQLite file, in a process of its own.
 
 Ingest cases, calls per second from the first hand-over to the last row written:
 
@@ -80,29 +81,38 @@ def write_texts(path: Path, count: int, seed: int) -> None:
     path.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
 
 
-def make_spans(texts: Sequence[Sequence[str]], prefix: str) -> list[Any]:
-    """Ended streaming calls, one per text, as the instrumentation makes them."""
+def _call_id_maker() -> Any:
+    """The checkout's way of making a call id (``new_call_id``; before it, 128 random bits): the
+    store's b-trees keyed by the id fill as the app's calls fill them."""
+    from llm_otel.instrumentation import call
+
+    return getattr(call, "new_call_id", None) or (lambda: f"{random.getrandbits(128):032x}")
+
+
+def make_spans(texts: Sequence[Sequence[str]]) -> list[Any]:
+    """Ended streaming calls, one per text, as the instrumentation makes them (their ids too)."""
     from opentelemetry.sdk.trace import TracerProvider
 
     from tests.exporter.call_spans import dispatch, finish, first_token, start_call
 
     tracer = TracerProvider().get_tracer("bench")
+    new_id = _call_id_maker()
     spans = []
-    for i, (system, user, answer) in enumerate(texts):
+    for system, user, answer in texts:
         messages = [{"role": "user", "parts": [{"type": "text", "content": user}]}]
         output = [
             {"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"}
         ]
         span = start_call(
             tracer,
-            f"{prefix}-{i:08d}",
+            new_id(),
             **{
                 "gen_ai.system_instructions": json.dumps(
                     [{"type": "text", "content": system}], ensure_ascii=False
                 ),
                 "gen_ai.input.messages": json.dumps(messages, ensure_ascii=False),
-                "llm_otel.source": f"source-{i % 12}",
-                "llm_otel.requested_by": f"user-{i % 300}",
+                "llm_otel.source": f"source-{len(spans) % 12}",
+                "llm_otel.requested_by": f"user-{len(spans) % 300}",
             },
         )
         dispatch(span, at_ms=5, wait=0.005)
@@ -236,7 +246,7 @@ def _size(path: Path, texts: list[Any], calls: int) -> dict[str, Any]:
     while done < calls:
         count = min(5000, calls - done)
         chunk = [texts[(done + i) % len(texts)] for i in range(count)]
-        for span in make_spans(chunk, f"size{done}"):
+        for span in make_spans(chunk):
             store.span_processor.on_end(span)
         assert store.flush(600)
         done += count
@@ -261,7 +271,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     case = spec["case"]
     if case == "size":
         return _size(path, texts, spec["calls"])
-    spans = make_spans(texts[: spec["calls"]], f"{case}-{spec['round']}")
+    spans = make_spans(texts[: spec["calls"]])
     if case == "raw":
         wall, cpu = _raw(path, spans)
     elif case == "exporter":
@@ -371,7 +381,7 @@ def bench_handoff(work: Path, texts: list[Any]) -> str:
     sys.path.insert(0, str(ROOT))
     from exporter.store import SpanStore
 
-    spans = make_spans(texts[:4000], "handoff")
+    spans = make_spans(texts[:4000])
     lines = []
     for locked in (False, True):
         path = _fresh(work / f"handoff-{locked}.db")

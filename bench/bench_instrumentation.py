@@ -828,10 +828,43 @@ def _statement_names(tree_sql: Any) -> dict[str, str]:
     return names
 
 
+def _call_id_maker() -> Callable[[], str]:
+    """The checkout's way of making a call id (``new_call_id``; before it, 128 random bits)."""
+    from random import getrandbits
+
+    from llm_otel.instrumentation import call
+
+    return getattr(call, "new_call_id", None) or (lambda: f"{getrandbits(128):032x}")
+
+
+def _prefill(store: Any, template: list[Any], calls: int) -> None:
+    """Write ``calls`` ended calls (copies of the ``template`` ends' rows, each with an id made as
+    the checkout makes them) before the replay, so that it writes into b-trees of a store's size."""
+    from exporter.mapping import CallRows, RowBatch, span_to_rows
+
+    rows = [r for r in (span_to_rows(record.span) for record in template) if r is not None]
+    new_id = _call_id_maker()
+    for start in range(0, calls, 500):
+        batch = RowBatch()
+        for i in range(start, min(calls, start + 500)):
+            source, call_id = rows[i % len(rows)], new_id()
+            copied = CallRows(
+                {**source.call, "call_id": call_id},
+                {**source.body, "call_id": call_id},
+                [{**event, "call_id": call_id, "live": 0} for event in source.events],
+            )
+            batch.finals.append(copied)
+            batch.events.extend(copied.events)
+        store.write(batch)
+
+
 def replay_child(spec: dict[str, Any]) -> dict[str, float]:
     """The writer's work on the records ``spec["calls"]`` calls of ``spec["case"]`` hand the store,
     replayed alone in batches of ``spec["batch"]`` calls (``spec["apart"]``: the live records of
-    that many calls first, then their ends): thread CPU µs per call of each step."""
+    that many calls first, then their ends), into a store holding ``spec["prefill"]`` calls: thread
+    CPU µs per call of each step. With ``spec["instructions"]`` (run under callgrind, collecting
+    inside ``functools.reduce`` only) the loop runs inside one ``reduce`` and nothing is timed."""
+    import functools
     import threading
     from contextlib import contextmanager
 
@@ -842,17 +875,24 @@ def replay_child(spec: dict[str, Any]) -> dict[str, float]:
 
     captured: list[Any] = []
     writer.StoreWriter.put = lambda self, record: captured.append(record) or True  # type: ignore[method-assign]
+    database = open_database(os.path.join(spec["work"], "replayed.db"))
+    migrate(database)
     with contextlib.ExitStack() as stack:
         base_url = stack.enter_context(fake_server_process(HTTP_ANSWER)) if spec["case"] == "http" else None
         _client, make = _calls(spec["case"], base_url)
         enable("llm-otel+store", os.path.join(spec["work"], "captured.db"))
+        if spec.get("prefill"):  # before the replayed calls are made: their ids are made later
+            for _ in range(20):
+                make["call"]()
+            template = [record for record in captured if type(record) is EndedSpan]
+            _prefill(_connection.StoreFile(lambda: database), template, spec["prefill"])
+            captured.clear()
         for _ in range(spec["calls"]):
             make["call"]()
     records = list(captured)
-    database = open_database(os.path.join(spec["work"], "replayed.db"))
-    migrate(database)
     names = _statement_names(_sql)
     costs: dict[str, int] = {}
+    timed = not spec.get("instructions")
 
     class TimedCursor:
         def __init__(self, cursor: Any) -> None:
@@ -879,16 +919,18 @@ def replay_child(spec: dict[str, Any]) -> dict[str, float]:
             self.cursor.close()
 
     @contextmanager
-    def timed_transaction(connection: Any, begin: str = "BEGIN IMMEDIATE") -> Iterator[Any]:
+    def timed_transaction(connection: Any, begin: str = "BEGIN IMMEDIATE", **_: Any) -> Iterator[Any]:
         cursor = TimedCursor(connection.cursor())
         cursor.execute(begin)
         yield cursor
         cursor.execute("COMMIT")
 
-    _connection.transaction = timed_transaction  # type: ignore[assignment]
+    if timed:
+        _connection.transaction = timed_transaction  # type: ignore[assignment]
     store = _connection.StoreFile(lambda: database)
     mapper = writer.StoreWriter.__new__(writer.StoreWriter)  # its _map alone: no thread
     mapper._lock, mapper.process, mapper._dropped = threading.Lock(), "bench:0", 0
+    mapper._prompts = {}  # the prompts its queued rows computed (a checkout before them ignores it)
     ends = [record for record in records if type(record) is EndedSpan]
     live = [record for record in records if type(record) is not EndedSpan]
     batches, per_call = [], spec["batch"]
@@ -904,20 +946,70 @@ def replay_child(spec: dict[str, Any]) -> dict[str, float]:
             end_at = records.index(ends[last], first)
             batches.append(records[first : end_at + 1])
             first = end_at + 1
+    calls = len(batches) * per_call // (2 if spec.get("apart") else 1)
+    if not timed:
+        replay = lambda _, batch: store.write(writer.StoreWriter._map(mapper, list(batch)))  # noqa: E731
+        functools.reduce(replay, batches, None)
+        return {"calls": calls}
     mapped = 0
     for batch in batches:
         start = time.thread_time_ns()
         rows = writer.StoreWriter._map(mapper, list(batch))
         mapped += time.thread_time_ns() - start
         store.write(rows)
-    calls = len(batches) * per_call // (2 if spec.get("apart") else 1)
     result = {name: cost / calls / 1000 for name, cost in costs.items()}
     result["mapping"] = mapped / calls / 1000
     return result
 
 
-def replay_markdown(case: str, batch: int, apart: int, results: dict[str, list[dict[str, float]]]) -> str:
-    """The replay's table: µs per call of each step (median over the runs), one column per tree."""
+def instructions_child(spec: dict[str, Any]) -> dict[str, float]:
+    """``replay_child`` under callgrind: instructions per call of the replay loop, in all and in
+    SQLite's ``sqlite3_step`` (the statements' own work; the rest is Python: mapping, binding)."""
+    out = os.path.join(spec["work"], "callgrind.out")
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--collect-atstart=no",
+        "--toggle-collect=functools_reduce",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        json.dumps(spec),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise SystemExit(f"replay under callgrind failed:\n{done.stderr[-3000:]}")
+    calls = json.loads(done.stdout.strip().splitlines()[-1])["calls"]
+    annotated = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", out],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    total = step = 0
+    for line in annotated.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        count = words[0].replace(",", "")
+        if line.rstrip().endswith("PROGRAM TOTALS") and count.isdigit():
+            total = int(count)
+        elif count.isdigit() and not step and any(word.endswith(":sqlite3_step") for word in words):
+            step = int(count)
+    return {"instructions": total / calls, "sqlite3_step": step / calls}
+
+
+def replay_markdown(
+    case: str,
+    batch: int,
+    apart: int,
+    prefill: int,
+    results: dict[str, list[dict[str, float]]],
+    instructions: bool = False,
+) -> str:
+    """The replay's table: µs (or instructions) per call of each step (median over the runs), one
+    column per tree."""
     steps = sorted(
         {step for runs in results.values() for run in runs for step in run},
         key=lambda step: -statistics.median(run.get(step, 0.0) for run in next(iter(results.values()))),
@@ -929,14 +1021,24 @@ def replay_markdown(case: str, batch: int, apart: int, results: dict[str, list[d
             sum(run.values()) if step is None else run.get(step, 0.0) for run in results[column]
         )
 
-    rows = [[f"`{step}`", *(f"{median(c, step):.1f}" for c in columns)] for step in steps]
-    rows.append(["**whole batch**", *(f"**{median(c, None):.0f}**" for c in columns)])
     how = f"the live records of {apart} calls, then their ends" if apart else f"batches of {batch} calls"
+    if prefill:
+        how += f", into a store of {prefill:,} calls"
     runs = len(next(iter(results.values())))
+    if instructions:
+        rows = [
+            [label, *(f"{median(c, step) / 1e6:.3f} M" for c in columns)]
+            for label, step in (("whole loop", "instructions"), ("of which `sqlite3_step`", "sqlite3_step"))
+        ]
+        what = "instructions per call (callgrind, inside the replay loop only)"
+    else:
+        rows = [[f"`{step}`", *(f"{median(c, step):.1f}" for c in columns)] for step in steps]
+        rows.append(["**whole batch**", *(f"**{median(c, None):.0f}**" for c in columns)])
+        what = "thread CPU µs per call of each step"
     return (
-        f"**writer replay, {case}**: the records of the case's calls replayed alone ({how}), thread "
-        f"CPU µs per call of each step, median of {runs} runs per checkout (interleaved); load "
-        f"{common.load()}.\n\n" + common.table(["step", *columns], rows, "l" + "r" * len(columns))
+        f"**writer replay, {case}**: the records of the case's calls replayed alone ({how}), {what}, "
+        f"median of {runs} runs per checkout (interleaved); load {common.load()}.\n\n"
+        + common.table(["step", *columns], rows, "l" + "r" * len(columns))
     )
 
 
@@ -975,6 +1077,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--apart", type=int, default=0, help="--writer-replay: live records of N calls, then their ends"
     )
+    parser.add_argument(
+        "--prefill", type=int, default=0, help="--writer-replay: into a store already holding N calls"
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="--writer-replay: count instructions per call under callgrind (the load does not move them)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -997,11 +1107,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "calls": args.calls or 1000,
                         "batch": args.batch,
                         "apart": args.apart,
+                        "prefill": args.prefill,
+                        "instructions": args.instructions,
                         "tree": tree,
                         "work": tempfile.mkdtemp(dir=work),
                     }
-                    replays[name].append(run_child(spec))
-            print(replay_markdown(args.case, args.batch, args.apart, replays))
+                    replays[name].append(instructions_child(spec) if args.instructions else run_child(spec))
+            how = (args.case, args.batch, args.apart, args.prefill)
+            print(replay_markdown(*how, replays, args.instructions))
             return
         variants = list(args.variants.split(",") if args.variants else VARIANTS)
         missing = v2_available()

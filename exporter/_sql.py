@@ -17,7 +17,11 @@ writers, changes nothing the second time:
 
 - a final row (span ended) overwrites the call's row and body and (re)indexes the call for
   full-text search (a call is indexed when it ends: trigram indexing is the most expensive part of
-  a write, and indexing the prompt twice per call would cost ~40% of the ingest rate);
+  a write, and indexing the prompt twice per call would cost ~40% of the ingest rate). On SQLite
+  a call whose stored row already holds the final row's ``START_COLUMNS`` (queued in an earlier
+  batch, as every call longer than the writer's linger is) gets only its ``END_COLUMNS`` set
+  (``final_end``, ``ended_apart``: one read a batch decides): the same row, triggers and index
+  entries as the overwrite, without the upsert's insert;
 - a live row (queued, dispatched, first token, retry) only fills empty columns and advances
   ``status`` / ``retry_count``, and only while the stored status is ``queued`` or ``running``: a
   notice that arrives after the end never regresses a finished call;
@@ -39,7 +43,8 @@ Because each merge is monotonic, the order of rows for one call inside a batch d
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,6 +127,14 @@ class Statements:
     updates: Mapping[str, str]
     """By live notice kind (dispatched, first_token, retry)."""
     final_call: str
+    """Writes a call's final row whole (an upsert: every column overwritten)."""
+    final_end: str
+    """SQLite: sets only ``END_COLUMNS`` of a stored row that already holds the final row's
+    ``START_COLUMNS`` (``ended_apart`` finds them), which is what ``final_call`` would make of it
+    without its insert; "" where ``final_call`` writes every final row (PostgreSQL: the transactions
+    of several writers may overlap, so a row read before the update may have changed)."""
+    stored_starts: str
+    """SQLite: reads ``START_COLUMNS`` of the stored rows of a JSON list of call ids (``ended_apart``)."""
     final_body: str
     event: str
     """Inserts one event. With ``event_state`` it is a plain insert of the events
@@ -150,13 +163,39 @@ def _columns(model: type[peewee.Model]) -> list[str]:
 
 
 CALL_COLUMNS = _columns(LLMCall)
+END_COLUMNS = (
+    "status",
+    "started_at",
+    "first_token_at",
+    "ended_at",
+    "wait_ms",
+    "first_token_ms",
+    "duration_ms",
+    "retry_count",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "finish_reasons",
+    "error_type",
+    "error_message",
+    "response_model",
+    "response_id",
+    "response_preview",
+    "updated_at",
+)
+"""The columns of ``llm_calls`` a call's end may change in the row written while it was in flight."""
+START_COLUMNS = tuple(column for column in CALL_COLUMNS if column not in END_COLUMNS)
+"""The others, ``call_id`` first: what a call's queued row already holds as its final row has it."""
 BODY_COLUMNS = _columns(LLMCallBody)
 TASK_COLUMNS = _columns(LLMTask)
 SNAPSHOT_COLUMNS = _columns(SchedulerSnapshot)
 LOSS_COLUMNS = ["process", "kind", "started_at", "ended_at", "records", "calls", "reason"]
 
 
-def _statements(d: Dialect, *, fts: bool, event_lock: str, events_checked: bool) -> Statements:
+def _statements(
+    d: Dialect, *, fts: bool, event_lock: str, events_checked: bool, ends_apart: bool
+) -> Statements:
     """The write statements in dialect ``d`` (for SQLite, byte for byte the measured ones)."""
 
     def p(name: str) -> str:
@@ -263,6 +302,14 @@ def _statements(d: Dialect, *, fts: bool, event_lock: str, events_checked: bool)
             n.RETRY: retry,
         },
         final_call=overwrite("llm_calls", CALL_COLUMNS, ["call_id"]),
+        final_end=(
+            "UPDATE llm_calls SET "
+            + ", ".join(f"{column} = {p(column)}" for column in END_COLUMNS)
+            + f" WHERE call_id = {p('call_id')}"
+        )
+        if ends_apart
+        else "",
+        stored_starts=STORED_STARTS_SQL if ends_apart else "",
         final_body=f"{body_insert} ON CONFLICT(call_id) DO UPDATE SET "
         + ", ".join(f"{column} = excluded.{column}" for column in BODY_COLUMNS if column != "call_id"),
         event=event,
@@ -297,8 +344,17 @@ EVENT_STATE_SQL = (
 """SQLite, parameter: a JSON list of distinct call ids. Each call's status (NULL: no row) and the
 kind and time of each of its events (NULL: none), one row per event."""
 
-SQLITE = _statements(SQLITE_DIALECT, fts=True, event_lock="", events_checked=True)
-POSTGRESQL = _statements(POSTGRESQL_DIALECT, fts=False, event_lock=EVENT_ORDER_LOCK_SQL, events_checked=False)
+STORED_STARTS_SQL = (
+    "SELECT "
+    + ", ".join(f"c.{column}" for column in START_COLUMNS)
+    + " FROM json_each(?) AS j JOIN llm_calls AS c ON c.call_id = j.value"
+)
+"""SQLite, parameter: a JSON list of call ids. ``START_COLUMNS`` of each of those calls stored."""
+
+SQLITE = _statements(SQLITE_DIALECT, fts=True, event_lock="", events_checked=True, ends_apart=True)
+POSTGRESQL = _statements(
+    POSTGRESQL_DIALECT, fts=False, event_lock=EVENT_ORDER_LOCK_SQL, events_checked=False, ends_apart=False
+)
 
 
 def statements_for(database: peewee.Database) -> Statements:
@@ -332,7 +388,13 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
     for kind, rows in batch.updates.items():
         many(cursor, sql.updates[kind], rows)
     if batch.finals:
-        many(cursor, sql.final_call, [rows.call for rows in batch.finals])
+        finals = [rows.call for rows in batch.finals]
+        if sql.final_end:
+            ends, finals = ended_apart(cursor, finals, batch.first_written, sql.stored_starts)
+            if ends:
+                many(cursor, sql.final_end, ends)
+        if finals:
+            many(cursor, sql.final_call, finals)
     if batch.queued:
         many(cursor, sql.queued_body, [rows.body for rows in batch.queued])
     if batch.finals:
@@ -359,6 +421,32 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
     if batch.finals and ended:
         # Last: the index entries of the whole batch stay in memory until the commit writes them.
         index(cursor, ended)
+
+
+_starts = operator.itemgetter(*START_COLUMNS)
+
+
+def ended_apart(
+    cursor: DBAPICursor,
+    finals: Sequence[Mapping[str, Any]],
+    first_written: Collection[str],
+    stored_starts: str,
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Split the final rows ``finals`` into those whose call's stored row already holds their
+    ``START_COLUMNS`` (a call queued in an earlier batch: its end sets ``END_COLUMNS`` alone, which
+    leaves the row, its triggers' work and its indexes as the whole upsert would, without the
+    upsert's insert) and the others (written whole). One read for the batch; the calls of
+    ``first_written`` (queued in this batch: no row stored before) are not looked up."""
+    wanted = [call["call_id"] for call in finals if call["call_id"] not in first_written]
+    if not wanted:
+        return [], list(finals)
+    cursor.execute(stored_starts, (to_json(list(dict.fromkeys(wanted))),))
+    stored = {row[0]: tuple(row) for row in cursor.fetchall()}
+    ends, whole = [], []
+    for call in finals:
+        held = stored.get(call["call_id"])
+        (ends if held is not None and held == _starts(call) else whole).append(call)
+    return ends, whole
 
 
 def _event_key(call_id: str, kind: str, at: int) -> tuple[str, str, int | None]:

@@ -121,6 +121,17 @@ class CallUpdate:
     event: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class KnownPrompt:
+    """The prompt preview a call's queued row computed from its start attributes, kept until its
+    end is mapped (``RowBatch.prompts``): the end's attributes hold the same values, and parsing
+    the input messages again for it is a large part of mapping a call with a long prompt."""
+
+    system_instructions: Any
+    input_messages: Any
+    prompt_preview: str | None
+
+
 @dataclass
 class RowBatch:
     """The rows of one transaction, mapped from records (``exporter.records``) in arrival order.
@@ -145,6 +156,13 @@ class RowBatch:
     """``closing_row``s of calls whose ended span the writer had to drop."""
     losses: list[dict[str, Any]] = field(default_factory=list)
     """``llm_store_losses`` rows: what the writer lost, upserted by (process, kind, started_at)."""
+    prompts: dict[str, KnownPrompt] = field(default_factory=dict, repr=False, compare=False)
+    """The prompt previews of the calls queued and not ended yet, by call id: the writer passes the
+    same dict to each batch, so that a call's end reuses what its queued row computed."""
+    first_written: set[str] = field(default_factory=set)
+    """Calls queued in this batch whose end is in it too (``exporter.writer``: their live records
+    are left out): no row of theirs was stored before, so their final rows are not looked up to
+    be written as an end alone (``exporter._sql.ended_apart``)."""
     _queued_calls: dict[str, CallRows] = field(default_factory=dict, repr=False, compare=False)
     """The rows of ``queued`` by call id, for the dispatch notices merged into them."""
 
@@ -158,6 +176,11 @@ class RowBatch:
                 if rows is not None:
                     self.queued.append(rows)
                     self._queued_calls[rows.call["call_id"]] = rows
+                    self.prompts[rows.call["call_id"]] = KnownPrompt(
+                        attributes.get(n.SYSTEM_INSTRUCTIONS),
+                        attributes.get(n.INPUT_MESSAGES),
+                        rows.call["prompt_preview"],
+                    )
                     self.events.extend(_flagged(rows.events, 1))
             case CallNotice():
                 update = call_update(
@@ -186,7 +209,7 @@ class RowBatch:
                 task["process"] = task["process"] or process
                 self.task_ends.append(task)
                 return
-        rows = span_to_rows(span)
+        rows = span_to_rows(span, self.prompts.pop(call_id, None) if call_id else None)
         if rows is not None:
             self.finals.append(rows)
             self.events.extend(_flagged(rows.events, 0))
@@ -220,8 +243,11 @@ def _merge_dispatch(call: dict[str, Any], dispatch: Mapping[str, Any]) -> None:
     call["updated_at"] = max(call["updated_at"], dispatch["updated_at"])
 
 
-def span_to_rows(span: ReadableSpan) -> CallRows | None:
-    """The rows of an ended call span; None when ``span`` is not a call (no ``llm_otel.call.id``)."""
+def span_to_rows(span: ReadableSpan, known: KnownPrompt | None = None) -> CallRows | None:
+    """The rows of an ended call span; None when ``span`` is not a call (no ``llm_otel.call.id``).
+
+    ``known``: the prompt preview its queued row computed, used when the span's system
+    instructions and input messages are those it was computed from."""
     attributes = attribute_dict(span)
     call_id = attributes.get(n.CALL_ID)
     if not isinstance(call_id, str) or not call_id or span.start_time is None:
@@ -263,7 +289,7 @@ def span_to_rows(span: ReadableSpan) -> CallRows | None:
         duration_ms = ended_at - (started_at if started_at is not None else enqueued_at)
     resend_count = _int(attributes.get(n.HTTP_RESEND_COUNT))
 
-    rows = _call_rows(span, attributes, call_id, status, enqueued_at)
+    rows = _call_rows(span, attributes, call_id, status, enqueued_at, known)
     rows.call.update(
         started_at=started_at,
         first_token_at=first_token_at,
@@ -449,14 +475,26 @@ def _sorted_json(value: Mapping[str, Any]) -> str:
 
 
 def _call_rows(
-    span: ReadableSpan, attributes: Mapping[str, Any], call_id: str, status: str, enqueued_at: int
+    span: ReadableSpan,
+    attributes: Mapping[str, Any],
+    call_id: str,
+    status: str,
+    enqueued_at: int,
+    known: KnownPrompt | None = None,
 ) -> CallRows:
     system_instructions = attributes.get(n.SYSTEM_INSTRUCTIONS)
     input_messages = attributes.get(n.INPUT_MESSAGES)
     output_messages = attributes.get(n.OUTPUT_MESSAGES)
-    inputs = _messages(input_messages)
+    if (
+        known is not None
+        and known.input_messages == input_messages
+        and known.system_instructions == system_instructions
+    ):
+        prompt_preview = known.prompt_preview
+    else:
+        inputs = _messages(input_messages)
+        prompt_preview = preview(_prompt_preview_text(inputs) or _parts_text(_json_list(system_instructions)))
     outputs = _messages(output_messages)
-    prompt_text = _prompt_preview_text(inputs) or _parts_text(_json_list(system_instructions))
     context: SpanContext | None = span.context
     finish_reasons = attributes.get(n.RESPONSE_FINISH_REASONS)
     if isinstance(finish_reasons, str):
@@ -493,7 +531,7 @@ def _call_rows(
         "finish_reasons": to_json(list(finish_reasons)) if finish_reasons else None,
         "error_type": None,
         "error_message": None,
-        "prompt_preview": preview(prompt_text),
+        "prompt_preview": prompt_preview,
         "response_preview": preview(_response_preview_text(outputs)),
         "server_address": _str(attributes.get(n.SERVER_ADDRESS)),
         "process": _str(attributes.get(n.PROCESS)),

@@ -12,7 +12,9 @@ milliseconds after ``put``.
 
 A call whose span ended within the batch is written once, from its ``EndedSpan``: its
 ``QueuedCall`` and ``CallNotice`` records in the same batch add nothing the ended span does not
-carry (its events included), so they are not mapped or written.
+carry (its events included), so they are not mapped or written. A call queued in an earlier batch
+has its end mapped with the prompt preview its queued row computed (``RowBatch.prompts``, when the
+input is the same) and written as its end's columns alone (``exporter._sql.ended_apart``).
 
 Usage (``exporter.store.SpanStore`` does this for you)::
 
@@ -77,7 +79,7 @@ from typing import Any
 import peewee
 
 from exporter import _connection
-from exporter.mapping import RowBatch, to_json
+from exporter.mapping import KnownPrompt, RowBatch, to_json
 from exporter.records import CallNotice, EndedSpan, QueuedCall, Record
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,9 @@ JOB_RETRY_S = 60.0
 """Seconds after which a failed maintenance job runs again."""
 WAITING_MAX = 100
 """Most waiting callers listed in a snapshot row's ``waiting``."""
+KNOWN_PROMPTS_MAX = 10_000
+"""Most prompt previews kept for calls in flight (``RowBatch.prompts``); past it they are
+forgotten, and those calls' ends map their prompts again."""
 
 StatusSource = Callable[[], Mapping[str, Any]]
 
@@ -225,6 +230,7 @@ class StoreWriter:
         self._last_error: str | None = None
         self._logged: set[str] = set()
         self._closings: dict[str, dict[str, Any]] = {}
+        self._prompts: dict[str, KnownPrompt] = {}  # of calls queued, until their end is mapped
         self._closed = False
         self._failing = False  # the last write failed: the database is unavailable
         self._stopped_unwritten = False  # the thread stopped with records it could not write
@@ -281,7 +287,9 @@ class StoreWriter:
         """Count one dropped record, lost because of ``reason`` (the caller holds ``_lock``)."""
         self._drop_reason = reason
         self._dropped += 1
-        self._dropped_calls += _is_call_end(record)
+        if type(record) is EndedSpan and record.call_id:
+            self._dropped_calls += 1
+            self._prompts.pop(record.call_id, None)
         self._last_drop_ms = time.time_ns() // 1_000_000
         if self._first_drop_ms is None:
             self._first_drop_ms = self._last_drop_ms
@@ -583,10 +591,14 @@ class StoreWriter:
         ended = {record.call_id for record in pending if type(record) is EndedSpan and record.call_id}
         superseded: dict[str, list[Record]] = {}
         written_by_end: set[str] = set()
-        batch = RowBatch()
+        if len(self._prompts) > KNOWN_PROMPTS_MAX:
+            self._prompts.clear()
+        batch = RowBatch(prompts=self._prompts)
         kept: list[Record] = []
         for record in pending:
             if ended and type(record) in (QueuedCall, CallNotice) and record.call_id in ended:
+                if type(record) is QueuedCall:
+                    batch.first_written.add(record.call_id)
                 if record.call_id in written_by_end:
                     kept.append(record)
                 else:

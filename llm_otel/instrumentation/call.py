@@ -62,6 +62,14 @@ class InstrumentationConfig:
     ``with_raw_response`` and ``with_streaming_response``) then only calls through."""
 
 
+def new_call_id() -> str:
+    """A call's id: 32 hex characters, the first 12 its creation time in milliseconds (as a UUIDv7
+    leads with it), then 80 random bits. Ids made later sort after: the store's b-trees keyed by
+    the id (its calls, bodies and events) take each new call at their end instead of at random,
+    which leaves a batch's writes on a few pages instead of one each (``docs/performance.md``)."""
+    return f"{time_ns() // 1_000_000:012x}{getrandbits(80):020x}"
+
+
 def _process_name() -> str:
     global _process
     pid = os.getpid()
@@ -128,7 +136,7 @@ class LLMCall:
     def __init__(self, config: InstrumentationConfig, api: API, kwargs: Mapping[str, Any], instance: Any):
         self.config = config
         self.api = api
-        self.call_id = call_id = f"{getrandbits(128):032x}"
+        self.call_id = call_id = new_call_id()
         params = request_params(kwargs)
         self.stream = stream = bool(params.get("stream"))
         self.hide_usage_chunk = False

@@ -20,7 +20,7 @@ from exporter.mapping import (
     span_to_task_row,
     task_start_row,
 )
-from exporter.records import EndedSpan
+from exporter.records import EndedSpan, QueuedCall
 from tests.exporter.call_spans import (
     MESSAGES,
     OUTPUT,
@@ -277,6 +277,33 @@ def test_live_notices_make_the_same_rows_and_events_as_the_ended_span(tracer: Tr
     assert token.row["first_token_ms"] == 650
     with pytest.raises(ValueError, match="unknown live notice"):
         call_update("succeeded", "c", T0, T0, {})
+
+
+def test_an_end_mapped_after_its_queued_row_reuses_its_prompt_only_when_the_prompt_is_the_same(
+    tracer: Tracer,
+) -> None:
+    """The batches of one writer share the prompt previews of queued calls: a call's end maps to
+    the rows it maps to alone, and an end whose input differs from its queued row's gets its own."""
+    prompts: dict = {}
+    same, other = start_call(tracer, "same"), start_call(tracer, "other")
+    queued = RowBatch(prompts=prompts)
+    queued.add(QueuedCall("same", same, dict(same.attributes or {})))
+    changed = [{"role": "user", "parts": [{"type": "text", "content": "Another question"}]}]
+    queued.add(
+        QueuedCall("other", other, {**(other.attributes or {}), "gen_ai.input.messages": json.dumps(changed)})
+    )
+    assert set(prompts) == {"same", "other"}
+    finish(same, at_ms=900)
+    finish(other, at_ms=900)
+
+    ended = RowBatch(prompts=prompts)
+    ended.add(EndedSpan(same, "same"))
+    ended.add(EndedSpan(other, "other"))
+
+    assert [rows.call for rows in ended.finals] == [span_to_rows(same).call, span_to_rows(other).call]
+    assert ended.finals[1].call["prompt_preview"] == "And tomorrow, in 北京?"
+    assert queued.queued[1].call["prompt_preview"] == "Another question"
+    assert not prompts  # each end took its call's entry
 
 
 def test_task_rows_at_start_and_end(tracer: Tracer) -> None:

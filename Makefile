@@ -48,8 +48,10 @@ postgres:
 demo: $(STAMP)
 	$(BIN)/llm-otel demo
 
+# One pytest worker per core (pytest-xdist), each module whole on one worker (its module fixtures
+# built once); each worker starts its own Chromium and throwaway PostgreSQL cluster.
 test: $(STAMP) browser postgres
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # Load (with the admin SIGKILLed mid-run), faults, a PostgreSQL restart and streams at the full scale
 # of the reliability issue (tests/soak; figures in docs/operations.md): 20-25 minutes on a shared

@@ -289,6 +289,9 @@ def _write(path: Path, data: bytes) -> Path:
 def test_a_damaged_store_file(app: App, admin: Admin, how: str) -> None:
     before = app.calls(40, "before")
     assert app.flush()
+    # On a loaded machine the test's small queue may already have dropped (and counted) a call's
+    # end (seen in CI: 39 of the 40 in the old file): not the damage's loss, nor in the old file.
+    ahead = app.stats()
     ws = admin.live()
     damage(app.path, how)
 
@@ -320,18 +323,21 @@ def test_a_damaged_store_file(app: App, admin: Admin, how: str) -> None:
     stats = app.stats()
     lost = losses(admin)
     dropped_rows = [row for row in lost["items"] if row["kind"] == "dropped"]
-    assert lost["dropped_records"] == stats["dropped"] > 0 and lost["dropped_calls"] == stats["dropped_calls"]
+    dropped = stats["dropped"] - ahead["dropped"]
+    dropped_calls = stats["dropped_calls"] - ahead["dropped_calls"]
+    assert lost["dropped_records"] == dropped > 0 and lost["dropped_calls"] == dropped_calls
     assert any(_damage_seen(row["reason"]) for row in dropped_rows)
     (replaced,) = [row for row in lost["items"] if row["kind"] == "file_replaced"]
-    assert replaced["calls"] >= 40  # the calls before the damage went with the damaged file
+    written_before = 40 - ahead["dropped_calls"]
+    assert replaced["calls"] >= written_before  # the calls before the damage went with the damaged file
     # Every call made during the damage: in the new store in full, or its end dropped and counted,
     # or written into the damaged file before the writer saw the damage (counted with the file).
     made = len(during)
     stored = sum(len(prompts(app.path, f"during{i}")) for i in range(made // 10)) + len(
         prompts(app.path, "overflow")
     )
-    into_damaged_file = replaced["calls"] - 40
-    assert stored + stats["dropped_calls"] + into_damaged_file == made, (stored, into_damaged_file, stats)
+    into_damaged_file = replaced["calls"] - written_before
+    assert stored + dropped_calls + into_damaged_file == made, (stored, into_damaged_file, stats, ahead)
     assert prompts(app.path, "after") == {f"after {i}" for i in range(10)}
     report(
         f"file {how}",

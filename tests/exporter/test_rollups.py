@@ -4,9 +4,15 @@ the exact answers (counts and sums equal, percentiles within ``rollups.RELATIVE_
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import itertools
 import math
 import random
+import sqlite3
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import peewee
@@ -18,7 +24,7 @@ from exporter._sql import statements_for
 from exporter.database import immediate, is_sqlite
 from exporter.migrations import MIGRATIONS, schema_version
 from exporter.models import LLMCall, db
-from tests.exporter.conftest import NOW_MS, Rows
+from tests.exporter.conftest import NOW_MS, Rows, drop_database, pg_admin
 from tests.exporter.test_facets import _computed
 
 HOUR = rollups.HOUR_MS
@@ -59,6 +65,70 @@ def _spread(rows: Rows, count: int = 1200, seed: int = 5, days: float = 8.5) -> 
     for columns, call_id in zip(written, rows.each(written), strict=True):
         columns["call_id"] = call_id
     return written
+
+
+@pytest.fixture(scope="module")
+def spread_templates(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Per engine, a store holding ``_spread``'s default calls, written on first use (by
+    ``spread``) and copied by each test: the read-only tests below need the same 1,200 calls, and
+    writing them (rollups and all) took most of each test's time."""
+    templates: dict[str, Any] = {}
+    yield templates
+    if "postgresql" in templates:
+        server, name, _ = templates["postgresql"]
+        drop_database(server, name)
+
+
+def _spread_template(engine: str, request: pytest.FixtureRequest) -> tuple[Any, ...]:
+    """A store written by ``_spread(Rows(store))`` (closed, so it can be copied), and its calls."""
+    if engine == "sqlite":
+        path = request.getfixturevalue("tmp_path_factory").mktemp("spread") / "template.db"
+        url, server, name = f"sqlite:///{path}", None, str(path)
+    else:
+        server = request.getfixturevalue("postgres_server")
+        name = "spread_template"
+        pg_admin(server, f"CREATE DATABASE {name}")
+        url = server.url(name)
+    database = open_database(url)
+    migrate(database)
+    db.initialize(database)
+    written = _spread(Rows(database))
+    database.close()  # a PostgreSQL template must have no session when it is copied
+    return server, name, written
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def spread(
+    request: pytest.FixtureRequest, spread_templates: dict[str, Any], tmp_path: Path
+) -> Iterator[list[dict[str, Any]]]:
+    """A copy, for this test alone and bound to ``exporter.models.db``, of the store that
+    ``_spread(rows)`` writes with its defaults (the same calls, ids, log and rollup rows), on each
+    engine in turn (like ``any_rows``); yields the calls' columns, as ``_spread`` returns them."""
+    engine = request.param
+    if engine not in spread_templates:
+        spread_templates[engine] = _spread_template(engine, request)
+    server, name, written = spread_templates[engine]
+    if engine == "sqlite":
+        target = tmp_path / "store.db"
+        source = contextlib.closing(sqlite3.connect(name))
+        with source as original, contextlib.closing(sqlite3.connect(target)) as copied:
+            original.backup(copied)
+        url = f"sqlite:///{target}"
+    else:
+        copy_name = f"spread_{next(_SPREAD_COPIES)}"
+        pg_admin(server, f"CREATE DATABASE {copy_name} TEMPLATE {name}")
+        url = server.url(copy_name)
+    database = open_database(url)
+    db.initialize(database)
+    try:
+        yield copy.deepcopy(written)
+    finally:
+        database.close()
+        if engine == "postgresql":
+            drop_database(server, copy_name)
+
+
+_SPREAD_COPIES = itertools.count(1)
 
 
 def _contributions(call: dict[str, Any], weight: int = 1) -> dict[str, Counter[tuple[Any, ...]]]:
@@ -378,9 +448,8 @@ def test_percentiles_from_the_bins_are_within_the_stated_error() -> None:
 
 @pytest.mark.parametrize("window", [HOUR, 5 * HOUR, DAY, 7 * DAY, 30 * DAY])
 def test_status_aggregates_from_the_rollups_equal_the_exact_ones(
-    any_rows: Rows, monkeypatch: pytest.MonkeyPatch, window: int
+    spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, window: int
 ) -> None:
-    _spread(any_rows)
     exact = queries.status_aggregates(window, now_ms=NOW)
     monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
 
@@ -396,9 +465,8 @@ def test_status_aggregates_from_the_rollups_equal_the_exact_ones(
 
 
 def test_the_status_card_reads_the_rollups_at_its_windows(
-    any_rows: Rows, monkeypatch: pytest.MonkeyPatch
+    spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _spread(any_rows)
     monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
     statements: list[str] = []
     real = db.obj.execute_sql
@@ -413,9 +481,9 @@ def test_the_status_card_reads_the_rollups_at_its_windows(
 
 @pytest.mark.parametrize(("window", "buckets"), [(DAY, 24), (7 * DAY, 24), (6 * HOUR, 3)])
 def test_status_series_from_the_rollups_counts_each_call_of_its_hours(
-    any_rows: Rows, monkeypatch: pytest.MonkeyPatch, window: int, buckets: int
+    spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, window: int, buckets: int
 ) -> None:
-    written = _spread(any_rows)
+    written = spread
     monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
 
     series = queries.status_series(window, buckets=buckets, now_ms=NOW)
@@ -487,9 +555,9 @@ def _rollups_read_always(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.mark.parametrize("filters", ROLLED_FILTERS, ids=str)
 def test_facets_from_the_rollups_equal_the_exact_ones(
-    any_rows: Rows, monkeypatch: pytest.MonkeyPatch, filters: dict[str, Any]
+    spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, filters: dict[str, Any]
 ) -> None:
-    written = _spread(any_rows)
+    written = spread
     exact = queries.call_facets(**filters)
     assert exact == _computed([call for call in written if _selects(call, filters)])
     read = _rollups_read_always(monkeypatch)
@@ -506,10 +574,10 @@ def test_facets_from_the_rollups_equal_the_exact_ones(
 
 
 def test_facets_the_rollups_do_not_hold_are_read_from_the_calls(
-    any_rows: Rows, monkeypatch: pytest.MonkeyPatch
+    spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two labels, a requester, a timing minimum, a label over part of a day: exact, from the rows."""
-    written = _spread(any_rows)
+    written = spread
     read = _rollups_read_always(monkeypatch)
     for filters in (
         {"model": "gpt-4o", "source": "app"},

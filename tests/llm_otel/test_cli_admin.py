@@ -274,7 +274,7 @@ def test_export_of_a_missing_store_creates_nothing(tmp_path: Path) -> None:
 
 def test_the_demo_serves_its_calls_live_in_the_admin_page(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
-    with _running("demo", "--db", str(db), "--port", "0", "--duration", "20s", "--seed", "5") as demo:
+    with _running("demo", "--db", str(db), "--port", "0", "--duration", "10s", "--seed", "5") as demo:
         page = _after(demo.lines, "Admin page:")
         login = _after(demo.lines, "Log in:")
         assert login.startswith(f"{page}?token=")

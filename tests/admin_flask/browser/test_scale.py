@@ -13,6 +13,10 @@ from tests.admin_flask.browser.conftest import Site, running_site
 from tests.admin_flask.conftest import Store
 from tests.admin_flask.seed import Manifest
 
+# The hang guard (pyproject's timeout, 120 s) covers the module fixture's 100,000-call build too:
+# ~20 s of CPU, but past 120 s on a shared 2-core machine at load 20 (one CI run's error).
+pytestmark = pytest.mark.timeout(600)
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import Counter
@@ -378,16 +379,8 @@ def test_a_kept_summary_stays_exact_as_calls_come_end_change_and_go(
         {"q": "quarterly"},
         {"q": "quarterly", "status": ["failed"], "source": "billing"},
     ]
-    counted: list[tuple[str, ...]] = []
-    whole_count = queries._counted
-    monkeypatch.setattr(
-        queries, "_counted", lambda selection: counted.append(selection.statuses) or whole_count(selection)
-    )
-
-    def whole(**filters: Any) -> dict[str, Any]:
-        with monkeypatch.context() as patched:
-            patched.setattr(search_matches, "state", lambda database: None)  # nothing kept is read
-            return queries.call_facets(**filters)
+    counted = _whole_counts_watched(monkeypatch)
+    whole = functools.partial(_counted_whole, monkeypatch)
 
     def same_as_whole() -> None:
         for filters in cases:
@@ -479,16 +472,8 @@ def test_a_kept_summary_of_a_window_up_to_now_slides_with_it(
         for _ in range(3)
     ]
     LLMCall.insert_many(live).execute()  # as the writer leaves them: indexed once ended
-    counted: list[tuple[str, ...]] = []
-    whole_count = queries._counted
-    monkeypatch.setattr(
-        queries, "_counted", lambda selection: counted.append(selection.statuses) or whole_count(selection)
-    )
-
-    def whole(**filters: Any) -> dict[str, Any]:
-        with monkeypatch.context() as patched:
-            patched.setattr(search_matches, "state", lambda database: None)
-            return queries.call_facets(**filters)
+    counted = _whole_counts_watched(monkeypatch)
+    whole = functools.partial(_counted_whole, monkeypatch)
 
     cases: list[dict[str, Any]] = [
         {"min_duration_ms": 1000},
@@ -521,3 +506,20 @@ def test_a_summary_keeps_what_its_q_matched_in_the_store(rows: Rows) -> None:
     assert queries.call_facets(q="weather", status=["failed"])["total"] == 1
     kept = db.obj.execute_sql(f"SELECT term, count FROM {KEPT_TABLE}").fetchall()
     assert kept == [("weather", 2)]
+
+
+def _whole_counts_watched(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The statuses of each selection counted whole from now on (``queries._counted``), in order."""
+    counted: list[tuple[str, ...]] = []
+    whole_count = queries._counted
+    monkeypatch.setattr(
+        queries, "_counted", lambda selection: counted.append(selection.statuses) or whole_count(selection)
+    )
+    return counted
+
+
+def _counted_whole(monkeypatch: pytest.MonkeyPatch, **filters: Any) -> dict[str, Any]:
+    """``call_facets(**filters)`` with nothing kept read: the summary counted whole."""
+    with monkeypatch.context() as patched:
+        patched.setattr(search_matches, "state", lambda database: None)
+        return queries.call_facets(**filters)

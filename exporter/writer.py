@@ -287,7 +287,7 @@ class StoreWriter:
         """Count one dropped record, lost because of ``reason`` (the caller holds ``_lock``)."""
         self._drop_reason = reason
         self._dropped += 1
-        if type(record) is EndedSpan and record.call_id:
+        if _is_call_end(record):
             self._dropped_calls += 1
             self._prompts.pop(record.call_id, None)
         self._last_drop_ms = time.time_ns() // 1_000_000

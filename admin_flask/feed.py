@@ -178,9 +178,8 @@ class Subscription:
     queue: deque[bytes] = field(default_factory=deque)
     behind: Behind | None = None
     cursor: int = 0
-    """While catching up: the events sent so far (see ``every_event_sent``)."""
-    catching_up: bool = True
-    """Not yet among the feed's subscribers: the client's thread pages in what it missed."""
+    """While catching up (in the feed's ``_catching_up``, not yet a subscriber): the events sent so
+    far (see ``every_event_sent``)."""
     every_event_sent: bool = False
     """True: every event up to ``cursor`` was queued. False: ``cursor`` is the ``after`` the client
     gave, the ``event_id`` of the last message it received (later messages of that tick are new to it)."""
@@ -339,7 +338,7 @@ class Feed:
     # -- the subscription side -------------------------------------------------------------------
 
     def _drain(self, subscription: Subscription, timeout: float) -> list[bytes]:
-        if subscription.catching_up and not subscription.queue and subscription.behind is None:
+        if subscription in self._catching_up and not subscription.queue and subscription.behind is None:
             try:
                 self._fill(subscription)
             except (StoreUnavailable, StoreError) as exc:  # the next turn tries again
@@ -416,7 +415,6 @@ class Feed:
         if self._status and len(subscription.queue) >= subscription.limit:
             return None  # the status it gets on joining would not fit yet
         self._catching_up.discard(subscription)
-        subscription.catching_up = False
         if self._status:
             subscription.push([text_frame(self._status_text(max(subscription.cursor, self.position)))])
         self._subscribers.add(subscription)

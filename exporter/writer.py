@@ -43,7 +43,8 @@ first and the last drop, and why: the queue full, and the error writing failed w
 upserted with each heartbeat while records keep being dropped, then left as it is; and one
 ``file_replaced`` row when the store file was deleted, moved
 away or replaced under the writer (``exporter._connection.StoreFile``), written into the new store,
-with the records and calls this process had written into the one that went.
+with the records and calls this process had written into the one that went. The ``dropped`` rows
+went with it too: the new store gets one episode counting every drop of this process.
 
 Heartbeat. Every ``HEARTBEAT_S`` (and at each ``flush``) the thread upserts one
 ``llm_scheduler_snapshots`` row per status source (a callable returning a dict shaped like
@@ -219,6 +220,8 @@ class StoreWriter:
         self._dropped_calls = 0  # of which the ended span of a call
         self._refused = 0  # of which refused by ``put`` because the queue was full
         self._first_drop_ms: int | None = None  # the first drop not yet in a written loss row
+        self._earliest_drop_ms: int | None = None  # this process's first drop
+        self._drops_went_with_file = False  # the file holding the drops' rows was replaced
         self._last_drop_ms = 0
         self._drop_reason: str | None = None
         self._episode: _Episode | None = None  # the episode of drops whose row was last written
@@ -293,6 +296,8 @@ class StoreWriter:
         self._last_drop_ms = time.time_ns() // 1_000_000
         if self._first_drop_ms is None:
             self._first_drop_ms = self._last_drop_ms
+        if self._earliest_drop_ms is None:
+            self._earliest_drop_ms = self._last_drop_ms
 
     def stats(self) -> dict[str, Any]:
         """``queued`` (waiting to be written), ``written``, ``dropped`` (records), ``dropped_calls``
@@ -498,6 +503,8 @@ class StoreWriter:
             del self._file_losses[: len(batch.losses) - (episode is not None)]
             if episode is not None:
                 self._episode_written(episode)
+            if self._drops_went_with_file:
+                self._report_drops_again(episode)
             replaced = list(self._file_losses)
         if replaced:  # the file was replaced while this batch was being written: say so in the new one
             store.write(RowBatch(losses=replaced))
@@ -529,12 +536,23 @@ class StoreWriter:
         else:
             self._episode = episode
 
+    def _report_drops_again(self, written: _Episode | None) -> None:
+        """After the file was replaced (the caller holds ``_lock``): the rows of the drops went with
+        it, so the new file gets one episode counting every drop of this process. Its key is that of
+        the row this batch wrote into the new file, if it wrote one, so that the row is replaced."""
+        self._drops_went_with_file = False
+        if self._dropped:
+            self._episode = None
+            self._reported = (0, 0)
+            self._first_drop_ms = written.started_ms if written is not None else self._earliest_drop_ms
+
     def _note_replaced(self, reason: str) -> None:
         """The store file went (``StoreFile``): record what this process had written into it."""
         now_ms = time.time_ns() // 1_000_000
         with self._lock:
             records, calls = self._file_written
             self._file_written = [0, 0]
+            self._drops_went_with_file = True
             self._file_losses.append(
                 {
                     "process": self.process,

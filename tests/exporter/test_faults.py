@@ -288,6 +288,42 @@ def test_a_deleted_directory_is_created_again_and_writing_goes_on(
         ]
 
 
+def test_drops_counted_in_a_file_that_went_are_counted_again_in_the_new_one(
+    store: peewee.Database, stores: Callable[..., tuple[SpanStore, Tracer]], short_busy_timeout: None
+) -> None:
+    path = Path(store.database)
+    tight, tracer = stores(str(path), queue_size=5)
+    assert tight.flush(5)
+    holder = _hold_the_lock(path, 1)
+    make_calls(tight, tracer, "dropped-", 50)
+    holder.join()
+    assert tight.flush(10) and tight.flush(10)  # the episode's row written twice alike: it is over
+    dropped = tight.stats()
+    assert dropped["dropped"] > 0
+    assert losses(path) == [("dropped", dropped["dropped"], dropped["dropped_calls"])]
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    for i in range(3):  # one at a time: the queue of 5 records takes each while the file is made
+        make_calls(tight, tracer, f"after-{i}-", 1)
+        assert tight.flush(10)
+
+    after = tight.stats()
+    assert after["dropped"] == dropped["dropped"] and calls_in(path, "after-") == 3
+    written = 100 - dropped["dropped"], 50 - dropped["dropped_calls"]
+    assert losses(path) == [
+        ("dropped", dropped["dropped"], dropped["dropped_calls"]),  # their rows went with the old file
+        ("file_replaced", *written),
+    ]
+
+
+def losses(path: Path) -> list[tuple[str, int, int]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT kind, records, calls FROM llm_store_losses ORDER BY kind"
+        ).fetchall()
+
+
 _KILLED_WRITER = textwrap.dedent(
     """
     import sys

@@ -89,8 +89,10 @@ def _call_id_maker() -> Any:
     return getattr(call, "new_call_id", None) or (lambda: f"{random.getrandbits(128):032x}")
 
 
-def make_spans(texts: Sequence[Sequence[str]]) -> list[Any]:
-    """Ended streaming calls, one per text, as the instrumentation makes them (their ids too)."""
+def make_spans(texts: Sequence[Sequence[str]], starts: list[dict[str, Any]] | None = None) -> list[Any]:
+    """Ended streaming calls, one per text, as the instrumentation makes them (their ids too).
+    ``starts`` gets each call's start attributes, which the instrumentation's ``queued`` notice
+    carries (it built them for the span: the notice copies nothing)."""
     from opentelemetry.sdk.trace import TracerProvider
 
     from tests.exporter.call_spans import dispatch, finish, first_token, start_call
@@ -115,6 +117,8 @@ def make_spans(texts: Sequence[Sequence[str]]) -> list[Any]:
                 "llm_otel.requested_by": f"user-{len(spans) % 300}",
             },
         )
+        if starts is not None:
+            starts.append(dict(span.attributes))
         dispatch(span, at_ms=5, wait=0.005)
         first_token(span, at_ms=300, ttft=0.295)
         finish(span, at_ms=900, **{"gen_ai.output.messages": json.dumps(output, ensure_ascii=False)})
@@ -192,7 +196,7 @@ def _index_calls(connection: sqlite3.Connection) -> Any:
     return index
 
 
-def _store(path: Path, spans: list[Any], case: str) -> tuple[float, float]:
+def _store(path: Path, spans: list[Any], starts: list[dict[str, Any]], case: str) -> tuple[float, float]:
     from exporter.store import SpanStore
     from tests.exporter.call_spans import dispatch_attributes, ns
 
@@ -204,15 +208,15 @@ def _store(path: Path, spans: list[Any], case: str) -> tuple[float, float]:
         for span in spans:
             store.span_processor.on_end(span)
     elif case == "live":
-        for span in spans:
-            store.on_call_event("queued", span, span.start_time, {})
+        for span, started in zip(spans, starts, strict=True):
+            store.on_call_event("queued", span, span.start_time, started)
             store.on_call_event("dispatched", span, ns(5), dispatch_attributes(0.005))
             store.span_processor.on_end(span)
     else:  # live-apart
         for start in range(0, len(spans), APART_CHUNK):
             chunk = spans[start : start + APART_CHUNK]
-            for span in chunk:
-                store.on_call_event("queued", span, span.start_time, {})
+            for span, started in zip(chunk, starts[start : start + APART_CHUNK], strict=True):
+                store.on_call_event("queued", span, span.start_time, started)
                 store.on_call_event("dispatched", span, ns(5), dispatch_attributes(0.005))
             assert store.flush(600)
             for span in chunk:
@@ -271,13 +275,14 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     case = spec["case"]
     if case == "size":
         return _size(path, texts, spec["calls"])
-    spans = make_spans(texts[: spec["calls"]])
+    starts: list[dict[str, Any]] = []
+    spans = make_spans(texts[: spec["calls"]], starts)
     if case == "raw":
         wall, cpu = _raw(path, spans)
     elif case == "exporter":
         wall, cpu = _exporter(path, spans)
     else:
-        wall, cpu = _store(path, spans, case)
+        wall, cpu = _store(path, spans, starts, case)
     return {"wall": wall, "cpu": cpu, "calls": len(spans)}
 
 
@@ -381,7 +386,8 @@ def bench_handoff(work: Path, texts: list[Any]) -> str:
     sys.path.insert(0, str(ROOT))
     from exporter.store import SpanStore
 
-    spans = make_spans(texts[:4000])
+    starts: list[dict[str, Any]] = []
+    spans = make_spans(texts[:4000], starts)
     lines = []
     for locked in (False, True):
         path = _fresh(work / f"handoff-{locked}.db")
@@ -392,9 +398,9 @@ def bench_handoff(work: Path, texts: list[Any]) -> str:
             holder = sqlite3.connect(path, isolation_level=None)
             holder.execute("BEGIN EXCLUSIVE")
         costs = []
-        for span in spans:
+        for span, attributes in zip(spans, starts, strict=True):
             started = time.perf_counter_ns()
-            store.on_call_event("queued", span, span.start_time or 0, {})
+            store.on_call_event("queued", span, span.start_time or 0, attributes)
             store.span_processor.on_end(span)
             costs.append((time.perf_counter_ns() - started) / 1000)
         if holder is not None:
@@ -410,10 +416,10 @@ def bench_handoff(work: Path, texts: list[Any]) -> str:
     assert store.flush(30)
     reader = sqlite3.connect(path)
     latencies = []
-    for span in spans[:200]:
+    for span, attributes in zip(spans[:200], starts, strict=False):
         call_id = span.attributes["llm_otel.call.id"]
         started = time.perf_counter()
-        store.on_call_event("queued", span, span.start_time or 0, {})
+        store.on_call_event("queued", span, span.start_time or 0, attributes)
         while not reader.execute("SELECT 1 FROM llm_calls WHERE call_id = ?", (call_id,)).fetchone():
             time.sleep(0.0002)
         latencies.append((time.perf_counter() - started) * 1000)

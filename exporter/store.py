@@ -58,7 +58,7 @@ from exporter import _names as n
 from exporter._connection import close_quietly, store_path
 from exporter._exceptions import StoreConfigurationError
 from exporter.database import open_database
-from exporter.mapping import closing_row
+from exporter.mapping import attribute_dict, closing_row
 from exporter.migrations import migrate
 from exporter.records import CallNotice, EndedSpan, QueuedCall, TaskStarted
 from exporter.retention import close_lost_calls, retention_days_from_env, run_retention
@@ -144,7 +144,7 @@ class SpanStore:
         try:
             if kind == n.QUEUED:
                 # The notice carries the call's start attributes: no copy of the span's on this thread.
-                attributes = attributes or dict(span.attributes)
+                attributes = attributes or attribute_dict(span)
                 call_id = attributes.get(n.CALL_ID)
                 if call_id:
                     self._writer.put(QueuedCall(call_id, span, attributes))

@@ -142,7 +142,7 @@ def test_a_loss_stays_on_the_status_card_after_the_app_exited(
         connection = sqlite3.connect(path, isolation_level=None)
         connection.execute("BEGIN EXCLUSIVE")
         locked.set()
-        release.wait(20)
+        release.wait(120)
         connection.execute("COMMIT")
         connection.close()
 
@@ -157,7 +157,7 @@ def test_a_loss_stays_on_the_status_card_after_the_app_exited(
     child.stdin.write("go\n")
     child.stdin.flush()
     stats = json.loads(child.stdout.readline())
-    assert child.wait(20) == 0
+    assert child.wait(120) == 0
 
     assert stats["flushed"] and stats["dropped"] > 0
     admin = serve(create_app(db=f"sqlite:///{path}", token=TOKEN), Admin)

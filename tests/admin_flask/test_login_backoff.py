@@ -2,18 +2,19 @@
 API, the websocket handshake, the login form and the login link; a right token resets it; a session
 already issued is never held back; no token reaches a log line.
 
-The only waits are "refused now, accepted after waiting Retry-After" (1 s here)."""
+The back-off's clock is the test's: waiting out ``Retry-After`` moves it (no sleep, and no load can
+make a wait end early)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import pytest
 import simple_websocket
 
 from admin_flask import AdminConfigurationError, create_app
+from admin_flask.auth import BACKOFF_KEY
 from admin_flask.login_backoff import LoginBackoff, TooManyAttempts
 from tests.admin_flask.conftest import API, FAST_FEED, TOKEN, Admin, Store
 
@@ -26,21 +27,40 @@ BACKOFF = {
 WRONG = [f"wrong-guess-{number}-7d1f" for number in range(10)]
 
 
+class Clock:
+    """A clock that moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def admin(store: Store, serve: Any) -> Admin:
-    return serve(create_app(db=store.url, token=TOKEN, config={**FAST_FEED, **BACKOFF}), Admin)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def admin(store: Store, serve: Any, clock: Clock) -> Admin:
+    """The admin with its back-off on ``clock``, which moves only when a test waits out a
+    ``Retry-After``: on a loaded machine, more than the wait could pass between two requests."""
+    app = create_app(db=store.url, token=TOKEN, config={**FAST_FEED, **BACKOFF})
+    app.extensions[BACKOFF_KEY]._clock = clock
+    return serve(app, Admin)
 
 
 def calls_with(admin: Admin, token: str) -> Any:
     return admin.http({"Authorization": f"Bearer {token}"}).get(API + "/llm/calls")
 
 
-def wait_out(response: Any) -> None:
-    """Sleep what ``Retry-After`` says (whole seconds)."""
-    time.sleep(int(response.headers["retry-after"]))
+def wait_out(clock: Clock, response: Any) -> None:
+    """Let pass what ``Retry-After`` says (whole seconds)."""
+    clock.now += int(response.headers["retry-after"])
 
 
-def test_wrong_bearer_tokens_make_the_address_wait(admin: Admin) -> None:
+def test_wrong_bearer_tokens_make_the_address_wait(admin: Admin, clock: Clock) -> None:
     document = admin.json("/llm/openapi.json")
     assert "429" in document["paths"]["/llm/calls"]["get"]["responses"]  # the answer is documented
     for guess in WRONG[:ATTEMPTS]:
@@ -53,7 +73,7 @@ def test_wrong_bearer_tokens_make_the_address_wait(admin: Admin) -> None:
     with pytest.raises(simple_websocket.ConnectionError) as handshake:
         admin.ws(f"{API}/llm/ws", {"Authorization": f"Bearer {TOKEN}"})
     assert handshake.value.status_code == 429  # the websocket handshake is held back the same way
-    wait_out(refused)
+    wait_out(clock, refused)
     assert calls_with(admin, TOKEN).status_code == 200
     # The success reset the count: as many wrong tokens again are answered 401, not 429.
     for guess in WRONG[: ATTEMPTS - 1]:
@@ -61,17 +81,17 @@ def test_wrong_bearer_tokens_make_the_address_wait(admin: Admin) -> None:
     assert calls_with(admin, TOKEN).status_code == 200
 
 
-def test_a_wrong_token_after_the_wait_makes_it_wait_again(admin: Admin) -> None:
+def test_a_wrong_token_after_the_wait_makes_it_wait_again(admin: Admin, clock: Clock) -> None:
     for guess in WRONG[:ATTEMPTS]:
         assert calls_with(admin, guess).status_code == 401
     refused = calls_with(admin, WRONG[ATTEMPTS])  # refused while waiting: not counted, not compared
     assert refused.status_code == 429
-    wait_out(refused)
+    wait_out(clock, refused)
     assert calls_with(admin, WRONG[ATTEMPTS]).status_code == 401  # one more try, wrong again
     assert calls_with(admin, TOKEN).status_code == 429
 
 
-def test_the_login_form_and_link_say_why_they_wait(admin: Admin) -> None:
+def test_the_login_form_and_link_say_why_they_wait(admin: Admin, clock: Clock) -> None:
     browser = admin.http(follow_redirects=False)
     for guess in WRONG[:ATTEMPTS]:
         refused = browser.post("/admin/jobs/login", data={"token": guess, "next": "/admin/jobs/?tab=llm"})
@@ -85,7 +105,7 @@ def test_the_login_form_and_link_say_why_they_wait(admin: Admin) -> None:
     assert "llm_otel_admin" not in browser.cookies
     link = browser.get(f"/admin/jobs/?token={TOKEN}")
     assert link.status_code == 429 and "Try again in" in link.text
-    wait_out(waiting)
+    wait_out(clock, waiting)
     accepted = browser.post("/admin/jobs/login", data={"token": TOKEN, "next": "/admin/jobs/?tab=llm"})
     assert accepted.status_code == 303 and accepted.headers["location"] == "/admin/jobs/?tab=llm"
 
@@ -100,7 +120,7 @@ def test_a_session_already_issued_is_never_held_back(admin: Admin) -> None:
     assert browser.get("/admin/jobs/").status_code == 200
 
 
-def test_no_token_in_any_log_line(admin: Admin, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_token_in_any_log_line(admin: Admin, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     browser = admin.http(follow_redirects=False)
     for guess in WRONG[:ATTEMPTS]:
@@ -108,7 +128,7 @@ def test_no_token_in_any_log_line(admin: Admin, caplog: pytest.LogCaptureFixture
     waiting = calls_with(admin, TOKEN)
     assert waiting.status_code == 429
     browser.post("/admin/jobs/login", data={"token": WRONG[5]})
-    wait_out(waiting)
+    wait_out(clock, waiting)
     assert browser.get(f"/admin/jobs/?token={TOKEN}").status_code == 303
     # What the admin process logs (the test's own HTTP client logs its requests too: not the server's).
     lines = [record.getMessage() for record in caplog.records if not record.name.startswith("httpx")]
@@ -144,14 +164,6 @@ def test_bad_back_off_settings_are_refused(store: Store, key: str, value: object
         create_app(db=store.url, token=TOKEN, config={key: value})
     if value == 0:  # the message names the switch that does turn it off
         assert "LLM_OTEL_ADMIN_LOGIN_ATTEMPTS=0" in str(refused.value)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def waits(backoff: LoginBackoff, address: str) -> int | None:

@@ -251,8 +251,13 @@ changed since. One statement for all: each ``INSERT ... SELECT`` opens a savepoi
 writes what it holds as a segment (one statement a call made one segment a call, and as many
 merges: issue 10)."""
 
-EVENT_ORDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(5497854205308589139)"  # b"LLMEVNTS"
+_EVENT_ORDER_LOCK_KEY = 5497854205308589139  # b"LLMEVNTS"
+EVENT_ORDER_LOCK_SQL = f"SELECT pg_advisory_xact_lock({_EVENT_ORDER_LOCK_KEY})"
 """PostgreSQL: the writers' lock of the event ids (see "The event feed contract" above)."""
+EVENT_ORDER_SHARED_LOCK_SQL = f"SELECT pg_advisory_xact_lock_shared({_EVENT_ORDER_LOCK_KEY})"
+"""PostgreSQL: the same lock, shared: once a reader holds it no writer is between taking event ids
+and committing them, so every id the sequence gave out is committed or rolled back
+(``exporter.queries.latest_event_id``)."""
 
 # An arbitrary constant naming the migration lock among PostgreSQL advisory locks.
 _PG_LOCK_KEY = 0x4C4C4D4F54454C

@@ -113,7 +113,19 @@ from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
 
-from peewee import SQL, Case, Column, Expression, Field, NodeList, Ordering, Select, Value, fn
+from peewee import (
+    SQL,
+    Case,
+    Column,
+    Expression,
+    Field,
+    NodeList,
+    OperationalError,
+    Ordering,
+    Select,
+    Value,
+    fn,
+)
 
 from exporter import kept_summaries, rollups, search_matches, short_terms
 from exporter._exceptions import QueryError, converted_errors
@@ -121,7 +133,7 @@ from exporter.cjk_grams import is_cjk_query
 from exporter.database import is_sqlite, read_snapshot
 from exporter.kept_summaries import Counts, Kept
 from exporter.mapping import to_json
-from exporter.migrations import CJK_TABLE, FTS_TABLE, TEXT_VIEW
+from exporter.migrations import CJK_TABLE, EVENT_ORDER_SHARED_LOCK_SQL, FTS_TABLE, TEXT_VIEW
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss, db
 from exporter.search_matches import Matches, Term
 
@@ -829,21 +841,45 @@ _SQLITE_LATEST_EVENT_ID = (
     "SELECT max(coalesce((SELECT max(id) FROM llm_call_events), 0), "
     "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'llm_call_events'), 0))"
 )
+_POSTGRESQL_LATEST_EVENT_ID = (
+    "SELECT greatest(coalesce((SELECT max(id) FROM llm_call_events), 0), "
+    "coalesce(pg_sequence_last_value(pg_get_serial_sequence('llm_call_events', 'id')::regclass), 0))"
+)
+_POSTGRESQL_COMMITTED_EVENT_ID = "SELECT coalesce(max(id), 0) FROM llm_call_events"
+LATEST_EVENT_LOCK_TIMEOUT_MS = 1000
+"""PostgreSQL: how long ``latest_event_id`` waits for a writer holding the event ids' lock (writers
+hold it for about 10 ms) before it answers with the newest committed id instead."""
 
 
 def latest_event_id() -> int:
     """The highest event id given out (0 when there is none): a feed that starts from now.
 
-    On SQLite that is the ``AUTOINCREMENT`` counter, not ``max(id)``: retention deleting the newest
-    events (a store idle longer than its retention) does not lower it, so the admin's feed does not
-    take the store for a new one. Every id up to it is committed (one writer; the counter moves in
-    the inserting transaction). On PostgreSQL ``max(id)``: the sequence runs ahead of inserts not
-    yet committed.
+    It is the id counter, not ``max(id)``: retention deleting the newest events (a store idle longer
+    than its retention) does not lower it, so the admin's feed does not take the store for a new
+    one, and the next event still comes after it. Every id up to it is committed (or was rolled
+    back), so a feed from it misses nothing. On SQLite the counter is ``AUTOINCREMENT``'s (one
+    writer; it moves in the inserting transaction). On PostgreSQL it is the ``BIGSERIAL``
+    sequence's last value, which runs ahead of inserts not yet committed: it is read holding the
+    writers' event-id lock shared (``migrations.EVENT_ORDER_SHARED_LOCK_SQL``), when none is in
+    flight. While a writer holds that lock longer than ``LATEST_EVENT_LOCK_TIMEOUT_MS``, the answer
+    is ``max(id)``, the newest committed id: never ahead of the feed, but lowered by retention.
     """
     with converted_errors("reading the latest event id"):
         if is_sqlite(db.obj):
             return db.execute_sql(_SQLITE_LATEST_EVENT_ID).fetchone()[0]
-        return db.execute(LLMCallEvent.select(fn.MAX(LLMCallEvent.id))).fetchone()[0] or 0
+        try:
+            with db.atomic():
+                db.execute_sql(f"SET LOCAL lock_timeout = {int(LATEST_EVENT_LOCK_TIMEOUT_MS)}")
+                db.execute_sql(EVENT_ORDER_SHARED_LOCK_SQL)
+                return db.execute_sql(_POSTGRESQL_LATEST_EVENT_ID).fetchone()[0]
+        except OperationalError as exc:
+            if getattr(exc.__context__, "pgcode", None) != _LOCK_NOT_AVAILABLE:  # the driver's error
+                raise
+            return db.execute_sql(_POSTGRESQL_COMMITTED_EVENT_ID).fetchone()[0]
+
+
+_LOCK_NOT_AVAILABLE = "55P03"
+"""PostgreSQL's SQLSTATE for a lock not had within ``lock_timeout``."""
 
 
 def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, Any]:

@@ -11,6 +11,9 @@ Options name their environment variable in ``--help``. Bad input is answered wit
 stderr and exit code 2, a store that fails with one line and exit code 1; nothing is created
 that the command was not asked to create. Long work reports progress on stderr (rewritten in
 place on a terminal), so that stdout holds only the result.
+
+Each command imports what it needs when it runs: only ``demo`` imports the OpenAI SDK (about a
+second of start-up; ``tests/llm_otel/test_startup.py`` keeps the others free of it).
 """
 
 from __future__ import annotations
@@ -136,6 +139,27 @@ def _open_store(url: str) -> Any:
         )
     migrate(database)
     return database
+
+
+def _calls_in(db_url: str) -> int | None:
+    """How many calls the store at ``db_url`` holds; None when there is no store there yet (or the
+    URL names none). A database that cannot be reached raises ``StoreDatabaseError``."""
+    import peewee
+
+    from exporter import StoreConfigurationError, StoreDatabaseError, open_database
+
+    try:
+        database = open_database(db_url, create=False)
+    except StoreConfigurationError:
+        return None
+    try:
+        if not database.table_exists("llm_calls"):
+            return None
+        return database.execute_sql("SELECT count(*) FROM llm_calls").fetchone()[0]
+    except peewee.DatabaseError as exc:
+        raise StoreDatabaseError(f"the store cannot be reached: {' '.join(str(exc).split())}") from exc
+    finally:
+        database.close()
 
 
 @contextmanager
@@ -379,14 +403,14 @@ def demo(
     store is added to. On exit it prints what this run recorded.
     """
     import llm_otel
-    from llm_otel.demo import Target, Workload, calls_in, report
+    from llm_otel.demo import Target, Workload, report
     from llm_otel.testing import FakeOpenAI
 
     context = click.get_current_context()
     if base_url is None and context.get_parameter_source("api_key") is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--api-key goes with --base-url (the fake server needs no key)")
     progress = _Progress()
-    before = calls_in(db)
+    before = _calls_in(db)
     if fixture is not None:
         from exporter.fixtures import load_fixture
 
@@ -410,7 +434,7 @@ def demo(
         if before is None and fixture is None:
             click.echo(f"Recording into {where} (a new store).")
         else:
-            click.echo(f"Adding to {where}, which holds {_calls(calls_in(db) or 0)} already.")
+            click.echo(f"Adding to {where}, which holds {_calls(_calls_in(db) or 0)} already.")
         click.echo(
             f"Calls go to {'the fake OpenAI server (no OpenAI key needed)' if fake else base_url}, "
             "one at a time, 4 a second at most (a serial, throttled scheduler)."
@@ -476,10 +500,9 @@ def serve(db: str, host: str, port: int, token: str | None, quiet: bool) -> None
     gunicorn -k gthread --threads 32 -b 127.0.0.1:8000 'admin_flask:create_app()'
     """
     from exporter import StoreDatabaseError
-    from llm_otel.demo import calls_in
 
     try:
-        existing = calls_in(db)
+        existing = _calls_in(db)
         state = "a new, empty store" if existing is None else _calls(existing)
     except StoreDatabaseError as exc:  # the page says so too, and recovers when the store is back
         state = f"{exc}; the page answers 503 until it is back"

@@ -349,27 +349,6 @@ class Workload:
             yield
 
 
-def calls_in(db_url: str) -> int | None:
-    """How many calls the store at ``db_url`` holds; None when there is no store there yet (or the
-    URL names none). A database that cannot be reached raises ``StoreDatabaseError``."""
-    import peewee
-
-    from exporter import StoreConfigurationError, StoreDatabaseError, open_database
-
-    try:
-        database = open_database(db_url, create=False)
-    except StoreConfigurationError:
-        return None
-    try:
-        if not database.table_exists("llm_calls"):
-            return None
-        return database.execute_sql("SELECT count(*) FROM llm_calls").fetchone()[0]
-    except peewee.DatabaseError as exc:
-        raise StoreDatabaseError(f"the store cannot be reached: {' '.join(str(exc).split())}") from exc
-    finally:
-        database.close()
-
-
 def report(db_url: str, *, since_ms: int, latest: int = 10) -> str:
     """What the store recorded since ``since_ms``: the latest calls and the run's figures, read back
     from the store (not from memory)."""

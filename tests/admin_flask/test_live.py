@@ -19,9 +19,10 @@ import simple_websocket
 
 from admin_flask import create_app
 from admin_flask.feed import READ_LIMIT
+from exporter import prune
 from llm_otel.testing import FakeOpenAI
 from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin, ChildWriter, Store
-from tests.polling import until_equal
+from tests.polling import until, until_equal
 
 ARRIVES_WITHIN_S = 30.0  # a hang guard: each wait ends as soon as the message is there
 
@@ -367,3 +368,69 @@ def test_concurrent_writers_on_postgresql_leave_no_gap_in_the_feed(
 
     messages_until(ws, complete, timeout=15)
     assert sorted(got) == expected and len(set(got)) == len(got)
+
+
+def _status(ws: simple_websocket.Client) -> dict[str, Any]:
+    """The next ``llm.status`` message the client receives (no reset before it)."""
+    messages = messages_until(ws, lambda ms: any(m["type"] == "llm.status" for m in ms))
+    assert [m for m in messages if m["type"] == "llm.reset"] == []
+    return next(m for m in messages if m["type"] == "llm.status")
+
+
+def _emptied_by_retention(store: Store) -> int:
+    """Prune every call of the store, as retention does once it was idle longer than it keeps
+    calls; returns the event id the store had reached (its last event's, deleted)."""
+    reached = latest_event_id(store)
+    prune(store.url, older_than=0)
+    assert store.rows("SELECT count(*) FROM llm_call_events") == [(0,)] and reached > 0
+    return reached
+
+
+def test_on_postgresql_a_store_emptied_by_retention_resets_no_connected_client(
+    serve: Any, pg_store: Store, fake_openai: FakeOpenAI
+) -> None:
+    admin = serve(create_app(db=pg_store.url, token=TOKEN, config=FAST_FEED), Admin)
+    ws = admin.live()
+    assert _status(ws)["last_event_id"] == latest_event_id(pg_store)
+    reached = _emptied_by_retention(pg_store)
+    stats = admin.state.feed.stats
+    refreshed = stats.status_reads
+    until(lambda: stats.status_reads >= refreshed + 2, "the feed read no status after the prune")
+    assert stats.resets == 0
+    reconnected = admin.live(f"?after={reached}")
+    assert _status(reconnected)["last_event_id"] == reached
+    assert _status(admin.live())["last_event_id"] == reached  # a page loaded now
+
+    child = ChildWriter(pg_store.url, fake_openai.base_url)
+    try:
+        child.call("after-retention")
+    finally:
+        child.close()
+    for client in (ws, reconnected):
+        messages = messages_until(client, call_ended("after-retention"))
+        assert [m for m in messages if m["type"] == "llm.reset"] == []
+        ids = [event["id"] for message in calls_of(messages) for event in message["events"]]
+        assert ids == [row[0] for row in pg_store.rows("SELECT id FROM llm_call_events ORDER BY id")]
+        assert min(ids) > reached
+
+
+def test_on_postgresql_an_admin_started_on_a_store_emptied_by_retention_starts_where_it_was(
+    serve: Any, pg_store: Store, fake_openai: FakeOpenAI
+) -> None:
+    """The feed of an admin that starts (or wakes up: the feed sleeps without clients) after
+    retention emptied the store: "now" is where the store was, so a client that comes back with
+    the last id it saw is not taken for one ahead of the store, and gets the next event."""
+    reached = _emptied_by_retention(pg_store)
+    admin = serve(create_app(db=pg_store.url, token=TOKEN, config=FAST_FEED), Admin)
+    assert admin.json("/llm/events", timeout="0") == {"events": [], "last_event_id": reached}
+    ws = admin.live(f"?after={reached}")
+    assert _status(ws)["last_event_id"] == reached
+    child = ChildWriter(pg_store.url, fake_openai.base_url)
+    try:
+        child.call("after-restart")
+    finally:
+        child.close()
+    messages = messages_until(ws, call_ended("after-restart"))
+    assert [m for m in messages if m["type"] == "llm.reset"] == []
+    assert min(event["id"] for message in calls_of(messages) for event in message["events"]) > reached
+    assert admin.state.feed.stats.resets == 0

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from exporter import latest_event_id, open_database, queries
+from exporter import latest_event_id, open_database, prune, queries
 from exporter._connection import StoreFile
 from exporter.mapping import RowBatch
+from exporter.migrations import EVENT_ORDER_LOCK_SQL
 from tests.exporter.conftest import NOW_MS, Rows
 
 
@@ -31,18 +32,49 @@ def test_latest_event_id_is_where_a_feed_from_now_starts(any_rows: Rows) -> None
     ]
 
 
-def test_retention_deleting_the_newest_events_does_not_move_now_back_on_sqlite(rows: Rows) -> None:
+def test_retention_deleting_the_newest_events_does_not_move_now_back(any_rows: Rows) -> None:
     """A store idle longer than its retention loses its newest events; ``now`` stays where it was
     (the admin's feed would otherwise take the store for a new one and reset every client), and the
-    next event still comes after it."""
-    rows.calls(2)
+    next event still comes after it. On both engines: the id counter, not ``max(id)``."""
+    any_rows.calls(2)
     before = latest_event_id()
-    rows.database.execute_sql("DELETE FROM llm_call_events")
+    prune(any_rows.database, older_than=0, now_ms=NOW_MS + 1)
+    assert any_rows.database.execute_sql("SELECT count(*) FROM llm_call_events").fetchone()[0] == 0
     assert latest_event_id() == before
-    new = rows.call(status="queued")
+    new = any_rows.call(status="queued")
     assert [(event["call_id"], event["id"] > before) for event in queries.call_events_after(before)] == [
         (new, True)
     ]
+
+
+def test_on_postgresql_now_counts_no_event_id_a_writer_has_not_committed(
+    pg_rows: Rows, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sequence gives out ids before their transaction commits: "now" is read holding the
+    writers' event-id lock, so a feed from it still gets the writer's events once they commit.
+    While a writer holds the lock longer than the reader waits, "now" is the newest committed id."""
+    import psycopg2
+
+    pg_rows.calls(1)
+    committed = latest_event_id()
+    monkeypatch.setattr(queries, "LATEST_EVENT_LOCK_TIMEOUT_MS", 50)
+    writer = psycopg2.connect(postgres_url)
+    try:
+        with writer.cursor() as cursor:  # a writer's transaction, as exporter._sql runs it
+            cursor.execute(EVENT_ORDER_LOCK_SQL)
+            cursor.execute(
+                "INSERT INTO llm_call_events (call_id, kind, at) VALUES (%s, 'queued', %s) RETURNING id",
+                ("in-flight", NOW_MS),
+            )
+            [(in_flight,)] = cursor.fetchall()
+        assert in_flight > committed
+        assert latest_event_id() == committed  # the lock is held: not the sequence, which is ahead
+        writer.commit()
+    finally:
+        writer.close()
+
+    assert latest_event_id() == in_flight
+    assert [event["call_id"] for event in queries.call_events_after(committed)] == ["in-flight"]
 
 
 WRITERS = 4

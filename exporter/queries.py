@@ -108,7 +108,7 @@ import operator
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
@@ -119,7 +119,7 @@ from exporter import kept_summaries, rollups, search_matches, short_terms
 from exporter._exceptions import QueryError, converted_errors
 from exporter.cjk_grams import is_cjk_query
 from exporter.database import is_sqlite, read_snapshot
-from exporter.kept_summaries import Counts, Kept
+from exporter.kept_summaries import Counts, Kept, Key
 from exporter.mapping import to_json
 from exporter.migrations import CJK_TABLE, FTS_TABLE, TEXT_VIEW
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss, db
@@ -367,6 +367,7 @@ def call_facets(
         counts, flying = _summary_counts(selection, matches)
     if matches is not None:  # what the term matched, for the list and the next process too
         search_matches.save(db.obj)
+    kept_summaries.save(db.obj)  # what was counted, for the next process too
     return _facets(counts, flying)
 
 
@@ -420,9 +421,13 @@ def _summary_counts(selection: _Selection, matches: Matches | None) -> tuple[Cou
         tuple(sorted(selection.minimums.items())),
         selection.text,
     )
-    key = (str(db.obj.database), store, filters, matches.lookup if matches is not None else 0)
+    key = (str(db.obj.database), store, json.dumps(filters), matches.lookup if matches is not None else 0)
     kept = kept_summaries.get(key)
-    if kept is not None and (kept.generation != version or (kept.since_ms or 0) > (selection.since_ms or 0)):
+    if kept is not None and kept.generation != version:
+        kept = None
+    if kept is None:  # what another process (or this one before a restart) counted, if still true
+        kept = kept_summaries.read(db.obj, key, version)
+    if kept is not None and (kept.since_ms or 0) > (selection.since_ms or 0):
         kept = None
     if matches is not None:
         return _matched_counts(key, selection, matches, kept, version), Counts()
@@ -430,13 +435,15 @@ def _summary_counts(selection: _Selection, matches: Matches | None) -> tuple[Cou
 
 
 def _matched_counts(
-    key: Hashable, selection: _Selection, matches: Matches, kept: Kept | None, version: tuple[int, int]
+    key: Key, selection: _Selection, matches: Matches, kept: Kept | None, version: tuple[int, int]
 ) -> Counts:
     """The counts of a ``q``'s calls: those kept at an earlier version of its matches and those of
     the matches added since (indexed calls: any change to one moves the search generation)."""
     others = replace(selection, text="", matched=None)
     added = None
-    if kept is not None and kept.version <= matches.version:
+    if kept is not None and kept.lookup is None:  # read from the store: no version of these matches
+        added = _matched_since(kept, matches)
+    elif kept is not None and kept.version <= matches.version:
         since = matches.added_since(kept.version)
         if since is not None and not since[1]:  # matches deleted since: the kept counts hold them
             added = since[0]
@@ -452,13 +459,31 @@ def _matched_counts(
         # Too many to read by rowid: each facet's index walked, its entries tested against the
         # matches' bitmap (not the text: every candidate's body would be read again).
         counts = _counted(others, bits=_bytes_of(matches)) if matches.rowids is None else _counted(selection)
-    kept = Kept(version, matches.upto, frozenset(), counts, matches.version, selection.since_ms)
-    kept_summaries.put(key, kept)
+    kept = Kept(
+        version, matches.upto, matches.pending, counts, matches.version, selection.since_ms, matches.lookup
+    )
+    kept_summaries.put(key, kept, whole=slid is None)
     return counts
 
 
+def _matched_since(kept: Kept, matches: Matches) -> list[int] | None:
+    """The rowids ``matches`` holds that the matches ``kept`` was counted from (up to ``kept.upto``,
+    but its ``pending`` calls, then not indexed) did not: their calls indexed since. None when
+    ``kept`` is of later calls than ``matches``."""
+    if kept.upto > matches.upto:
+        return None
+    added = sorted(rowid for rowid in kept.pending - matches.pending if rowid in matches)
+    bits, upto = matches.bits, kept.upto
+    for offset in range((upto + 1) >> 3, len(bits)):
+        byte = bits[offset]
+        if byte:
+            base = offset << 3
+            added.extend(base + bit for bit in range(8) if byte >> bit & 1 and base + bit > upto)
+    return added
+
+
 def _selected_counts(
-    key: Hashable, selection: _Selection, generation: tuple[int, int], kept: Kept | None
+    key: Key, selection: _Selection, generation: tuple[int, int], kept: Kept | None
 ) -> tuple[Counts, Counts]:
     """The counts of ``selection``'s calls: of the ended ones, those kept (up to a rowid) and those
     written or ended since; of the calls in flight, counted now (their rows change in place)."""
@@ -474,7 +499,8 @@ def _selected_counts(
         if counts.total >= _KEEP_FROM:
             in_flight = _flying_counts(replace(selection, statuses=flying)) if flying else Counts()
             pending = frozenset(_in_flight_rowids(0, top))
-            kept_summaries.put(key, Kept(generation, top, pending, counts - in_flight, 0, selection.since_ms))
+            kept = Kept(generation, top, pending, counts - in_flight, 0, selection.since_ms)
+            kept_summaries.put(key, kept, whole=True)
         return counts, Counts()
     still, landed = kept.pending, frozenset()
     if kept.pending and _in_flight_count(kept.upto) < len(kept.pending):  # some have ended since

@@ -258,7 +258,7 @@ def forget(database: peewee.Database | None = None) -> None:
 
 def read(database: peewee.Database, key: Key, version: tuple[int, int]) -> Kept | None:
     """The summary the store keeps for ``key``'s filters under ``version`` (the search generation,
-    the deletes log's last entry), or None; in the reader's snapshot."""
+    the deletes log's last entry), or None; in the reader's snapshot. Kept in the process too."""
     sql = (
         f'SELECT upto, pending, since_ms, counts, used_at FROM "{SUMMARY_KEPT_TABLE}" '
         "WHERE filters = ? AND generation = ? AND deleted = ?"
@@ -270,10 +270,14 @@ def read(database: peewee.Database, key: Key, version: tuple[int, int]) -> Kept 
     if row is None:
         return None
     upto, pending, since_ms, counts, used_at = row
-    with _lock:
+    kept = Kept(version, upto, frozenset(array("q", bytes(pending))), _decoded(counts), 0, since_ms, None)
+    with _lock:  # kept in the process too, as read: the next summary need not read it again
         _saved_at[(key[0], key[2])] = used_at
-    rowids = frozenset(array("q", bytes(pending)))
-    return Kept(version, upto, rowids, _decoded(counts), 0, since_ms, None)
+        _kept[key] = kept
+        _kept.move_to_end(key)
+        while len(_kept) > MAX_KEPT:
+            _kept.popitem(last=False)
+    return kept
 
 
 def save(database: peewee.Database) -> None:

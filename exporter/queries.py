@@ -89,14 +89,15 @@ partial hours at the ends from ``llm_calls``); smaller ones the covering window 
 with a label read that label's index alone (it holds every column they count, migration 12), those
 with a ``q`` the calls the list keeps for the term (read by rowid, up to
 ``search_matches.KEEP_ROWIDS_UP_TO``; past it, each facet's index walked against the term's
-bitmap). What such facets of many calls counted is kept (``exporter.kept_summaries``): the next
-facets of the same filters count only the calls written or ended since, and those in flight. What
-stays slow by nature: the first query of a term found in most calls, or of one character that is
-not CJK (each candidate's text is read to keep the total exact; later queries, in any process and
-after retention, read what was kept: ``llm_calls_search_kept``), and the first facets in a process
-of a timing minimum without a label (each facet reads an index whole, or sorts the selected calls:
-SQLite has no hash aggregate), of a ``q`` found in most calls, or of two labels each in most calls
-(every selected call is counted here).
+bitmap). What such facets of many calls counted is kept (``exporter.kept_summaries``, in the
+process and in the store: ``llm_calls_summary_kept``): the next facets of the same filters, in any
+process, count only the calls written or ended since, and those in flight. What stays slow by
+nature: the first query of a term found in most calls, or of one character that is not CJK (each
+candidate's text is read to keep the total exact; later queries, in any process and after
+retention, read what was kept: ``llm_calls_search_kept``), and the first facets of a timing
+minimum without a label (each facet reads an index whole, or sorts the selected calls: SQLite has
+no hash aggregate), of a ``q`` found in most calls, or of two labels each in most calls (every
+selected call is counted here), on a new store and after each retention run or changed ended call.
 """
 
 from __future__ import annotations

@@ -350,10 +350,12 @@ def _packed(rowids: frozenset[int]) -> bytes:
 
 
 def _encoded(counts: Counts) -> str:
-    """``counts`` as JSON: each timing's values and their counts as two lists (fast to read back)."""
-    histograms = {
-        name: [list(counter.keys()), list(counter.values())] for name, counter in counts.histograms.items()
-    }
+    """``counts`` as JSON: each timing's values, in order, and their counts as two lists (fast to
+    read back, and to sort again for the percentiles: ``Counts._ladders``)."""
+    histograms = {}
+    for name, counter in counts.histograms.items():
+        pairs = sorted(counter.items())
+        histograms[name] = [[value for value, _ in pairs], [count for _, count in pairs]]
     return json.dumps(
         {
             "by_model_status": [[model, status, n] for (model, status), n in counts.by_model_status.items()],

@@ -232,10 +232,17 @@ def put(key: Key, kept: Kept, *, whole: bool = False) -> None:
             kept.version,
         ):
             return
-        _kept[key] = kept
-        _kept.move_to_end(key)
-        while len(_kept) > MAX_KEPT:
-            _kept.popitem(last=False)
+        _keep(key, kept)
+
+
+def _keep(key: Key, kept: Kept) -> None:
+    """Under ``_lock``: ``kept`` kept for ``key``, the least recently used dropped past ``MAX_KEPT``
+    (with when its store row was written: a summary kept again is written again)."""
+    _kept[key] = kept
+    _kept.move_to_end(key)
+    while len(_kept) > MAX_KEPT:
+        dropped, _ = _kept.popitem(last=False)
+        _saved_at.pop((dropped[0], dropped[2]), None)
 
 
 def count() -> int:
@@ -273,10 +280,7 @@ def read(database: peewee.Database, key: Key, version: tuple[int, int]) -> Kept 
     kept = Kept(version, upto, frozenset(array("q", bytes(pending))), _decoded(counts), 0, since_ms, None)
     with _lock:  # kept in the process too, as read: the next summary need not read it again
         _saved_at[(key[0], key[2])] = used_at
-        _kept[key] = kept
-        _kept.move_to_end(key)
-        while len(_kept) > MAX_KEPT:
-            _kept.popitem(last=False)
+        _keep(key, kept)
     return kept
 
 

@@ -29,7 +29,11 @@ emptied, so this measure writes to the store), and the next line of a process's 
 term another query found before (kept in the store, migration 11). The same for a
 ``call_facets`` case with ``q``. A ``call_facets`` case whose summary is kept for the next one of
 its filters (``exporter.kept_summaries``) prints a "cold" line too: its first summaries, nothing
-kept before each (in the process: a ``q``'s matches are read from the store). ``--sections
+kept before each (in the process or the store, ``llm_calls_summary_kept`` emptied: a ``q``'s
+matches are read from the store), and the next lines of a process's first summaries of a filter
+another one counted before (kept in the store, migration 15): nothing kept in this process, then
+each the first summary of a new process (SQLite's page cache empty; its start and connection not
+timed). ``--sections
 retention`` (never by default: it deletes calls) times the first query of some ``q`` cases after
 each of a few retention passes of the oldest hour (retention's deletes), in the process that kept
 the term and in a new one, and the deletes: run it on a copy of the store (the deleted calls are
@@ -43,6 +47,7 @@ import itertools
 import json
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -276,6 +281,37 @@ def _timed(call: Callable[[], object], repeat: int) -> tuple[float, float, objec
     return statistics.median(timings), timings[min(len(timings) - 1, int(len(timings) * 0.95))], result
 
 
+_NEW_PROCESS = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from exporter import open_database, queries
+from exporter.models import db
+database = open_database(sys.argv[2])
+db.initialize(database)
+database.execute_sql("SELECT 1")  # connected, pragmas set: the summary alone is timed
+started = time.perf_counter()
+queries.call_facets(**json.loads(sys.argv[3]))
+print((time.perf_counter() - started) * 1000)
+"""
+
+
+def _in_new_processes(database_path: str, filters: dict[str, object], runs: int) -> tuple[float, float]:
+    """Median and p95 in ms of a summary that is the first of a new process (``runs`` processes, one
+    after the other): what the store keeps read, SQLite's page cache empty (the OS's warm)."""
+    tree = str(Path(__file__).resolve().parent.parent)
+    timings = []
+    for _ in range(runs):
+        run = subprocess.run(
+            [sys.executable, "-c", _NEW_PROCESS, tree, database_path, json.dumps(filters)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        timings.append(float(run.stdout.split()[-1]))
+    timings.sort()
+    return statistics.median(timings), timings[min(len(timings) - 1, int(len(timings) * 0.95))]
+
+
 def _resolved(filters: dict[str, object], task: str, newest: int) -> dict[str, object]:
     """``filters`` with the run-time values (a real task id, the last 24 hours) filled in."""
     day = newest // DAY_MS * DAY_MS
@@ -286,10 +322,20 @@ def _resolved(filters: dict[str, object], task: str, newest: int) -> dict[str, o
     }
 
 
-def _forget_summaries() -> None:
-    """Drop the summaries this process keeps (``exporter.kept_summaries``; none before it existed)."""
-    if kept_summaries is not None:
+def _forget_summaries(database: peewee.Database | None = None) -> None:
+    """Drop the summaries this process keeps (``exporter.kept_summaries``; none before it existed),
+    and given ``database``, those its store keeps (migration 15; none before it)."""
+    if kept_summaries is None:
+        return
+    if database is not None and _summaries_in_store():
+        kept_summaries.forget(database)
+    else:
         kept_summaries.forget()
+
+
+def _summaries_in_store() -> bool:
+    """Whether this checkout keeps summaries in the store (``kept_summaries.read``, migration 15)."""
+    return kept_summaries is not None and hasattr(kept_summaries, "read")
 
 
 def _kept_summaries() -> int:
@@ -387,8 +433,8 @@ def measure(
             resolved = _resolved(filters, task, newest)
             cold_text = ""
 
-            def first_summary(f: dict[str, object] = resolved) -> dict:
-                _forget_summaries()
+            def first_summary(f: dict[str, object] = resolved, store: bool = True) -> dict:
+                _forget_summaries(database if store else None)
                 if "q" in f:  # as the list's: the term's matches too (the store keeps its row)
                     search_matches.forget()
                 return queries.call_facets(**f)
@@ -396,10 +442,20 @@ def measure(
             cold, cold_p95, _ = _timed(first_summary, max(3, repeat // 4))
             if "q" in filters or _kept_summaries():  # the first summary of the filter apart
                 cold_text = f"{cold:.2f} ms median, {cold_p95:.2f} p95"
+            stored_text = spawned_text = ""
+            if cold_text and _summaries_in_store():  # a new process's: the store's counts read
+                stored, stored_p95, _ = _timed(lambda: first_summary(store=False), max(3, repeat // 4))
+                stored_text = f"{stored:.2f} ms median, {stored_p95:.2f} p95"
+                spawned, spawned_p95 = _in_new_processes(database_path, resolved, max(3, repeat // 4))
+                spawned_text = f"{spawned:.2f} ms median, {spawned_p95:.2f} p95"
             median, p95, facets = _timed(lambda f=resolved: queries.call_facets(**f), repeat)
             print(f"{name:44} {median:10.2f} {p95:8.2f} {facets['total']:9d}", flush=True)
             if cold_text:
                 print(f"{'  cold (nothing kept: a first query)':44} {cold_text:>26}", flush=True)
+            if stored_text:
+                label = "  a process's first (kept in the store)"
+                print(f"{label:44} {stored_text:>26}", flush=True)
+                print(f"{'  the same, each in a new process':44} {spawned_text:>26}", flush=True)
 
     windows = (("window 1h", 3_600_000), ("window 24h", DAY_MS), ("window 7d", 7 * DAY_MS))
     if "status" in sections:

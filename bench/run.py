@@ -187,10 +187,10 @@ WHY: dict[int, str] = {
     "rowids passed to Python once",
     6: "the rollups (migration 9, every status: the calls in flight too) answer the whole days and "
     "hours; the 7d window reads ~12,000 timing rows and the two partial hours' calls",
-    7: "a filter's first summary in a process counts it whole: a timing minimum without a label reads "
-    "each facet's index whole (SQLite has no hash aggregate), a `q` in half the calls walks each "
-    "facet's index against the term's bitmap; later ones of the filter count only the calls written "
-    "or ended since (`exporter.kept_summaries`)",
+    7: "a filter's first summary on a store (and after each retention run) counts it whole: a timing "
+    "minimum without a label reads each facet's index whole (SQLite has no hash aggregate), a `q` in "
+    "half the calls walks each facet's index against the term's bitmap; later ones of the filter, in "
+    "any process, count only the calls written or ended since (`exporter.kept_summaries`, migration 15)",
     5: "the first query of a `q` checks every candidate's text before the page (later ones walk the "
     "sort's index against the kept matches)",
     12: "the list's own query: its exact total counts every matching row (~20–40 ms at 1M without a "

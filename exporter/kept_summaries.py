@@ -3,11 +3,12 @@ is counted once and then brought up to date by the calls written since, exactly.
 
 Usage (``exporter.queries.call_facets`` does this inside the reader's snapshot)::
 
-    key = (path, store, filters, lookup)        # lookup: of the search matches, 0 without a ``q``
-    kept = get(key)                             # None, or what put() kept
-    put(key, Kept(generation, upto, pending, counts, version, since_ms))
+    key = (path, store, filters, lookup)        # filters: canonical JSON; lookup: 0 without a q
+    kept = get(key) or read(database, key, (generation, deleted))   # None, or what put()/save() kept
+    put(key, Kept((generation, deleted), upto, pending, counts, version, since_ms), whole=True)
+    save(database)                              # after the snapshot: what was put, for other processes
     counts + more; counts - less; counts.percentiles(more)    # Counts of two sets of calls
-    forget()                                    # the next summary of every filter counts whole again
+    forget(database)                            # the next summary of every filter counts whole again
 
 Why: SQLite has no hash aggregate, so a summary of a filter that selects many calls and that the
 rollups do not hold (a timing minimum, a ``q``, two labels) reads an index whole for each facet or
@@ -24,23 +25,44 @@ its counts are brought up to date by the matches added since (``Matches.added_si
 ``since_ms`` of the same filters (a window up to now, as the admin page asks) takes the calls
 enqueued before it out of the kept counts.
 
-Limits: kept in the reading process only (``MAX_KEPT`` filters, least recently used dropped), so
-each process counts a filter's first summary whole, and again after the generation moves.
+Kept in the store too (``llm_calls_summary_kept``, migration 15; ``save``, which ``call_facets``
+calls after its snapshot): a process that holds nothing for a filter reads what another process
+(or itself before a restart) counted, under the same generation and deletes log, and brings it up
+to date instead of counting whole (a ``q``'s: the matches added since, found in the term's bitmap).
+
+Limits: ``MAX_KEPT`` filters per process and ``MAX_SAVED`` in the store (least recently used
+dropped); a retention run or a changed ended call still makes the next summary count whole.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+import logging
 import math
 import threading
+import time
+from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate
 
+import peewee
+
+from exporter import search_matches
+from exporter._connection import polled
+from exporter.migrations import SUMMARY_KEPT_TABLE
+
 MAX_KEPT = 16
 """Filters whose counts a process keeps."""
+MAX_SAVED = 32
+"""Filters whose counts the store keeps (``llm_calls_summary_kept``; those written last)."""
+SAVE_EVERY_MS = 60_000
+"""A kept summary brought up to date is written to the store again once its copy there is this old."""
+SAVE_WAIT_MS = 20
+"""How long ``save`` waits for the store's write lock before leaving it to a later summary."""
 
 LABEL_FACETS = ("sources", "requested_by", "error_types")
 """The facets counted by value alone (models are counted with the status)."""
@@ -167,13 +189,25 @@ class Kept:
     version: int = 0
     since_ms: int | None = None
     """The filters' ``since_ms`` when counted: a later one takes the calls before it out."""
+    lookup: int | None = 0
+    """With a ``q``: which lookup of its matches ``version`` counts from (``Matches.lookup``); None
+    when read from the store, whose ``pending`` then holds the rowids the matches had not indexed."""
 
 
-_kept: OrderedDict[Hashable, Kept] = OrderedDict()
+Key = tuple[str, str, str, int]
+"""(store path, store id, the filters in a canonical form (a JSON text), the matches' lookup: 0
+without a ``q``): a kept summary's key; the store keeps it under the filters."""
+
+_kept: OrderedDict[Key, Kept] = OrderedDict()
+_unsaved: dict[Key, Kept] = {}
+"""Kept summaries to write to the store (``save``)."""
+_saved_at: dict[tuple[str, str], int] = {}
+"""(path, filters) → when the store's copy was written (ms), as this process wrote or read it."""
 _lock = threading.Lock()
+logger = logging.getLogger(__name__)
 
 
-def get(key: Hashable) -> Kept | None:
+def get(key: Key) -> Kept | None:
     with _lock:
         kept = _kept.get(key)
         if kept is not None:
@@ -181,9 +215,16 @@ def get(key: Hashable) -> Kept | None:
         return kept
 
 
-def put(key: Hashable, kept: Kept) -> None:
-    """Keep ``kept`` for ``key``, unless what is kept is newer (another thread's later snapshot)."""
+def put(key: Key, kept: Kept, *, whole: bool = False) -> None:
+    """Keep ``kept`` for ``key``, unless what is kept is newer (another thread's later snapshot);
+    to be written to the store when counted ``whole`` or its copy there is old (``SAVE_EVERY_MS``)."""
     with _lock:
+        written = _saved_at.get((key[0], key[2]))
+        if whole or written is None or _now_ms() - written >= SAVE_EVERY_MS:
+            _unsaved.pop(key, None)
+            _unsaved[key] = kept
+            while len(_unsaved) > MAX_KEPT:  # a store that cannot be written (read-only) keeps none
+                del _unsaved[next(iter(_unsaved))]
         stored = _kept.get(key)
         if stored is not None and (stored.generation, stored.upto, stored.version) > (
             kept.generation,
@@ -191,10 +232,17 @@ def put(key: Hashable, kept: Kept) -> None:
             kept.version,
         ):
             return
-        _kept[key] = kept
-        _kept.move_to_end(key)
-        while len(_kept) > MAX_KEPT:
-            _kept.popitem(last=False)
+        _keep(key, kept)
+
+
+def _keep(key: Key, kept: Kept) -> None:
+    """Under ``_lock``: ``kept`` kept for ``key``, the least recently used dropped past ``MAX_KEPT``
+    (with when its store row was written: a summary kept again is written again)."""
+    _kept[key] = kept
+    _kept.move_to_end(key)
+    while len(_kept) > MAX_KEPT:
+        dropped, _ = _kept.popitem(last=False)
+        _saved_at.pop((dropped[0], dropped[2]), None)
 
 
 def count() -> int:
@@ -203,7 +251,129 @@ def count() -> int:
         return len(_kept)
 
 
-def forget() -> None:
-    """Drop every kept count (the next summary of each filter is counted whole: a "cold" one)."""
+def forget(database: peewee.Database | None = None) -> None:
+    """Drop every count kept in this process, and given ``database``, those its store keeps (the
+    next summary of each filter is then counted whole: a "cold" one)."""
     with _lock:
         _kept.clear()
+        _unsaved.clear()
+        _saved_at.clear()
+    if database is not None and search_matches.state(database) is not None:
+        with database.atomic():
+            database.execute_sql(f'DELETE FROM "{SUMMARY_KEPT_TABLE}"')
+
+
+def read(database: peewee.Database, key: Key, version: tuple[int, int]) -> Kept | None:
+    """The summary the store keeps for ``key``'s filters under ``version`` (the search generation,
+    the deletes log's last entry), or None; in the reader's snapshot. Kept in the process too."""
+    sql = (
+        f'SELECT upto, pending, since_ms, counts, used_at FROM "{SUMMARY_KEPT_TABLE}" '
+        "WHERE filters = ? AND generation = ? AND deleted = ?"
+    )
+    try:
+        row = database.execute_sql(sql, (key[2], *version)).fetchone()
+    except peewee.OperationalError:  # no such table: a store before migration 15
+        return None
+    if row is None:
+        return None
+    upto, pending, since_ms, counts, used_at = row
+    kept = Kept(version, upto, frozenset(array("q", bytes(pending))), _decoded(counts), 0, since_ms, None)
+    with _lock:  # kept in the process too, as read: the next summary need not read it again
+        _saved_at[(key[0], key[2])] = used_at
+        _keep(key, kept)
+    return kept
+
+
+def save(database: peewee.Database) -> None:
+    """Write to the store the summaries of ``database``'s file kept since the last save (after the
+    reader's snapshot: a transaction of its own, waiting at most ``SAVE_WAIT_MS`` for the lock).
+
+    Those counted under an older generation or deletes log than the store's now are left out (they
+    no longer hold). Skipped, to be tried after a later summary, when the store is busy or
+    read-only."""
+    path = str(database.database)
+    with _lock:
+        pending = [(key, kept) for key, kept in _unsaved.items() if key[0] == path]
+    if not pending:
+        return
+    now = _now_ms()
+    rows = [
+        (
+            key[2],
+            *kept.generation,
+            kept.upto,
+            _packed(kept.pending),
+            kept.since_ms,
+            _encoded(kept.counts),
+            now,
+        )
+        for key, kept in pending
+    ]
+    sql = (
+        f'INSERT INTO "{SUMMARY_KEPT_TABLE}" (filters, generation, deleted, upto, pending, since_ms, counts, '
+        "used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (filters) DO UPDATE SET "
+        "generation = excluded.generation, deleted = excluded.deleted, upto = excluded.upto, "
+        "pending = excluded.pending, since_ms = excluded.since_ms, counts = excluded.counts, "
+        "used_at = excluded.used_at WHERE (excluded.generation, excluded.deleted, excluded.upto) >= "
+        "(generation, deleted, upto)"
+    )
+
+    def write() -> None:
+        with database.atomic(lock_type="IMMEDIATE"):
+            state = search_matches.state(database)
+            if state is None:
+                return
+            version = state[1:]
+            database.execute_sql(
+                f'DELETE FROM "{SUMMARY_KEPT_TABLE}" WHERE generation != ? OR deleted != ?', version
+            )
+            database.cursor().executemany(sql, [row for row in rows if row[1:3] == version])
+            database.execute_sql(
+                f'DELETE FROM "{SUMMARY_KEPT_TABLE}" WHERE filters NOT IN (SELECT filters FROM '
+                f'"{SUMMARY_KEPT_TABLE}" ORDER BY used_at DESC LIMIT {MAX_SAVED})'
+            )
+
+    try:
+        polled(database, write, SAVE_WAIT_MS / 1000)
+    except peewee.DatabaseError as error:  # locked, read-only, no such table (a store before 15)
+        logger.debug("filter summaries not saved to %s: %s", path, error)
+        return
+    with _lock:
+        for key, kept in pending:
+            if _unsaved.get(key) is kept:
+                del _unsaved[key]
+            _saved_at[(key[0], key[2])] = now
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _packed(rowids: frozenset[int]) -> bytes:
+    return array("q", sorted(rowids)).tobytes()
+
+
+def _encoded(counts: Counts) -> str:
+    """``counts`` as JSON: each timing's values, in order, and their counts as two lists (fast to
+    read back, and to sort again for the percentiles: ``Counts._ladders``)."""
+    histograms = {}
+    for name, counter in counts.histograms.items():
+        pairs = sorted(counter.items())
+        histograms[name] = [[value for value, _ in pairs], [count for _, count in pairs]]
+    return json.dumps(
+        {
+            "by_model_status": [[model, status, n] for (model, status), n in counts.by_model_status.items()],
+            "values": {name: list(counter.items()) for name, counter in counts.values.items()},
+            "histograms": histograms,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _decoded(text: str) -> Counts:
+    found = json.loads(text)
+    return Counts(
+        Counter({(model, status): n for model, status, n in found["by_model_status"]}),
+        {name: Counter(dict(found["values"][name])) for name in LABEL_FACETS},
+        {name: Counter(dict(zip(*found["histograms"][name], strict=True))) for name in METRICS},
+    )

@@ -67,6 +67,10 @@ reader takes the deleted calls out of them (``exporter.search_matches``). The re
 once every kept row has read it; past ``DELETES_LOGGED_UP_TO`` entries a delete advances the
 generation again.
 
+Migration 15 (SQLite only) adds ``llm_calls_summary_kept``: what a filter's summary counted, written
+by the readers (``exporter.kept_summaries.save``) so that another process, or a restarted one,
+brings it up to date instead of counting the summary whole. Empty at first.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -574,6 +578,25 @@ FACET_LABELS = ("model", "source", "error_type", "requested_by")
 """The labels a filter summary counts (``exporter.queries.call_facets``)."""
 
 
+SUMMARY_KEPT_TABLE = "llm_calls_summary_kept"
+
+SUMMARY_KEPT_DDL = (
+    f'CREATE TABLE IF NOT EXISTS "{SUMMARY_KEPT_TABLE}" ("filters" TEXT NOT NULL PRIMARY KEY, '
+    '"generation" INTEGER NOT NULL, "deleted" INTEGER NOT NULL, "upto" INTEGER NOT NULL, '
+    '"pending" BLOB NOT NULL, "since_ms" INTEGER, "counts" TEXT NOT NULL, "used_at" INTEGER NOT NULL)'
+)
+"""What filters' summaries counted (migration 15), as ``exporter.kept_summaries`` keeps it: for the
+store's search generation and the deletes log's last entry (``deleted``), the counts (JSON) of the
+calls the filters (a canonical JSON form) select up to ``upto``, but the ``pending`` ones (rowids,
+8 bytes each in the machine's byte order), from ``since_ms``; ``used_at``: when last written (ms)."""
+
+
+def _kept_summaries(database: peewee.Database) -> None:
+    """SQLite: ``llm_calls_summary_kept``, so that a filter's summary outlives the process that counted it."""
+    if is_sqlite(database):
+        database.execute_sql(SUMMARY_KEPT_DDL)
+
+
 def covering_label_columns(label: str) -> tuple[str, ...]:
     """The columns of the label index of ``label`` since migration 12: ``(label, status,
     enqueued_at, <timings>)`` as before, then the facet labels it does not lead with."""
@@ -627,6 +650,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _covering_label_indexes,
     _bulk_delete,
     _logged_deletes,
+    _kept_summaries,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

@@ -89,14 +89,15 @@ partial hours at the ends from ``llm_calls``); smaller ones the covering window 
 with a label read that label's index alone (it holds every column they count, migration 12), those
 with a ``q`` the calls the list keeps for the term (read by rowid, up to
 ``search_matches.KEEP_ROWIDS_UP_TO``; past it, each facet's index walked against the term's
-bitmap). What such facets of many calls counted is kept (``exporter.kept_summaries``): the next
-facets of the same filters count only the calls written or ended since, and those in flight. What
-stays slow by nature: the first query of a term found in most calls, or of one character that is
-not CJK (each candidate's text is read to keep the total exact; later queries, in any process and
-after retention, read what was kept: ``llm_calls_search_kept``), and the first facets in a process
-of a timing minimum without a label (each facet reads an index whole, or sorts the selected calls:
-SQLite has no hash aggregate), of a ``q`` found in most calls, or of two labels each in most calls
-(every selected call is counted here).
+bitmap). What such facets of many calls counted is kept (``exporter.kept_summaries``, in the
+process and in the store: ``llm_calls_summary_kept``): the next facets of the same filters, in any
+process, count only the calls written or ended since, and those in flight. What stays slow by
+nature: the first query of a term found in most calls, or of one character that is not CJK (each
+candidate's text is read to keep the total exact; later queries, in any process and after
+retention, read what was kept: ``llm_calls_search_kept``), and the first facets of a timing
+minimum without a label (each facet reads an index whole, or sorts the selected calls: SQLite has
+no hash aggregate), of a ``q`` found in most calls, or of two labels each in most calls (every
+selected call is counted here), on a new store and after each retention run or changed ended call.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ import operator
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
@@ -131,7 +132,7 @@ from exporter import kept_summaries, rollups, search_matches, short_terms
 from exporter._exceptions import QueryError, converted_errors
 from exporter.cjk_grams import is_cjk_query
 from exporter.database import is_sqlite, read_snapshot
-from exporter.kept_summaries import Counts, Kept
+from exporter.kept_summaries import Counts, Kept, Key
 from exporter.mapping import to_json
 from exporter.migrations import CJK_TABLE, EVENT_ORDER_SHARED_LOCK_SQL, FTS_TABLE, TEXT_VIEW
 from exporter.models import LLMCall, LLMCallBody, LLMCallEvent, LLMTask, SchedulerSnapshot, StoreLoss, db
@@ -379,6 +380,7 @@ def call_facets(
         counts, flying = _summary_counts(selection, matches)
     if matches is not None:  # what the term matched, for the list and the next process too
         search_matches.save(db.obj)
+    kept_summaries.save(db.obj)  # what was counted, for the next process too
     return _facets(counts, flying)
 
 
@@ -432,9 +434,13 @@ def _summary_counts(selection: _Selection, matches: Matches | None) -> tuple[Cou
         tuple(sorted(selection.minimums.items())),
         selection.text,
     )
-    key = (str(db.obj.database), store, filters, matches.lookup if matches is not None else 0)
+    key = (str(db.obj.database), store, json.dumps(filters), matches.lookup if matches is not None else 0)
     kept = kept_summaries.get(key)
-    if kept is not None and (kept.generation != version or (kept.since_ms or 0) > (selection.since_ms or 0)):
+    if kept is not None and kept.generation != version:
+        kept = None
+    if kept is None:  # what another process (or this one before a restart) counted, if still true
+        kept = kept_summaries.read(db.obj, key, version)
+    if kept is not None and (kept.since_ms or 0) > (selection.since_ms or 0):
         kept = None
     if matches is not None:
         return _matched_counts(key, selection, matches, kept, version), Counts()
@@ -442,13 +448,15 @@ def _summary_counts(selection: _Selection, matches: Matches | None) -> tuple[Cou
 
 
 def _matched_counts(
-    key: Hashable, selection: _Selection, matches: Matches, kept: Kept | None, version: tuple[int, int]
+    key: Key, selection: _Selection, matches: Matches, kept: Kept | None, version: tuple[int, int]
 ) -> Counts:
     """The counts of a ``q``'s calls: those kept at an earlier version of its matches and those of
     the matches added since (indexed calls: any change to one moves the search generation)."""
     others = replace(selection, text="", matched=None)
     added = None
-    if kept is not None and kept.version <= matches.version:
+    if kept is not None and kept.lookup is None:  # read from the store: no version of these matches
+        added = _matched_since(kept, matches)
+    elif kept is not None and kept.version <= matches.version:
         since = matches.added_since(kept.version)
         if since is not None and not since[1]:  # matches deleted since: the kept counts hold them
             added = since[0]
@@ -464,13 +472,31 @@ def _matched_counts(
         # Too many to read by rowid: each facet's index walked, its entries tested against the
         # matches' bitmap (not the text: every candidate's body would be read again).
         counts = _counted(others, bits=_bytes_of(matches)) if matches.rowids is None else _counted(selection)
-    kept = Kept(version, matches.upto, frozenset(), counts, matches.version, selection.since_ms)
-    kept_summaries.put(key, kept)
+    kept = Kept(
+        version, matches.upto, matches.pending, counts, matches.version, selection.since_ms, matches.lookup
+    )
+    kept_summaries.put(key, kept, whole=slid is None)
     return counts
 
 
+def _matched_since(kept: Kept, matches: Matches) -> list[int] | None:
+    """The rowids ``matches`` holds that the matches ``kept`` was counted from (up to ``kept.upto``,
+    but its ``pending`` calls, then not indexed) did not: their calls indexed since. None when
+    ``kept`` is of later calls than ``matches``."""
+    if kept.upto > matches.upto:
+        return None
+    added = sorted(rowid for rowid in kept.pending - matches.pending if rowid in matches)
+    bits, upto = matches.bits, kept.upto
+    for offset in range((upto + 1) >> 3, len(bits)):
+        byte = bits[offset]
+        if byte:
+            base = offset << 3
+            added.extend(base + bit for bit in range(8) if byte >> bit & 1 and base + bit > upto)
+    return added
+
+
 def _selected_counts(
-    key: Hashable, selection: _Selection, generation: tuple[int, int], kept: Kept | None
+    key: Key, selection: _Selection, generation: tuple[int, int], kept: Kept | None
 ) -> tuple[Counts, Counts]:
     """The counts of ``selection``'s calls: of the ended ones, those kept (up to a rowid) and those
     written or ended since; of the calls in flight, counted now (their rows change in place)."""
@@ -486,7 +512,8 @@ def _selected_counts(
         if counts.total >= _KEEP_FROM:
             in_flight = _flying_counts(replace(selection, statuses=flying)) if flying else Counts()
             pending = frozenset(_in_flight_rowids(0, top))
-            kept_summaries.put(key, Kept(generation, top, pending, counts - in_flight, 0, selection.since_ms))
+            kept = Kept(generation, top, pending, counts - in_flight, 0, selection.since_ms)
+            kept_summaries.put(key, kept, whole=True)
         return counts, Counts()
     still, landed = kept.pending, frozenset()
     if kept.pending and _in_flight_count(kept.upto) < len(kept.pending):  # some have ended since

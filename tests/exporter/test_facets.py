@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import json
 import logging
 import math
+import subprocess
+import sys
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from exporter import QueryError, kept_summaries, prune, queries, search_matches
+from exporter import QueryError, kept_summaries, open_database, prune, queries, search_matches
+from exporter._sql import SQLITE, index
 from exporter.database import is_sqlite
-from exporter.migrations import KEPT_TABLE
+from exporter.migrations import KEPT_TABLE, SUMMARY_KEPT_TABLE
 from exporter.models import LLMCall, db
-from tests.exporter.conftest import NOW_MS, Rows
+from tests.exporter.conftest import NOW_MS, Rows, _body
 from tests.exporter.test_queries import FILTERS, _expected
 
 HOUR = 3_600_000
@@ -361,14 +366,22 @@ def test_a_summary_through_a_label_reads_that_label_s_index_alone(
         ), plan
 
 
+IN_FLIGHT_COUNTS = {("queued", "running"), ("running",), ("queued",)}
+"""The statuses of the selections a kept summary counts afresh: its calls in flight."""
+
+
+@pytest.mark.parametrize("save_every_ms", [0, 10**9], ids=["saved each time", "saved when counted whole"])
 def test_a_kept_summary_stays_exact_as_calls_come_end_change_and_go(
-    rows: Rows, monkeypatch: pytest.MonkeyPatch
+    rows: Rows, monkeypatch: pytest.MonkeyPatch, save_every_ms: int
 ) -> None:
     """SQLite: a summary is kept (``exporter.kept_summaries``) and the next one of the same filters
     counts only the calls written or ended since, and those in flight: equal, after every change,
-    to the summary counted whole."""
+    to the summary counted whole. So is one of a process that keeps nothing (another one, or this
+    one restarted), which reads what the store keeps (``llm_calls_summary_kept``, written after
+    each summary or only when counted whole) and brings it up to date."""
     monkeypatch.setattr(queries, "_KEEP_FROM", 0)  # keep the summaries of this small store
-    kept_summaries.forget()
+    monkeypatch.setattr(kept_summaries, "SAVE_EVERY_MS", save_every_ms)
+    kept_summaries.forget(db.obj)
     rows.mixed(120)
     cases: list[dict[str, Any]] = [
         {"min_duration_ms": 1000},
@@ -383,15 +396,21 @@ def test_a_kept_summary_stays_exact_as_calls_come_end_change_and_go(
     whole = functools.partial(_counted_whole, monkeypatch)
 
     def same_as_whole() -> None:
-        for filters in cases:
-            assert queries.call_facets(**filters) == whole(**filters), filters
+        expected = [whole(**filters) for filters in cases]
+        for filters, summary in zip(cases, expected, strict=True):
+            assert queries.call_facets(**filters) == summary, filters
+        _forget_this_process()  # another process: the store's kept summaries brought up to date
+        counted.clear()
+        for filters, summary in zip(cases, expected, strict=True):
+            assert queries.call_facets(**filters) == summary, filters
+        assert set(counted) <= IN_FLIGHT_COUNTS, counted
 
     same_as_whole()
     first = [queries.call_facets(**filters) for filters in cases]
     counted.clear()
     assert [queries.call_facets(**filters) for filters in cases] == first
     # read again: only the calls in flight are counted (the kept counts hold the others)
-    assert set(counted) <= {("queued", "running"), ("running",), ("queued",)}, counted
+    assert set(counted) <= IN_FLIGHT_COUNTS, counted
 
     rows.mixed(40, seed=5)  # new calls, ended and in flight
     same_as_whole()
@@ -412,9 +431,18 @@ def test_a_kept_summary_stays_exact_as_calls_come_end_change_and_go(
     assert search_matches.state(db.obj) == generation
     counted.clear()
     summaries = [queries.call_facets(**filters) for filters in cases]
-    assert set(counted) <= {("queued", "running"), ("running",), ("queued",)}, counted
+    assert set(counted) <= IN_FLIGHT_COUNTS, counted
     assert summaries == [whole(**filters) for filters in cases]
     rows.each([{"status": "queued", "model": "gpt-4o", "source": "app"}, {"duration_ms": 20_000}])
+    same_as_whole()
+    # calls in flight holding the q's text, left unindexed by the writer (they end and are indexed
+    # below: the term's matches gain them without moving the generation)
+    searched = [
+        rows._call_row("", "", {"status": "running", "source": "billing", "wait_ms": 90}) for _ in range(3)
+    ]
+    LLMCall.insert_many(searched).execute()
+    bodies = [_body(row["call_id"], "quarterly figures", "", "running") for row in searched]
+    db.obj.cursor().executemany(SQLITE.final_body, bodies)
     same_as_whole()
     # some ended calls go while a term is kept in the store: the delete is logged (migration 14),
     # the generation stays, and no kept summary counts the calls gone
@@ -426,9 +454,93 @@ def test_a_kept_summary_stays_exact_as_calls_come_end_change_and_go(
     # an ended call changes, then calls go: the generation moves and each summary is counted whole
     LLMCall.update(duration_ms=50, source="app").where(LLMCall.status == "succeeded").execute()
     same_as_whole()
+    state = search_matches.state(db.obj)
+    ids = [row["call_id"] for row in searched]  # counted in flight (pending) by the summaries kept
+    LLMCall.update(status="failed", duration_ms=4000).where(LLMCall.call_id.in_(ids)).execute()
+    index(db.obj.cursor(), json.dumps(ids))
+    assert search_matches.state(db.obj) == state
+    same_as_whole()
     assert prune(db.obj, older_than=0.0) > 0
     same_as_whole()
     assert queries.call_facets(min_duration_ms=1000)["total"] == 0
+
+
+_ANOTHER_PROCESS = """
+import json, sys
+from exporter import open_database, queries
+from exporter.models import db
+db.initialize(open_database(sys.argv[1]))
+counted = []
+whole = queries._counted
+queries._counted = lambda selection, **bits: counted.append(selection.statuses) or whole(selection, **bits)
+summaries = [queries.call_facets(**filters) for filters in json.loads(sys.argv[2])]
+print(json.dumps({"summaries": summaries, "counted": counted}))
+"""
+
+
+def test_another_process_brings_up_to_date_the_summaries_the_store_keeps(
+    rows: Rows, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a second process (a second gunicorn worker, the admin restarted) reads what the
+    first one counted (``llm_calls_summary_kept``) and adds the calls written since, not counting
+    whole: the same summaries as counted whole."""
+    monkeypatch.setattr(queries, "_KEEP_FROM", 0)
+    kept_summaries.forget(db.obj)
+    search_matches.forget(db.obj)
+    rows.mixed(120)
+    cases: list[dict[str, Any]] = [
+        {"min_duration_ms": 1000},
+        {"model": "gpt-4o", "source": "app"},
+        {"q": "quarterly", "status": ["failed", "running"]},
+    ]
+    for filters in cases:
+        queries.call_facets(**filters)
+    rows.mixed(30, seed=9)
+    expected = [_counted_whole(monkeypatch, **filters) for filters in cases]
+
+    run = subprocess.run(
+        [sys.executable, "-c", _ANOTHER_PROCESS, str(store.database), json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = json.loads(run.stdout)
+    assert found["summaries"] == json.loads(json.dumps(expected))
+    assert {tuple(statuses) for statuses in found["counted"]} <= IN_FLIGHT_COUNTS, found["counted"]
+    kept = db.obj.execute_sql(f"SELECT COUNT(*) FROM {SUMMARY_KEPT_TABLE}").fetchone()[0]
+    assert kept == len(cases)
+
+
+def test_the_store_keeps_the_summaries_used_last_and_skips_a_locked_store(
+    rows: Rows, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: ``llm_calls_summary_kept`` holds at most ``MAX_SAVED`` filters, those written last; a
+    summary whose store is locked by a writer answers all the same and writes after a later one."""
+    monkeypatch.setattr(queries, "_KEEP_FROM", 0)
+    monkeypatch.setattr(kept_summaries, "MAX_SAVED", 2)
+    monkeypatch.setattr(kept_summaries, "_now_ms", itertools.count(10**9).__next__)
+    kept_summaries.forget(db.obj)
+    rows.mixed(60)
+
+    def kept() -> list[str]:
+        sql = f"SELECT filters FROM {SUMMARY_KEPT_TABLE} ORDER BY used_at"
+        return [json.loads(filters)[4] for (filters,) in db.obj.execute_sql(sql).fetchall()]
+
+    for wait in (50, 200, 1500):
+        queries.call_facets(min_wait_ms=wait)
+    assert kept() == [[["wait_ms", 200]], [["wait_ms", 1500]]]
+
+    writer = open_database(f"sqlite:///{store.database}")
+    writer.execute_sql("BEGIN IMMEDIATE")
+    try:
+        assert queries.call_facets(min_wait_ms=0) == _counted_whole(monkeypatch, min_wait_ms=0)
+    finally:
+        writer.execute_sql("ROLLBACK")
+        writer.close()
+    assert kept() == [[["wait_ms", 200]], [["wait_ms", 1500]]]
+    queries.call_facets(min_wait_ms=1500)  # unchanged: not written again; the one left over is
+    assert kept() == [[["wait_ms", 1500]], [["wait_ms", 0]]]
 
 
 @pytest.mark.parametrize("keep_from", [0, 10**9], ids=["kept", "counted whole"])
@@ -506,6 +618,13 @@ def test_a_summary_keeps_what_its_q_matched_in_the_store(rows: Rows) -> None:
     assert queries.call_facets(q="weather", status=["failed"])["total"] == 1
     kept = db.obj.execute_sql(f"SELECT term, count FROM {KEPT_TABLE}").fetchall()
     assert kept == [("weather", 2)]
+
+
+def _forget_this_process() -> None:
+    """Drop what this process keeps of summaries and search terms, as a new process starts (the
+    store keeps its rows)."""
+    kept_summaries.forget()
+    search_matches.forget()
 
 
 def _whole_counts_watched(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:

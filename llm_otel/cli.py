@@ -455,7 +455,9 @@ def demo(
                     f"{_calls(status['dispatched_total'])} so far, {status['queue_depth']} waiting"
                 )
             progress.done("stopping after the calls in flight ...")
-            workload.stop()
+            if not workload.stop() and fake is not None:
+                fake.stop()  # ends the waits of the calls still in flight, so that they end and
+                workload.stop()  # are recorded before the store shuts
             llm_otel.shutdown()
     finally:
         if admin is not None:

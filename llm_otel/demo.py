@@ -7,7 +7,7 @@ admin page served beside it, so that a new user watches calls arrive live. Usage
     workload = Workload(Target.fake_server(server))     # or Target.real_server(base_url, api_key, model)
     workload.start(workers=3)                            # threads making calls through llm-otel
     ...
-    workload.stop()                                      # ends the current calls, joins the threads
+    workload.stop()                                      # after the current calls (False: some still run)
     print(report(db_url, since_ms=started_ms))           # read back from the store
 
 What the workers do, in random order, paced like a small app: support conversations over several
@@ -124,12 +124,14 @@ class Workload:
             self._threads.append(thread)
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the calls in flight (the fake server ends its waits when it stops)."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop after the calls in flight; False if some are still in flight after ``timeout`` (the
+        fake server ends their waits when it stops)."""
         self._stop.set()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     @property
     def stopped(self) -> bool:

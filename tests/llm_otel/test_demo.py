@@ -16,8 +16,9 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import llm_otel
-from llm_otel.demo import Target, Workload
-from llm_otel.testing import FakeOpenAI
+from llm_otel.demo import FLAKY_MODEL, REASONING_MODEL, SLOW_MODEL, Target, Workload
+from llm_otel.testing import Behavior, FakeOpenAI
+from tests.polling import until
 
 
 @pytest.fixture
@@ -111,3 +112,42 @@ def test_trouble_is_recorded_as_it_happened(
     [call] = run_scenario(scenario)
     assert (call["status"], call["error_type"]) == (status, error_type)
     assert call["retry_count"] in retries
+
+
+def test_stop_says_when_calls_are_still_in_flight_and_they_end_once_the_server_stops(
+    tmp_path: Path, tracer_provider: TracerProvider
+) -> None:
+    """What ``llm-otel demo`` does on Ctrl-C when a call outlasts the wait: it stops the fake server,
+    whose hanging answers then end, so that every call is recorded as ended before the store shuts."""
+    db = tmp_path / "demo.db"
+    with FakeOpenAI() as server:
+        target = Target.fake_server(server)
+        for model in (None, SLOW_MODEL, REASONING_MODEL):  # every answer held...
+            server.set_default(Behavior(hang=600), model=model)
+        server.set_default(Behavior(), model=FLAKY_MODEL)  # ...but the scripted trouble's, which ends soon
+        handle = llm_otel.setup(db=f"sqlite:///{db}", tracer_provider=tracer_provider)
+        try:
+            workload = Workload(target).start(workers=1)
+            until(lambda: _held(db), "a call held by the server (its client waits 30 s, then retries)")
+            assert workload.stop(timeout=0.5) is False  # still in flight
+            server.stop()
+            assert workload.stop(timeout=60)
+            assert handle.flush(10)
+        finally:
+            llm_otel.shutdown()
+    with sqlite3.connect(db) as connection:
+        statuses = dict(connection.execute("SELECT status, count(*) FROM llm_calls GROUP BY status"))
+    # The held call failed when the server stopped; none is left running.
+    assert statuses.get("failed") and not statuses.keys() & {"queued", "running"}, statuses
+
+
+def _held(db: Path) -> bool:
+    """A call is running that no scripted trouble ends soon (those go to ``FLAKY_MODEL``)."""
+    if not db.exists():
+        return False
+    with sqlite3.connect(db) as connection:
+        sql = "SELECT 1 FROM llm_calls WHERE status = 'running' AND model != ?"
+        try:
+            return connection.execute(sql, (FLAKY_MODEL,)).fetchone() is not None
+        except sqlite3.OperationalError:  # the store is being created
+            return False

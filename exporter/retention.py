@@ -22,25 +22,29 @@ transaction's work, issue 10); the log's take-backs of the cut-off day's hours a
 those hours' rows go (``rollups.fold_range_sql``). It
 works in batches of at most ``batch_size`` calls (or tasks, or events; snapshots, one row per
 process, go at once), each in its own ``BEGIN IMMEDIATE`` transaction, sized as it goes to hold the
-lock about ``BATCH_TARGET_MS`` (10 ms, its commit included) and followed by a pause at least as long
-(``BATCH_PAUSE_MS``), so a writer never waits long: with ``write_lock`` (the lock the process's own
-writer takes; ``SpanStore`` passes it) the two take turns at once; a writer in another process polls
-for the lock every 1-2 ms (``exporter._connection.when_unlocked``), and so does retention, its
-connection's busy handler off while it writes. A transaction that finds the database locked past
-``busy_timeout`` is tried again after a backoff (``LOCKED_RETRIES``): retention completes under
-sustained writing. While pruning, the
-connection makes no automatic WAL checkpoint (it would run inside a commit, the lock held): a
-passive one runs every ``CHECKPOINT_EVERY`` transactions, between them. A large backlog takes
+lock about ``BATCH_TARGET_MS`` (10 ms from its ``BEGIN`` to the end of its commit; its wait for the
+lock does not count) and followed by a pause as long as it held the lock (at least
+``BATCH_PAUSE_MS``), so a writer never waits long: with ``write_lock`` (the lock the process's own
+writer takes, a ``FairLock``; ``SpanStore`` passes it) a writer that asked during a transaction has
+the lock before retention's next one, however long it waits for a core; a writer in another
+process polls for the lock every 1-2 ms (``exporter._connection.when_unlocked``), and so does
+retention, its connection's busy handler off while it writes. A transaction that finds the
+database locked past ``busy_timeout`` is tried again after a backoff (``LOCKED_RETRIES``): retention
+completes under sustained writing. While pruning, the connection makes no automatic WAL checkpoint
+(it would run inside a commit, the lock held): a passive one runs every ``CHECKPOINT_EVERY``
+transactions, between them. A large backlog takes
 minutes, so run it on a thread of its own rather than on the one that writes new calls. Then, on
 SQLite, ``PRAGMA incremental_vacuum`` returns the freed pages to the file system in steps sized like
 the batches (the file must have been created with ``auto_vacuum=INCREMENTAL``, which
 ``open_database`` does for new files; an older file keeps reusing its free pages but does not
 shrink). The full-text indexes merge no segments inside the delete transactions (``automerge``
 0 there, set back before each commit): the merges the deletes call for run between the
-transactions, in ``('merge', N)`` steps sized like the batches (``_Batches.merge``; FTS5's
-automerge inside a commit took 0.2-0.6 s, issue 10). The indexes drop deleted entries as their
-segments merge, so they shrink over time. On PostgreSQL the same deletes run in plain
-transactions, with no full-text rows and no vacuum step (the server's autovacuum reuses the space).
+transactions, one ``('merge', N)`` step of both indexes after each delete transaction, sized like
+the batches (``_Batches.merge``; FTS5's automerge inside a commit took 0.2-0.6 s, issue 10; up to
+8 steps of each index after each delete, each paused after, took over 40% of a prune at 1M calls).
+The indexes drop deleted entries as their segments merge, so they shrink over time. On PostgreSQL
+the same deletes run in plain transactions, with no full-text rows and no vacuum step (the server's
+autovacuum reuses the space).
 
 ``close_lost_calls`` closes as ``failed`` (``error_type="process_lost"``, ``ended_at`` = now, plus a
 ``failed`` event) every ``queued`` or ``running`` call whose process stopped sending scheduler
@@ -87,9 +91,11 @@ MAX_BATCH_SIZE = 10_000  # stays under SQLite's limit of bound parameters per st
 FIRST_BATCH_SIZE = 10
 BATCH_TARGET_MS = 10
 """How long one delete transaction should hold the write lock, its commit included (issue 10: a
-writer waits ≤ 50 ms): the next batch is sized from what the last ones took."""
-BATCH_PAUSE_MS = 20
-"""The shortest pause between two delete transactions, which lets waiting writers take the lock."""
+writer waits ≤ 50 ms): the next batch is sized from how long the last ones held it (not from how
+long they waited for it)."""
+BATCH_PAUSE_MS = 5
+"""The shortest pause after a transaction (it pauses as long as it held the lock): a writer of
+another process, polling every 1-2 ms, takes the lock meanwhile."""
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 300_000
 FIRST_VACUUM_PAGES = 64
 """Pages freed by the first ``incremental_vacuum`` step; later steps are sized like the batches."""
@@ -98,11 +104,9 @@ CHECKPOINT_EVERY = 16
 LOCKED_RETRIES = 30
 """Times a transaction that found the database locked (past ``busy_timeout``) is tried again."""
 FIRST_MERGE_PAGES = 8
-"""Pages of full-text index merged by the first ``'merge'`` step; later steps are sized as they go."""
+"""Pages of each full-text index merged by the first ``'merge'`` step; later steps are sized as
+they go."""
 MAX_MERGE_PAGES = 256
-MERGE_STEPS = 8
-"""Merge steps at most after each delete transaction (a writer adding segments meanwhile never
-keeps retention merging)."""
 FTS_TABLES = (FTS_TABLE, CJK_TABLE)
 FTS_DEFAULT_AUTOMERGE = 4
 
@@ -272,7 +276,7 @@ def close_lost_calls(
                 lambda chunk=chunk: sum(
                     _close_lost_call(database, *lost_call, now_ms) for lost_call in chunk
                 ),
-            )
+            )[0]
     if closed:
         logger.warning("closed %d calls of lost processes as failed (%s)", closed, LOST_ERROR_TYPE)
     return closed
@@ -354,13 +358,17 @@ def _fts_command(database: peewee.Database, table: str, command: str, value: int
     database.execute_sql(f"INSERT INTO {table} ({table}, rank) VALUES (?, ?)", (command, int(value)))
 
 
-def _merge_step(database: peewee.Database, table: str, pages: int) -> int:
-    """Up to ``pages`` pages of ``table``'s segment merges (only levels FTS5's own automerge would
-    merge, or a merge already begun); 1 if there was work, 0 if there was none."""
+def _merge_step(database: peewee.Database, pages: int) -> int:
+    """Up to ``pages`` pages of each full-text table's segment merges (only levels FTS5's own
+    automerge would merge, or a merge already begun: FTS5 takes a lower level with more segments
+    first); how many tables had work."""
     connection = database.connection()
-    before = connection.total_changes
-    _fts_command(database, table, "merge", pages)
-    return 1 if connection.total_changes - before >= 2 else 0  # FTS5's documented test
+    worked = 0
+    for table in FTS_TABLES:
+        before = connection.total_changes
+        _fts_command(database, table, "merge", pages)
+        worked += connection.total_changes - before >= 2  # FTS5's documented test
+    return worked
 
 
 def _prune_rollups(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
@@ -422,13 +430,15 @@ def _prune_snapshots(database: peewee.Database, cutoff_ms: int, limit: int) -> i
 
 
 class _Batches:
-    """Delete transactions one after another, each sized to hold the write lock ``BATCH_TARGET_MS``.
+    """Write transactions one after another, each sized to hold the write lock ``BATCH_TARGET_MS``.
 
-    ``size`` starts at ``FIRST_BATCH_SIZE`` and follows what the last transaction took (its commit
-    included), at most doubling, never above ``batch_size``: what a row costs to delete depends on
-    its indexes, its full-text entries and the file. Between transactions it pauses as long as the
-    last one took (at least ``BATCH_PAUSE_MS``), so a waiting writer gets the lock: at once in this
-    process (``write_lock``), within its next poll (1-2 ms) in another.
+    ``size`` starts at ``FIRST_BATCH_SIZE`` and follows how long the last transaction held the lock
+    (from its ``BEGIN`` to the end of its commit, not its wait for the lock), at most doubling, never
+    above ``batch_size``: what a row costs to delete depends on its indexes, its full-text entries
+    and the file. After each transaction it pauses as long as that transaction held the lock (at
+    least ``BATCH_PAUSE_MS``), so that writers get at least the share of the lock retention takes:
+    in this process the writer that asked meanwhile has the lock at once (``write_lock``, a
+    ``FairLock``, hands it over in turn), in another process within its next poll (1-2 ms).
     """
 
     def __init__(
@@ -438,61 +448,55 @@ class _Batches:
         self.write_lock = write_lock
         self.batch_size = batch_size
         self.transactions = 0
-        self.merge_pages = dict.fromkeys(FTS_TABLES, FIRST_MERGE_PAGES)
+        self.merge_pages = FIRST_MERGE_PAGES
 
     def run(self, step: Callable[[int], int], *, merge: bool = False) -> int:
         """Run ``step(size)`` in one transaction after another until it deletes fewer than asked;
-        with ``merge``, the full-text merges its deletes call for after each (``merge``)."""
+        with ``merge``, a step of the full-text merges its deletes call for after each (``merge``)."""
         total = 0
         size = min(self.batch_size, FIRST_BATCH_SIZE)
         while True:
-            deleted, elapsed_ms = self.timed(lambda size=size: step(size))
+            deleted, held_ms = self.timed(lambda size=size: step(size))
             total += deleted
             if merge and deleted:
                 self.merge()
             if deleted < size:
                 return total
-            size = self.next_size(size, elapsed_ms, self.batch_size)
+            size = self.next_size(size, held_ms, self.batch_size)
 
     def merge(self) -> None:
-        """The full-text tables' pending segment merges, each step a transaction of its own sized to
-        ``BATCH_TARGET_MS``, until FTS5 finds none to do (or ``MERGE_STEPS``): the deletes made none
-        (``_no_automerge``)."""
+        """One step of the full-text tables' pending segment merges (the deletes made none,
+        ``_no_automerge``): a transaction of its own sized to hold the lock ``BATCH_TARGET_MS``, so
+        merging takes at most the deletes' share of the lock; paused after only if it had work."""
         if not is_sqlite(self.database):
             return
-        for table in FTS_TABLES:
-            for _ in range(MERGE_STEPS):
-                pages = self.merge_pages[table]
-                worked, elapsed_ms = self.timed(
-                    partial(_merge_step, self.database, table, pages), pause=False
-                )
-                if not worked:
-                    break
-                self.merge_pages[table] = self.next_size(pages, elapsed_ms, MAX_MERGE_PAGES)
-                self.pause(elapsed_ms)
+        pages = self.merge_pages
+        worked, held_ms = self.timed(partial(_merge_step, self.database, pages), pause=False)
+        if worked:
+            self.merge_pages = self.next_size(pages, held_ms, MAX_MERGE_PAGES)
+            self.pause(held_ms)
 
     def timed(
         self, work: Callable[[], int], *, transaction: bool = True, pause: bool = True
     ) -> tuple[int, float]:
         """``work()`` in one write transaction, then (with ``pause``) the pause; (its result, the ms
-        it took)."""
-        started = time.perf_counter()
-        result = _write(self.database, self.write_lock, work, transaction=transaction)
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        it held the lock)."""
+        result, held_s = _write(self.database, self.write_lock, work, transaction=transaction)
+        held_ms = held_s * 1000
         self.transactions += 1
         if self.transactions % CHECKPOINT_EVERY == 0 and is_sqlite(self.database):
             self.database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         if pause:
-            self.pause(elapsed_ms)
-        return result, elapsed_ms
+            self.pause(held_ms)
+        return result, held_ms
 
     @staticmethod
-    def pause(elapsed_ms: float) -> None:
-        time.sleep(max(BATCH_PAUSE_MS, elapsed_ms) / 1000)
+    def pause(held_ms: float) -> None:
+        time.sleep(max(BATCH_PAUSE_MS, held_ms) / 1000)
 
     @staticmethod
-    def next_size(size: int, elapsed_ms: float, most: int) -> int:
-        fitting = int(size * BATCH_TARGET_MS / max(elapsed_ms, 0.1))
+    def next_size(size: int, held_ms: float, most: int) -> int:
+        fitting = int(size * BATCH_TARGET_MS / max(held_ms, 0.1))
         return max(1, min(most, size * 2, fitting))
 
 
@@ -502,15 +506,19 @@ def _write(
     work: Callable[[], _T],
     *,
     transaction: bool = True,
-) -> _T:
+) -> tuple[_T, float]:
     """``work()`` holding ``write_lock`` and, with ``transaction``, in a ``BEGIN IMMEDIATE``
-    transaction. On SQLite a database locked by another process is tried again every
-    ``LOCK_POLL_S`` for as long as the connection's ``busy_timeout`` (``_connection.polled``), and past that
-    again after a backoff (``LOCKED_RETRIES`` times): retention completes under sustained writing."""
+    transaction; (its result, the seconds the lock was held: from the ``BEGIN`` to the end of the
+    commit). On SQLite a database locked by another process is tried again every ``LOCK_POLL_S``
+    for as long as the connection's ``busy_timeout`` (``_connection.polled``), and past that again
+    after a backoff (``LOCKED_RETRIES`` times): retention completes under sustained writing."""
 
-    def attempt() -> _T:
-        with write_lock or nullcontext(), immediate(database) if transaction else nullcontext():
-            return work()
+    def attempt() -> tuple[_T, float]:
+        with write_lock or nullcontext():
+            started = time.perf_counter()
+            with immediate(database) if transaction else nullcontext():
+                result = work()
+            return result, time.perf_counter() - started
 
     for tries in range(LOCKED_RETRIES + 1):
         try:
@@ -551,12 +559,12 @@ def _give_space_back(database: peewee.Database, batches: _Batches) -> None:
     pages = FIRST_VACUUM_PAGES
     free = database.execute_sql("PRAGMA freelist_count").fetchone()[0]
     while free:
-        _, elapsed_ms = batches.timed(partial(_vacuum_step, database, pages), transaction=False)
+        _, held_ms = batches.timed(partial(_vacuum_step, database, pages), transaction=False)
         remaining = database.execute_sql("PRAGMA freelist_count").fetchone()[0]
         if remaining >= free:
             break
         free = remaining
-        pages = batches.next_size(pages, elapsed_ms, 1 << 20)
+        pages = batches.next_size(pages, held_ms, 1 << 20)
 
 
 def _vacuum_step(database: peewee.Database, pages: int) -> int:

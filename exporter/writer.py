@@ -80,6 +80,7 @@ from typing import Any
 import peewee
 
 from exporter import _connection
+from exporter._fair_lock import FairLock
 from exporter.mapping import KnownPrompt, RowBatch, to_json
 from exporter.records import CallNotice, EndedSpan, QueuedCall, Record
 
@@ -213,7 +214,8 @@ class StoreWriter:
         """Fresh state for this process: an empty queue, zero counters, an unstarted thread."""
         self.process = current_process()
         self._lock = threading.Lock()  # guards the counters below; never held during I/O
-        self._write_lock = threading.Lock()  # one write transaction at a time: the writer's or a job's
+        # one write transaction at a time, the writer's or a job's, in the order they asked for it
+        self._write_lock = FairLock()
         self._queue: queue.SimpleQueue[Record | _Flush | None] = queue.SimpleQueue()
         self._wake = threading.Event()  # ends the writer's linger: a flush, the shutdown, a full batch
         self._dropped = 0

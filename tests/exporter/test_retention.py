@@ -22,6 +22,7 @@ from exporter import (
     retention_days_from_env,
     run_retention,
 )
+from exporter._fair_lock import FairLock
 from tests.exporter.conftest import NOW_MS, Rows
 
 DAY_MS = 86_400_000
@@ -148,6 +149,46 @@ def test_prune_works_in_bounded_batches_and_lets_writers_in(store: peewee.Databa
     assert any(0 < begun < len(transactions) for begun in begun_at_commit), (
         f"no write between prune's {len(transactions)} transactions: {begun_at_commit[-5:]}"
     )
+
+
+def test_a_writer_that_asks_during_a_prune_transaction_writes_before_the_next_one(
+    store: peewee.Database, rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the store's process retention and the writer take turns on the writer's ``FairLock``:
+    a writer that asked while a delete transaction held it has it before retention's next
+    transaction, with no pause between them (a writer thread waiting for a core would otherwise
+    find it taken again, transaction after transaction)."""
+    rows.calls(30, enqueued_at=OLD, events=False, prompt="p", response="r")
+    monkeypatch.setattr(retention._Batches, "pause", staticmethod(lambda held_ms: None))
+    lock, order = FairLock(), []
+
+    def write() -> None:
+        with lock:
+            order.append("writer")
+
+    writer = threading.Thread(target=write)
+
+    class RetentionTurns:
+        """The write lock as prune holds it: the same lock, its turns noted in ``order``."""
+
+        def __enter__(self) -> None:
+            lock.acquire()
+            order.append("retention")
+            if not writer.is_alive() and "writer" not in order:  # the first turn: the writer asks
+                writer.start()
+                deadline = time.monotonic() + 10
+                while lock.waiting < 1 and time.monotonic() < deadline:
+                    time.sleep(0.001)
+
+        def __exit__(self, *exc_info: object) -> None:
+            lock.release()
+
+    deleted = prune(store, older_than=7, batch_size=10, now_ms=NOW_MS, write_lock=RetentionTurns())
+    writer.join(10)
+
+    assert deleted == 30
+    assert order[:3] == ["retention", "writer", "retention"]
+    assert order.count("writer") == 1
 
 
 def test_prune_keeps_both_full_text_indexes_whole_and_their_merge_settings(

@@ -493,7 +493,11 @@ def bench(
             if case == "app alone":  # the floor, not a figure of target 10 (``run.py`` reads the rest)
                 done = "(no retention)"
             else:
-                summary[f"{name} {case}"] = {"max_wait_ms": result["max"], "completed": "error" not in result}
+                summary[f"{name} {case}"] = {
+                    "max_wait_ms": result["max"],
+                    "completed": "error" not in result,
+                    "calls": calls,
+                }
 
             def ms(value: float | None) -> str:
                 return "" if value is None else f"{value:.1f}"

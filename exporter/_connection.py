@@ -41,6 +41,7 @@ the lock within about ``LOCK_POLL_S`` of its release (issue 10). Retention polls
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -73,6 +74,7 @@ LOCK_POLL_SLOW_S = 0.002
 LOCK_POLL_SLOWER_AFTER_S = 0.05
 
 _T = TypeVar("_T")
+logger = logging.getLogger(__name__)
 
 
 def store_path(url: str) -> str | None:
@@ -134,6 +136,24 @@ def polled(database: peewee.Database, attempt: Callable[[], _T], wait_s: float |
         return when_unlocked(attempt, busy_s if wait_s is None else wait_s)
     finally:
         connection.execute(f"PRAGMA busy_timeout = {round(busy_s * 1000)}")
+
+
+def saved_apart(database: peewee.Database, write: Callable[[], None], wait_s: float, what: str) -> bool:
+    """A reader's write of what it kept for other processes (``exporter.search_matches``,
+    ``exporter.kept_summaries``): ``write()`` in an ``IMMEDIATE`` transaction of its own that waits
+    at most ``wait_s`` for the lock (``polled``). False, logged at DEBUG, when the store is locked,
+    read-only or older than the table: the reader answers all the same and tries again later."""
+
+    def attempt() -> None:
+        with database.atomic(lock_type="IMMEDIATE"):
+            write()
+
+    try:
+        polled(database, attempt, wait_s)
+    except peewee.DatabaseError as error:
+        logger.debug("%s not saved to %s: %s", what, database.database, error)
+        return False
+    return True
 
 
 @contextmanager

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import logging
 import math
 import threading
 import time
@@ -52,7 +51,7 @@ from itertools import accumulate
 import peewee
 
 from exporter import search_matches
-from exporter._connection import polled
+from exporter._connection import saved_apart
 from exporter.migrations import SUMMARY_KEPT_TABLE
 
 MAX_KEPT = 16
@@ -204,7 +203,6 @@ _unsaved: dict[Key, Kept] = {}
 _saved_at: dict[tuple[str, str], int] = {}
 """(path, filters) → when the store's copy was written (ms), as this process wrote or read it."""
 _lock = threading.Lock()
-logger = logging.getLogger(__name__)
 
 
 def get(key: Key) -> Kept | None:
@@ -319,24 +317,19 @@ def save(database: peewee.Database) -> None:
     )
 
     def write() -> None:
-        with database.atomic(lock_type="IMMEDIATE"):
-            state = search_matches.state(database)
-            if state is None:
-                return
-            version = state[1:]
-            database.execute_sql(
-                f'DELETE FROM "{SUMMARY_KEPT_TABLE}" WHERE generation != ? OR deleted != ?', version
-            )
-            database.cursor().executemany(sql, [row for row in rows if row[1:3] == version])
-            database.execute_sql(
-                f'DELETE FROM "{SUMMARY_KEPT_TABLE}" WHERE filters NOT IN (SELECT filters FROM '
-                f'"{SUMMARY_KEPT_TABLE}" ORDER BY used_at DESC LIMIT {MAX_SAVED})'
-            )
+        state = search_matches.state(database)
+        if state is None:
+            return
+        version = state[1:]
+        stale = f'DELETE FROM "{SUMMARY_KEPT_TABLE}" WHERE generation != ? OR deleted != ?'
+        database.execute_sql(stale, version)
+        database.cursor().executemany(sql, [row for row in rows if row[1:3] == version])
+        database.execute_sql(
+            f'DELETE FROM "{SUMMARY_KEPT_TABLE}" WHERE filters NOT IN (SELECT filters FROM '
+            f'"{SUMMARY_KEPT_TABLE}" ORDER BY used_at DESC LIMIT {MAX_SAVED})'
+        )
 
-    try:
-        polled(database, write, SAVE_WAIT_MS / 1000)
-    except peewee.DatabaseError as error:  # locked, read-only, no such table (a store before 15)
-        logger.debug("filter summaries not saved to %s: %s", path, error)
+    if not saved_apart(database, write, SAVE_WAIT_MS / 1000, "filter summaries"):  # no table: before 15
         return
     with _lock:
         for key, kept in pending:

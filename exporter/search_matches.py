@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import threading
 from array import array
 from collections import OrderedDict
@@ -48,7 +47,7 @@ from dataclasses import dataclass, replace
 
 import peewee
 
-from exporter._connection import polled
+from exporter._connection import saved_apart
 from exporter.migrations import (
     DELETED_TABLE,
     DELETES_LOGGED_UP_TO,
@@ -79,8 +78,6 @@ SAVE_WAIT_MS = 20
 """How long ``save`` waits for the store's write lock before leaving it to a later query."""
 TRIM_STEP = 50_000
 """The most entries of the deletes log one ``save`` removes (a range of its primary key: a few ms)."""
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -271,22 +268,18 @@ def save(database: peewee.Database) -> None:
     )
 
     def write() -> None:
-        with database.atomic(lock_type="IMMEDIATE"):
-            sql_state = f'SELECT generation, deleted_before FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
-            generation, deleted_before = database.execute_sql(sql_state).fetchone()
-            database.execute_sql(f'DELETE FROM "{KEPT_TABLE}" WHERE generation != ?', (generation,))
-            kept = [row for row in rows if row[1] == generation and row[-1] >= deleted_before]
-            database.cursor().executemany(sql, kept)
-            database.execute_sql(
-                f'DELETE FROM "{KEPT_TABLE}" WHERE term NOT IN '
-                f'(SELECT term FROM "{KEPT_TABLE}" ORDER BY upto DESC LIMIT {MAX_SAVED})'
-            )
-            _trim_deletes_log(database, deleted_before)
+        sql_state = f'SELECT generation, deleted_before FROM "{SEARCH_STATE_TABLE}" WHERE id = 1'
+        generation, deleted_before = database.execute_sql(sql_state).fetchone()
+        database.execute_sql(f'DELETE FROM "{KEPT_TABLE}" WHERE generation != ?', (generation,))
+        kept = [row for row in rows if row[1] == generation and row[-1] >= deleted_before]
+        database.cursor().executemany(sql, kept)
+        database.execute_sql(
+            f'DELETE FROM "{KEPT_TABLE}" WHERE term NOT IN '
+            f'(SELECT term FROM "{KEPT_TABLE}" ORDER BY upto DESC LIMIT {MAX_SAVED})'
+        )
+        _trim_deletes_log(database, deleted_before)
 
-    try:
-        polled(database, write, SAVE_WAIT_MS / 1000)
-    except peewee.DatabaseError as error:  # locked, read-only, no such table (a store before 11)
-        logger.debug("search matches not saved to %s: %s", path, error)
+    if not saved_apart(database, write, SAVE_WAIT_MS / 1000, "search matches"):  # no table: before 11
         return
     with _lock:
         for key, matches in pending:

@@ -193,6 +193,7 @@ def writes_a_new_store(
 def test_a_store_file_deleted_or_moved_away_is_created_again(app: App, admin: Admin, how: str) -> None:
     before = app.calls(30, "before")
     assert app.flush() and admin.json("/llm/calls")["total"] == 30
+    ends_dropped = app.stats()["dropped_calls"]  # on a loaded machine the small queue may overflow
     if how == "deleted":
         remove(app.path)
     else:
@@ -200,8 +201,11 @@ def test_a_store_file_deleted_or_moved_away_is_created_again(app: App, admin: Ad
 
     lost = writes_a_new_store(app, admin, f"file {how}", before, "deleted or moved away")
     assert lost["files_replaced"] == 1
-    if how == "moved away":
-        assert prompts(app.path.with_name("moved.db"), "before") == {f"before {i}" for i in range(30)}
+    if how == "moved away":  # the moved file keeps every call made before; in full those whose end was kept
+        moved = app.path.with_name("moved.db")
+        assert rows(moved, "SELECT count(*) FROM llm_calls") == [(30,)]
+        in_full = prompts(moved, "before")
+        assert len(in_full) == 30 - ends_dropped and in_full <= {f"before {i}" for i in range(30)}
 
 
 def test_a_store_file_replaced_by_a_new_empty_database(app: App, admin: Admin, tmp_path: Path) -> None:

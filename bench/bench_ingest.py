@@ -25,6 +25,9 @@ Ingest cases, calls per second from the first hand-over to the last row written:
   fast as they come: a call's records mostly land in one batch;
 - ``live-apart``: the same with the notices of 200 calls written before their ends (calls that
   last longer than a batch, as real LLM calls do): every call is written three times;
+- ``raw-apart``: ``live-apart``'s rows written plainly, as ``raw`` writes the ended ones: each
+  call's queued row (dispatch merged in), then its end as an ``UPDATE``, mapped beforehand by the
+  store's own mapping (the reference for what writing a call twice costs SQLite itself);
 - ``exporter``: ``SQLiteSpanExporter.export`` of 512-span batches.
 
 Each round runs every case once, in an order rotated per round; a case's ratio is its rate over
@@ -60,7 +63,7 @@ sys.path.insert(0, str(BENCH))
 
 import _common as common  # noqa: E402
 
-CASES = ("raw", "ended", "live", "live-apart", "exporter")
+CASES = ("raw", "raw-apart", "ended", "live", "live-apart", "exporter")
 TREE_CASES = ("ended", "live", "live-apart")
 RAW_CHUNK = 500
 APART_CHUNK = 200
@@ -184,6 +187,77 @@ def _raw(path: Path, spans: list[Any]) -> tuple[float, float]:
     return wall, cpu
 
 
+def _raw_apart(path: Path, spans: list[Any], starts: list[dict[str, Any]]) -> tuple[float, float]:
+    """``live-apart``'s rows written plainly, as ``raw`` writes the ended ones: per ``APART_CHUNK``
+    calls, their queued rows (the dispatch merged in, as the store merges it), bodies and live
+    events in one transaction; then their ends: an ``UPDATE`` of the end columns, the body's
+    ``UPDATE``, the end's new events and the full-text index in another. Mapped beforehand by the
+    store's own mapping, outside the measurement."""
+    from exporter import migrate, open_database
+    from exporter._sql import BODY_COLUMNS, END_COLUMNS
+    from exporter.mapping import RowBatch
+    from exporter.records import CallNotice, EndedSpan, QueuedCall
+    from tests.exporter.call_spans import dispatch_attributes, ns
+
+    database = open_database(str(path))
+    migrate(database)
+    database.close()
+    chunks = []
+    for first in range(0, len(spans), APART_CHUNK):
+        live, ended = RowBatch(), RowBatch()
+        for span, started in zip(
+            spans[first : first + APART_CHUNK], starts[first : first + APART_CHUNK], strict=True
+        ):
+            call_id = started["llm_otel.call.id"]
+            live.add(QueuedCall(call_id, span, started))
+            live.add(CallNotice("dispatched", call_id, span.start_time, ns(5), dispatch_attributes(0.005)))
+            ended.add(EndedSpan(span, call_id))
+        stored = {(e["call_id"], e["kind"]) for e in live.events}
+        chunks.append((live, ended, [e for e in ended.events if (e["call_id"], e["kind"]) not in stored]))
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA synchronous=NORMAL")
+    call_columns = list(chunks[0][0].queued[0].call)
+    calls_sql = (
+        f"INSERT INTO llm_calls ({', '.join(call_columns)}) VALUES ({', '.join('?' * len(call_columns))})"
+    )
+    marks = ", ".join(f"?{number}" for number in range(1, len(BODY_COLUMNS) + 1))  # call_id first
+    bodies_sql = (
+        f"INSERT INTO llm_call_bodies (rowid, {', '.join(BODY_COLUMNS)}) VALUES "
+        f"((SELECT rowid FROM llm_calls WHERE call_id = ?1), {marks})"
+    )
+    body_update_sql = (
+        f"UPDATE llm_call_bodies SET {', '.join(f'{c} = ?' for c in BODY_COLUMNS[1:])} WHERE call_id = ?"
+    )
+    end_sql = f"UPDATE llm_calls SET {', '.join(f'{c} = ?' for c in END_COLUMNS)} WHERE call_id = ?"
+    events_sql = "INSERT INTO llm_call_events (call_id, kind, at, data) VALUES (?, ?, ?, ?)"
+    index_calls = _index_calls(connection)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for live, ended, end_events in chunks:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(calls_sql, [tuple(r.call[c] for c in call_columns) for r in live.queued])
+        connection.executemany(bodies_sql, [tuple(r.body[c] for c in BODY_COLUMNS) for r in live.queued])
+        connection.executemany(
+            events_sql, [(e["call_id"], e["kind"], e["at"], e["data"]) for e in live.events]
+        )
+        connection.execute("COMMIT")
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(
+            end_sql, [(*(r.call[c] for c in END_COLUMNS), r.call["call_id"]) for r in ended.finals]
+        )
+        connection.executemany(
+            body_update_sql,
+            [(*(r.body[c] for c in BODY_COLUMNS[1:]), r.body["call_id"]) for r in ended.finals],
+        )
+        connection.executemany(
+            events_sql, [(e["call_id"], e["kind"], e["at"], e["data"]) for e in end_events]
+        )
+        index_calls(connection.cursor(), json.dumps([r.call["call_id"] for r in ended.finals]))
+        connection.execute("COMMIT")
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    connection.close()
+    return wall, cpu
+
+
 def _index_calls(connection: sqlite3.Connection) -> Any:
     """The writers' full-text indexing of a batch (``exporter._sql.index``), ready on
     ``connection``; None in a checkout from before the short-query index."""
@@ -279,6 +353,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     spans = make_spans(texts[: spec["calls"]], starts)
     if case == "raw":
         wall, cpu = _raw(path, spans)
+    elif case == "raw-apart":
+        wall, cpu = _raw_apart(path, spans, starts)
     elif case == "exporter":
         wall, cpu = _exporter(path, spans)
     else:
@@ -334,6 +410,11 @@ def bench_ingest(
                 f"{cpu:,.0f}",
             ]
         )
+    apart_rates = [r["calls"] / r["wall"] for r in results["raw-apart"]]
+    apart = common.Summary.of(
+        r["calls"] / r["wall"] / raw for r, raw in zip(results["live-apart"], apart_rates, strict=True)
+    )
+    summary["ingest live-apart / raw-apart"] = apart.median
     return (
         f"**ingest**: {calls:,} calls per case, {rounds} rounds, each case a fresh process and file; "
         f"{time.perf_counter() - started:.0f} s; load average {before} before, {common.load()} after.\n\n"
@@ -348,6 +429,8 @@ def bench_ingest(
             ],
             rows,
         )
+        + f"\n\n`live-apart` / `raw-apart` (the same two writes a call, plain): {apart.median:.2f}x "
+        f"[{apart.ci_low:.2f}..{apart.ci_high:.2f}], min–max {apart.spread(2)}.\n"
     )
 
 

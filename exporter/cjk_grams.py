@@ -47,8 +47,6 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020
 the ideographs of planes 2 and 3."""
 _RUN = re.compile(f"[{_CJK}]+")
 _NOT_CJK = re.compile(f"[^{_CJK}]+")
-_SPLIT = re.compile(f"([{_CJK}]+)")
-"""Splits a text into its pieces without CJK (even indexes) and its CJK runs (odd indexes)."""
 
 SQL_FUNCTION = "llm_otel_cjk_grams"
 """The SQL name of ``cjk_grams`` (two arguments): migration 7's tokens."""
@@ -87,11 +85,12 @@ def short_tokens(prompt: str | None, response: str | None) -> str:
     and ``char_token`` of each distinct character that is neither CJK nor a space."""
     text = f"{prompt}\n{response}" if prompt and response else prompt or response or ""
     if text.isascii():
-        return " ".join(_char_tokens(text))
-    pieces = _SPLIT.split(text)
-    tokens = _char_tokens("".join(pieces[0::2]))
-    runs = set(pieces[1::2])
-    grams = set("".join(runs))
+        return " ".join(_char_tokens(text, set()))
+    runs = set(_NOT_CJK.split(text))  # as in cjk_grams (a newline ends a run)
+    runs.discard("")
+    cjk = set("".join(runs))
+    tokens = _char_tokens(text, cjk)
+    grams = set(cjk)
     for run in runs:
         if len(run) <= 2:  # a pair is its own run (a single character is in already)
             grams.add(run)
@@ -101,20 +100,22 @@ def short_tokens(prompt: str | None, response: str | None) -> str:
     return " ".join(tokens)
 
 
-def _char_tokens(text: str) -> list[str]:
-    """``char_token`` of each distinct character of ``text`` (which holds no CJK) but the spaces.
+def _char_tokens(text: str, cjk: set[str]) -> list[str]:
+    """``char_token`` of each distinct character of ``text`` but the spaces and those of ``cjk``
+    (every CJK character of ``text``).
 
     A set of a text's characters costs ~15 ns a character; testing each ASCII character that may
     be there (``in``: a memchr) ~4 us whatever the length: the first for short texts. An ASCII
-    byte of UTF-8 is that character, never part of another one."""
+    byte of UTF-8 is that character, never part of another one: the characters outside ASCII are
+    what is left of the UTF-8 once the ASCII bytes are taken out."""
     if len(text) < _SET_UP_TO:
-        return [_ASCII_TOKEN.get(char) or char_token(char) for char in set(text) if not char.isspace()]
+        return [_ASCII_TOKEN.get(char) or char_token(char) for char in set(text) - cjk if not char.isspace()]
     if text.isascii():
         return [token for char, token in _ASCII_TOKENS if char in text]
     encoded = text.encode("utf-8", "surrogatepass")
     tokens = [token for code, token in _BYTE_TOKENS if code in encoded]
-    wide = encoded.translate(None, _ASCII).decode("utf-8", "surrogatepass")  # neither ASCII nor CJK
-    tokens += [char_token(char) for char in set(wide) if not char.isspace()]
+    wide = set(encoded.translate(None, _ASCII).decode("utf-8", "surrogatepass"))
+    tokens += [char_token(char) for char in wide - cjk if not char.isspace()]
     return tokens
 
 

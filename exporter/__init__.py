@@ -1,8 +1,8 @@
 """The span store of llm-otel: peewee models, migrations, the SQLite span exporter, reads, retention.
 
 See ``exporter.database`` (opening a store from a URL), ``exporter.migrations`` (the schema and the
-FTS contract), ``exporter.cjk_grams`` (the tokens of 1-2 CJK character search), ``exporter.queries``
-(the read side), ``exporter.retention``, ``exporter.store``
+FTS contract), ``exporter.cjk_grams`` (the tokens of 1-2 CJK character and 1 character search),
+``exporter.queries`` (the read side), ``exporter.retention``, ``exporter.store``
 (``SpanStore``: live rows from a background writer), ``exporter.span_exporter``
 (``SQLiteSpanExporter``) and ``docs/contracts/db.md`` (every table, column and index).
 """

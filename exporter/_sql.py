@@ -507,7 +507,7 @@ def index(cursor: DBAPICursor, call_ids: str) -> None:
     cjk_rows = [
         (rowid, grams)
         for rowid, prompt, response, _, done in texts
-        if not done and (grams := cjk_grams.cjk_grams(prompt, response))
+        if not done and (grams := cjk_grams.short_tokens(prompt, response))
     ]
     if trigram_rows:
         cursor.executemany(FTS_ROW_SQL, trigram_rows)

@@ -24,8 +24,9 @@ SQLite connections are opened with ``busy_timeout`` (``busy_timeout_ms``, defaul
 parent directory when missing, gives a new file ``auto_vacuum=INCREMENTAL`` (it only takes effect
 before the first table, so an existing file keeps its mode and keeps working) and switches the file
 to WAL once, retrying while other processes open the same new file. peewee keeps one connection
-per thread (``thread_safe=True``); each connection knows the SQL function ``llm_otel_cjk_grams``
-(``exporter.cjk_grams``), with which the short-query index's tokens are computed again to
+per thread (``thread_safe=True``); each connection knows the SQL functions
+``llm_otel_short_tokens`` and ``llm_otel_cjk_grams`` (``exporter.cjk_grams``: the short-query
+index's tokens since migration 16, and migration 7's), with which they are computed again to
 remove them. A file that is not an SQLite database raises ``StoreDamagedError`` (a ``StoreDatabaseError``).
 
 PostgreSQL databases get 64-bit integer columns (``BIGINT``, ``BIGSERIAL``: epoch milliseconds
@@ -201,7 +202,8 @@ def _sqlite(
         thread_safe=True,
         **params,
     )
-    # Removing short-query tokens (CJK_UNINDEX_SQL), migration 7 and other writers compute them in SQL.
+    # Removing short-query tokens (CJK_UNINDEX_SQL), migrations 7 and 16 and the writers compute them in SQL.
+    database.register_function(cjk_grams.short_tokens, cjk_grams.TOKENS_FUNCTION, 2, deterministic=True)
     database.register_function(cjk_grams.cjk_grams, cjk_grams.SQL_FUNCTION, 2, deterministic=True)
     return database
 

@@ -71,6 +71,13 @@ Migration 15 (SQLite only) adds ``llm_calls_summary_kept``: what a filter's summ
 by the readers (``exporter.kept_summaries.save``) so that another process, or a restarted one,
 brings it up to date instead of counting the summary whole. Empty at first.
 
+Migration 16 (SQLite only) empties ``llm_calls_cjk`` (``'delete-all'``) and fills it again with the
+tokens of ``exporter.cjk_grams.short_tokens``: the CJK grams as before, and one token for each
+distinct character of a call's text that is neither CJK nor a space, so that a query of one such
+character is a lookup of the tokens of its cases instead of a scan of every body. It computes the
+tokens of every call ``llm_calls_fts`` holds: 8.4 s on the 100k-call store of
+``bench/bench_list_1m.py`` (~85 s at 1M), during which writers wait for the lock and retry.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -99,12 +106,13 @@ through the view to find its entries. So a writer:
 - before it changes or deletes the body of a call that may be indexed, finds whether it is
   (``FTS_INDEXED_SQL``, same parameter) and removes its entries with ``FTS_UNINDEX_SQL``, while the
   body still holds the text that was indexed;
-- does the same for the short-query index ``llm_calls_cjk`` (migration 7): ``CJK_INDEX_SQL`` right
-  after ``FTS_INDEX_SQL``; ``CJK_INDEXED_SQL`` and ``CJK_UNINDEX_SQL``, which computes the tokens to
-  remove again from the body (a contentless table is told what it indexed), so the body must still
-  hold the indexed text. ``exporter._sql.index`` and ``unindex`` do both. The tokens come from the
-  SQL function ``llm_otel_cjk_grams``, registered by ``exporter.open_database``; nothing in the
-  schema calls it, so a connection without it (the sqlite3 CLI) can read and write the store;
+- does the same for the short-query index ``llm_calls_cjk`` (migrations 7 and 16): ``CJK_INDEX_SQL``
+  right after ``FTS_INDEX_SQL``; ``CJK_INDEXED_SQL`` and ``CJK_UNINDEX_SQL``, which computes the
+  tokens to remove again from the body (a contentless table is told what it indexed), so the body
+  must still hold the indexed text. ``exporter._sql.index`` and ``unindex`` do both. The tokens come
+  from the SQL function ``llm_otel_short_tokens`` (``llm_otel_cjk_grams`` before migration 16),
+  registered by ``exporter.open_database``; nothing in the schema calls it, so a connection without
+  it (the sqlite3 CLI) can read and write the store;
 - updates ``llm_calls`` and ``llm_call_bodies`` in place (``UPDATE`` or ``INSERT ... ON CONFLICT
   DO UPDATE``; never ``INSERT OR REPLACE``, which gives the row a new ``rowid``). ``VACUUM`` may
   renumber rowids: the store frees space with ``incremental_vacuum``, which does not.
@@ -136,6 +144,7 @@ import peewee
 from exporter import cjk_grams, rollups
 from exporter._exceptions import converted_errors
 from exporter.cjk_grams import SQL_FUNCTION as CJK_SQL_FUNCTION
+from exporter.cjk_grams import TOKENS_FUNCTION as SHORT_TOKENS_FUNCTION
 from exporter.database import immediate, is_sqlite
 from exporter.models import SchemaVersion
 
@@ -205,7 +214,8 @@ CJK_DDL = (
     "detail='none')"
 )
 """The short-query index: contentless (it keeps only the tokens' rowid lists), one row per indexed
-call holding CJK text, its tokens those of ``exporter.cjk_grams``."""
+call holding text other than spaces (before migration 16: CJK text), its tokens those of
+``exporter.cjk_grams.short_tokens`` (before 16: ``cjk_grams``)."""
 
 
 def _may_hold_cjk(body: str) -> str:
@@ -224,8 +234,9 @@ def _may_hold_cjk(body: str) -> str:
 
 
 def _cjk_rows(calls: str, condition: str) -> str:
-    """The statement adding the CJK tokens of the bodies ``b`` of ``calls`` (SQL after FROM) that
-    pass ``condition``, where they have some: the function runs once a call (materialized)."""
+    """The statement adding the CJK tokens (migration 7's, ``cjk_grams.cjk_grams``) of the bodies
+    ``b`` of ``calls`` (SQL after FROM) that pass ``condition``, where they have some: the function
+    runs once a call (materialized)."""
     return (
         f"WITH grams (id, grams) AS MATERIALIZED (SELECT t.id, {CJK_SQL_FUNCTION}(t.prompt, t.response) "
         f"FROM {calls} JOIN {TEXT_VIEW} AS t ON t.id = b.rowid WHERE {_may_hold_cjk('b.')} AND {condition}) "
@@ -233,19 +244,31 @@ def _cjk_rows(calls: str, condition: str) -> str:
     )
 
 
-CJK_INDEX_SQL = _cjk_rows(
+def _short_rows(calls: str, condition: str) -> str:
+    """The statement adding the short-query tokens (since migration 16: ``cjk_grams.short_tokens``)
+    of the bodies ``b`` of ``calls`` (SQL after FROM) that pass ``condition``, where they have
+    some: the function runs once a call (materialized)."""
+    return (
+        f"WITH grams (id, grams) AS MATERIALIZED (SELECT t.id, {SHORT_TOKENS_FUNCTION}(t.prompt, t.response) "
+        f"FROM {calls} JOIN {TEXT_VIEW} AS t ON t.id = b.rowid WHERE {condition}) "
+        f"INSERT INTO {CJK_TABLE} (rowid, grams) SELECT id, grams FROM grams WHERE grams != ''"
+    )
+
+
+CJK_INDEX_SQL = _short_rows(
     _BODIES_OF, f"NOT EXISTS (SELECT 1 FROM {CJK_TABLE}_docsize AS d WHERE d.id = b.rowid)"
 )
-"""Parameter: a JSON list of distinct call ids. Adds the CJK tokens of those not indexed yet that
-have CJK text (needs their rows and ``exporter.cjk_grams.register`` on the connection)."""
+"""Parameter: a JSON list of distinct call ids. Adds the short-query tokens of those not indexed
+yet that have text other than spaces (needs their rows and ``exporter.cjk_grams.register`` on the
+connection)."""
 
 CJK_INDEXED_SQL = (
     f"SELECT b.rowid FROM {_BODIES_OF} JOIN {CJK_TABLE}_docsize AS d ON d.id = b.rowid ORDER BY b.rowid"
 )
-"""Parameter: a JSON list of call ids. The rowids of those that have CJK tokens, ascending."""
+"""Parameter: a JSON list of call ids. The rowids of those that have short-query tokens, ascending."""
 
 CJK_UNINDEX_SQL = (
-    f"WITH grams (id, grams) AS MATERIALIZED (SELECT t.id, {CJK_SQL_FUNCTION}(t.prompt, t.response) "
+    f"WITH grams (id, grams) AS MATERIALIZED (SELECT t.id, {SHORT_TOKENS_FUNCTION}(t.prompt, t.response) "
     f"FROM json_each(?) AS j JOIN {TEXT_VIEW} AS t ON t.id = j.value) "
     f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}, rowid, grams) SELECT 'delete', id, grams FROM grams ORDER BY id"
 )
@@ -597,6 +620,21 @@ def _kept_summaries(database: peewee.Database) -> None:
         database.execute_sql(SUMMARY_KEPT_DDL)
 
 
+def _short_query_characters(database: peewee.Database) -> None:
+    """SQLite: the short-query index holds a token for each character of a call's text that is
+    neither CJK nor a space (``cjk_grams.short_tokens``): emptied and filled again with the tokens
+    of every call the full-text index holds (a contentless table cannot take tokens added to a row:
+    it removes a row's tokens by being told them all)."""
+    if not is_sqlite(database):
+        return
+    cjk_grams.register(database.connection())  # the backfill computes the tokens
+    for statement in (
+        f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}) VALUES ('delete-all')",
+        _short_rows(f"{FTS_TABLE}_docsize AS d JOIN llm_call_bodies AS b ON b.rowid = d.id", "1"),
+    ):
+        database.execute_sql(statement)
+
+
 def covering_label_columns(label: str) -> tuple[str, ...]:
     """The columns of the label index of ``label`` since migration 12: ``(label, status,
     enqueued_at, <timings>)`` as before, then the facet labels it does not lead with."""
@@ -651,6 +689,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _bulk_delete,
     _logged_deletes,
     _kept_summaries,
+    _short_query_characters,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

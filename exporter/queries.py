@@ -28,10 +28,10 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
   until_ms``; ``min_*_ms`` keep calls whose value is at least that (a call without the value is
   left out); ``q`` (at most 500 characters) searches prompt and response text: on SQLite, 3
   characters or more through FTS5 (trigram, any language, case-insensitive), 1-2 CJK characters
-  through the short-query index (``exporter.cjk_grams``: exact, no text read), other 2 character
-  queries through the trigram index's vocabulary (``exporter.short_terms``), other 1 character
-  queries as a substring of each indexed call's text (a scan, once per term: kept after), each
-  of these matching the indexed text (a call in flight is found once it ends); on PostgreSQL
+  and any other single character through the short-query index (``exporter.cjk_grams``: exact,
+  a character in any of its cases, no text read), other 2 character queries through the trigram
+  index's vocabulary (``exporter.short_terms``), each of these matching the indexed text (a call
+  in flight is found once it ends); on PostgreSQL
   (no FTS table) as a case-insensitive substring (``ILIKE``, wildcards escaped) of the previews
   and the bodies' JSON text, a scan of the calls the other filters keep.
   ``sort``: ``newest`` (``enqueued_at`` then ``call_id`` descending) or ``duration`` /
@@ -80,9 +80,10 @@ indexed and deleted since, looked up whole again when a searched call changed): 
 their count (with other filters, counted once, then kept likewise), a page walks the list's index
 testing each call against them, or reads them by rowid and sorts them when they are few. Its
 lookup: a query of 3 characters or more, the trigram index's candidates checked against their
-text; of 1-2 CJK characters, one token of the short-query index; of two other characters, the
-calls holding a trigram that holds them (looked up in the index's vocabulary) and those with a
-column too short for a trigram; of one other character, every indexed call's text checked. Aggregates
+text; of 1-2 CJK characters, one token of the short-query index; of one other character, the
+tokens of its cases there (migration 16); of two other characters, the calls holding a trigram
+that holds them (looked up in the index's vocabulary) and those with a column too short for a
+trigram. Aggregates
 over many calls, and facets of statuses, a time range and at most one of model, source and
 error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, the
 partial hours at the ends from ``llm_calls``); smaller ones the covering window index. Other facets
@@ -92,9 +93,9 @@ with a ``q`` the calls the list keeps for the term (read by rowid, up to
 bitmap). What such facets of many calls counted is kept (``exporter.kept_summaries``, in the
 process and in the store: ``llm_calls_summary_kept``): the next facets of the same filters, in any
 process, count only the calls written or ended since, and those in flight. What stays slow by
-nature: the first query of a term found in most calls, or of one character that is not CJK (each
-candidate's text is read to keep the total exact; later queries, in any process and after
-retention, read what was kept: ``llm_calls_search_kept``), and the first facets of a timing
+nature: the first query of a term found in most calls (each candidate's text is read to keep the
+total exact, or, for a short term, its many matches listed; later queries, in any process and
+after retention, read what was kept: ``llm_calls_search_kept``), and the first facets of a timing
 minimum without a label (each facet reads an index whole, or sorts the selected calls: SQLite has
 no hash aggregate), of a ``q`` found in most calls, or of two labels each in most calls (every
 selected call is counted here), on a new store and after each retention run or changed ended call.
@@ -130,7 +131,7 @@ from peewee import (
 
 from exporter import kept_summaries, rollups, search_matches, short_terms
 from exporter._exceptions import QueryError, converted_errors
-from exporter.cjk_grams import is_cjk_query
+from exporter.cjk_grams import char_query, is_char_query, is_cjk_query
 from exporter.database import is_sqlite, read_snapshot
 from exporter.kept_summaries import Counts, Kept, Key
 from exporter.mapping import to_json
@@ -155,8 +156,8 @@ MAX_TASK_CALLS = 1000
 MAX_BUCKETS = 1000
 FTS_MIN_CHARS = 3
 """Shortest ``q`` served by the trigram index; shorter ones are the short-query index's when all
-CJK (``exporter.cjk_grams``), else found through the trigram vocabulary (two characters) or a
-check of every indexed call's text (one)."""
+CJK or one character (``exporter.cjk_grams``), else found through the trigram vocabulary (two
+characters)."""
 EXACT_UP_TO = 10_000
 """A status window or a filter summary over at most this many calls in whole rollup buckets
 is read from ``llm_calls``, exactly; beyond, from the rollups (``exporter.rollups``: the same counts
@@ -1429,18 +1430,16 @@ def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tupl
 
 def _search_term(q: str) -> Term | None:
     """The SQL of the calls a full-text index finds for ``q`` and their check (``Term``), on SQLite
-    (None elsewhere): 1-2 CJK characters from the short-query index, two other characters through
-    the trigram vocabulary (``_pair_found``), one other character checked call by call (a scan,
-    once: kept after), 3 characters or more from the trigram index."""
+    (None elsewhere): 1-2 CJK characters and one other character from the short-query index, two
+    other characters through the trigram vocabulary (``_pair_found``), 3 characters or more from
+    the trigram index."""
     if not is_sqlite(db.obj):
         return None
-    if is_cjk_query(q):  # one token of the short-query index: exact, no check
+    if is_cjk_query(q) or is_char_query(q):  # tokens of the short-query index: exact, no check
         sql = f"SELECT rowid FROM {CJK_TABLE} WHERE {CJK_TABLE} MATCH ? AND rowid > ? AND rowid <= ? "
-        return Term(q, sql + "ORDER BY rowid", (_fts_string(q),))
+        return Term(q, sql + "ORDER BY rowid", (_short_query(q),))
     if _is_pair(q):
         return Term(q, find=lambda database, lo, hi: _pair_found(q, lo, hi))
-    if len(q) < FTS_MIN_CHARS:  # one character: no index finds it
-        return Term(q, *_checked_calls(q))
     if _index_decides(q):
         sql = f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid > ? AND rowid <= ? "
         sql += "ORDER BY rowid"
@@ -1719,20 +1718,28 @@ def _where(query: Select, conditions: list[Expression]) -> Select:
 
 def _full_text_index(q: str) -> tuple[str, str] | None:
     """(table, FTS5 query) of the full-text index that finds the calls holding ``q``: the trigram
-    index for 3 characters or more, the short-query index for 1-2 CJK characters; None for a
-    scan (other 1-2 character queries) or a store without full-text tables (PostgreSQL)."""
+    index for 3 characters or more, the short-query index for 1-2 CJK characters and one other
+    character; None for two characters not both CJK (``_is_pair``) or a store without full-text
+    tables (PostgreSQL)."""
     if not is_sqlite(db.obj):
         return None
     if len(q) >= FTS_MIN_CHARS:
         return FTS_TABLE, _fts_query(q)
-    if is_cjk_query(q):
-        return CJK_TABLE, _fts_string(q)  # one token: the character, or the pair side by side
+    if is_cjk_query(q) or is_char_query(q):
+        return CJK_TABLE, _short_query(q)
     return None
 
 
+def _short_query(q: str) -> str:
+    """The FTS5 query of the short-query index for ``q`` (``is_cjk_query`` or ``is_char_query``):
+    one token (the CJK character, or the pair side by side), or the OR of the tokens of the
+    character's cases (``cjk_grams.char_query``)."""
+    return _fts_string(q) if is_cjk_query(q) else char_query(q)
+
+
 def _index_decides(q: str) -> bool:
-    """Whether the full-text index alone decides ``q`` (one trigram, or one CJK token): its
-    matches need no check against their text."""
+    """Whether the full-text index alone decides ``q`` (one trigram, one CJK token, or the tokens
+    of one character's cases): its matches need no check against their text."""
     return len(q) <= FTS_MIN_CHARS
 
 
@@ -1849,11 +1856,7 @@ def _text_search(q: str, *, walk: bool) -> Expression:
         matching = SQL(f"(SELECT rowid FROM {table} WHERE {table} MATCH ?)", [query])
         found = (_ROWID_UNINDEXED if walk else _ROWID).in_(matching)
         return found if _index_decides(q) else found & _holds(q)
-    if _is_pair(q):
-        return _pair_condition(q, walk=walk)
-    # 1 character, not CJK: the indexed calls whose text holds ``q`` (a scan of every body).
-    sql, params = _checked_calls(q, ranged=False)
-    return _ROWID.in_(SQL(f"({sql})", params))
+    return _pair_condition(q, walk=walk)  # two characters, not both CJK
 
 
 def _is_pair(q: str) -> bool:
@@ -1938,16 +1941,16 @@ _PAIR_CHECKED_UP_TO = 2000
 up in the index's vocabulary (~0.1 ms a seek, ~1-2 seeks per distinct first character)."""
 
 
-def _checked_calls(q: str, *, ranged: bool = True) -> tuple[str, tuple[object, ...]]:
+def _checked_calls(q: str) -> tuple[str, tuple[object, ...]]:
     """The SQL (and parameters) of the rowids of the indexed calls whose text holds ``q``, each
-    call's text checked (the index's ``_docsize`` rows read in order, then each call's body).
-    ``ranged``: ends with ``AND d.id > ? AND d.id <= ?`` and is ordered by rowid."""
+    call's text checked (the index's ``_docsize`` rows read in order, then each call's body),
+    ending with ``AND d.id > ? AND d.id <= ?``, ordered by rowid."""
     holds, params = _text_holds(q, "b")
     sql = (
         f"SELECT d.id AS rowid FROM {FTS_TABLE}_docsize AS d CROSS JOIN llm_call_bodies AS b "
-        f"WHERE b.rowid = d.id AND {holds}"
+        f"WHERE b.rowid = d.id AND {holds} AND d.id > ? AND d.id <= ? ORDER BY d.id"
     )
-    return (sql + " AND d.id > ? AND d.id <= ? ORDER BY d.id" if ranged else sql), tuple(params)
+    return sql, tuple(params)
 
 
 def _pair_found(q: str, lo: int, hi: int) -> Sequence[int]:

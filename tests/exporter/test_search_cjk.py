@@ -1,4 +1,5 @@
-"""Queries of 1-2 CJK characters, served by the short-query index ``llm_calls_cjk`` (SQLite).
+"""Queries of 1-2 CJK characters, served by the short-query index ``llm_calls_cjk`` (SQLite; one
+other character: test_search_chars).
 
 Every result is compared with a brute-force substring search of the same calls' text (the view
 ``llm_calls_text``, the text the full-text indexes read), after writes, retention and a migration.
@@ -17,7 +18,7 @@ import pytest
 
 from exporter import migrate, migrations, open_database, prune, queries
 from exporter._sql import index, unindex
-from exporter.cjk_grams import cjk_grams, is_cjk_query
+from exporter.cjk_grams import cjk_grams, is_cjk_query, short_tokens
 from exporter.migrations import CJK_TABLE, LATEST_VERSION, MIGRATIONS, schema_version
 from exporter.models import db
 from tests.exporter.conftest import NOW_MS, Rows
@@ -37,7 +38,7 @@ TEXTS = [  # (prompt, response): Simplified, Traditional, kana, Hangul, mixed wi
     ('他说"退款"了', "quote\\n退\n款"),  # JSON-escaped: quotes, a backslash, a newline between two
     ("𠀀𠀁 rare", "ext B"),  # outside the BMP
     ("No Chinese here at all", "None either"),
-    ("Crème brûlée — “quoted”", "ça va, 、。"),  # not ASCII, no CJK character: no row
+    ("Crème brûlée — “quoted”", "ça va, 、。"),  # not ASCII, no CJK character
 ]
 
 
@@ -111,7 +112,7 @@ def test_one_or_two_cjk_characters_find_exactly_the_calls_holding_them(
     _write_texts(rows)
 
     _assert_exact(store)
-    holding = sum(1 for p, r in TEXTS if cjk_grams(p, r))
+    holding = sum(1 for p, r in TEXTS if short_tokens(p, r))  # every call with text
     assert store.execute_sql(f"SELECT COUNT(*) FROM {CJK_TABLE}_docsize").fetchone()[0] == holding
     assert _found(q="退款") == _brute_force(store, "退款") != set()
     assert len(_brute_force(store, "退")) > len(_brute_force(store, "退款"))
@@ -119,11 +120,14 @@ def test_one_or_two_cjk_characters_find_exactly_the_calls_holding_them(
         assert _found(q=mixed) == _brute_force(store, mixed.strip()) != set(), mixed
 
 
-def test_the_index_holds_only_cjk_characters_and_pairs_side_by_side() -> None:
+def test_the_index_holds_cjk_characters_and_pairs_side_by_side() -> None:
     grams = cjk_grams("abc退款def", "天气123预报").split()
     assert sorted(grams) == sorted(["退", "款", "退款", "天", "气", "天气", "预", "报", "预报"])  # distinct
     assert cjk_grams("退\n款", None) in ("退 款", "款 退")  # a newline ends a run
     assert cjk_grams("No CJK", "") == ""
+    tokens = short_tokens("abc退款def", "天气123预报").split()  # and a token per other character
+    assert sorted(tokens) == sorted([*grams, *(f"x{ord(char):x}" for char in "abcdef123")])
+    assert set(short_tokens("No CJK", "").split()) == set(short_tokens("CJK No", None).split())
     assert [is_cjk_query(q) for q in ("退", "退款", "退款了", "a退", "𠀀", "", "é")] == [
         True,
         True,
@@ -197,7 +201,7 @@ def test_the_migration_indexes_the_calls_of_an_older_store(tmp_path) -> None:
     assert schema_version(database) == LATEST_VERSION
 
     _assert_exact(database)
-    holding = sum(1 for p, r in TEXTS if cjk_grams(p, r))
+    holding = sum(1 for p, r in TEXTS if short_tokens(p, r))  # every call with text
     assert database.execute_sql(f"SELECT COUNT(*) FROM {CJK_TABLE}_docsize").fetchone()[0] == holding
     database.close()
 

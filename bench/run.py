@@ -179,10 +179,11 @@ WHY: dict[int, str] = {
     "the first-token event); openai-v2 without content keeps no text",
     8: "the store maps each span to rows on the writer thread (raw gets them mapped); `live-apart` "
     "maps and writes each call's row twice (queued, then ended)",
-    10: "at 1M (run on a copy of the 1M store at load 6–21 only) no run finished within 25 min: a day "
-    "there is ~143k calls of ~700 µs of CPU each to delete, and single transactions of 1–3 calls or "
-    "one merge step held the lock 0.5–1.3 s (the holder waiting for a core or the disk); the longest "
-    "waits matched them (docs/performance.md, retention)",
+    10: "at 1M retention completes (a day, 126,591 calls, in 745 s beside the app) but its write "
+    "transactions stall on the disk: held 100–1,100 ms with 2–15 ms of CPU (the others ~10 ms); a "
+    "day's prune wrote ~35 GB to disk for ~120k calls (each 10 ms transaction rewrites the pages it "
+    "touched into the WAL again), and giving the space back or a higher FTS5 crisismerge changed "
+    "neither (docs/performance.md, retention)",
     4: "the first query of a term in a store's search generation checks each candidate's text "
     "(~1 µs each: the index holds no positions, migration 4); later ones, in any process, read the "
     "matches kept (migrations 10, 11); `ab` is looked up in the trigram vocabulary, its 514,637 "

@@ -156,13 +156,8 @@ def _raw(path: Path, spans: list[Any]) -> tuple[float, float]:
 
     calls_sql, bodies_sql = insert("llm_calls", call_columns), insert("llm_call_bodies", body_columns)
     index_sql = getattr(migrations, "FTS_INDEX_SQL", None)  # a checkout from before migration 4: its own copy
-    if index_sql:  # a body's rowid is its call's (exporter.migrations, the FTS contract)
-        names = ", ".join(body_columns)  # call_id first
-        marks = ", ".join(f"?{number}" for number in range(1, len(body_columns) + 1))
-        bodies_sql = (
-            f"INSERT INTO llm_call_bodies (rowid, {names}) "
-            f"VALUES ((SELECT rowid FROM llm_calls WHERE call_id = ?1), {marks})"
-        )
+    if index_sql:
+        bodies_sql = _bodies_sql(body_columns)
     events_sql = insert("llm_call_events", ["call_id", "kind", "at", "data"])
     index_calls = _index_calls(connection)
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -185,6 +180,16 @@ def _raw(path: Path, spans: list[Any]) -> tuple[float, float]:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     connection.close()
     return wall, cpu
+
+
+def _bodies_sql(columns: Sequence[str]) -> str:
+    """The body insert with the rowid of its call (exporter.migrations, the FTS contract); ``call_id``
+    first among ``columns``."""
+    marks = ", ".join(f"?{number}" for number in range(1, len(columns) + 1))
+    return (
+        f"INSERT INTO llm_call_bodies (rowid, {', '.join(columns)}) "
+        f"VALUES ((SELECT rowid FROM llm_calls WHERE call_id = ?1), {marks})"
+    )
 
 
 def _raw_apart(path: Path, spans: list[Any], starts: list[dict[str, Any]]) -> tuple[float, float]:
@@ -220,11 +225,7 @@ def _raw_apart(path: Path, spans: list[Any], starts: list[dict[str, Any]]) -> tu
     calls_sql = (
         f"INSERT INTO llm_calls ({', '.join(call_columns)}) VALUES ({', '.join('?' * len(call_columns))})"
     )
-    marks = ", ".join(f"?{number}" for number in range(1, len(BODY_COLUMNS) + 1))  # call_id first
-    bodies_sql = (
-        f"INSERT INTO llm_call_bodies (rowid, {', '.join(BODY_COLUMNS)}) VALUES "
-        f"((SELECT rowid FROM llm_calls WHERE call_id = ?1), {marks})"
-    )
+    bodies_sql = _bodies_sql(BODY_COLUMNS)
     body_update_sql = (
         f"UPDATE llm_call_bodies SET {', '.join(f'{c} = ?' for c in BODY_COLUMNS[1:])} WHERE call_id = ?"
     )

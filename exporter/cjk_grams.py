@@ -65,18 +65,8 @@ def cjk_grams(*texts: str | None) -> str:
     """The distinct CJK characters and adjacent CJK pairs of ``texts``, space-separated."""
     grams: set[str] = set()
     for text in texts:
-        if not text or text.isascii():
-            continue
-        # The runs are what lies between the runs of other characters: splitting on those is
-        # twice as fast as finding the runs (most of a call's text is not CJK).
-        runs = set(_NOT_CJK.split(text))
-        runs.discard("")
-        grams.update("".join(runs))
-        for run in runs:
-            if len(run) <= 2:  # a pair is its own run (a single character is in already)
-                grams.add(run)
-            else:
-                grams.update(map(str.__add__, run, run[1:]))
+        if text and not text.isascii():
+            grams |= _grams(_cjk_runs(text))
     return " ".join(grams)
 
 
@@ -86,18 +76,28 @@ def short_tokens(prompt: str | None, response: str | None) -> str:
     text = f"{prompt}\n{response}" if prompt and response else prompt or response or ""
     if text.isascii():
         return " ".join(_char_tokens(text, set()))
-    runs = set(_NOT_CJK.split(text))  # as in cjk_grams (a newline ends a run)
+    runs = _cjk_runs(text)  # a newline ends a run, as the two texts apart would
+    return " ".join(_char_tokens(text, set("".join(runs))) + list(_grams(runs)))
+
+
+def _cjk_runs(text: str) -> set[str]:
+    """The distinct runs of CJK characters of ``text``: what lies between the runs of other
+    characters (splitting on those is twice as fast as finding the runs: most of a call's text is
+    not CJK)."""
+    runs = set(_NOT_CJK.split(text))
     runs.discard("")
-    cjk = set("".join(runs))
-    tokens = _char_tokens(text, cjk)
-    grams = set(cjk)
+    return runs
+
+
+def _grams(runs: set[str]) -> set[str]:
+    """Each character of ``runs`` and each adjacent pair in them."""
+    grams = set("".join(runs))
     for run in runs:
         if len(run) <= 2:  # a pair is its own run (a single character is in already)
             grams.add(run)
         else:
             grams.update(map(str.__add__, run, run[1:]))
-    tokens += grams
-    return " ".join(tokens)
+    return grams
 
 
 def _char_tokens(text: str, cjk: set[str]) -> list[str]:

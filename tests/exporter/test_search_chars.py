@@ -22,6 +22,7 @@ from exporter.cjk_grams import char_cases, cjk_grams, is_char_query
 from exporter.migrations import CJK_TABLE, LATEST_VERSION, MIGRATIONS, schema_version
 from exporter.models import db
 from tests.exporter.conftest import NOW_MS, Rows, list_pages
+from tests.exporter.indexed_texts import indexed_texts, write_texts
 
 OLD = NOW_MS - 30 * 86_400_000
 _SET_INPUT = "UPDATE llm_call_bodies SET input_messages = ? WHERE call_id = ?"
@@ -48,21 +49,11 @@ TEXTS = [  # (prompt, response)
 ABSENT = ("Q", "€", "Ж", "ф", "ϴ", "\U0001f600", "#")
 
 
-def _texts(database: peewee.Database) -> dict[str, tuple[str, str, str]]:
-    """call_id -> (status, prompt, response) of the indexed calls, as the indexes read them."""
-    sql = (
-        "SELECT c.call_id, c.status, coalesce(t.prompt, ''), coalesce(t.response, '') "
-        "FROM llm_calls AS c JOIN llm_calls_text AS t ON t.id = c.rowid "
-        "JOIN llm_calls_fts_docsize AS d ON d.id = c.rowid"
-    )
-    return {call_id: (status, p, r) for call_id, status, p, r in database.execute_sql(sql)}
-
-
 def _brute_force(database: peewee.Database, q: str, statuses: tuple[str, ...] = ()) -> set[str]:
     cases = char_cases(q)
     return {
         call_id
-        for call_id, (status, prompt, response) in _texts(database).items()
+        for call_id, (status, prompt, response) in indexed_texts(database).items()
         if any(case in prompt or case in response for case in cases) and (not statuses or status in statuses)
     }
 
@@ -79,7 +70,7 @@ def _scanned(database: peewee.Database, q: str) -> set[str]:
 
 def _queries(database: peewee.Database) -> list[str]:
     """Every character of the calls' text that is a one-character query, its cases, and some absent."""
-    chars = {char for _, p, r in _texts(database).values() for char in p + r}
+    chars = {char for _, p, r in indexed_texts(database).values() for char in p + r}
     chars |= {case for char in chars for case in char_cases(char)}
     return sorted({char for char in chars | set(ABSENT) if is_char_query(char)})
 
@@ -112,28 +103,17 @@ def _assert_tokens_exact(database: peewee.Database) -> None:
         database.execute_sql("SELECT term, doc FROM temp.cjk_rows WHERE term GLOB 'x*'").fetchall()
     )
     expected: dict[str, int] = {}
-    for _, prompt, response in _texts(database).values():
+    for _, prompt, response in indexed_texts(database).values():
         for char in {char for char in prompt + response if is_char_query(char)}:
             token = f"x{ord(char):x}"
             expected[token] = expected.get(token, 0) + 1
     assert {term: doc for term, doc in counted.items() if doc} == expected
 
 
-def _write_texts(rows: Rows, **columns: Any) -> list[str]:
-    statuses = ["succeeded", "failed", "cancelled"]
-    return rows.each(
-        [
-            {"prompt": p, "response": r, "status": statuses[i % 3], "source": ["app", "billing"][i % 2]}
-            | columns
-            for i, (p, r) in enumerate(TEXTS)
-        ]
-    )
-
-
 def test_one_character_finds_exactly_the_calls_whose_text_holds_it_in_any_case(
     store: peewee.Database, rows: Rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = _write_texts(rows)
+    ids = write_texts(rows, TEXTS)
 
     _assert_exact(store, monkeypatch)
     _assert_tokens_exact(store)
@@ -177,13 +157,13 @@ def test_a_body_spelled_with_json_escapes_is_found_by_its_characters(
 def test_retention_removes_the_tokens_of_the_calls_it_deletes(
     store: peewee.Database, rows: Rows, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old = _write_texts(rows, enqueued_at=OLD)
-    recent = _write_texts(rows)
+    old = write_texts(rows, TEXTS, enqueued_at=OLD)
+    recent = write_texts(rows, TEXTS)
     _assert_exact(store, monkeypatch)  # kept: retention takes the deleted calls out of them
 
     assert prune(store, older_than=datetime.timedelta(days=7), now_ms=NOW_MS) == len(old)
 
-    assert set(_texts(store)) == set(recent)
+    assert set(indexed_texts(store)) == set(recent)
     _assert_exact(store, monkeypatch)
     _assert_tokens_exact(store)
     with_text = sum(1 for p, r in TEXTS if (p + r).strip())
@@ -212,16 +192,16 @@ def test_a_store_migrated_from_15_answers_as_a_new_one(tmp_path, monkeypatch: py
     migrate(fresh)
     db.initialize(fresh)
     fresh_rows = Rows(fresh)
-    _write_texts(fresh_rows, enqueued_at=OLD)
-    _write_texts(fresh_rows)
+    write_texts(fresh_rows, TEXTS, enqueued_at=OLD)
+    write_texts(fresh_rows, TEXTS)
     answers = {q: _found(q=q) for q in _queries(fresh)}
     cjk = {q: _found(q=q) for q in ("退", "退款", "好的")}
 
     database = _store_at_15(str(tmp_path / "old.db"))
     db.initialize(database)
     old_rows = Rows(database)
-    _write_texts(old_rows, enqueued_at=OLD)
-    _write_texts(old_rows)
+    write_texts(old_rows, TEXTS, enqueued_at=OLD)
+    write_texts(old_rows, TEXTS)
     _as_written_at_15(database)
     before = database.execute_sql(f"SELECT COUNT(*) FROM {CJK_TABLE}_docsize").fetchone()[0]
     assert before == 2 * sum(1 for p, r in TEXTS if cjk_grams(p, r))  # the calls with CJK text alone

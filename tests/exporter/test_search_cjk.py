@@ -22,6 +22,7 @@ from exporter.cjk_grams import cjk_grams, is_cjk_query, short_tokens
 from exporter.migrations import CJK_TABLE, LATEST_VERSION, MIGRATIONS, schema_version
 from exporter.models import db
 from tests.exporter.conftest import NOW_MS, Rows
+from tests.exporter.indexed_texts import indexed_texts, write_texts
 
 OLD = NOW_MS - 30 * 86_400_000
 _SET_INPUT = "UPDATE llm_call_bodies SET input_messages = ? WHERE call_id = ?"
@@ -42,19 +43,10 @@ TEXTS = [  # (prompt, response): Simplified, Traditional, kana, Hangul, mixed wi
 ]
 
 
-def _texts(database: peewee.Database) -> dict[str, tuple[str, str, str]]:
-    """call_id -> (status, prompt text, response text) of every call, as the indexes read them."""
-    sql = (
-        "SELECT c.call_id, c.status, coalesce(t.prompt, ''), coalesce(t.response, '') "
-        "FROM llm_calls AS c JOIN llm_calls_text AS t ON t.id = c.rowid"
-    )
-    return {call_id: (status, p, r) for call_id, status, p, r in database.execute_sql(sql)}
-
-
 def _brute_force(database: peewee.Database, q: str, statuses: tuple[str, ...] = ()) -> set[str]:
     return {
         call_id
-        for call_id, (status, prompt, response) in _texts(database).items()
+        for call_id, (status, prompt, response) in indexed_texts(database).items()
         if (q in prompt or q in response) and (not statuses or status in statuses)
     }
 
@@ -76,7 +68,7 @@ def _found(**filters: Any) -> set[str]:
 
 def _queries(database: peewee.Database) -> list[str]:
     """Every CJK character and CJK pair of the calls' text, and a few found nowhere."""
-    found = {gram for _, p, r in _texts(database).values() for gram in cjk_grams(p, r).split()}
+    found = {gram for _, p, r in indexed_texts(database).values() for gram in cjk_grams(p, r).split()}
     return sorted(found | {"龘", "退雨", "款申", "天预"})
 
 
@@ -95,21 +87,10 @@ def _billing(database: peewee.Database) -> set[str]:
     return {row[0] for row in database.execute_sql("SELECT call_id FROM llm_calls WHERE source = 'billing'")}
 
 
-def _write_texts(rows: Rows, **columns: Any) -> list[str]:
-    statuses = ["succeeded", "failed", "cancelled"]
-    return rows.each(
-        [
-            {"prompt": p, "response": r, "status": statuses[i % 3], "source": ["app", "billing"][i % 2]}
-            | columns
-            for i, (p, r) in enumerate(TEXTS)
-        ]
-    )
-
-
 def test_one_or_two_cjk_characters_find_exactly_the_calls_holding_them(
     store: peewee.Database, rows: Rows
 ) -> None:
-    _write_texts(rows)
+    write_texts(rows, TEXTS)
 
     _assert_exact(store)
     holding = sum(1 for p, r in TEXTS if short_tokens(p, r))  # every call with text
@@ -156,13 +137,13 @@ def test_a_body_spelled_with_json_escapes_is_indexed_by_its_text(store: peewee.D
 
 
 def test_retention_removes_the_tokens_of_the_calls_it_deletes(store: peewee.Database, rows: Rows) -> None:
-    old = _write_texts(rows, enqueued_at=OLD)
-    recent = _write_texts(rows)
+    old = write_texts(rows, TEXTS, enqueued_at=OLD)
+    recent = write_texts(rows, TEXTS)
     with_cjk = store.execute_sql(f"SELECT COUNT(*) FROM {CJK_TABLE}_docsize").fetchone()[0]
 
     assert prune(store, older_than=datetime.timedelta(days=7), now_ms=NOW_MS) == len(old)
 
-    assert set(_texts(store)) == set(recent)
+    assert set(indexed_texts(store)) == set(recent)
     _assert_exact(store)
     assert store.execute_sql(f"SELECT COUNT(*) FROM {CJK_TABLE}_docsize").fetchone()[0] == with_cjk // 2
     store.execute_sql(f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}) VALUES ('integrity-check')")
@@ -170,14 +151,14 @@ def test_retention_removes_the_tokens_of_the_calls_it_deletes(store: peewee.Data
 
 def test_retention_with_a_database_opened_without_the_function(tmp_path, rows: Rows) -> None:
     """``prune`` given a peewee database that ``open_database`` did not make still removes tokens."""
-    _write_texts(rows, enqueued_at=OLD)
-    recent = _write_texts(rows)
+    write_texts(rows, TEXTS, enqueued_at=OLD)
+    recent = write_texts(rows, TEXTS)
     plain = peewee.SqliteDatabase(str(tmp_path / "store.db"))
 
     assert prune(plain, older_than=7, now_ms=NOW_MS) == len(TEXTS)
 
     plain.close()
-    assert set(_texts(db.obj)) == set(recent)
+    assert set(indexed_texts(db.obj)) == set(recent)
     _assert_exact(db.obj)
 
 
@@ -194,7 +175,7 @@ def _store_before_the_short_query_index(path: str) -> peewee.Database:
 def test_the_migration_indexes_the_calls_of_an_older_store(tmp_path) -> None:
     database = _store_before_the_short_query_index(str(tmp_path / "old.db"))
     db.initialize(database)
-    _write_texts(Rows(database))
+    write_texts(Rows(database), TEXTS)
     assert CJK_TABLE not in database.get_tables()
 
     assert migrate(database) == LATEST_VERSION
@@ -210,7 +191,7 @@ def test_a_connection_without_the_function_reads_inserts_and_deletes_calls(
     tmp_path, store: peewee.Database, rows: Rows
 ) -> None:
     """The sqlite3 CLI or a plain ``sqlite3.connect``: the schema never calls the function."""
-    kept = _write_texts(rows)
+    kept = write_texts(rows, TEXTS)
     path = str(tmp_path / "store.db")
     plain = sqlite3.connect(path)
     try:
@@ -241,7 +222,7 @@ def test_a_connection_without_the_function_reads_inserts_and_deletes_calls(
 
     assert cli.stderr == ""
     assert cli.stdout.splitlines()[0] == str(len(_brute_force(store, "天气")))
-    assert set(_texts(store)) == set(kept)
+    assert set(indexed_texts(store)) == set(kept)
     _assert_exact(store)
 
 

@@ -16,8 +16,10 @@ import pytest
 
 from exporter import prune, queries, search_matches
 from exporter._sql import index, unindex
+from exporter.cjk_grams import char_cases
 from exporter.models import LLMCall, db
 from tests.exporter.conftest import NOW_MS, Rows, list_pages
+from tests.exporter.indexed_texts import indexed_texts
 
 TEXTS = [  # (prompt, response)
     ("Tabs or spaces?", "Spaces, at a stretch."),
@@ -57,32 +59,19 @@ PAIRS = [
 ]
 
 
-def _cases(char: str) -> set[str]:
-    return {case for case in (char, char.lower(), char.upper()) if len(case) == 1}
-
-
 def _holds(text: str, q: str) -> bool:
     """``q`` in ``text``, each character of ``q`` in any of its cases (as LIKE and GLOB compare)."""
     return any(
-        all(text[start + i] in _cases(char) for i, char in enumerate(q))
+        all(text[start + i] in char_cases(char) for i, char in enumerate(q))
         for start in range(len(text) - len(q) + 1)
     )
-
-
-def _texts(database: peewee.Database) -> dict[str, tuple[str, str, str]]:
-    sql = (
-        "SELECT c.call_id, c.status, coalesce(t.prompt, ''), coalesce(t.response, '') "
-        "FROM llm_calls AS c JOIN llm_calls_text AS t ON t.id = c.rowid "
-        "JOIN llm_calls_fts_docsize AS d ON d.id = c.rowid"
-    )
-    return {call_id: (status, p, r) for call_id, status, p, r in database.execute_sql(sql)}
 
 
 def _brute_force(database: peewee.Database, q: str, statuses: tuple[str, ...] = ()) -> set[str]:
     q = q.strip()  # as list_calls takes it
     return {
         call_id
-        for call_id, (status, prompt, response) in _texts(database).items()
+        for call_id, (status, prompt, response) in indexed_texts(database).items()
         if (_holds(prompt, q) or _holds(response, q)) and (not statuses or status in statuses)
     }
 

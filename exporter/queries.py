@@ -1367,7 +1367,7 @@ def _plan(selection: _Selection, sort: str, *, reach: int, total: int | None = N
     statuses = selection.statuses or (STATUSES if labels or column else ())
     if text_decides:  # the matches are read and sorted
         return _Plan(sort, total, selection.statuses, unindexed=count_unindexed, sorted_here=True)
-    if text and matches is None:  # a 1-2 character q, not all CJK: a scan of the previews and texts
+    if text and matches is None:  # a pair not both CJK (the trigram vocabulary's calls) or PostgreSQL's ILIKE
         return _Plan(sort, total, statuses)
     if column is None:
         if labels or not minimums:

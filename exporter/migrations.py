@@ -635,6 +635,15 @@ def _short_query_characters(database: peewee.Database) -> None:
         database.execute_sql(statement)
 
 
+def _rollup_bucket_indexes(database: peewee.Database) -> None:
+    """An index of ``(bucket_ms, bucket_start)`` on the requester and timing rollups
+    (``rollups.BUCKET_INDEXES``), whose keys put the label's value before ``bucket_start``:
+    retention deletes a bucket's rows through it rather than reading every row of the bucket size
+    (~11 ms a bucket at 1M calls, and growing with the requesters; ~1 ms through the index)."""
+    for statement in rollups.bucket_index_ddl():
+        database.execute_sql(statement)
+
+
 def covering_label_columns(label: str) -> tuple[str, ...]:
     """The columns of the label index of ``label`` since migration 12: ``(label, status,
     enqueued_at, <timings>)`` as before, then the facet labels it does not lead with."""
@@ -690,6 +699,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _logged_deletes,
     _kept_summaries,
     _short_query_characters,
+    _rollup_bucket_indexes,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

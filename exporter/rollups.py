@@ -369,6 +369,12 @@ def fold_sql(source: str, shard: str = "0", cte: str = "") -> list[str]:
     return statements
 
 
+def fold_log_sql() -> list[str]:
+    """SQLite: fold every entry of the log into the rollups and empty it: what the log's trigger
+    does at ``FOLD_AT`` entries, and retention sooner, in a transaction of its own."""
+    return [*fold_sql(LOG_TABLE), f"DELETE FROM {LOG_TABLE}"]
+
+
 _CHANGED = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in ROLLED_UP_COLUMNS)
 _LOG_INSERT = f"INSERT INTO {LOG_TABLE} ({', '.join(LOG_COLUMNS)}) SELECT"
 
@@ -408,7 +414,7 @@ def sqlite_trigger_ddl() -> list[str]:
         f"{name} = {value}"
         for name, value in zip(LOG_COLUMNS, ["NEW.rowid", *_entry("NEW", "1")], strict=True)
     )
-    fold = "; ".join([*fold_sql(LOG_TABLE), f"DELETE FROM {LOG_TABLE}"])
+    fold = "; ".join(fold_log_sql())
     rewrite = f"UPDATE {LOG_TABLE} SET {rewritten} WHERE {_OWN_ENTRY}"
     return [
         _sqlite_trigger("insert", "INSERT", "", new),
@@ -451,8 +457,7 @@ def backfill_sql() -> list[str]:
     once), folded in one grouped upsert per table, then emptied. Run before the triggers exist."""
     return [
         f"{_LOG_INSERT} 0, {', '.join(_entry('c', '1'))} FROM llm_calls AS c",
-        *fold_sql(LOG_TABLE),
-        f"DELETE FROM {LOG_TABLE}",
+        *fold_log_sql(),
     ]
 
 
@@ -491,6 +496,20 @@ def _listed(count: int) -> str:
     return ", ".join(str(code) for code in range(count))
 
 
+BUCKET_INDEXES = {
+    table: f"{table}_bucket" for table in ("llm_call_requester_rollups", "llm_call_timing_rollups")
+}
+"""The rollup tables whose key puts ``label`` and ``value`` before ``bucket_start``, and their index
+of ``(bucket_ms, bucket_start)`` (migration 17): what retention deletes a bucket's rows through."""
+
+
+def bucket_index_ddl() -> list[str]:
+    return [
+        f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table}" (bucket_ms, bucket_start)'
+        for table, index in BUCKET_INDEXES.items()
+    ]
+
+
 def prune_statements(marker: str) -> list[str]:
     """Statements deleting the ended calls' rows of one bucket from every rollup table (params:
     bucket_ms, bucket_start): retention's, once the bucket's ended calls are gone (the calls in
@@ -502,7 +521,7 @@ def prune_statements(marker: str) -> list[str]:
     for table, (key, _) in TABLES.items():
         label = f" AND label IN ({_listed(len(PARTITIONS))})" if "label" in key else ""
         label += f" AND metric IN ({_listed(len(METRICS))})" if "metric" in key else ""
-        statements.append(
+        statements.append(  # (the requester and timing rollups' through their BUCKET_INDEXES)
             f"DELETE FROM {table} WHERE bucket_ms = {marker}{label} AND bucket_start = {marker} AND {ended}"
         )
     return statements

@@ -19,7 +19,7 @@ import peewee
 import psycopg2
 import pytest
 
-from exporter import close_lost_calls, migrate, open_database, prune, queries, rollups
+from exporter import close_lost_calls, migrate, open_database, prune, queries, retention, rollups
 from exporter._sql import statements_for
 from exporter.database import immediate, is_sqlite
 from exporter.migrations import MIGRATIONS, schema_version
@@ -379,6 +379,61 @@ def test_retention_drops_the_days_before_its_cut_off_whole_and_keeps_its_day_exa
         starts, status = key.index("bucket_start"), key.index("status")
         rows = any_rows.database.execute_sql(f"SELECT {', '.join(key)} FROM {table}").fetchall()
         assert not [row for row in rows if row[starts] < cut_day and row[status] in ENDED], table
+
+
+def test_retention_folds_the_log_between_its_deletes_not_inside_one(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each call deleted in the cut-off's day logs a take-back; retention folds the log in a
+    transaction of its own every ``retention.FOLD_FROM`` entries, so that the log's trigger (at
+    ``rollups.FOLD_AT``) never folds it inside a delete transaction, which would hold the lock ~5x
+    longer."""
+    cutoff = NOW - 6.5 * DAY
+    cut_day = cutoff - cutoff % DAY
+    old = int(cut_day + (cutoff - cut_day) // 2)  # in the cut-off's day, before the cut-off
+    rows.each([{"status": "succeeded", "enqueued_at": old + n, "events": False} for n in range(2500)])
+    rows.calls(10, status="succeeded", enqueued_at=NOW - HOUR)
+    database = rows.database
+    logged = f"SELECT IFNULL(MAX(rowid), 0) FROM {rollups.LOG_TABLE}"
+    transactions: list[tuple[str, int, int]] = []  # (what, log entries before, after)
+    write = retention._write
+
+    def watched(database: Any, lock: Any, work: Any, **options: Any) -> Any:
+        before = database.execute_sql(logged).fetchone()[0]
+        result = write(database, lock, work, **options)
+        what = getattr(getattr(work, "func", None), "__name__", "a step")
+        transactions.append((what, before, database.execute_sql(logged).fetchone()[0]))
+        return result
+
+    monkeypatch.setattr(retention, "_write", watched)
+
+    assert prune(database, older_than=6.5, now_ms=NOW) == 2500
+
+    folds = [entries for what, entries, _ in transactions if what == "_fold_log"]
+    assert len(folds) >= 2500 // rollups.FOLD_AT and all(entries >= retention.FOLD_FROM for entries in folds)
+    emptied = [(what, before, after) for what, before, after in transactions if after < before]
+    assert emptied and {what for what, *_ in emptied} <= {"_fold_log", "_fold"}, emptied
+    assert max(after for *_, after in transactions) < rollups.FOLD_AT
+    assert _stored(database) == _expected(database)
+
+
+def test_retention_deletes_a_buckets_rows_through_an_index(any_rows: Rows) -> None:
+    """The requester and timing rollups' keys put the label's value before ``bucket_start``: a
+    bucket's rows are found through their bucket index (migration 17), not by reading the rows of
+    every value."""
+    database = any_rows.database
+    for statement in rollups.prune_statements("?" if is_sqlite(database) else "%s"):
+        table = statement.split()[2]
+        if table not in rollups.BUCKET_INDEXES:
+            continue
+        if is_sqlite(database):
+            plan = " ".join(
+                str(row) for row in database.execute_sql(f"EXPLAIN QUERY PLAN {statement}", (DAY, 0))
+            )
+        else:
+            database.execute_sql("SET enable_seqscan = off")  # a tiny table: let the plan show its index
+            plan = " ".join(str(row) for row in database.execute_sql(f"EXPLAIN {statement}", (DAY, 0)))
+        assert rollups.BUCKET_INDEXES[table] in plan, plan
 
 
 def test_a_call_deleted_under_the_bulk_delete_row_is_not_taken_back(rows: Rows) -> None:

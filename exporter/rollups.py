@@ -504,6 +504,7 @@ of ``(bucket_ms, bucket_start)`` (migration 17): what retention deletes a bucket
 
 
 def bucket_index_ddl() -> list[str]:
+    """The ``BUCKET_INDEXES`` (migration 17; both engines)."""
     return [
         f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table}" (bucket_ms, bucket_start)'
         for table, index in BUCKET_INDEXES.items()
@@ -521,7 +522,7 @@ def prune_statements(marker: str) -> list[str]:
     for table, (key, _) in TABLES.items():
         label = f" AND label IN ({_listed(len(PARTITIONS))})" if "label" in key else ""
         label += f" AND metric IN ({_listed(len(METRICS))})" if "metric" in key else ""
-        statements.append(  # (the requester and timing rollups' through their BUCKET_INDEXES)
+        statements.append(  # found through the key, or for the requester and timing rollups BUCKET_INDEXES
             f"DELETE FROM {table} WHERE bucket_ms = {marker}{label} AND bucket_start = {marker} AND {ended}"
         )
     return statements

@@ -431,8 +431,9 @@ def test_retention_deletes_a_buckets_rows_through_an_index(any_rows: Rows) -> No
                 str(row) for row in database.execute_sql(f"EXPLAIN QUERY PLAN {statement}", (DAY, 0))
             )
         else:
-            database.execute_sql("SET enable_seqscan = off")  # a tiny table: let the plan show its index
-            plan = " ".join(str(row) for row in database.execute_sql(f"EXPLAIN {statement}", (DAY, 0)))
+            with database.atomic():  # a tiny table: let the plan show its index, in this transaction only
+                database.execute_sql("SET LOCAL enable_seqscan = off")
+                plan = " ".join(str(row) for row in database.execute_sql(f"EXPLAIN {statement}", (DAY, 0)))
         assert rollups.BUCKET_INDEXES[table] in plan, plan
 
 

@@ -34,14 +34,16 @@ completes under sustained writing. While pruning, the connection makes no automa
 (it would run inside a commit, the lock held): a passive one runs every ``CHECKPOINT_EVERY``
 transactions, between them. A large backlog takes
 minutes, so run it on a thread of its own rather than on the one that writes new calls. Then, on
-SQLite, ``PRAGMA incremental_vacuum`` returns the freed pages to the file system in steps sized like
-the batches (the file must have been created with ``auto_vacuum=INCREMENTAL``, which
-``open_database`` does for new files; an older file keeps reusing its free pages but does not
-shrink). The full-text indexes merge no segments inside the delete transactions (``automerge``
-0 there, set back before each commit): the merges the deletes call for run between the
-transactions, one ``('merge', N)`` step of both indexes after each delete transaction, sized like
-the batches (``_Batches.merge``; FTS5's automerge inside a commit took 0.2-0.6 s, issue 10; up to
-8 steps of each index after each delete, each paused after, took over 40% of a prune at 1M calls).
+SQLite, ``PRAGMA incremental_vacuum`` returns the freed pages to the file system in steps sized by
+their slowest recent pages (``_PageSteps``; the file must have been created with
+``auto_vacuum=INCREMENTAL``, which ``open_database`` does for new files; an older file keeps
+reusing its free pages but does not shrink). The full-text indexes merge no segments inside the
+delete transactions (``automerge`` 0 there, set back before each commit): the merges the deletes
+call for run between the transactions, one ``('merge', N)`` step of each index after each delete
+transaction, each in a transaction of its own, N sized by the slowest recent pages
+(``_Batches.merge``, ``_PageSteps``: sized by the last step's, a step held the lock up to 110 ms at
+1M calls; FTS5's automerge inside a commit took 0.2-0.6 s, issue 10; up to 8 steps of each index
+after each delete, each paused after, took over 40% of a prune at 1M calls).
 The indexes drop deleted entries as their segments merge, so they shrink over time. On PostgreSQL
 the same deletes run in plain transactions, with no full-text rows and no vacuum step (the server's
 autovacuum reuses the space).
@@ -64,6 +66,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -98,15 +101,19 @@ BATCH_PAUSE_MS = 5
 another process, polling every 1-2 ms, takes the lock meanwhile."""
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 300_000
 FIRST_VACUUM_PAGES = 64
-"""Pages freed by the first ``incremental_vacuum`` step; later steps are sized like the batches."""
+"""Pages freed by the first ``incremental_vacuum`` step; later steps are sized by ``_PageSteps``."""
 CHECKPOINT_EVERY = 16
 """Transactions between two passive WAL checkpoints (made between transactions, never inside one)."""
 LOCKED_RETRIES = 30
 """Times a transaction that found the database locked (past ``busy_timeout``) is tried again."""
 FIRST_MERGE_PAGES = 8
-"""Pages of each full-text index merged by the first ``'merge'`` step; later steps are sized as
-they go."""
+"""Pages of a full-text index merged by its first ``'merge'`` step; later steps are sized by
+``_PageSteps``."""
 MAX_MERGE_PAGES = 256
+PAGE_RATE_WINDOW = 64
+"""Steps whose ms per page size the next merge or vacuum step (``_PageSteps``): the slowest of them."""
+PAGE_STEP_GROWTH = 1.25
+"""How much a merge or vacuum step may grow over the last one."""
 FOLD_FROM = 200
 """Rollup log entries at which retention folds the log in a transaction of its own, between its
 deletes (``_Batches.fold_log``): each call it deletes in the cut-off's day logs a take-back, and the
@@ -365,17 +372,14 @@ def _fts_command(database: peewee.Database, table: str, command: str, value: int
     database.execute_sql(f"INSERT INTO {table} ({table}, rank) VALUES (?, ?)", (command, int(value)))
 
 
-def _merge_step(database: peewee.Database, pages: int) -> int:
-    """Up to ``pages`` pages of each full-text table's segment merges (only levels FTS5's own
+def _merge_step(database: peewee.Database, table: str, pages: int) -> bool:
+    """Up to ``pages`` pages of the full-text table's segment merges (only levels FTS5's own
     automerge would merge, or a merge already begun: FTS5 takes a lower level with more segments
-    first); how many tables had work."""
+    first); whether it had work."""
     connection = database.connection()
-    worked = 0
-    for table in FTS_TABLES:
-        before = connection.total_changes
-        _fts_command(database, table, "merge", pages)
-        worked += connection.total_changes - before >= 2  # FTS5's documented test
-    return worked
+    before = connection.total_changes
+    _fts_command(database, table, "merge", pages)
+    return connection.total_changes - before >= 2  # FTS5's documented test
 
 
 def _prune_rollups(database: peewee.Database, cutoff_ms: int, limit: int) -> int:
@@ -461,7 +465,7 @@ class _Batches:
         self.write_lock = write_lock
         self.batch_size = batch_size
         self.transactions = 0
-        self.merge_pages = FIRST_MERGE_PAGES
+        self.merge_steps = {table: _PageSteps(FIRST_MERGE_PAGES, MAX_MERGE_PAGES) for table in FTS_TABLES}
 
     def run(self, step: Callable[[int], int], *, merge: bool = False, fold: bool = False) -> int:
         """Run ``step(size)`` in one transaction after another until it deletes fewer than asked;
@@ -481,16 +485,18 @@ class _Batches:
             size = self.next_size(size, held_ms, self.batch_size)
 
     def merge(self) -> None:
-        """One step of the full-text tables' pending segment merges (the deletes made none,
-        ``_no_automerge``): a transaction of its own sized to hold the lock ``BATCH_TARGET_MS``, so
-        merging takes at most the deletes' share of the lock; paused after only if it had work."""
+        """One step of each full-text table's pending segment merges (the deletes made none,
+        ``_no_automerge``): a transaction of its own per table, sized to hold the lock
+        ``BATCH_TARGET_MS`` (``_PageSteps``), so merging takes at most the deletes' share of the
+        lock; paused after only if it had work."""
         if not is_sqlite(self.database):
             return
-        pages = self.merge_pages
-        worked, held_ms = self.timed(partial(_merge_step, self.database, pages), pause=False)
-        if worked:
-            self.merge_pages = self.next_size(pages, held_ms, MAX_MERGE_PAGES)
-            self.pause(held_ms)
+        for table, steps in self.merge_steps.items():
+            pages = steps.pages
+            worked, held_ms = self.timed(partial(_merge_step, self.database, table, pages), pause=False)
+            if worked:
+                steps.took(pages, held_ms)
+                self.pause(held_ms)
 
     def fold_log(self) -> None:
         """SQLite: the rollup log folded in a transaction of its own once it holds ``FOLD_FROM``
@@ -523,6 +529,29 @@ class _Batches:
     def next_size(size: int, held_ms: float, most: int) -> int:
         fitting = int(size * BATCH_TARGET_MS / max(held_ms, 0.1))
         return max(1, min(most, size * 2, fitting))
+
+
+class _PageSteps:
+    """The size in pages of the next step of a full-text merge or of ``incremental_vacuum``: what
+    the slowest of the last ``PAGE_RATE_WINDOW`` steps would do in ``BATCH_TARGET_MS``, growing by
+    ``PAGE_STEP_GROWTH`` at most.
+
+    Why not the last step's rate, as the delete batches are sized: a page costs these steps 20x more
+    or less from one step to the next (a merge through segments whose entries deleted entries cancel
+    reads many pages to write the few it counts; a vacuum step moves pages whose parents must be
+    rewritten). Sized by the last step, a run of cheap steps doubled the size up to the most, and
+    the next costly one held the lock 60-110 ms at 1M calls (issue 10: a writer waits <= 50 ms)."""
+
+    def __init__(self, first: int, most: int) -> None:
+        self.pages = first
+        self.most = most
+        self.rates: deque[float] = deque(maxlen=PAGE_RATE_WINDOW)
+
+    def took(self, pages: int, held_ms: float) -> None:
+        """A step of ``pages`` held the lock ``held_ms``: the next step's size."""
+        self.rates.append(held_ms / pages)
+        fitting = int(BATCH_TARGET_MS / max(max(self.rates), 1e-3))
+        self.pages = max(1, min(self.most, int(pages * PAGE_STEP_GROWTH) + 1, fitting))
 
 
 def _write(
@@ -581,15 +610,16 @@ def _give_space_back(database: peewee.Database, batches: _Batches) -> None:
             "this store was created without auto_vacuum=INCREMENTAL: free pages are reused, not returned"
         )
         return
-    pages = FIRST_VACUUM_PAGES
+    steps = _PageSteps(FIRST_VACUUM_PAGES, 1 << 20)
     free = database.execute_sql("PRAGMA freelist_count").fetchone()[0]
     while free:
+        pages = steps.pages
         _, held_ms = batches.timed(partial(_vacuum_step, database, pages), transaction=False)
         remaining = database.execute_sql("PRAGMA freelist_count").fetchone()[0]
         if remaining >= free:
             break
+        steps.took(min(pages, free - remaining), held_ms)
         free = remaining
-        pages = batches.next_size(pages, held_ms, 1 << 20)
 
 
 def _vacuum_step(database: peewee.Database, pages: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import sqlite3
 import threading
@@ -214,6 +215,49 @@ def test_prune_keeps_both_full_text_indexes_whole_and_their_merge_settings(
     for q in ("退款", "退", "refund", "request"):
         found = {row["call_id"] for row in queries.list_calls(q=q, page_size=200)["items"]}
         assert found == (set() if q in ("refund", "request") else set(kept)), q
+
+
+def test_each_full_text_index_merges_in_transactions_of_its_own(store: peewee.Database, rows: Rows) -> None:
+    """Between the deletes, each index's merge step holds the lock alone: the two indexes' merges,
+    each up to its own size, never add up in one transaction."""
+    for i in range(60):  # one transaction each: many segments in both indexes
+        rows.call(enqueued_at=OLD, prompt=f"退款 request {i}", response="已退款 refund done")
+    statements: list[str] = []
+    store.connection().set_trace_callback(statements.append)
+    try:
+        assert prune(store, older_than=7, batch_size=5, now_ms=NOW_MS) == 60
+    finally:
+        store.connection().set_trace_callback(None)
+
+    merging: list[set[str]] = []  # per transaction, the indexes it merged
+    for sql in statements:
+        if sql.startswith("BEGIN"):
+            merging.append(set())
+        elif "'merge'" in sql and merging:
+            merging[-1].add(sql.split()[2])
+    assert {"llm_calls_fts", "llm_calls_cjk"} <= set().union(*merging)
+    assert all(len(tables) <= 1 for tables in merging), [tables for tables in merging if len(tables) > 1]
+
+
+def test_merge_and_vacuum_steps_are_sized_by_their_slowest_recent_pages() -> None:
+    """A step grows a quarter at most over the last one, and after a costly one stays sized by that
+    step's ms per page until ``PAGE_RATE_WINDOW`` steps have passed (a cost that varies 20x from
+    step to step no longer meets a size grown on cheap steps)."""
+    steps = retention._PageSteps(8, 256)
+    sizes = []
+    for _ in range(30):  # cheap pages: 0.01 ms each
+        steps.took(steps.pages, steps.pages * 0.01)
+        sizes.append(steps.pages)
+    assert sizes[0] == 11 and sizes[-1] == 256
+    assert all(later <= earlier * 1.25 + 1 for earlier, later in itertools.pairwise(sizes))
+
+    steps.took(256, 100.0)  # one costly step: ~0.39 ms a page
+    assert steps.pages == 25  # what that rate does in BATCH_TARGET_MS (10 ms)
+    for _ in range(retention.PAGE_RATE_WINDOW - 1):
+        steps.took(steps.pages, steps.pages * 0.01)
+        assert steps.pages == 25
+    steps.took(steps.pages, steps.pages * 0.01)  # the costly step has left the window
+    assert steps.pages == 32
 
 
 def test_close_lost_calls_closes_only_calls_of_dead_processes(store: peewee.Database, rows: Rows) -> None:

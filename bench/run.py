@@ -179,10 +179,11 @@ WHY: dict[int, str] = {
     "the first-token event); openai-v2 without content keeps no text",
     8: "the store maps each span to rows on the writer thread (raw gets them mapped); `live-apart` "
     "maps and writes each call's row twice (queued, then ended)",
-    10: "at 1M retention completes (a day, ~133k calls, in 479-585 s beside the app on a quiet machine; "
-    "745 s with 2.6 s stalls on the disk at load 2-5): the longest waits are single transactions of "
-    "~50-100 ms, FTS5 merge steps and vacuum steps whose work a page count does not bound (a merge "
-    "through deleted entries reads many pages to write few) (docs/performance.md, retention)",
+    10: "at 1M retention completes (a day, ~130k calls, in 595-671 s beside the app on a quiet machine): "
+    "the longest waits are single merge steps of the short-query index (67-92 ms for one page: where a "
+    "deleted day's entries cancel against the oldest segment FTS5 writes nothing, and reads through a "
+    "common character's run of a day's rowids in one step, whatever its page count); the app's writes "
+    "alone wait up to 35 ms on this machine (docs/performance.md, retention)",
     4: "the first query of a term in a store's search generation checks each candidate's text "
     "(~1 µs each: the index holds no positions, migration 4); later ones, in any process, read the "
     "matches kept (migrations 10, 11); `ab` is looked up in the trigram vocabulary, its 514,637 "

@@ -602,7 +602,7 @@ def _checkpoints_between_transactions(database: peewee.Database) -> Iterator[Non
 
 
 def _give_space_back(database: peewee.Database, batches: _Batches) -> None:
-    """Free the file's empty pages in steps sized like the delete batches (SQLite only)."""
+    """Free the file's empty pages in steps sized by their slowest recent pages (SQLite only)."""
     if not is_sqlite(database):
         return
     if database.execute_sql("PRAGMA auto_vacuum").fetchone()[0] != 2:

@@ -33,7 +33,9 @@ Cases, each in a process of its own, each on a fresh copy of the file:
 For every write transaction of the app's writer, the **wait**: from asking for the transaction
 (``StoreFile.transaction``) to holding the write lock. Printed: retention's duration and what it
 deleted, whether it completed, and the writes during it: count, wait p50 / p99 / max in ms
-(target: max ≤ 50 ms, bar ≤ 100 ms).
+(target: max ≤ 50 ms, bar ≤ 100 ms). For the same process case, also how long each kind of
+retention's transactions held the lock (its deletes, each index's merge steps, the log's folds,
+the vacuum steps): a wait is at most one of them (``exporter._fair_lock``).
 """
 
 from __future__ import annotations
@@ -211,6 +213,57 @@ def timed_writes() -> Iterator[list[tuple[float, float]]]:
         _connection.StoreFile.transaction = original  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def timed_holds() -> Iterator[dict[str, list[float]]]:
+    """How long each of retention's write transactions held the lock, in ms, by what it did (the
+    step's function; a merge step's with its index): what stands behind the app's longest waits."""
+    from functools import partial
+
+    from exporter import retention
+
+    holds: dict[str, list[float]] = {}
+    original = getattr(retention, "_write", None)
+    if original is None:  # an older checkout
+        yield holds
+        return
+
+    def kind(work: Any) -> str:
+        table = ""
+        while True:
+            if isinstance(work, partial):
+                names = [arg for arg in work.args if isinstance(arg, str) and arg.startswith("llm_")]
+                table = f" {names[0]}" if names else table
+                work = work.func
+                continue
+            inner = [  # a batch's ``lambda: step(size)``: the step it calls
+                cell.cell_contents
+                for cell in getattr(work, "__closure__", None) or ()
+                if isinstance(cell.cell_contents, partial)
+            ]
+            if getattr(work, "__name__", "") != "<lambda>" or not inner:
+                break
+            work = inner[0]
+        return getattr(work, "__name__", "a step").lstrip("_").replace("<lambda>", "a statement") + table
+
+    def write(database: Any, lock: Any, work: Any, **options: Any) -> Any:
+        result, held_s = original(database, lock, work, **options)
+        holds.setdefault(kind(work), []).append(held_s * 1000)
+        return result, held_s
+
+    retention._write = write
+    try:
+        yield holds
+    finally:
+        retention._write = original
+
+
+def _holds_summary(holds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {
+        what: {"n": len(ms), "p99": common.percentile(ms, 99), "max": max(ms)}
+        for what, ms in sorted(holds.items(), key=lambda item: -max(item[1]))
+    }
+
+
 def _app(store: Any, rate: float, stop: threading.Event) -> threading.Thread:
     """The app: ``rate`` calls a second, each queued, dispatched and ended (~1.5 KB of text), the
     ended span handed to the store as ``llm_otel.setup()`` does (its final row, body and index)."""
@@ -304,7 +357,7 @@ def case_same_process(path: Path, rate: float, now_ms: int | None, limit_s: floa
 
     store_module.run_retention = run_retention
     stop = threading.Event()
-    with timed_writes() as waits:
+    with timed_writes() as waits, timed_holds() as holds:
         store = store_module.SpanStore(
             str(path), retention_days=RETENTION_DAYS, heartbeat_timeout_s=NEVER_LOST_S
         )
@@ -322,7 +375,8 @@ def case_same_process(path: Path, rate: float, now_ms: int | None, limit_s: floa
         store.flush(30)
         store.shutdown()
     run = runs[0]
-    return {**run, "seconds": run["ended"] - run["started"], **_summary(waits, run["started"], run["ended"])}
+    summary = _summary(waits, run["started"], run["ended"])
+    return {**run, "seconds": run["ended"] - run["started"], **summary, "holds": _holds_summary(holds)}
 
 
 def case_alone(path: Path, rate: float, seconds: float) -> dict[str, Any]:
@@ -468,7 +522,7 @@ def bench(
     limit_s: float = 3600,
     alone_s: float = 60,
 ) -> str:
-    rows = []
+    rows, held = [], []
     now_ms = int(time.time() * 1000) // HOUR_MS * HOUR_MS
     retention_now_ms = None
     if store is not None:  # retention's "now": a day after the store's first call
@@ -502,6 +556,15 @@ def bench(
             def ms(value: float | None) -> str:
                 return "" if value is None else f"{value:.1f}"
 
+            if result.get("holds"):
+                held.append(
+                    f"- {'this checkout' if tree is None else name}, {case}: "
+                    + "; ".join(
+                        f"`{what}` {hold['n']:,}, p99 {hold['p99']:.1f}, max {hold['max']:.1f}"
+                        for what, hold in result["holds"].items()
+                        if hold["max"] >= 10
+                    )
+                )
             rows.append(
                 [
                     f"{'this checkout' if tree is None else name}, {case}",
@@ -533,6 +596,13 @@ def bench(
                 "wait max",
             ],
             rows,
+        )
+        + (
+            "\n\nRetention's write transactions of the same process case by what they did (those "
+            "that held the lock 10 ms or more at least once; count, held p99 and max in ms, slowest "
+            "first):\n\n" + "\n".join(held)
+            if held
+            else ""
         )
     )
 

@@ -982,16 +982,30 @@ def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) ->
     rows = rollups.pending(db.obj, columns, pieces)
     for (weight, status), calls in Counter(row[:2] for row in rows).items():
         counts[status] += weight * calls
+    columns = list(zip(*rows, strict=True)) if rows else [()] * (2 + len(_METRICS) + len(sums))
+    weights = columns[0]
+    unit = weights.count(1) == len(weights)  # the calls alone, no take-back of the log among them
     for index, name in enumerate(_METRICS, start=2):
-        histograms[name] += rollups.weighted_bins((row[0], row[index]) for row in rows)
+        values = columns[index]
+        if unit:
+            histograms[name] += rollups.binned(Counter(values))
+        else:
+            histograms[name] += rollups.weighted_bins(zip(weights, values, strict=True))
     for index in range(len(sums)):
-        sums[index] += sum(row[0] * (row[2 + len(_METRICS) + index] or 0) for row in rows)
+        sums[index] += _weighted_sum(weights, columns[2 + len(_METRICS) + index], unit=unit)
     return {
         "counts": counts,
         **{name: rollups.percentiles(histograms[name]) for name in _METRICS},
         "tokens": dict(zip(_TOKENS, sums[1:], strict=True)),
         "retries": sums[0],
     }
+
+
+def _weighted_sum(weights: Sequence[int], values: Sequence[int | None], *, unit: bool) -> int:
+    """``sum(weight * value)``, None values left out; summed in C when every weight is 1 (``unit``)."""
+    if unit:
+        return sum(filter(None, values))
+    return sum(weight * value for weight, value in zip(weights, values, strict=True) if value)
 
 
 def status_series(window_ms: int, *, buckets: int = 24, now_ms: int | None = None) -> list[dict[str, Any]]:

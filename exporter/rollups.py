@@ -679,14 +679,23 @@ def pending(
 
 
 def weighted_bins(rows: Iterable[tuple[int, int | None]]) -> list[tuple[int, int]]:
-    """The histogram ((lower, count) pairs) of ``(weight, value)`` pairs, None values left out:
-    counted first, so each distinct value is looked up once."""
-    counts: Counter[int] = Counter()
+    """The histogram ((lower, count) pairs) of ``(weight, value)`` pairs, None values left out."""
+    counts: Counter[int | None] = Counter()
     for weight, value in rows:
-        if value is not None:
-            counts[value] += weight
+        counts[value] += weight
+    return binned(counts)
+
+
+def binned(counts: Mapping[int | None, int]) -> list[tuple[int, int]]:
+    """The histogram ((lower, count) pairs) of values counted (value -> count; None left out): in
+    ascending order, one lookup a bin (``bin_lower`` a value cost ~1 µs: 16 ms of a 7d aggregate's
+    partial hours at 1M calls)."""
     bins: dict[int, int] = {}
-    for value, count in counts.items():
-        lower = bin_lower(value)
-        bins[lower] = bins.get(lower, 0) + count
+    index, upper = 0, BIN_LOWERS[1]
+    for value in sorted(value for value in counts if value is not None):
+        if value >= upper:
+            index = bisect.bisect_right(BIN_LOWERS, value) - 1
+            upper = BIN_LOWERS[index + 1] if index + 1 < len(BIN_LOWERS) else math.inf
+        lower = BIN_LOWERS[index]
+        bins[lower] = bins.get(lower, 0) + counts[value]
     return list(bins.items())

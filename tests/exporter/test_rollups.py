@@ -520,6 +520,35 @@ def test_status_aggregates_from_the_rollups_equal_the_exact_ones(
     assert exact["total"] > 0
 
 
+@pytest.mark.parametrize("window", [5 * HOUR, 7 * DAY])
+def test_status_aggregates_from_the_rollups_count_what_changed_since_they_were_folded(
+    spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    """Calls deleted and changed inside the window after the rollups took them in: on SQLite their
+    take-backs wait in the rollup log (weight -1 beside the calls read from ``llm_calls``), and the
+    counts, tokens and retries still equal the exact ones."""
+    inside = sorted(call["call_id"] for call in spread if NOW - window <= call["enqueued_at"] <= NOW)
+    gone, changed = inside[::7], inside[3::7]
+    db.obj.execute(LLMCall.delete().where(LLMCall.call_id.in_(gone)))
+    more = {
+        LLMCall.input_tokens: peewee.fn.COALESCE(LLMCall.input_tokens, 0) + 1000,
+        LLMCall.retry_count: LLMCall.retry_count + 2,
+    }
+    db.obj.execute(LLMCall.update(more).where(LLMCall.call_id.in_(changed)))
+    exact = queries.status_aggregates(window, now_ms=NOW)
+    monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+
+    rolled = queries.status_aggregates(window, now_ms=NOW)
+
+    timings = ("wait_ms", "first_token_ms", "duration_ms")
+    assert {key: value for key, value in rolled.items() if key not in timings} == {
+        key: value for key, value in exact.items() if key not in timings
+    }
+    for name in timings:
+        assert _within(rolled[name], exact[name]), (name, rolled[name], exact[name])
+    assert exact["total"] == len(inside) - len(gone)
+
+
 def test_the_status_card_reads_the_rollups_at_its_windows(
     spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -702,8 +702,9 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
     ).items():
         add(status, model, source, error_type, weight * calls)
         values["requested_by"][requested_by] += weight * calls
-    for index, name in enumerate(_METRICS, start=6):
-        histograms[name] += rollups.weighted_bins((row[0], row[index]) for row in rows)
+    weights, *by_column = rollups.pending_columns(rows, 1 + len(columns))
+    for index, name in enumerate(_METRICS, start=5):
+        histograms[name] += rollups.column_bins(weights, by_column[index])
     ended = sum(counts[name] for name in ENDED_STATUSES)
     return {
         "total": sum(counts.values()),
@@ -982,17 +983,11 @@ def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) ->
     rows = rollups.pending(db.obj, columns, pieces)
     for (weight, status), calls in Counter(row[:2] for row in rows).items():
         counts[status] += weight * calls
-    columns = list(zip(*rows, strict=True)) if rows else [()] * (2 + len(_METRICS) + len(sums))
-    weights = columns[0]
-    unit = weights.count(1) == len(weights)  # the calls alone, no take-back of the log among them
-    for index, name in enumerate(_METRICS, start=2):
-        values = columns[index]
-        if unit:
-            histograms[name] += rollups.binned(Counter(values))
-        else:
-            histograms[name] += rollups.weighted_bins(zip(weights, values, strict=True))
+    weights, *by_column = rollups.pending_columns(rows, 1 + len(columns))
+    for index, name in enumerate(_METRICS, start=1):
+        histograms[name] += rollups.column_bins(weights, by_column[index])
     for index in range(len(sums)):
-        sums[index] += _weighted_sum(weights, columns[2 + len(_METRICS) + index], unit=unit)
+        sums[index] += _weighted_sum(weights, by_column[1 + len(_METRICS) + index])
     return {
         "counts": counts,
         **{name: rollups.percentiles(histograms[name]) for name in _METRICS},
@@ -1001,9 +996,9 @@ def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) ->
     }
 
 
-def _weighted_sum(weights: Sequence[int], values: Sequence[int | None], *, unit: bool) -> int:
-    """``sum(weight * value)``, None values left out; summed in C when every weight is 1 (``unit``)."""
-    if unit:
+def _weighted_sum(weights: Sequence[int], values: Sequence[int | None]) -> int:
+    """``sum(weight * value)``, None values left out; summed in C when every weight is 1."""
+    if weights.count(1) == len(weights):
         return sum(filter(None, values))
     return sum(weight * value for weight, value in zip(weights, values, strict=True) if value)
 

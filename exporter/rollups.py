@@ -686,6 +686,20 @@ def weighted_bins(rows: Iterable[tuple[int, int | None]]) -> list[tuple[int, int
     return binned(counts)
 
 
+def column_bins(weights: Sequence[int], values: Sequence[int | None]) -> list[tuple[int, int]]:
+    """``weighted_bins`` of two columns of ``pending``'s rows (its weights and one timing): counted
+    in C when every weight is 1 (the calls alone, no take-back of the log among them)."""
+    if weights.count(1) == len(weights):
+        return binned(Counter(values))
+    return weighted_bins(zip(weights, values, strict=True))
+
+
+def pending_columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+    """``pending``'s rows as ``width`` columns (the weight, then the columns asked for), each read
+    in C by the callers that sum or bin it."""
+    return list(zip(*rows, strict=True)) if rows else [()] * width
+
+
 def binned(counts: Mapping[int | None, int]) -> list[tuple[int, int]]:
     """The histogram ((lower, count) pairs) of values counted (value -> count; None left out): in
     ascending order, one lookup a bin (``bin_lower`` a value cost ~1 µs: 16 ms of a 7d aggregate's

@@ -85,8 +85,9 @@ tokens of its cases there (migration 16); of two other characters, the calls hol
 that holds them (looked up in the index's vocabulary) and those with a column too short for a
 trigram. Aggregates
 over many calls, and facets of statuses, a time range and at most one of model, source and
-error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, the
-partial hours at the ends from ``llm_calls``); smaller ones the covering window index. Other facets
+error_type, read the rollups (``exporter.rollups``: whole hours and days kept by triggers, each
+partial hour at an end from ``llm_calls``, or as its hour less the calls outside the range);
+smaller ones the covering window index. Other facets
 with a label read that label's index alone (it holds every column they count, migration 12), those
 with a ``q`` the calls the list keeps for the term (read by rowid, up to
 ``search_matches.KEEP_ROWIDS_UP_TO``; past it, each facet's index walked against the term's
@@ -622,6 +623,13 @@ def _with_kept_matches(selection: _Selection) -> tuple[_Selection, Matches | Non
     return replace(selection, matched=matches.rowids), matches
 
 
+_OLDEST_AND_NEWEST = (  # each from one end of the window index
+    "SELECT (SELECT MIN(enqueued_at) FROM llm_calls), (SELECT MAX(enqueued_at) FROM llm_calls)"
+)
+"""The first and last ``enqueued_at`` of the store: the bounds of an open range, and the newest
+call, after which a range holds no call (``rollups.pieces``)."""
+
+
 def _rolled_up(selection: _Selection) -> bool:
     """Whether the rollups hold what ``selection`` selects: statuses, a time range and at most one
     of the labels they partition by (``rollups.PARTITIONS``)."""
@@ -637,16 +645,13 @@ def _rolled_facets(selection: _Selection) -> dict[str, Any] | None:
 
     A bound left open reaches to whole days past the oldest and newest calls: no ragged edge.
     """
+    oldest, newest = db.execute_sql(_OLDEST_AND_NEWEST).fetchone()
+    if oldest is None:
+        return None
     since, until = selection.since_ms, selection.until_ms
-    if since is None or until is None:
-        oldest, newest = db.execute_sql(  # each from one end of the window index
-            "SELECT (SELECT MIN(enqueued_at) FROM llm_calls), (SELECT MAX(enqueued_at) FROM llm_calls)"
-        ).fetchone()
-        if oldest is None:
-            return None
-        since = oldest // rollups.DAY_MS * rollups.DAY_MS if since is None else since
-        until = (newest // rollups.DAY_MS + 1) * rollups.DAY_MS if until is None else until
-    pieces = rollups.pieces(since, until)
+    since = oldest // rollups.DAY_MS * rollups.DAY_MS if since is None else since
+    until = (newest // rollups.DAY_MS + 1) * rollups.DAY_MS if until is None else until
+    pieces = rollups.pieces(since, until, newest=newest)
     equal = dict(selection.equal)
     if equal and (pieces.raw or pieces.taken or any(size != rollups.DAY_MS for size, *_ in pieces.buckets)):
         return None
@@ -916,8 +921,9 @@ def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, An
 
     Percentiles are nearest-rank (p50 of 1..100 is 50, p95 is 95) and None when no call has the
     value; ``error_rate`` is failed / ended (succeeded + failed + cancelled), None when none ended.
-    A window holding more than ``EXACT_UP_TO`` calls in whole hours is read from the rollups (its
-    whole days and hours, the calls of its partial hours from ``llm_calls``, the rollup log's
+    A window holding more than ``EXACT_UP_TO`` calls in the hour rows it reads is read from the
+    rollups (``rollups.pieces``: its whole days and hours, each partial hour at an end as its calls
+    from ``llm_calls`` or as its hour row less the calls outside the window, the rollup log's
     entries): counts and sums exact, percentiles within ``rollups.RELATIVE_ERROR``; a smaller
     one from ``llm_calls``, through the covering window index (never a row, never the text).
     """
@@ -925,7 +931,8 @@ def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, An
     now_ms = _now_ms() if now_ms is None else now_ms
     since_ms = now_ms - window_ms
     with converted_errors("computing call aggregates"), read_snapshot(db.obj):
-        pieces = rollups.pieces(since_ms, now_ms + 1)
+        newest = db.execute_sql(_OLDEST_AND_NEWEST).fetchone()[1]
+        pieces = rollups.pieces(since_ms, now_ms + 1, newest=newest)
         totals = rollups.rolled(db.obj, "llm_call_rollups", ("status",), pieces)
         if sum(row[1] for row in totals) > EXACT_UP_TO:
             figures = _rolled_aggregates(pieces, totals)
@@ -987,20 +994,13 @@ def _rolled_aggregates(pieces: rollups.Pieces, totals: list[tuple[Any, ...]]) ->
     for index, name in enumerate(_METRICS, start=1):
         histograms[name] += rollups.column_bins(weights, by_column[index])
     for index in range(len(sums)):
-        sums[index] += _weighted_sum(weights, by_column[1 + len(_METRICS) + index])
+        sums[index] += rollups.column_sum(weights, by_column[1 + len(_METRICS) + index])
     return {
         "counts": counts,
         **{name: rollups.percentiles(histograms[name]) for name in _METRICS},
         "tokens": dict(zip(_TOKENS, sums[1:], strict=True)),
         "retries": sums[0],
     }
-
-
-def _weighted_sum(weights: Sequence[int], values: Sequence[int | None]) -> int:
-    """``sum(weight * value)``, None values left out; summed in C when every weight is 1."""
-    if weights.count(1) == len(weights):
-        return sum(filter(None, values))
-    return sum(weight * value for weight, value in zip(weights, values, strict=True) if value)
 
 
 def status_series(window_ms: int, *, buckets: int = 24, now_ms: int | None = None) -> list[dict[str, Any]]:

@@ -49,10 +49,15 @@ from the bins is the bin's ``representative`` (``round(2LU / (L + U))``): within
 of the bin, plus 0.5 ms of rounding, so **within 5% of the exact nearest-rank value** (exact below
 100 ms). Counts and sums are exact.
 
-Reading a time range ``[since, until)`` (``pieces``): the calls of the partial hours at its ends
-from ``llm_calls`` (the window index), exactly; each UTC day's whole hours inside it from the hour
-rows or, when they are more than half the day, from the day's row less the hour rows of the rest
-of that day (at most 12 hour rows a day); and the log's entries (``pending``).
+Reading a time range ``[since, until)`` (``pieces``): each partial hour at its ends either as its
+calls inside the range, from ``llm_calls`` (the window index), or as the hour's row less its calls
+outside the range, whichever part of the hour is shorter (no call comes after the store's newest:
+a window ending now reads the current hour as its row less nothing); each UTC day's whole hours
+from the hour rows or, when they are more than half the day, from the day's row less the hour
+rows of the rest of that day (at most 12 hour rows a day); and the log's entries (``pending``).
+All of it exactly: the rows hold what the calls add up to. (Retention's whole-day prune deletes
+the rollup rows of the days before its cut-off's day before their calls: a range reaching back
+there is short of those calls until they are deleted, whichever way its ends are read.)
 """
 
 from __future__ import annotations
@@ -60,8 +65,9 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 
 import peewee
@@ -142,8 +148,10 @@ def ranked(counts: Mapping[int, int]) -> dict[str, int | None]:
 class Pieces:
     """A time range cut into what the rollups hold and what is read from ``llm_calls``."""
 
-    raw: tuple[tuple[int, int], ...]
-    """Half-open ``[start, end)`` ranges of ``enqueued_at`` read from ``llm_calls`` (every status)."""
+    raw: tuple[tuple[int, int, int], ...]
+    """``(start, end, sign)``: the calls enqueued in ``[start, end)`` read from ``llm_calls`` (every
+    status), added (sign 1: a partial hour at an end) or taken back (-1: the rest of an end hour whose
+    row is added)."""
     buckets: tuple[tuple[int, int, int], ...]
     """``(bucket_ms, first_start, end)``: the rollup rows of that size with ``first_start <=
     bucket_start < end``, added."""
@@ -165,14 +173,50 @@ def _merged(pieces: list[tuple[int, int, int]]) -> tuple[tuple[int, int, int], .
     return tuple(merged)
 
 
-def pieces(since: int, until: int) -> Pieces:
-    """Cut ``[since, until)``: raw partial hours at the ends, and each UTC day's whole hours inside
-    it either as hour rows or, when more than half the day, as the day's row less the hour rows of
-    the rest of the day (at most 12 hour rows a day: fewer rows read)."""
-    hour_start, hour_end = -(-since // HOUR_MS) * HOUR_MS, until // HOUR_MS * HOUR_MS
+def _ends(since: int, until: int, newest: int | None) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """The hours ``[hour_start, hour_end)`` whose rows ``[since, until)`` adds, and the calls read
+    from ``llm_calls`` at its ends: each partial end hour either as its part inside the range, or as
+    its row less its part outside, whichever part is shorter. No call is enqueued after ``newest``
+    (None: unknown), so a part after it is empty: the current hour is its row less its future."""
+    last = newest + 1 if newest is not None else until
+
+    def cost(start: int, end: int) -> int:
+        return max(0, min(end, max(last, start)) - start)
+
+    first, stop = since // HOUR_MS * HOUR_MS, -(-until // HOUR_MS) * HOUR_MS  # the hours touched
+    if stop - first == HOUR_MS and first < since and until < stop:  # inside one hour
+        if cost(since, until) <= cost(first, since) + cost(until, stop):
+            return first, first, [(since, until, 1)]
+        return first, stop, [(first, since, -1), (until, stop, -1)]
+    hour_start, hour_end, raw = first, stop, []
+    if first < since:
+        if cost(since, first + HOUR_MS) <= cost(first, since):
+            hour_start = first + HOUR_MS
+            raw.append((since, hour_start, 1))
+        else:
+            raw.append((first, since, -1))
+    if until < stop:
+        if cost(stop - HOUR_MS, until) <= cost(until, stop):
+            hour_end = stop - HOUR_MS
+            raw.append((hour_end, until, 1))
+        else:
+            raw.append((until, stop, -1))
+    if hour_start == hour_end and len(raw) == 2:  # both ends' parts inside: one range
+        raw = [(since, until, 1)]
+    return hour_start, hour_end, raw
+
+
+def pieces(since: int, until: int, *, newest: int | None = None) -> Pieces:
+    """Cut ``[since, until)``: each partial hour at an end as its calls or as its hour row less the
+    calls of the rest of it (``_ends``; ``newest``: the latest ``enqueued_at`` of the store, if
+    known), and each UTC day's whole hours inside it either as hour rows or, when more than half
+    the day, as the day's row less the hour rows of the rest of the day (at most 12 hour rows a
+    day: fewer rows read)."""
+    if since >= until:
+        return Pieces(raw=(), buckets=(), covered=None)
+    hour_start, hour_end, raw = _ends(since, until, newest)
     if hour_start >= hour_end:
-        return Pieces(raw=((since, until),) if since < until else (), buckets=(), covered=None)
-    raw = tuple((start, end) for start, end in ((since, hour_start), (hour_end, until)) if start < end)
+        return Pieces(raw=tuple(raw), buckets=(), covered=None)
     first_day, last_day = hour_start // DAY_MS * DAY_MS, (hour_end - 1) // DAY_MS * DAY_MS
     added, taken = [], []
     if first_day + DAY_MS < last_day:  # the whole days between the first and the last
@@ -186,15 +230,18 @@ def pieces(since: int, until: int) -> Pieces:
         taken += [
             (HOUR_MS, start, stop) for start, stop in ((day, first), (end, day + DAY_MS)) if start < stop
         ]
-    return Pieces(raw=raw, buckets=_merged(added), covered=(hour_start, hour_end), taken=_merged(taken))
+    return Pieces(
+        raw=tuple(raw), buckets=_merged(added), covered=(hour_start, hour_end), taken=_merged(taken)
+    )
 
 
 def hour_pieces(since: int, until: int) -> Pieces:
-    """``pieces`` with hour rows only (a series cuts its buckets at hours, not days)."""
+    """``pieces`` with hour rows only, and the partial hours at the ends read as calls: a series
+    cuts its buckets at hours, not days, and counts each call read in the bucket it falls in."""
     hour_start, hour_end = -(-since // HOUR_MS) * HOUR_MS, until // HOUR_MS * HOUR_MS
     if hour_start >= hour_end:
-        return pieces(since, until)
-    raw = tuple((start, end) for start, end in ((since, hour_start), (hour_end, until)) if start < end)
+        return Pieces(raw=((since, until, 1),) if since < until else (), buckets=(), covered=None)
+    raw = tuple((start, end, 1) for start, end in ((since, hour_start), (hour_end, until)) if start < end)
     return Pieces(raw=raw, buckets=((HOUR_MS, hour_start, hour_end),), covered=(hour_start, hour_end))
 
 
@@ -647,7 +694,7 @@ def pending(
     equal: Mapping[str, str] | None = None,
 ) -> list[tuple[Any, ...]]:
     """``(weight, *columns)`` (of ``PENDING_COLUMNS``) of what the buckets of ``p`` leave out, for
-    ``statuses`` and the labels ``equal``: each call of the raw ranges (weight 1, from
+    ``statuses`` and the labels ``equal``: each call of the raw ranges (weight their sign, from
     ``llm_calls``), and each log entry not folded yet in the range the buckets cover (weight +1 or
     -1; a timing is its bin's lower bound there, which ``bin_lower`` maps to itself)."""
     marker = "?" if is_sqlite(database) else "%s"
@@ -660,9 +707,9 @@ def pending(
         condition_params.append(value)
     picked = "".join(f" AND {condition}" for condition in conditions)
     selects, params = [], []
-    for start, end in p.raw:
+    for start, end, sign in p.raw:
         selects.append(
-            f"SELECT 1, {', '.join(columns)} FROM llm_calls "
+            f"SELECT {int(sign)}, {', '.join(columns)} FROM llm_calls "
             f"WHERE enqueued_at >= {marker} AND enqueued_at < {marker}{picked}"
         )
         params += [start, end, *condition_params]
@@ -687,11 +734,23 @@ def weighted_bins(rows: Iterable[tuple[int, int | None]]) -> list[tuple[int, int
 
 
 def column_bins(weights: Sequence[int], values: Sequence[int | None]) -> list[tuple[int, int]]:
-    """``weighted_bins`` of two columns of ``pending``'s rows (its weights and one timing): counted
-    in C when every weight is 1 (the calls alone, no take-back of the log among them)."""
-    if weights.count(1) == len(weights):
-        return binned(Counter(values))
-    return weighted_bins(zip(weights, values, strict=True))
+    """``weighted_bins`` of two columns of ``pending``'s rows (its weights, each 1 or -1, and one
+    timing), counted in C: the values of weight 1 less those of weight -1."""
+    added, taken = _signed(weights, values)
+    counts = Counter(added)
+    counts.subtract(Counter(taken))
+    return binned(counts)
+
+
+def column_sum(weights: Sequence[int], values: Sequence[int | None]) -> int:
+    """``sum(weight * value)`` of two columns of ``pending``'s rows, None values left out; in C."""
+    added, taken = _signed(weights, values)
+    return sum(filter(None, added)) - sum(filter(None, taken))
+
+
+def _signed(weights: Sequence[int], values: Sequence[Any]) -> tuple[Iterator[Any], Iterator[Any]]:
+    """The values of weight 1 and those of weight -1."""
+    return compress(values, map((1).__eq__, weights)), compress(values, map((-1).__eq__, weights))
 
 
 def pending_columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:

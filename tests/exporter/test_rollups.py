@@ -11,7 +11,7 @@ import math
 import random
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -461,28 +461,62 @@ def test_a_call_deleted_under_the_bulk_delete_row_is_not_taken_back(rows: Rows) 
 # Reading them
 
 
-def test_pieces_count_each_whole_hour_of_the_range_once_and_read_few_hour_rows() -> None:
+def test_pieces_count_each_call_of_the_range_once_and_read_few_rows() -> None:
+    """Whatever the range and the newest call: a call enqueued inside is counted once (by the rollup
+    rows, a raw range, or a row less a raw range) and one outside not at all; the log's entries are
+    added where the rows count; at most 24 hour rows, and at each end the shorter part of its hour
+    (no call comes after the newest), never more calls than the partial hours hold."""
     rng = random.Random(3)
     ranges = [(0, 40 * DAY), (5 * HOUR + 1, DAY + 2 * HOUR), (13 * HOUR, 2 * DAY - 11 * HOUR + 7)]
+    ranges += [(HOUR + 10, HOUR + 20), (HOUR + 10, 2 * HOUR - 10), (HOUR + 10, 2 * HOUR + 20)]
     ranges += [
-        (start, start + rng.randrange(1, 20 * DAY))
+        (start, start + rng.choice([rng.randrange(1, 3 * HOUR), rng.randrange(1, 20 * DAY)]))
         for start in (rng.randrange(0, 40 * DAY) for _ in range(300))
     ]
     for since, until in ranges:
-        p = rollups.pieces(since, until)
-        counted: Counter[int] = Counter()
-        for pieces, sign in ((p.buckets, 1), (p.taken, -1)):
-            for _, first, end in pieces:
-                counted.update({hour: sign for hour in range(first, end, HOUR)})
-        whole = range(-(-since // HOUR) * HOUR, until // HOUR * HOUR, HOUR)
-        assert {hour for hour, count in counted.items() if count} == set(whole), (since, until)
-        assert set(counted.values()) <= {0, 1}
-        hour_rows = sum((end - first) // HOUR for size, first, end in (*p.buckets, *p.taken) if size == HOUR)
-        assert hour_rows <= 24, (since, until, p)  # at most 12 a day, at each end
-        edges = ((since, whole.start), (whole.stop, until)) if whole else ((since, until),)
-        assert p.raw == tuple((start, end) for start, end in edges if start < end)
+        for newest in (None, rng.randrange(since - HOUR, until + HOUR), until - 1):
+            p = rollups.pieces(since, until, newest=newest)
+
+            def rows(at: int, p: rollups.Pieces = p) -> int:
+                return sum(
+                    sign
+                    for pieces, sign in ((p.buckets, 1), (p.taken, -1))
+                    for size, first, end in pieces
+                    if first <= at // size * size < end
+                )
+
+            hours = {since // HOUR * HOUR + HOUR * k for k in range(-1, 3)} | {until // HOUR * HOUR}
+            points = {since - 1, since, until - 1, until, *hours, *(hour - 1 for hour in hours)}
+            points |= {rng.randrange(since - HOUR, until + HOUR) for _ in range(50)}
+            for at in points:
+                raw = sum(sign for start, end, sign in p.raw if start <= at < end)
+                assert rows(at) + raw == (since <= at < until), (since, until, newest, at, p)
+                assert rows(at) == (p.covered is not None and p.covered[0] <= at < p.covered[1])
+            hour_rows = sum(
+                (end - first) // HOUR for size, first, end in (*p.buckets, *p.taken) if size == HOUR
+            )
+            assert hour_rows <= 24, (since, until, p)  # at most 12 a day, at each end
+            last = until if newest is None else newest + 1
+
+            def read(ranges: Iterable[tuple[int, int]], last: int = last) -> int:
+                return sum(max(0, min(end, last) - start) for start, end in ranges if start < last)
+
+            whole = range(-(-since // HOUR) * HOUR, until // HOUR * HOUR, HOUR)
+            partial = ((since, whole.start), (whole.stop, until)) if whole else ((since, until),)
+            assert read((start, end) for start, end, _ in p.raw) <= min(read(partial), HOUR)
     huge = rollups.pieces(-(10**13), 10 * DAY + 5)  # a bound from year 1653: a few pieces still
     assert len(huge.buckets) + len(huge.taken) <= 4
+
+
+def test_the_hour_a_range_ends_in_is_read_as_its_row_less_what_comes_after() -> None:
+    """A status window ending now, 40 minutes into an hour: the hour's row, less the calls after
+    now (none yet); one starting 40 minutes into an hour: its part inside, 20 minutes of calls."""
+    since, until = 100 * HOUR + 40 * 60_000, 200 * HOUR + 40 * 60_000
+
+    p = rollups.pieces(since, until, newest=until - 5)
+
+    assert p.raw == ((since, 101 * HOUR, 1), (until, 201 * HOUR, -1))
+    assert p.covered == (101 * HOUR, 201 * HOUR)
 
 
 def test_percentiles_from_the_bins_are_within_the_stated_error() -> None:
@@ -502,12 +536,12 @@ def test_percentiles_from_the_bins_are_within_the_stated_error() -> None:
         assert all(found[name] == exact[name] for name in exact if exact[name] < 100)  # exact below 100 ms
 
 
-def _rolled_equal_exact(window: int, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """``status_aggregates`` of ``window`` read exactly, then from the rollups: equal but for the
-    percentiles, which are within ``rollups.RELATIVE_ERROR``. Returns the exact one."""
-    exact = queries.status_aggregates(window, now_ms=NOW)
+def _rolled_equal_exact(window: int, monkeypatch: pytest.MonkeyPatch, now: int = NOW) -> dict[str, Any]:
+    """``status_aggregates`` of ``window`` up to ``now`` read exactly, then from the rollups: equal
+    but for the percentiles, which are within ``rollups.RELATIVE_ERROR``. Returns the exact one."""
+    exact = queries.status_aggregates(window, now_ms=now)
     monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
-    rolled = queries.status_aggregates(window, now_ms=NOW)
+    rolled = queries.status_aggregates(window, now_ms=now)
 
     timings = ("wait_ms", "first_token_ms", "duration_ms")
     assert {key: value for key, value in rolled.items() if key not in timings} == {
@@ -519,10 +553,19 @@ def _rolled_equal_exact(window: int, monkeypatch: pytest.MonkeyPatch) -> dict[st
 
 
 @pytest.mark.parametrize("window", [HOUR, 5 * HOUR, DAY, 7 * DAY, 30 * DAY])
+@pytest.mark.parametrize("minutes_before", [0, 30], ids=["ends 37 min into an hour", "7 min into"])
 def test_status_aggregates_from_the_rollups_equal_the_exact_ones(
-    spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, window: int
+    spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, window: int, minutes_before: int
 ) -> None:
-    exact = _rolled_equal_exact(window, monkeypatch)
+    """Ending after the newest call, 37 minutes into an hour, a window reads that hour as its row
+    less the calls after its end; ending 7 minutes into an hour, with calls after its end, it reads
+    the hour it starts in as the row less the 7 minutes before its start."""
+    now = NOW - minutes_before * 60_000
+    newest = max(call["enqueued_at"] for call in spread)
+    assert (newest > now) == bool(minutes_before)
+    assert any(sign == -1 for *_, sign in rollups.pieces(now - window, now + 1, newest=newest).raw)
+
+    exact = _rolled_equal_exact(window, monkeypatch, now)
 
     assert exact["total"] > 0
 

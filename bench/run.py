@@ -188,12 +188,6 @@ WHY: dict[int, str] = {
     "(~1 µs each: the index holds no positions, migration 4); later ones, in any process, read the "
     "matches kept (migrations 10, 11); `ab` is looked up in the trigram vocabulary, its 514,637 "
     "rowids passed to Python once",
-    6: "the rollups (migration 9, every status: the calls in flight too) answer the whole days and "
-    "hours; the 7d window reads ~12,000 timing rows (~10 ms) and the two partial hours' calls (~6,000 "
-    "on this run's store, ~17 ms), whose binning and sums in Python took ~28 ms until 2026-12-03 (now "
-    "in C where it can: 7d median 26.7-47.0 -> 18.9-36.6 ms, old and new alternated in one process); "
-    "this machine's own noise is of the same size: three runs of `--only window` in a row gave a 7d "
-    "p95 of 33, 55 and 58 ms",
     7: "a filter's first summary on a store (and after each retention run) counts it whole: a timing "
     "minimum without a label reads each facet's index whole (SQLite has no hash aggregate), a `q` in "
     "half the calls walks each facet's index against the term's bitmap; later ones of the filter, in "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections import Counter
 from typing import Any
 
 import peewee
@@ -94,19 +95,17 @@ def _assert_exact(database: peewee.Database, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _assert_tokens_exact(database: peewee.Database) -> None:
-    """The index holds each token for exactly the calls holding its character (no stale row)."""
+    """The index holds each token for exactly the calls holding it (no stale row, nor a token of an
+    earlier tokenization): a character's for the calls holding it, a CJK gram's likewise."""
     database.execute_sql(f"INSERT INTO {CJK_TABLE} ({CJK_TABLE}) VALUES ('integrity-check')")
     database.execute_sql(
         f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.cjk_rows USING fts5vocab(main, '{CJK_TABLE}', 'row')"
     )
-    counted = dict(
-        database.execute_sql("SELECT term, doc FROM temp.cjk_rows WHERE term GLOB 'x*'").fetchall()
-    )
-    expected: dict[str, int] = {}
+    counted = dict(database.execute_sql("SELECT term, doc FROM temp.cjk_rows").fetchall())
+    expected: Counter[str] = Counter()
     for _, prompt, response in indexed_texts(database).values():
-        for char in {char for char in prompt + response if is_char_query(char)}:
-            token = f"x{ord(char):x}"
-            expected[token] = expected.get(token, 0) + 1
+        chars = {f"x{ord(char):x}" for char in prompt + response if is_char_query(char)}
+        expected.update(chars | set(cjk_grams(prompt, response).split()))
     assert {term: doc for term, doc in counted.items() if doc} == expected
 
 

@@ -180,8 +180,8 @@ def _ends(since: int, until: int, newest: int | None) -> tuple[int, int, list[tu
     (None: unknown), so a part after it is empty: the current hour is its row less its future."""
     last = newest + 1 if newest is not None else until
 
-    def cost(start: int, end: int) -> int:
-        return max(0, min(end, max(last, start)) - start)
+    def cost(start: int, end: int) -> int:  # the time of [start, end) that may hold calls
+        return max(0, min(end, last) - start)
 
     first, stop = since // HOUR_MS * HOUR_MS, -(-until // HOUR_MS) * HOUR_MS  # the hours touched
     if stop - first == HOUR_MS and first < since and until < stop:  # inside one hour

@@ -174,11 +174,17 @@ WHY: dict[int, str] = {
     1: "the store's SQLite work runs in the app's process: ~180 µs of writer CPU a mock call "
     "(the upsert into 11 indexes, the rollup log, events, the full-text index, the commit), more "
     "than openai-v2's whole instrumentation (see below)",
-    2: "as target 1, and the trigram index costs ~40 ns per character of the call's ~3 KB",
-    3: "each chunk goes through the stream proxy and the accumulator (text kept for the store and "
-    "the first-token event); openai-v2 without content keeps no text",
-    8: "the store maps each span to rows on the writer thread (raw gets them mapped); `live-apart` "
-    "maps and writes each call's row twice (queued, then ended)",
+    2: "as target 1, and the full-text index of a 3 KB call costs the writer 140-400 µs of CPU, by "
+    "how many calls a transaction holds: FTS5 writes a segment of the transaction's distinct "
+    "trigrams at every commit (docs/performance.md, the index's price per transaction)",
+    3: "llm-otel alone costs within ~2 µs a chunk of openai-v2 (the stream proxy and the "
+    "accumulator, which keeps the text); what the store adds is the writer's work a call, not a "
+    "chunk: a 210-chunk stream outlasts the writer's 20 ms batch, so its records go in more, "
+    "smaller transactions than a 10-chunk one's, each with a full-text segment (docs/performance.md, "
+    "per streamed chunk)",
+    8: "`live-apart` writes each call's rows twice (queued, then ended), at the rate `raw-apart` "
+    "writes the same rows plainly: the second write moves the call's entries in the ten indexes "
+    "that hold its status, and rewrites its body and its rollup log entry",
     10: "at 1M retention completes (a day, ~130k calls, in 595-671 s beside the app on a quiet machine): "
     "the longest waits are single merge steps of the short-query index (67-92 ms for one page: where a "
     "deleted day's entries cancel against the oldest segment FTS5 writes nothing, and reads through a "

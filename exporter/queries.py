@@ -921,22 +921,26 @@ def status_aggregates(window_ms: int, now_ms: int | None = None) -> dict[str, An
 
     Percentiles are nearest-rank (p50 of 1..100 is 50, p95 is 95) and None when no call has the
     value; ``error_rate`` is failed / ended (succeeded + failed + cancelled), None when none ended.
-    A window holding more than ``EXACT_UP_TO`` calls in the hour rows it reads is read from the
-    rollups (``rollups.pieces``: its whole days and hours, each partial hour at an end as its calls
-    from ``llm_calls`` or as its hour row less the calls outside the window, the rollup log's
-    entries): counts and sums exact, percentiles within ``rollups.RELATIVE_ERROR``; a smaller
-    one from ``llm_calls``, through the covering window index (never a row, never the text).
+    A window holding a whole hour, and more than ``EXACT_UP_TO`` calls in the hour rows it reads,
+    is read from the rollups (``rollups.pieces``: its whole days and hours, each partial hour at an
+    end as its calls from ``llm_calls`` or as its hour row less the calls outside the window, the
+    rollup log's entries): counts and sums exact, percentiles within ``rollups.RELATIVE_ERROR``;
+    another one from ``llm_calls``, through the covering window index (never a row, never the
+    text), its percentiles exact: a window without a whole hour holds at most the calls of the two
+    hours it touches, which cost about what the rollups would read for it.
     """
     _check_int("window_ms", window_ms, minimum=1)
     now_ms = _now_ms() if now_ms is None else now_ms
     since_ms = now_ms - window_ms
     with converted_errors("computing call aggregates"), read_snapshot(db.obj):
-        newest = db.execute_sql(_OLDEST_AND_NEWEST).fetchone()[1]
-        pieces = rollups.pieces(since_ms, now_ms + 1, newest=newest)
-        totals = rollups.rolled(db.obj, "llm_call_rollups", ("status",), pieces)
-        if sum(row[1] for row in totals) > EXACT_UP_TO:
-            figures = _rolled_aggregates(pieces, totals)
-        else:
+        figures = None
+        if rollups.holds_whole_hour(since_ms, now_ms + 1):
+            newest = db.execute_sql(_OLDEST_AND_NEWEST).fetchone()[1]
+            pieces = rollups.pieces(since_ms, now_ms + 1, newest=newest)
+            totals = rollups.rolled(db.obj, "llm_call_rollups", ("status",), pieces)
+            if sum(row[1] for row in totals) > EXACT_UP_TO:
+                figures = _rolled_aggregates(pieces, totals)
+        if figures is None:
             figures = _exact_aggregates(since_ms, now_ms)
     counts = figures["counts"]
     ended = sum(counts[status] for status in ENDED_STATUSES)

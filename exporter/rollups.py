@@ -206,6 +206,11 @@ def _ends(since: int, until: int, newest: int | None) -> tuple[int, int, list[tu
     return hour_start, hour_end, raw
 
 
+def holds_whole_hour(since: int, until: int) -> bool:
+    """Whether ``[since, until)`` holds a whole UTC hour."""
+    return -(-since // HOUR_MS) * HOUR_MS + HOUR_MS <= until
+
+
 def pieces(since: int, until: int, *, newest: int | None = None) -> Pieces:
     """Cut ``[since, until)``: each partial hour at an end as its calls or as its hour row less the
     calls of the rest of it (``_ends``; ``newest``: the latest ``enqueued_at`` of the store, if

@@ -552,7 +552,7 @@ def _rolled_equal_exact(window: int, monkeypatch: pytest.MonkeyPatch, now: int =
     return exact
 
 
-@pytest.mark.parametrize("window", [HOUR, 5 * HOUR, DAY, 7 * DAY, 30 * DAY])
+@pytest.mark.parametrize("window", [HOUR + 40 * 60_000, 5 * HOUR, DAY, 7 * DAY, 30 * DAY])
 @pytest.mark.parametrize("minutes_before", [0, 30], ids=["ends 37 min into an hour", "7 min into"])
 def test_status_aggregates_from_the_rollups_equal_the_exact_ones(
     spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, window: int, minutes_before: int
@@ -588,6 +588,28 @@ def test_status_aggregates_from_the_rollups_count_what_changed_since_they_were_f
     exact = _rolled_equal_exact(window, monkeypatch)
 
     assert exact["total"] == len(inside) - len(gone)
+
+
+def test_a_window_without_a_whole_hour_is_read_from_the_calls_exactly(
+    spread: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last hour, 37 minutes into one: its calls read, its percentiles exact, however few calls
+    the rollups would take to read from the rows."""
+    exact = queries.status_aggregates(HOUR, now_ms=NOW)
+    monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
+    tables: list[str] = []
+    real = rollups.rolled
+    monkeypatch.setattr(
+        rollups,
+        "rolled",
+        lambda database, table, *args, **kw: tables.append(table) or real(database, table, *args, **kw),
+    )
+
+    assert queries.status_aggregates(HOUR, now_ms=NOW) == exact
+    assert exact["total"] > 0
+    assert tables == []
+    assert not rollups.holds_whole_hour(NOW - HOUR, NOW + 1)
+    assert rollups.holds_whole_hour(NOW - HOUR - 40 * 60_000, NOW + 1)
 
 
 def test_the_status_card_reads_the_rollups_at_its_windows(

@@ -63,6 +63,7 @@ from exporter.migrations import (
     FTS_TABLE,
     FTS_UNINDEX_SQL,
     TEXT_VIEW,
+    UNINDEXED_TABLE,
 )
 from exporter.models import LLMCall, LLMCallBody, LLMTask, SchedulerSnapshot
 
@@ -75,6 +76,7 @@ class DBAPICursor(Protocol):
     def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any: ...
     def fetchall(self) -> list[Any]: ...
+    def fetchone(self) -> Any: ...
     def close(self) -> Any: ...
 
 
@@ -419,8 +421,12 @@ def write_batch(cursor: DBAPICursor, batch: RowBatch, statements: Statements = S
     if batch.losses:
         cursor.executemany(sql.loss, batch.losses)
     if batch.finals and ended:
-        # Last: the index entries of the whole batch stay in memory until the commit writes them.
-        index(cursor, ended)
+        if batch.defer_index:
+            cursor.execute(DEFER_INDEX_SQL, (ended,))
+        else:  # last: the index entries of the whole batch stay in memory until the commit writes them
+            index(cursor, ended)
+    if batch.index_deferred and sql.fts:
+        index_deferred(cursor)
 
 
 _starts = operator.itemgetter(*START_COLUMNS)
@@ -513,6 +519,29 @@ def index(cursor: DBAPICursor, call_ids: str) -> None:
         cursor.executemany(FTS_ROW_SQL, trigram_rows)
     if cjk_rows:
         cursor.executemany(CJK_ROW_SQL, cjk_rows)
+
+
+DEFER_INDEX_SQL = (
+    f'INSERT OR IGNORE INTO "{UNINDEXED_TABLE}" (call_rowid) '
+    "SELECT c.rowid FROM json_each(?) AS j JOIN llm_calls AS c ON c.call_id = j.value"
+)
+"""Parameter: a JSON list of call ids, ended in this transaction: listed to be indexed later."""
+DEFERRED_CALLS_SQL = (
+    f'SELECT json_group_array(c.call_id) FROM "{UNINDEXED_TABLE}" AS u '
+    f"JOIN llm_calls AS c ON c.rowid = u.call_rowid WHERE c.status NOT IN {_LIVE}"
+)
+"""The ids of the ended calls listed in ``UNINDEXED_TABLE``, as a JSON list (a rowid listed for a
+call since deleted, or given again to a call in flight, names none)."""
+
+
+def index_deferred(cursor: DBAPICursor) -> None:
+    """Index the ended calls ``UNINDEXED_TABLE`` lists, and empty it (SQLite; the caller's
+    transaction): one segment of each full-text index for all of them."""
+    cursor.execute(DEFERRED_CALLS_SQL)
+    call_ids = cursor.fetchone()[0]
+    if call_ids != "[]":
+        index(cursor, call_ids)
+    cursor.execute(f'DELETE FROM "{UNINDEXED_TABLE}"')
 
 
 def unindex(cursor: DBAPICursor, call_ids: str) -> None:

@@ -159,6 +159,11 @@ class RowBatch:
     prompts: dict[str, KnownPrompt] = field(default_factory=dict, repr=False, compare=False)
     """The prompt previews of the calls queued and not ended yet, by call id: the writer passes the
     same dict to each batch, so that a call's end reuses what its queued row computed."""
+    defer_index: bool = False
+    """SQLite: the calls ended here are listed in ``llm_calls_unindexed`` rather than indexed for
+    full-text search in this transaction (``exporter.writer`` indexes them in batches)."""
+    index_deferred: bool = False
+    """SQLite: also index the ended calls that ``llm_calls_unindexed`` lists, and empty it."""
     first_written: set[str] = field(default_factory=set)
     """Calls queued in this batch whose end is in it too (``exporter.writer``: their live records
     are left out): no row of theirs was stored before, so their final rows are not looked up to

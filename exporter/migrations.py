@@ -78,6 +78,11 @@ character is a lookup of the tokens of its cases instead of a scan of every body
 tokens of every call ``llm_calls_fts`` holds: 8.4 s on the 100k-call store of
 ``bench/bench_list_1m.py`` (~85 s at 1M), during which writers wait for the lock and retry.
 
+Migration 18 (SQLite only) adds ``llm_calls_unindexed``: the rowids of the calls a store's writer
+has ended but not indexed yet (``exporter.writer``: it indexes ended calls in batches, a segment a
+transaction costing FTS5 ~30 µs plus ~0.4 µs a distinct trigram). A search takes them for calls in
+flight (``exporter.search_matches``) until a writer indexes them and empties the table. Empty at first.
+
 Migration 3 adds the indexes of the admin API's sorts and filters (``_list_indexes``): the four
 label indexes are rebuilt with the three timings, ``error_type`` gets one like them, each timing
 one ``(status, <timing>, enqueued_at)``, and ``llm_tasks`` two for its list. On a store of 1M calls
@@ -102,7 +107,9 @@ through the view to find its entries. So a writer:
 
 - indexes a call once it has ended, with ``FTS_INDEX_SQL`` (one parameter: a JSON list of call
   ids), after its ``llm_calls`` and ``llm_call_bodies`` rows are written; calls already indexed are
-  skipped (a row of ``llm_calls_fts_docsize`` marks an indexed call);
+  skipped (a row of ``llm_calls_fts_docsize`` marks an indexed call). Or, in the same transaction
+  as the end, lists the call in ``UNINDEXED_TABLE`` and indexes it in a later one (since migration
+  18), emptying the table in the transaction that indexes what it lists;
 - before it changes or deletes the body of a call that may be indexed, finds whether it is
   (``FTS_INDEXED_SQL``, same parameter) and removes its entries with ``FTS_UNINDEX_SQL``, while the
   body still holds the text that was indexed;
@@ -682,6 +689,17 @@ def _bulk_delete(database: peewee.Database) -> None:
         database.execute_sql(statement)
 
 
+UNINDEXED_TABLE = "llm_calls_unindexed"
+
+UNINDEXED_DDL = f'CREATE TABLE IF NOT EXISTS "{UNINDEXED_TABLE}" ("call_rowid" INTEGER NOT NULL PRIMARY KEY)'
+
+
+def _unindexed_calls(database: peewee.Database) -> None:
+    """SQLite: ``llm_calls_unindexed``, the ended calls whose indexing a writer deferred."""
+    if is_sqlite(database):
+        database.execute_sql(UNINDEXED_DDL)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _monotonic_event_ids,
@@ -700,6 +718,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _kept_summaries,
     _short_query_characters,
     _rollup_bucket_indexes,
+    _unindexed_calls,
 )
 """Migration N is ``MIGRATIONS[N - 1]``; append only."""
 

@@ -31,7 +31,8 @@ for ``list_calls``, ``call_facets`` and ``iter_calls``):
   and any other single character through the short-query index (``exporter.cjk_grams``: exact,
   a character in any of its cases, no text read), other 2 character queries through the trigram
   index's vocabulary (``exporter.short_terms``), each of these matching the indexed text (a call
-  in flight is found once it ends); on PostgreSQL
+  is found once indexed: when it ends, or up to ``exporter.writer.INDEX_DELAY_S`` after, the
+  store's writer indexing ended calls in batches); on PostgreSQL
   (no FTS table) as a case-insensitive substring (``ILIKE``, wildcards escaped) of the previews
   and the bodies' JSON text, a scan of the calls the other filters keep.
   ``sort``: ``newest`` (``enqueued_at`` then ``call_id`` descending) or ``duration`` /

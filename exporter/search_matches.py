@@ -13,9 +13,10 @@ it finds for a ``q`` of more than 3 characters is checked against its body's tex
 half of 1M calls costs ~0.5 s of checks for its exact total, and every page sorted slowest first
 would check them again. Kept here, per store and term: a bitmap of the rowids that matched among
 the calls up to a rowid (``upto``). The next query of the term looks only at what came since: the
-calls with a higher rowid, and the calls that were in flight and not indexed when last looked at
-(``pending``: a call is indexed when it ends), and takes out the calls deleted since (retention,
-``prune``: logged in ``llm_calls_search_deleted`` while terms are kept, migration 14). Everything
+calls with a higher rowid, and the calls that were not indexed when last looked at (``pending``:
+those in flight, and those ended that a writer has not indexed yet, ``llm_calls_unindexed``), and
+takes out the calls deleted since (retention, ``prune``: logged in ``llm_calls_search_deleted``
+while terms are kept, migration 14). Everything
 else it knows is still true as long as the store's search generation (``llm_calls_search_state``,
 migration 10) has not moved: triggers on ``llm_calls`` advance it when a row that was ended or
 indexed changes (a span written twice, an end arriving after the call was closed as lost), and on
@@ -54,6 +55,7 @@ from exporter.migrations import (
     FTS_TABLE,
     KEPT_TABLE,
     SEARCH_STATE_TABLE,
+    UNINDEXED_TABLE,
 )
 
 MAX_TERMS = 16
@@ -104,7 +106,7 @@ class Matches:
     generation: int
     upto: int
     pending: frozenset[int]
-    """Rowids up to ``upto`` of calls in flight and not indexed when last looked at: no match yet."""
+    """Rowids up to ``upto`` of calls not indexed when last looked at (``_pending``): no match yet."""
     bits: bytes
     count: int
     rowids: array | None
@@ -541,7 +543,8 @@ def rowids_of(database: peewee.Database, sql: str, params: Sequence[object]) -> 
 
 
 def _pending(database: peewee.Database, lo: int, hi: int) -> list[int]:
-    """Rowids ``lo < rowid <= hi`` of calls in flight that the full-text index does not hold."""
+    """Rowids ``lo < rowid <= hi`` of calls that the full-text index does not hold yet: those in
+    flight, and those ended that a writer listed to index later (``UNINDEXED_TABLE``)."""
     table = (
         "llm_calls AS c INDEXED BY llm_calls_status_enqueued_at"
         if hi - lo > _LIVE_SCAN_FROM
@@ -550,9 +553,12 @@ def _pending(database: peewee.Database, lo: int, hi: int) -> list[int]:
     sql = (
         f"SELECT c.rowid FROM {table} WHERE c.status IN ('queued', 'running') "
         "AND c.rowid > ? AND c.rowid <= ? "
-        f"AND NOT EXISTS (SELECT 1 FROM {FTS_TABLE}_docsize AS d WHERE d.id = c.rowid)"
+        f"AND NOT EXISTS (SELECT 1 FROM {FTS_TABLE}_docsize AS d WHERE d.id = c.rowid) "
+        f'UNION SELECT u.call_rowid FROM "{UNINDEXED_TABLE}" AS u '
+        "WHERE u.call_rowid > ? AND u.call_rowid <= ? "
+        f"AND NOT EXISTS (SELECT 1 FROM {FTS_TABLE}_docsize AS d WHERE d.id = u.call_rowid)"
     )
-    return [row[0] for row in database.execute_sql(sql, (lo, hi)).fetchall()]
+    return [row[0] for row in database.execute_sql(sql, (lo, hi, lo, hi)).fetchall()]
 
 
 def _set(bits: bytearray, rowids: Iterable[int]) -> None:

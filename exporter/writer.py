@@ -16,6 +16,15 @@ carry (its events included), so they are not mapped or written. A call queued in
 has its end mapped with the prompt preview its queued row computed (``RowBatch.prompts``, when the
 input is the same) and written as its end's columns alone (``exporter._sql.ended_apart``).
 
+Full-text indexing (SQLite). FTS5 writes a segment at every commit that indexed something: ~30 µs
+plus ~0.4 µs a distinct trigram, 127 µs for a call of 300 characters alone in its transaction
+against 20 µs in a batch of 100 (docs/performance.md). So the calls a batch ends are listed in
+``llm_calls_unindexed`` (``RowBatch.defer_index``) and indexed together in a later batch: once
+``INDEX_BATCH`` are listed, ``INDEX_DELAY_S`` after the first of them, at each ``flush`` and at the
+shutdown, and at the writer's first batch (what a writer that stopped left listed). Meanwhile a
+search takes them for calls in flight (``exporter.search_matches``): a call is found once it is
+indexed, at most ``INDEX_DELAY_S`` after its end is written.
+
 Usage (``exporter.store.SpanStore`` does this for you)::
 
     writer = StoreWriter(lambda: ready_database(url), jobs=[Job("retention", 3600, retention)])
@@ -66,6 +75,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import queue
 import socket
@@ -93,6 +103,11 @@ LINGER_S = 0.02
 within which a change must be visible)."""
 HEARTBEAT_S = 1.0
 """Seconds between two scheduler snapshot upserts."""
+INDEX_DELAY_S = 1.0
+"""Most seconds an ended call stays unindexed for full-text search (its end written, listed in
+``llm_calls_unindexed``) before the writer indexes the calls listed."""
+INDEX_BATCH = 500
+"""Calls listed unindexed that make the writer index them at its next batch."""
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 5.0
 """Seconds to wait before retrying a failed batch: doubled per failure, between these bounds."""
@@ -350,6 +365,8 @@ class StoreWriter:
         backoff = 0.0
         failing_since: float | None = None
         next_heartbeat = 0.0
+        index_due = 0.0  # when the calls listed unindexed are indexed: the first batch indexes what is left
+        unindexed = 0
         job_due = dict.fromkeys(self._jobs, 0.0)
         job_thread: threading.Thread | None = None
         stopping = False
@@ -357,12 +374,14 @@ class StoreWriter:
 
         while not stopping:
             if not pending and not markers:
-                stopping = self._take(pending, markers, max(0.0, next_heartbeat - time.monotonic()))
+                wake_at = min(next_heartbeat, index_due)
+                stopping = self._take(pending, markers, max(0.0, wake_at - time.monotonic()))
             drops.check(self._refused, self._queue.qsize(), self._queue_size)
             heartbeat = bool(markers) or time.monotonic() >= next_heartbeat
-            if pending or heartbeat:
+            index = bool(markers) or stopping or time.monotonic() >= index_due
+            if pending or heartbeat or index:
                 try:
-                    self._write(store, pending, heartbeat)
+                    listed = self._write(store, pending, heartbeat, index)
                 except Exception as exc:  # the database is unavailable: keep the batch, back off
                     self._failing = True
                     self._note_error(exc)
@@ -377,6 +396,12 @@ class StoreWriter:
                 self._written_out(pending, markers)
                 if heartbeat:
                     next_heartbeat = time.monotonic() + HEARTBEAT_S
+                if index:
+                    index_due, unindexed = math.inf, 0
+                if listed:
+                    unindexed += listed
+                    first_due = time.monotonic() + INDEX_DELAY_S
+                    index_due = time.monotonic() if unindexed >= INDEX_BATCH else min(index_due, first_due)
             if job_thread is None or not job_thread.is_alive():
                 try:
                     job_thread = self._start_due_jobs(job_due)
@@ -474,12 +499,17 @@ class StoreWriter:
                 continue
             self._wake.wait(left)
 
-    def _write(self, store: _connection.StoreFile, pending: list[Record], heartbeat: bool) -> None:
-        """Write ``pending`` (and a heartbeat) in one transaction; raises when the database fails.
+    def _write(
+        self, store: _connection.StoreFile, pending: list[Record], heartbeat: bool, index: bool
+    ) -> int:
+        """Write ``pending`` (and a heartbeat) in one transaction, the calls it ends listed to be
+        indexed later, or (``index``) indexed with those listed; raises when the database fails.
+        Returns how many ended calls it listed (SQLite).
 
         Records whose mapping fails, or that the database refuses, are dropped from ``pending``.
         """
         batch = self._map(pending)
+        batch.defer_index, batch.index_deferred = True, index
         with self._lock:
             batch.losses = list(self._file_losses)
         episode = None
@@ -490,13 +520,15 @@ class StoreWriter:
                 batch.losses.append(episode.row)
             with self._lock:
                 batch.closings = list(self._closings.values())
+        listed = len(batch.finals) if store.statements.fts and not index else 0
         try:
             store.write(batch)
         except Exception as exc:
             if _connection.is_fault(exc):
                 raise
             self._note_error(exc, "the database refused a batch; writing its records one by one")
-            self._write_one_by_one(store, pending)
+            self._write_one_by_one(store, pending)  # each call indexed in its own transaction
+            listed = 0
             if heartbeat:
                 self._write_heartbeat(store, batch)
         with self._lock:
@@ -512,6 +544,7 @@ class StoreWriter:
             store.write(RowBatch(losses=replaced))
             with self._lock:
                 del self._file_losses[: len(replaced)]
+        return listed
 
     def _episode_now(self) -> _Episode | None:
         """The row of the episode of drops going on (or just ended), or None when nothing was dropped."""

@@ -14,7 +14,10 @@ import peewee
 import pytest
 from opentelemetry.sdk.trace import Tracer, TracerProvider
 
-from exporter import migrate, open_database
+from exporter import migrate, open_database, queries
+from exporter import writer as writer_module
+from exporter._sql import DEFER_INDEX_SQL, unindex
+from exporter.migrations import UNINDEXED_TABLE
 from exporter.records import CallNotice, EndedSpan, Record
 from exporter.writer import Job, StoreWriter, current_process
 from tests.exporter.call_spans import T0, finish, full_call, start_call
@@ -304,3 +307,81 @@ def test_shutdown_while_failing_counts_only_records_as_dropped(
     stats = writer.stats()
     assert (stats["queued"], stats["written"], stats["dropped"]) == (0, 0, 3)
     assert not writer.flush(0.1)
+
+
+# Full-text indexing in batches
+
+
+def _found(q: str) -> set[str]:
+    return {item["call_id"] for item in queries.list_calls(q=q, page_size=100)["items"]}
+
+
+def _listed(store: peewee.Database) -> int:
+    return count(store, f'SELECT count(*) FROM "{UNINDEXED_TABLE}"')
+
+
+def test_an_ended_call_is_found_once_the_writer_indexes_its_batch(
+    tracer: Tracer,
+    store: peewee.Database,
+    make_writer: Callable[..., StoreWriter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its end is written and it is listed unindexed; a search, whose matches are kept, does not
+    find it yet; a flush indexes what is listed, and the same search then finds it."""
+    monkeypatch.setattr(writer_module, "INDEX_DELAY_S", 3600.0)
+    writer = make_writer()
+    writer.put(ended(tracer, "first"))
+    assert writer.flush(5)
+    assert _found("Paris") == {"first"}  # kept for the next query of the term
+
+    writer.put(ended(tracer, "second"))
+    until(lambda: count(store, "SELECT count(*) FROM llm_calls WHERE call_id = 'second'"), writer.stats)
+
+    assert _listed(store) == 1
+    assert _found("Paris") == {"first"}
+    assert writer.flush(5)
+    assert _listed(store) == 0
+    assert _found("Paris") == {"first", "second"}
+
+
+def test_the_writer_indexes_what_it_listed_after_a_delay_or_a_batch_of_calls(
+    tracer: Tracer,
+    store: peewee.Database,
+    make_writer: Callable[..., StoreWriter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(writer_module, "INDEX_DELAY_S", 0.3)
+    writer = make_writer()
+    assert writer.flush(5)
+    writer.put(ended(tracer, "waited"))
+
+    until(lambda: _found("Paris") == {"waited"}, writer.stats)  # no flush: the delay ran out
+
+    monkeypatch.setattr(writer_module, "INDEX_DELAY_S", 3600.0)
+    monkeypatch.setattr(writer_module, "INDEX_BATCH", 3)
+    writer.put(ended(tracer, "one"))
+    assert writer.flush(5)  # the delay starts again with the next call listed
+    for call_id in ("two", "three", "four"):
+        writer.put(ended(tracer, call_id))
+
+    until(lambda: _found("Paris") == {"waited", "one", "two", "three", "four"}, writer.stats)
+    assert _listed(store) == 0
+
+
+def test_a_writer_indexes_the_calls_another_one_left_listed(
+    tracer: Tracer, store: peewee.Database, make_writer: Callable[..., StoreWriter]
+) -> None:
+    """As a writer that stopped (killed) before indexing them leaves them: listed, not indexed."""
+    first = make_writer()
+    first.put(ended(tracer, "left"))
+    assert first.flush(5)
+    first.shutdown(5)
+    with store.atomic():
+        unindex(store.cursor(), '["left"]')
+        store.execute_sql(DEFER_INDEX_SQL, ('["left"]',))
+    assert _found("Paris") == set()
+
+    second = make_writer()
+
+    until(lambda: _found("Paris") == {"left"}, second.stats)
+    assert _listed(store) == 0

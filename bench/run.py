@@ -174,14 +174,13 @@ WHY: dict[int, str] = {
     1: "the store's SQLite work runs in the app's process: ~180 µs of writer CPU a mock call "
     "(the upsert into 11 indexes, the rollup log, events, the full-text index, the commit), more "
     "than openai-v2's whole instrumentation (see below)",
-    2: "as target 1, and the full-text index of a 3 KB call costs the writer 140-400 µs of CPU, by "
-    "how many calls a transaction holds: FTS5 writes a segment of the transaction's distinct "
-    "trigrams at every commit (docs/performance.md, the index's price per transaction)",
+    2: "as target 1, and the full-text index of a 3 KB call costs the writer ~140 µs of CPU even "
+    "indexed 100 at a time (since 2026-12-03; ~400 µs alone in a transaction: docs/performance.md, "
+    "the index's price per transaction)",
     3: "llm-otel alone costs within ~2 µs a chunk of openai-v2 (the stream proxy and the "
     "accumulator, which keeps the text); what the store adds is the writer's work a call, not a "
     "chunk: a 210-chunk stream outlasts the writer's 20 ms batch, so its records go in more, "
-    "smaller transactions than a 10-chunk one's, each with a full-text segment (docs/performance.md, "
-    "per streamed chunk)",
+    "smaller transactions than a 10-chunk one's (docs/performance.md, per streamed chunk)",
     8: "`live-apart` writes each call's rows twice (queued, then ended), at the rate `raw-apart` "
     "writes the same rows plainly: the second write moves the call's entries in the ten indexes "
     "that hold its status, and rewrites its body and its rollup log entry",

@@ -596,14 +596,7 @@ def test_a_window_without_a_whole_hour_is_read_from_the_calls_exactly(
     """The last hour, 37 minutes into one: its calls read, its percentiles exact, however few calls
     the rollups would take to read from the rows."""
     exact = queries.status_aggregates(HOUR, now_ms=NOW)
-    monkeypatch.setattr(queries, "EXACT_UP_TO", 0)
-    tables: list[str] = []
-    real = rollups.rolled
-    monkeypatch.setattr(
-        rollups,
-        "rolled",
-        lambda database, table, *args, **kw: tables.append(table) or real(database, table, *args, **kw),
-    )
+    tables = _rollups_read_always(monkeypatch)
 
     assert queries.status_aggregates(HOUR, now_ms=NOW) == exact
     assert exact["total"] > 0

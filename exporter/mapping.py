@@ -163,7 +163,8 @@ class RowBatch:
     """SQLite: the calls ended here are listed in ``llm_calls_unindexed`` rather than indexed for
     full-text search in this transaction (``exporter.writer`` indexes them in batches)."""
     index_deferred: bool = False
-    """SQLite: also index the ended calls that ``llm_calls_unindexed`` lists, and empty it."""
+    """SQLite: also index the ended calls that ``llm_calls_unindexed`` lists, and empty it (the
+    writer then indexes the calls ended here at once: ``defer_index`` off)."""
     first_written: set[str] = field(default_factory=set)
     """Calls queued in this batch whose end is in it too (``exporter.writer``: their live records
     are left out): no row of theirs was stored before, so their final rows are not looked up to

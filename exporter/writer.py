@@ -512,7 +512,7 @@ class StoreWriter:
         Records whose mapping fails, or that the database refuses, are dropped from ``pending``.
         """
         batch = self._map(pending)
-        batch.defer_index, batch.index_deferred = True, index
+        batch.defer_index, batch.index_deferred = not index, index
         with self._lock:
             batch.losses = list(self._file_losses)
         episode = None
@@ -523,7 +523,7 @@ class StoreWriter:
                 batch.losses.append(episode.row)
             with self._lock:
                 batch.closings = list(self._closings.values())
-        listed = len(batch.finals) if store.statements.fts and not index else 0
+        listed = len(batch.finals) if store.statements.fts and batch.defer_index else 0
         try:
             store.write(batch)
         except Exception as exc:
@@ -532,6 +532,8 @@ class StoreWriter:
             self._note_error(exc, "the database refused a batch; writing its records one by one")
             self._write_one_by_one(store, pending)  # each call indexed in its own transaction
             listed = 0
+            if index:  # what earlier batches listed
+                store.write(RowBatch(index_deferred=True))
             if heartbeat:
                 self._write_heartbeat(store, batch)
         with self._lock:

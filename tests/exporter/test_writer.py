@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import Tracer, TracerProvider
 
 from exporter import migrate, open_database, queries
 from exporter import writer as writer_module
-from exporter._sql import DEFER_INDEX_SQL, unindex
+from exporter._sql import DEFER_INDEX_SQL, index_deferred, unindex
 from exporter.migrations import UNINDEXED_TABLE
 from exporter.records import CallNotice, EndedSpan, Record
 from exporter.writer import Job, StoreWriter, current_process
@@ -385,3 +385,26 @@ def test_a_writer_indexes_the_calls_another_one_left_listed(
 
     until(lambda: _found("Paris") == {"left"}, second.stats)
     assert _listed(store) == 0
+
+
+def test_a_listed_call_gone_or_in_flight_again_is_not_indexed_and_leaves_the_list(
+    tracer: Tracer, store: peewee.Database, make_writer: Callable[..., StoreWriter]
+) -> None:
+    """A rowid listed for a call since deleted names nothing; one given again to a call in flight
+    must not be indexed before its end (its response would never be)."""
+    writer = make_writer()
+    writer.put(ended(tracer, "again"))
+    assert writer.flush(5)
+    writer.shutdown(5)
+    with store.atomic():
+        unindex(store.cursor(), '["again"]')
+        store.execute_sql("UPDATE llm_calls SET status = 'running' WHERE call_id = 'again'")
+        store.execute_sql(DEFER_INDEX_SQL, ('["again"]',))
+        store.execute_sql(f'INSERT INTO "{UNINDEXED_TABLE}" (call_rowid) VALUES (999999)')
+    assert _listed(store) == 2
+
+    with store.atomic():
+        index_deferred(store.cursor())
+
+    assert _listed(store) == 0
+    assert count(store, "SELECT count(*) FROM llm_calls_fts_docsize") == 0

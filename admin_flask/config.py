@@ -119,7 +119,8 @@ SETTINGS: tuple[Setting, ...] = (
         0.05,
         _float,
         "PostgreSQL: how often the live feed reads new events while clients are connected (on SQLite it "
-        "asks every 5 ms whether another connection committed, and reads only then)",
+        "asks every 5 ms whether another connection committed, every 50 ms after a second without "
+        "events, and reads only then)",
     ),
     Setting(
         "LLM_OTEL_ADMIN_STATUS_INTERVAL_S", 5.0, _float, "how often the websocket sends an llm.status message"

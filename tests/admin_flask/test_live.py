@@ -18,7 +18,7 @@ import pytest
 import simple_websocket
 
 from admin_flask import create_app
-from admin_flask.feed import READ_LIMIT
+from admin_flask.feed import QUIET_AFTER_S, QUIET_PROBE_S, READ_LIMIT
 from exporter import prune
 from llm_otel.testing import FakeOpenAI
 from tests.admin_flask.conftest import FAST_FEED, TOKEN, Admin, ChildWriter, Store
@@ -112,6 +112,31 @@ def test_the_feed_reads_the_store_only_after_a_commit(
     finally:
         child.close()
     assert stats.ticks > reads
+
+
+def test_a_quiet_feed_asks_for_commits_less_often_and_still_delivers(
+    serve: Any, store: Store, fake_openai: FakeOpenAI
+) -> None:
+    """Once no read has found an event for ``QUIET_AFTER_S``, the reader asks every
+    ``QUIET_PROBE_S`` (not every 5 ms: ~200 times a second, ~3% of a core idle); the next call
+    still reaches the client."""
+    admin = serve(
+        create_app(db=store.url, token=TOKEN, config={"LLM_OTEL_ADMIN_STATUS_INTERVAL_S": 60}), Admin
+    )
+    ws = admin.live()
+    messages_until(ws, lambda messages: any(m["type"] == "llm.status" for m in messages))
+    stats = admin.state.feed.stats
+    time.sleep(QUIET_AFTER_S + 0.5)  # no call: nothing for the clients
+    probes, started = stats.unchanged, time.monotonic()
+    time.sleep(2.0)
+    rate = (stats.unchanged - probes) / (time.monotonic() - started)
+    assert 0 < rate <= 1.5 / QUIET_PROBE_S, f"{rate:.0f} probes a second while quiet"
+    child = ChildWriter(store.url, fake_openai.base_url)
+    try:
+        child.call("after-the-quiet")
+        messages_until(ws, call_ended("after-the-quiet"))
+    finally:
+        child.close()
 
 
 def test_the_long_poll_sees_the_other_process_too(admin: Admin, child: ChildWriter, store: Store) -> None:

@@ -1307,21 +1307,22 @@ class _Plan:
         self, conditions: list[Expression], *, keys_only: bool = False, with_rowid: bool = False
     ) -> Select:
         """The query of (call_id, enqueued_at[, timing][, rowid]) of the matching calls in order (no
-        limit yet); ``keys_only``: of their sort keys, in the order of the keys alone."""
+        limit yet); ``keys_only``: of ([timing,] enqueued_at[, rowid]), in the order of those keys
+        alone (ties in any order), which the index read holds: no row is looked up for the
+        ``call_id`` that breaks ties."""
         column = _SORT_COLUMNS.get(self.sort)
+
+        def columns() -> Select:
+            return _key_columns(column, with_rowid) if keys_only else _page_columns(column, with_rowid)
+
         if self.arms and len(self.statuses) > 1:
-            arms = [
-                _where(_page_columns(column, with_rowid), [*conditions, _status_is((one,))])
-                for one in self.statuses
-            ]
-            return reduce(operator.add, arms).order_by(*_compound_order(column))
+            arms = [_where(columns(), [*conditions, _status_is((one,))]) for one in self.statuses]
+            order = _compound_order(column)
+            return reduce(operator.add, arms).order_by(*(order[:-1] if keys_only else order))
         if self.statuses:
             conditions = [*conditions, _status_is(self.statuses, unindexed="status" in self.unindexed)]
         order = _order(column, sorted_here=self.sorted_here)
-        if keys_only:
-            keys = [LLMCall._meta.fields[column]] if column else []
-            return _where(LLMCall.select(*keys, LLMCall.enqueued_at), conditions).order_by(*order[:-1])
-        return _where(_page_columns(column, with_rowid), conditions).order_by(*order)
+        return _where(columns(), conditions).order_by(*(order[:-1] if keys_only else order))
 
     def page(self, conditions: list[Expression], offset: int, limit: int) -> Select:
         """The query of the ``limit`` calls after the first ``offset``."""
@@ -1425,21 +1426,38 @@ def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tupl
         known = replace(selection, matched=matches.rowids)
         plan = _plan(known, sort, reach=reach, total=total)
         return [row[0] for row in db.execute(plan.page(plan.conditions(known), offset, limit))], total
-    # Walk the calls the other filters select in the list's order, keeping the matches.
+    # Walk the calls the other filters select in the order of the sort keys, from the index alone,
+    # keeping the matches up to the page's last key with all its ties; then order the ties.
     plan = _walk_plan(others, sort)
-    cursor = db.execute(plan.ordered(plan.conditions(others), with_rowid=True))
-    ids: list[str] = []
+    cursor = db.execute(plan.ordered(plan.conditions(others), keys_only=True, with_rowid=True))
+    kept: list[tuple[Any, ...]] = []  # (sort keys..., rowid) of the matches, in key order
     bits = matches.bits  # every rowid walked is at most ``matches.upto`` (the same snapshot)
     try:
         for row in cursor:
             rowid = row[-1]
             if bits[rowid >> 3] >> (rowid & 7) & 1:
-                ids.append(row[0])
-                if len(ids) == reach:
+                if len(kept) >= reach and row[:-1] != kept[-1][:-1]:
                     break
+                kept.append(row)
     finally:
         cursor.close()
-    return ids[offset:], total
+    return _ties_ordered(kept)[offset:reach], total
+
+
+def _ties_ordered(walked: list[tuple[Any, ...]]) -> list[str]:
+    """The call ids of ``walked`` (rows of sort keys and a rowid, in the order of the keys) in the
+    list's order: calls of equal keys by ``call_id``, descending."""
+    if not walked:
+        return []
+    sql = "SELECT rowid, call_id FROM llm_calls WHERE rowid IN (SELECT value FROM json_each(?))"
+    ids = dict(db.execute_sql(sql, (json.dumps([row[-1] for row in walked]),)).fetchall())
+    groups, previous = [], None
+    for row in walked:
+        groups.append(len(groups) if row[:-1] != previous else groups[-1])
+        previous = row[:-1]
+    ranked = sorted(range(len(walked)), key=lambda i: ids[walked[i][-1]], reverse=True)
+    ranked.sort(key=groups.__getitem__)  # stable: by key group, then call_id descending within it
+    return [ids[walked[i][-1]] for i in ranked]
 
 
 def _search_term(q: str) -> Term | None:
@@ -1565,6 +1583,13 @@ def _page_columns(column: str | None, with_rowid: bool = False) -> Select:
     sort_columns = [LLMCall._meta.fields[column]] if column else []
     rowid = [_ROWID.alias("call_rowid")] if with_rowid else []
     return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at, *sort_columns, *rowid)
+
+
+def _key_columns(column: str | None, with_rowid: bool = False) -> Select:
+    """The sort keys of the list's order but the ``call_id`` that breaks its ties."""
+    sort_columns = [LLMCall._meta.fields[column]] if column else []
+    rowid = [_ROWID.alias("call_rowid")] if with_rowid else []
+    return LLMCall.select(*sort_columns, LLMCall.enqueued_at, *rowid)
 
 
 def _order(column: str | None, *, sorted_here: bool = False) -> tuple[Ordering, ...]:

@@ -181,9 +181,10 @@ WHY: dict[int, str] = {
     "accumulator, which keeps the text); what the store adds is the writer's work a call, not a "
     "chunk: a 210-chunk stream outlasts the writer's 20 ms batch, so its records go in more, "
     "smaller transactions than a 10-chunk one's (docs/performance.md, per streamed chunk)",
-    8: "`live-apart` writes each call's rows twice (queued, then ended), at the rate `raw-apart` "
-    "writes the same rows plainly: the second write moves the call's entries in the ten indexes "
-    "that hold its status, and rewrites its body and its rollup log entry",
+    8: "`live-apart` writes each call's rows twice (queued, then ended), which `raw` never does: the "
+    "same two writes made plainly (`raw-apart`) are themselves ~0.82x of `raw` (the second write moves "
+    "the call's entries in the ten indexes that hold its status, and rewrites its body and its rollup "
+    "log entry); the store adds its mapping and merges to that (0.86-0.99x of `raw-apart` in runs here)",
     10: "at 1M retention completes (a day, ~130k calls, in 595-671 s beside the app on a quiet machine): "
     "the longest waits are single merge steps of the short-query index (67-92 ms for one page: where a "
     "deleted day's entries cancel against the oldest segment FTS5 writes nothing, and reads through a "

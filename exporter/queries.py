@@ -106,6 +106,7 @@ selected call is counted here), on a new store and after each retention run or c
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import math
 import operator
@@ -1311,18 +1312,20 @@ class _Plan:
         alone (ties in any order), which the index read holds: no row is looked up for the
         ``call_id`` that breaks ties."""
         column = _SORT_COLUMNS.get(self.sort)
-
-        def columns() -> Select:
-            return _key_columns(column, with_rowid) if keys_only else _page_columns(column, with_rowid)
-
         if self.arms and len(self.statuses) > 1:
-            arms = [_where(columns(), [*conditions, _status_is((one,))]) for one in self.statuses]
+            arms = [
+                _where(
+                    _page_columns(column, with_rowid, keys_only=keys_only), [*conditions, _status_is((one,))]
+                )
+                for one in self.statuses
+            ]
             order = _compound_order(column)
             return reduce(operator.add, arms).order_by(*(order[:-1] if keys_only else order))
         if self.statuses:
             conditions = [*conditions, _status_is(self.statuses, unindexed="status" in self.unindexed)]
         order = _order(column, sorted_here=self.sorted_here)
-        return _where(columns(), conditions).order_by(*(order[:-1] if keys_only else order))
+        columns = _page_columns(column, with_rowid, keys_only=keys_only)
+        return _where(columns, conditions).order_by(*(order[:-1] if keys_only else order))
 
     def page(self, conditions: list[Expression], offset: int, limit: int) -> Select:
         """The query of the ``limit`` calls after the first ``offset``."""
@@ -1426,8 +1429,9 @@ def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tupl
         known = replace(selection, matched=matches.rowids)
         plan = _plan(known, sort, reach=reach, total=total)
         return [row[0] for row in db.execute(plan.page(plan.conditions(known), offset, limit))], total
-    # Walk the calls the other filters select in the order of the sort keys, from the index alone,
-    # keeping the matches up to the page's last key with all its ties; then order the ties.
+    # Walk the calls the other filters select in the order of the sort keys (without the call_id
+    # that breaks their ties: no row looked up for it), keeping the matches up to the page's last
+    # key with all its ties; then order the ties.
     plan = _walk_plan(others, sort)
     cursor = db.execute(plan.ordered(plan.conditions(others), keys_only=True, with_rowid=True))
     kept: list[tuple[Any, ...]] = []  # (sort keys..., rowid) of the matches, in key order
@@ -1441,23 +1445,27 @@ def _searched(selection: _Selection, sort: str, offset: int, limit: int) -> tupl
                 kept.append(row)
     finally:
         cursor.close()
-    return _ties_ordered(kept)[offset:reach], total
+    return _page_in_order(kept, offset, limit), total
 
 
-def _ties_ordered(walked: list[tuple[Any, ...]]) -> list[str]:
-    """The call ids of ``walked`` (rows of sort keys and a rowid, in the order of the keys) in the
-    list's order: calls of equal keys by ``call_id``, descending."""
-    if not walked:
+def _page_in_order(walked: list[tuple[Any, ...]], offset: int, limit: int) -> list[str]:
+    """The call ids of the page of ``walked`` (rows of sort keys and a rowid, in the order of the
+    keys) after its first ``offset``, in the list's order: calls of equal keys by ``call_id``,
+    descending. Only the key groups the page reaches into are looked up."""
+    groups = [list(tied) for _, tied in itertools.groupby(walked, key=lambda row: row[:-1])]
+    first = 0
+    while first < len(groups) and offset >= len(groups[first]):
+        offset -= len(groups[first])
+        first += 1
+    rowids = [row[-1] for tied in groups[first:] for row in tied]
+    if not rowids:
         return []
-    sql = "SELECT rowid, call_id FROM llm_calls WHERE rowid IN (SELECT value FROM json_each(?))"
-    ids = dict(db.execute_sql(sql, (json.dumps([row[-1] for row in walked]),)).fetchall())
-    groups, previous = [], None
-    for row in walked:
-        groups.append(len(groups) if row[:-1] != previous else groups[-1])
-        previous = row[:-1]
-    ranked = sorted(range(len(walked)), key=lambda i: ids[walked[i][-1]], reverse=True)
-    ranked.sort(key=groups.__getitem__)  # stable: by key group, then call_id descending within it
-    return [ids[walked[i][-1]] for i in ranked]
+    query = LLMCall.select(_ROWID, LLMCall.call_id).where(_ROWID.in_(_json_rowids(rowids)))
+    ids = dict(db.execute(query).fetchall())
+    ordered = [
+        call_id for tied in groups[first:] for call_id in sorted((ids[row[-1]] for row in tied), reverse=True)
+    ]
+    return ordered[offset : offset + limit]
 
 
 def _search_term(q: str) -> Term | None:
@@ -1579,17 +1587,14 @@ def _row_estimate() -> int:
     return db.execute_sql(sql).fetchone()[0] or 0
 
 
-def _page_columns(column: str | None, with_rowid: bool = False) -> Select:
+def _page_columns(column: str | None, with_rowid: bool = False, *, keys_only: bool = False) -> Select:
+    """(call_id, enqueued_at[, timing][, rowid]); ``keys_only``: ([timing,] enqueued_at[, rowid]),
+    the sort keys without the ``call_id`` that breaks their ties."""
     sort_columns = [LLMCall._meta.fields[column]] if column else []
     rowid = [_ROWID.alias("call_rowid")] if with_rowid else []
+    if keys_only:
+        return LLMCall.select(*sort_columns, LLMCall.enqueued_at, *rowid)
     return LLMCall.select(LLMCall.call_id, LLMCall.enqueued_at, *sort_columns, *rowid)
-
-
-def _key_columns(column: str | None, with_rowid: bool = False) -> Select:
-    """The sort keys of the list's order but the ``call_id`` that breaks its ties."""
-    sort_columns = [LLMCall._meta.fields[column]] if column else []
-    rowid = [_ROWID.alias("call_rowid")] if with_rowid else []
-    return LLMCall.select(*sort_columns, LLMCall.enqueued_at, *rowid)
 
 
 def _order(column: str | None, *, sorted_here: bool = False) -> tuple[Ordering, ...]:

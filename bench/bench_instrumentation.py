@@ -3,9 +3,9 @@ targets 1-3), and the store's hand-off on the app's thread (DESIGN §9).
 
 Usage::
 
-    .venv/bin/python bench/bench_instrumentation.py                 # every case, ~10 min
-    .venv/bin/python bench/bench_instrumentation.py --quick         # a look, ~2 min
-    .venv/bin/python bench/bench_instrumentation.py --only mock     # mock | http | stream | handoff
+    .venv/bin/python bench/bench_instrumentation.py                 # every case, ~16 min
+    .venv/bin/python bench/bench_instrumentation.py --quick         # a look, ~4 min
+    .venv/bin/python bench/bench_instrumentation.py --only mock     # mock | http | stream | paced | handoff
     .venv/bin/python bench/bench_instrumentation.py --tree before=/tmp/old-checkout   # + that code
     .venv/bin/python bench/bench_instrumentation.py --profile llm-otel+store --case mock
     .venv/bin/python bench/bench_instrumentation.py --own-work --tree before=/tmp/old-checkout
@@ -31,6 +31,10 @@ Cases (each an ``openai.OpenAI`` client, as an app would use it):
 - ``stream`` (target 3): streamed chat calls over the mock transport, of ``SHORT`` and of ``LONG``
   content chunks; CPU per chunk = (CPU of a long stream − CPU of a short one) / (LONG − SHORT), so
   the per-call work cancels out.
+- ``paced``: the ``mock`` call made ``PACE_S`` apart, as an app's calls come (not a target: what a
+  call costs when it is alone in its transaction). Back to back, the store's writer takes ~20 calls
+  a transaction; here each call is one transaction, and every cache is cold when it runs: the
+  sleep is not CPU, so the figures stay CPU per call.
 
 Variants: ``baseline`` (no instrumentation); ``openai-v2`` (content off, its default);
 ``openai-v2+content`` (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=span_only``: the
@@ -108,10 +112,12 @@ STREAM_BATCH = 20
 """Streams of one length measured in a row, alternating with the other length."""
 VARIANTS = ("baseline", "openai-v2", "openai-v2+content", "llm-otel", "llm-otel+store")
 REFERENCE = "openai-v2"
-CASES = ("mock", "http", "stream")
-FULL = {"mock": (15, 1500), "http": (12, 1000), "stream": (12, 200)}
+CASES = ("mock", "http", "stream", "paced")
+FULL = {"mock": (15, 1500), "http": (12, 1000), "stream": (12, 200), "paced": (8, 200)}
 """Rounds and calls per process of each case (``--quick``: ``QUICK``)."""
-QUICK = {"mock": (5, 600), "http": (4, 400), "stream": (4, 80)}
+QUICK = {"mock": (5, 600), "http": (4, 400), "stream": (4, 80), "paced": (3, 100)}
+PACE_S = 0.03
+"""Seconds between two calls of the ``paced`` case: longer than the writer's linger (20 ms)."""
 
 WORDS_EN = (
     "report",
@@ -270,6 +276,13 @@ def _calls(case: str, base_url: str | None) -> tuple[Any, dict[str, Callable[[],
     client = _mock_client()
     if case == "mock":
         return client, {"call": lambda: client.chat.completions.create(**SHORT_REQUEST)}
+    if case == "paced":
+
+        def paced() -> None:
+            client.chat.completions.create(**SHORT_REQUEST)
+            time.sleep(PACE_S)
+
+        return client, {"call": paced}
     return client, {"short": _streamed(client, SHORT), "long": _streamed(client, LONG)}
 
 
@@ -605,6 +618,7 @@ def case_markdown(result: CaseResult) -> str:
     what = {
         "mock": "non-streaming chat over `httpx2.MockTransport` (~300 characters of text)",
         "http": "non-streaming chat over real HTTP to the fake server (~3 KB of text per call)",
+        "paced": f"the mock call made {PACE_S * 1000:.0f} ms apart (each call its own store transaction)",
         "stream": (
             f"streamed chat over `httpx2.MockTransport`, per content chunk ((CPU of a {LONG}-chunk "
             f"stream − a {SHORT}-chunk one) / {LONG - SHORT})"

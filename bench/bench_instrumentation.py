@@ -3,7 +3,7 @@ targets 1-3), and the store's hand-off on the app's thread (DESIGN §9).
 
 Usage::
 
-    .venv/bin/python bench/bench_instrumentation.py                 # every case, ~16 min
+    .venv/bin/python bench/bench_instrumentation.py                 # every case, ~27 min
     .venv/bin/python bench/bench_instrumentation.py --quick         # a look, ~4 min
     .venv/bin/python bench/bench_instrumentation.py --only mock     # mock | http | stream | paced | handoff
     .venv/bin/python bench/bench_instrumentation.py --tree before=/tmp/old-checkout   # + that code
@@ -117,7 +117,7 @@ FULL = {"mock": (15, 1500), "http": (12, 1000), "stream": (12, 200), "paced": (8
 """Rounds and calls per process of each case (``--quick``: ``QUICK``)."""
 QUICK = {"mock": (5, 600), "http": (4, 400), "stream": (4, 80), "paced": (3, 100)}
 PACE_S = 0.03
-"""Seconds between two calls of the ``paced`` case: longer than the writer's linger (20 ms)."""
+"""Seconds between two calls of the ``paced`` case: longer than ``exporter.writer.LINGER_S``."""
 
 WORDS_EN = (
     "report",
@@ -277,12 +277,7 @@ def _calls(case: str, base_url: str | None) -> tuple[Any, dict[str, Callable[[],
     if case == "mock":
         return client, {"call": lambda: client.chat.completions.create(**SHORT_REQUEST)}
     if case == "paced":
-
-        def paced() -> None:
-            client.chat.completions.create(**SHORT_REQUEST)
-            time.sleep(PACE_S)
-
-        return client, {"call": paced}
+        return client, {"call": lambda: (client.chat.completions.create(**SHORT_REQUEST), time.sleep(PACE_S))}
     return client, {"short": _streamed(client, SHORT), "long": _streamed(client, LONG)}
 
 

@@ -61,12 +61,13 @@ connection holds it with ``BEGIN EXCLUSIVE``; p50, p99 and max per hook and per 
 ``--profile VARIANT`` runs ``--calls`` calls of one variant of ``--case`` under cProfile (every
 thread's functions of llm_otel, opentelemetry, exporter, wrapt, by own time).
 
-``--writer-replay`` (with ``--case``, ``--calls``, ``--batch`` or ``--apart``, ``--rounds``,
-``--tree``) measures the store writer's own work: the records the case's calls hand the store are
-captured, then replayed alone into a fresh store in batches of ``--batch`` calls (``--apart N``:
-the live records of N calls, then their ends, as calls longer than a batch are written), the
-thread CPU per call of the mapping and of each statement (the commit included), each checkout in a
-process of its own, interleaved.
+``--writer-replay`` (with ``--case``, ``--calls``, ``--batch`` or ``--apart``, ``--prefill``,
+``--rounds``, ``--tree``) measures the store writer's own work: the records the case's calls hand
+the store are captured, then replayed alone into a fresh store (``--prefill N``: one already
+holding N calls) in batches of ``--batch`` calls (``--apart N``: the live records of N calls, then
+their ends, as calls longer than a batch are written), their ended calls listed and indexed
+``INDEX_BATCH`` at a time as the writer does, the thread CPU per call of the mapping and of each
+statement (the commit included), each checkout in a process of its own, interleaved.
 
 ``--own-work`` measures each instrumentation's own work on the calling thread, per ``mock`` call
 and per stream chunk, two ways the machine's load hardly moves: the Python opcodes it adds (with
@@ -829,6 +830,7 @@ def _statement_names(tree_sql: Any) -> dict[str, str]:
 
     for module, constant in (
         *((tree_sql, name) for name in ("EVENT_STATE_SQL", "TEXT_TO_INDEX_SQL", "FTS_ROW_SQL")),
+        *((tree_sql, name) for name in ("DEFER_INDEX_SQL", "DEFERRED_CALLS_SQL")),
         (tree_sql, "CJK_ROW_SQL"),
         *((migrations, name) for name in ("FTS_INDEXED_SQL", "CJK_INDEXED_SQL", "FTS_UNINDEX_SQL")),
     ):
@@ -921,6 +923,9 @@ def replay_child(spec: dict[str, Any]) -> dict[str, float]:
         def executemany(self, sql: str, rows: Any) -> Any:
             return self._timed(sql, self.cursor.executemany, rows)
 
+        def fetchone(self) -> Any:
+            return self.cursor.fetchone()
+
         def fetchall(self) -> list[Any]:
             return self.cursor.fetchall()
 
@@ -956,14 +961,28 @@ def replay_child(spec: dict[str, Any]) -> dict[str, float]:
             batches.append(records[first : end_at + 1])
             first = end_at + 1
     calls = len(batches) * per_call // (2 if spec.get("apart") else 1)
+    index_batch = getattr(writer, "INDEX_BATCH", None)  # a checkout before it indexes every batch
+    listed = 0
+
+    def rows_of(batch: list[Any]) -> Any:
+        """The batch's rows, its ended calls listed to be indexed later, or indexed with those
+        listed once ``INDEX_BATCH`` are, as the writer does."""
+        nonlocal listed
+        rows = writer.StoreWriter._map(mapper, batch)
+        if index_batch is not None:
+            rows.index_deferred = listed >= index_batch
+            rows.defer_index = not rows.index_deferred
+            listed = listed + len(rows.finals) if rows.defer_index else 0
+        return rows
+
     if not timed:
-        replay = lambda _, batch: store.write(writer.StoreWriter._map(mapper, list(batch)))  # noqa: E731
+        replay = lambda _, batch: store.write(rows_of(list(batch)))  # noqa: E731
         functools.reduce(replay, batches, None)
         return {"calls": calls}
     mapped = 0
     for batch in batches:
         start = time.thread_time_ns()
-        rows = writer.StoreWriter._map(mapper, list(batch))
+        rows = rows_of(list(batch))
         mapped += time.thread_time_ns() - start
         store.write(rows)
     result = {name: cost / calls / 1000 for name, cost in costs.items()}

@@ -528,10 +528,13 @@ DEFER_INDEX_SQL = (
 """Parameter: a JSON list of call ids, ended in this transaction: listed to be indexed later."""
 DEFERRED_CALLS_SQL = (
     f'SELECT json_group_array(c.call_id) FROM "{UNINDEXED_TABLE}" AS u '
-    f"JOIN llm_calls AS c ON c.rowid = u.call_rowid WHERE c.status NOT IN {_LIVE}"
+    f"CROSS JOIN llm_calls AS c ON c.rowid = u.call_rowid WHERE c.status NOT IN {_LIVE}"
 )
 """The ids of the ended calls listed in ``UNINDEXED_TABLE``, as a JSON list (a rowid listed for a
-call since deleted, or given again to a call in flight, names none)."""
+call since deleted, or given again to a call in flight, names none).
+
+``CROSS JOIN`` keeps the list as the outer loop: with a plain join SQLite's planner scanned every
+call and looked each up in the list (0.3 s warm at 1M calls, under the write lock)."""
 
 
 def index_deferred(cursor: DBAPICursor) -> None:

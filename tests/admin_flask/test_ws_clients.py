@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,19 @@ def server_threads() -> dict[str, int]:
     return counts
 
 
+def settled_threads() -> dict[str, int]:
+    """``server_threads()`` once it has held still for half a second: the connections an earlier
+    test closed may still be ending when the next one counts its baseline."""
+    counts, since = server_threads(), time.monotonic()
+    deadline = since + HANG_GUARD_S
+    while time.monotonic() - since < 0.5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = server_threads()
+        if now != counts:
+            counts, since = now, time.monotonic()
+    return counts
+
+
 def saw_event(event_id: int) -> Callable[[list[dict[str, Any]]], bool]:
     return lambda messages: any(message.get("event_id") == event_id for message in messages)
 
@@ -111,7 +125,7 @@ def test_fifty_clients_with_dropped_and_stuck_ones(
 ) -> None:
     caplog.set_level(logging.INFO)
     feed = admin.state.feed
-    baseline = server_threads()
+    baseline = settled_threads()
     healthy = [healthy_client(admin) for _ in range(45)]
     dropped = [raw_websocket(admin) for _ in range(4)]
     stuck = raw_websocket(admin, receive_buffer=4096)  # never reads a byte
@@ -161,7 +175,7 @@ def test_a_client_that_answers_no_ping_is_closed(store: Store, serve: Any) -> No
     options = {"ping_interval": 0.5, "max_message_size": 65536}
     app = create_app(db=store.url, token=TOKEN, config={**FAST_FEED, "SOCK_SERVER_OPTIONS": options})
     admin = serve(app, Admin)
-    baseline = server_threads()
+    baseline = settled_threads()
     silent = raw_websocket(admin)
     feed = admin.state.feed
     until(lambda: feed.counts()["subscribers"] == 1, feed.counts)

@@ -185,11 +185,12 @@ WHY: dict[int, str] = {
     "same two writes made plainly (`raw-apart`) are themselves ~0.82x of `raw` (the second write moves "
     "the call's entries in the ten indexes that hold its status, and rewrites its body and its rollup "
     "log entry); the store adds its mapping and merges to that (0.86-0.99x of `raw-apart` in runs here)",
-    10: "at 1M retention completes (a day, ~130k calls, in 595-671 s beside the app on a quiet machine): "
-    "the longest waits are single merge steps of the short-query index (67-92 ms for one page: where a "
-    "deleted day's entries cancel against the oldest segment FTS5 writes nothing, and reads through a "
-    "common character's run of a day's rowids in one step, whatever its page count); the app's writes "
-    "alone wait up to 35 ms on this machine (docs/performance.md, retention)",
+    10: "at 1M retention completes (a day, ~130k calls, in 213-671 s beside the app, by machine): the "
+    "longest waits are single merge steps of the short-query index (one page held 40 ms on the machine "
+    "of 2026-12-05, 67-92 ms on that of 12-03: where a deleted day's entries cancel against the oldest "
+    "segment FTS5 writes nothing, and reads through a common character's run of a day's rowids in one "
+    "step, whatever its page count); the app's writes alone wait 0.6-35 ms by machine "
+    "(docs/performance.md, retention)",
     4: "the first query of a term in a store's search generation checks each candidate's text "
     "(~1 µs each: the index holds no positions, migration 4); later ones, in any process, read the "
     "matches kept (migrations 10, 11); `ab` is looked up in the trigram vocabulary, its 514,637 "

@@ -527,14 +527,16 @@ DEFER_INDEX_SQL = (
 )
 """Parameter: a JSON list of call ids, ended in this transaction: listed to be indexed later."""
 DEFERRED_CALLS_SQL = (
-    f'SELECT json_group_array(c.call_id) FROM "{UNINDEXED_TABLE}" AS u '
-    f"CROSS JOIN llm_calls AS c ON c.rowid = u.call_rowid WHERE c.status NOT IN {_LIVE}"
+    f"SELECT json_group_array(c.call_id) FILTER (WHERE c.status NOT IN {_LIVE}) "
+    f'FROM "{UNINDEXED_TABLE}" AS u CROSS JOIN llm_calls AS c ON c.rowid = u.call_rowid'
 )
 """The ids of the ended calls listed in ``UNINDEXED_TABLE``, as a JSON list (a rowid listed for a
 call since deleted, or given again to a call in flight, names none).
 
-``CROSS JOIN`` keeps the list as the outer loop: with a plain join SQLite's planner scanned every
-call and looked each up in the list (0.3 s warm at 1M calls, under the write lock)."""
+Written so that SQLite reads only the listed calls (it runs under the write lock): ``CROSS JOIN``
+keeps the list the outer loop (a plain join scanned every call, looking each up in the list), and
+the status is checked in ``FILTER``, not ``WHERE``, where the planner, with ``ANALYZE``'s
+statistics, built a Bloom filter by scanning every call first (0.27-0.3 s at 1M calls; 20 µs now)."""
 
 
 def index_deferred(cursor: DBAPICursor) -> None:

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import Tracer, TracerProvider
 
 from exporter import migrate, open_database, queries
 from exporter import writer as writer_module
-from exporter._sql import DEFER_INDEX_SQL, index_deferred, unindex
+from exporter._sql import CALL_COLUMNS, DEFER_INDEX_SQL, index_deferred, unindex
 from exporter.migrations import UNINDEXED_TABLE
 from exporter.records import CallNotice, EndedSpan, Record
 from exporter.writer import Job, StoreWriter, current_process
@@ -412,17 +412,18 @@ def test_a_listed_call_gone_or_in_flight_again_is_not_indexed_and_leaves_the_lis
 
 def _steps_to_index_one_listed_call(store: peewee.Database, calls: int) -> int:
     """Hundreds of SQLite VM instructions ``index_deferred`` runs for one listed call, in a store
-    of ``calls`` ended calls (copies of the call ``seed``, unindexed)."""
-    columns = [row[1] for row in store.execute_sql("PRAGMA table_info(llm_calls)").fetchall()]
-    copied = ", ".join("'copy-' || n" if name == "call_id" else f'"{name}"' for name in columns)
+    of ``calls`` ended calls (copies of the call ``seed``, unindexed) with the planner's statistics
+    that retention keeps (``ANALYZE llm_calls``)."""
+    copied = ", ".join("'copy-' || n" if name == "call_id" else f'"{name}"' for name in CALL_COLUMNS)
     with store.atomic():
         store.execute_sql(
             "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?) "
-            f"INSERT INTO llm_calls ({', '.join(columns)}) SELECT {copied} "
+            f"INSERT INTO llm_calls ({', '.join(CALL_COLUMNS)}) SELECT {copied} "
             "FROM seq, llm_calls WHERE call_id = 'seed'",
             (calls - 1,),
         )
         store.execute_sql(DEFER_INDEX_SQL, ('["seed"]',))
+    store.execute_sql("ANALYZE llm_calls")
     steps = 0
 
     def step() -> int:

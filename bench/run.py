@@ -186,11 +186,12 @@ WHY: dict[int, str] = {
     "the call's entries in the ten indexes that hold its status, and rewrites its body and its rollup "
     "log entry); the store adds its mapping and merges to that (0.86-0.99x of `raw-apart` in runs here)",
     10: "at 1M retention completes (a day, ~130k calls, in 213-671 s beside the app, by machine): the "
-    "longest waits are single merge steps of the short-query index (one page held 40 ms on the machine "
-    "of 2026-12-05, 67-92 ms on that of 12-03: where a deleted day's entries cancel against the oldest "
-    "segment FTS5 writes nothing, and reads through a common character's run of a day's rowids in one "
-    "step, whatever its page count); the app's writes alone wait 0.6-35 ms by machine "
-    "(docs/performance.md, retention)",
+    "longest waits are single steps of retention that hold the lock: merge steps of the short-query "
+    "index (one page held 40 ms on the machine of 2026-12-05, 67-92 ms on that of 12-03: where a deleted "
+    "day's entries cancel against the oldest segment FTS5 writes nothing, and reads through a common "
+    "character's run of a day's rowids in one step, whatever its page count) and, on the slower machine "
+    "of 12-06, a step of the calls' delete (`prune_calls`, max 120.6 ms; the merge steps 86.9); the "
+    "app's writes alone wait 0.6-35 ms by machine (docs/performance.md, retention)",
     4: "the first query of a term in a store's search generation checks each candidate's text "
     "(~1 µs each: the index holds no positions, migration 4); later ones, in any process, read the "
     "matches kept (migrations 10, 11); `ab` is looked up in the trigram vocabulary, its 514,637 "
@@ -241,12 +242,12 @@ def _instrumentation(summaries: dict[str, dict[str, Any]], case: str, number: in
     ours, alone = added["llm-otel+store"], added.get("llm-otel")
     v2, content = added.get("openai-v2"), added.get("openai-v2+content")
     unit, digits = ("µs/chunk", 2) if case == "stream" else ("µs/call", 0)
-    measured = f"+{ours:.{digits}f} {unit} with the store"
+    measured = f"{ours:+.{digits}f} {unit} with the store"
     if alone is not None:
-        measured += f" (llm-otel alone +{alone:.{digits}f})"
+        measured += f" (llm-otel alone {alone:+.{digits}f})"
     if v2 is None or content is None:
         return measured, "no openai-v2 in this run"
-    measured += f"; openai-v2 +{v2:.{digits}f}, with content +{content:.{digits}f}"
+    measured += f"; openai-v2 {v2:+.{digits}f}, with content {content:+.{digits}f}"
     if number == 1:
         return measured, _verdict(ours, v2, content, unit)
     return measured, _verdict(ours / content, 1.0, None, "x") + " openai-v2+content"
